@@ -1,0 +1,405 @@
+//! The `SourceBuild` custom resource: group `sourcebuild.dev`, version `v1alpha1`.
+//!
+//! The schema carries every rule the API server can check on its own (patterns, lengths, CEL
+//! `x-kubernetes-validations`), so a bad spec is refused at `kubectl apply` time. What only the
+//! controller can check lives in [`crate::validation`].
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// API group of every resource this operator serves.
+pub const GROUP: &str = "sourcebuild.dev";
+/// Field manager used for every write the operator makes.
+pub const FIELD_MANAGER: &str = "sourcebuild-controller";
+
+/// `[A-Za-z_][A-Za-z0-9_]*`: the names a POSIX shell accepts, the same rule `s2i --env` should have.
+pub const ENV_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
+
+/// The reference grammar of `distribution/reference` (name, optional tag, optional digest),
+/// written for RE2 so the API server and the controller (`regex` crate) apply the same rule.
+pub const IMAGE_REFERENCE_PATTERN: &str = concat!(
+    "^((?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])",
+    "(?:\\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*",
+    "|\\[(?:[a-fA-F0-9:]+)\\])(?::[0-9]+)?/)?",
+    "[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*",
+    "(?:/[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*)*)",
+    "(?::([A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?",
+    "(?:@([A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9A-Fa-f]{32,}))?$"
+);
+
+/// Image label keys: reverse-DNS style, as the OCI annotation rules recommend.
+pub const LABEL_KEY_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._/-]*$";
+
+/// A Kubernetes object name (RFC 1123 subdomain) for Secrets, ConfigMaps, ServiceAccounts.
+pub const OBJECT_NAME_PATTERN: &str =
+    "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
+/// A user for the assemble step: a name or uid, optionally `:group`.
+pub const USER_PATTERN: &str = "^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$";
+
+/// A relative path inside the source: no leading `/`, no `..` segment, no empty segment.
+pub const RELATIVE_PATH_RULE: &str =
+    "!self.startsWith('/') && !self.matches('(^|/)\\\\.\\\\.(/|$)') && !self.matches('//')";
+
+/// Default for `spec.timeout`.
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// A build of a container image from source, the Source-to-Image way.
+///
+/// For each generation of the spec the controller runs one build Pod: it fetches the source,
+/// generates a Dockerfile that applies the S2I builder image and scripts, builds it with Kaniko
+/// and pushes the result. `status` records the image digest and where it came from.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "sourcebuild.dev",
+    version = "v1alpha1",
+    kind = "SourceBuild",
+    namespaced,
+    status = "SourceBuildStatus",
+    shortname = "sb",
+    category = "all",
+    derive = "PartialEq",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Image", type_ = "string", json_path = ".status.latestImage"),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Succeeded\")].reason",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceBuildSpec {
+    /// Where the source comes from.
+    pub source: Source,
+    /// The S2I builder image and how to apply it.
+    #[serde(default, skip_serializing_if = "Builder::is_empty")]
+    pub builder: Builder,
+    /// Where the built image is pushed.
+    pub output: Output,
+    /// Environment for the assemble step and the running image, like `s2i build --env`.
+    /// Applied after `.s2i/environment`, so these win.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
+    pub env: Vec<EnvVar>,
+    /// Deadline for the whole build, Pending included (Go duration, for example `30m`).
+    /// Default 30m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = kube::core::Rule::new("duration(self) > duration('0s')").message("timeout must be a positive duration"))]
+    #[x_kube(validation = kube::core::Rule::new("duration(self) <= duration('168h')").message("timeout must be at most 168h"))]
+    pub timeout: Option<kube::core::Duration>,
+    /// Layer cache kept in a registry repository, so unchanged layers are not rebuilt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<Cache>,
+    /// CPU and memory for the build (the Kaniko container).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// ServiceAccount the build Pod runs as (for image pull secrets). Its token is never mounted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253), pattern(OBJECT_NAME_PATTERN))]
+    pub service_account_name: Option<String>,
+}
+
+/// Where the source comes from: exactly one of `git`, `configMap`, `archive`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(
+    "(has(self.git) ? 1 : 0) + (has(self.configMap) ? 1 : 0) + (has(self.archive) ? 1 : 0) == 1"
+).message("exactly one of git, configMap or archive must be set"))]
+pub struct Source {
+    /// A git repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<GitSource>,
+    /// Files of a ConfigMap in this namespace: enough for a small app and its `.s2i` hooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<ConfigMapSource>,
+    /// A `.tar`, `.tar.gz` or `.tgz` archive over http(s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<ArchiveSource>,
+    /// Sub-directory of the source to build (relative, no `..`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    #[x_kube(validation = kube::core::Rule::new(RELATIVE_PATH_RULE).message("contextDir must be a relative path without '..' segments"))]
+    pub context_dir: Option<String>,
+}
+
+/// A git repository to clone.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GitSource {
+    /// Clone URL: `https://`, `http://` or `git://`.
+    #[schemars(length(min = 1, max = 2048), pattern("^(https?|git)://[^\\s]+$"))]
+    pub url: String,
+    /// Branch, tag or full commit SHA. Default: the remote's HEAD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255), pattern("^[^\\s~^:?*\\[\\\\]+$"))]
+    pub revision: Option<String>,
+    /// A `kubernetes.io/basic-auth` Secret (keys `username`, `password`) mounted into the
+    /// fetch step. The controller never reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretReference>,
+}
+
+/// Files of a ConfigMap, laid out as a ConfigMap volume would.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapSource {
+    /// Name of the ConfigMap in the SourceBuild's namespace.
+    #[schemars(length(min = 1, max = 253), pattern(OBJECT_NAME_PATTERN))]
+    pub name: String,
+    /// Which keys go where. Empty: every key becomes a file of its own name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub items: Vec<KeyToPath>,
+}
+
+/// A ConfigMap key and the path of the file it becomes.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyToPath {
+    /// The ConfigMap key.
+    #[schemars(length(min = 1, max = 253), pattern("^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+    /// Relative path of the file in the source tree, for example `.s2i/bin/assemble`.
+    #[schemars(length(min = 1, max = 1024))]
+    #[x_kube(validation = kube::core::Rule::new(RELATIVE_PATH_RULE).message("path must be a relative path without '..' segments"))]
+    pub path: String,
+}
+
+/// An archive downloaded over http(s).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveSource {
+    /// `http(s)://` URL of a `.tar`, `.tar.gz` or `.tgz`.
+    #[schemars(length(min = 1, max = 2048), pattern("^https?://[^\\s]+$"))]
+    pub url: String,
+    /// Expected sha256 of the downloaded bytes (64 hex digits). Verified when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern("^[0-9a-f]{64}$"))]
+    pub sha256: Option<String>,
+}
+
+/// A reference to a Secret in the SourceBuild's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretReference {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253), pattern(OBJECT_NAME_PATTERN))]
+    pub name: String,
+}
+
+/// The S2I builder image and how to apply it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Builder {
+    /// Builder image. Default: the operator's `--default-builder-image`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512), pattern(IMAGE_REFERENCE_PATTERN))]
+    pub image: Option<String>,
+    /// Where the stock S2I scripts are: `image:///path` inside the builder image, or an
+    /// `http(s)://` URL the fetch step downloads `assemble`, `run` and `save-artifacts` from.
+    /// Overrides the builder's `io.openshift.s2i.scripts-url` label and the source's hooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 2048),
+        pattern("^(image://(/?[A-Za-z0-9._/-]+)|https?://[^\\s]+)$")
+    )]
+    pub scripts_url: Option<String>,
+    /// User that runs assemble and the image (name or uid, optionally `:group`).
+    /// Default: the builder's `io.openshift.s2i.assemble-user` label, else its `USER`, else 1001.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), pattern(USER_PATTERN))]
+    pub assemble_user: Option<String>,
+}
+
+impl Builder {
+    fn is_empty(&self) -> bool {
+        self == &Builder::default()
+    }
+}
+
+/// Where the built image goes.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Output {
+    /// Image reference to push, for example `registry.example.com/team/app:1.0`.
+    #[schemars(length(min = 1, max = 512), pattern(IMAGE_REFERENCE_PATTERN))]
+    pub image: String,
+    /// A `kubernetes.io/dockerconfigjson` Secret with push credentials, mounted into the build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_secret_ref: Option<SecretReference>,
+    /// Labels added to the image config.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = kube::core::Rule::new("self.all(k, k.size() <= 255 && k.matches('^[A-Za-z0-9][A-Za-z0-9._/-]*$'))").message("label keys must match [A-Za-z0-9][A-Za-z0-9._/-]* and be at most 255 characters"))]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One environment variable.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvVar {
+    /// Variable name: `[A-Za-z_][A-Za-z0-9_]*`.
+    #[schemars(length(min = 1, max = 256), pattern(ENV_NAME_PATTERN))]
+    pub name: String,
+    /// Value, used as is: no variable is expanded.
+    #[serde(default)]
+    #[schemars(length(max = 32768))]
+    pub value: String,
+}
+
+/// Registry layer cache.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Cache {
+    /// Turns the cache on.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Repository for cached layers. Default: `<output repository>/cache`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512), pattern(IMAGE_REFERENCE_PATTERN))]
+    pub repo: Option<String>,
+}
+
+/// Where a build stands.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// The build Pod exists and waits for a node, an image or its fetch step.
+    Pending,
+    /// Kaniko is building.
+    Running,
+    /// The image was pushed; `status.digest` says which.
+    Succeeded,
+    /// The build ended without an image; the `Succeeded` condition says why.
+    Failed,
+}
+
+impl Phase {
+    /// Succeeded or Failed: nothing will change for this generation any more.
+    pub fn is_final(self) -> bool {
+        matches!(self, Phase::Succeeded | Phase::Failed)
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Phase::Pending => "Pending",
+            Phase::Running => "Running",
+            Phase::Succeeded => "Succeeded",
+            Phase::Failed => "Failed",
+        })
+    }
+}
+
+/// What the controller observed of the latest build.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceBuildStatus {
+    /// Where the build of `observedGeneration` stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// The spec generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The build Pod of `observedGeneration`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_name: Option<String>,
+    /// When the build started (the Pod was created).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When the build ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// `repository@sha256:...` of the last successful build. Kept while a newer build runs or
+    /// fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_image: Option<String>,
+    /// `sha256:...` digest of the last successful build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// The commit the source resolved to, or the archive's sha256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_revision: Option<String>,
+    /// The builder image the build used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builder_image: Option<String>,
+    /// sha256 of the generated Dockerfile: `sourcebuild render` shows the same bytes offline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dockerfile_sha256: Option<String>,
+    /// Tail of the build log when a build fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_snippet: Option<String>,
+    /// `Ready` (an image for the current spec is available) and `Succeeded` (the outcome of the
+    /// latest build: Unknown while it runs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+}
+
+impl SourceBuildStatus {
+    /// The condition of the given type, if set.
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
+}
+
+impl SourceBuildSpec {
+    /// The build deadline: `spec.timeout` or the 30-minute default.
+    pub fn timeout(&self) -> std::time::Duration {
+        self.timeout
+            .map(std::time::Duration::from)
+            .unwrap_or(DEFAULT_TIMEOUT)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::CustomResourceExt;
+
+    #[test]
+    fn crd_names_and_columns() {
+        let crd = SourceBuild::crd();
+        assert_eq!(
+            crd.metadata.name.as_deref(),
+            Some("sourcebuilds.sourcebuild.dev")
+        );
+        assert_eq!(crd.spec.names.short_names, Some(vec!["sb".to_string()]));
+        let columns: Vec<_> = crd.spec.versions[0]
+            .additional_printer_columns
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(columns, ["Phase", "Image", "Reason", "Age"]);
+    }
+
+    #[test]
+    fn timeout_defaults_to_thirty_minutes() {
+        let spec: SourceBuildSpec = serde_json::from_value(serde_json::json!({
+            "source": {"git": {"url": "https://example.com/a.git"}},
+            "output": {"image": "registry.example.com/a:1"}
+        }))
+        .unwrap();
+        assert_eq!(spec.timeout(), DEFAULT_TIMEOUT);
+        let spec: SourceBuildSpec = serde_json::from_value(serde_json::json!({
+            "source": {"git": {"url": "https://example.com/a.git"}},
+            "output": {"image": "registry.example.com/a:1"},
+            "timeout": "1h30m"
+        }))
+        .unwrap();
+        assert_eq!(spec.timeout(), std::time::Duration::from_secs(5400));
+    }
+}
