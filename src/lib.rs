@@ -4,3 +4,4 @@
 pub mod api;
 pub mod crd;
 pub mod prepare;
+pub mod source;
