@@ -5,3 +5,4 @@ pub mod api;
 pub mod crd;
 pub mod prepare;
 pub mod source;
+pub mod validation;
