@@ -2,7 +2,14 @@
 //! the Source-to-Image way. See the README for the flow; each module owns one concern.
 
 pub mod api;
+pub mod controller;
 pub mod crd;
+pub mod metrics;
+pub mod outcome;
+pub mod pod;
 pub mod prepare;
+pub mod render;
+pub mod s2i;
 pub mod source;
+pub mod telemetry;
 pub mod validation;

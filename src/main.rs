@@ -1,13 +1,29 @@
 //! `sourcebuild`: the operator, its build Pod's init step, and offline tools, in one binary.
+//! Flags and wiring only; every subcommand is a call into the library.
 
-use anyhow::Result;
-use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context as _, Result};
+use clap::{Args, Parser, Subcommand};
+use sourcebuild::controller::{self, ControllerConfig};
+use sourcebuild::metrics::{self, Metrics};
+use sourcebuild::pod::BuildSettings;
+use sourcebuild::telemetry::{self, LogFormat};
+use sourcebuild::{crd, prepare, render};
 
 #[derive(Parser)]
 #[command(
     name = "sourcebuild",
     version,
-    about = "Build container images from source in Kubernetes, the Source-to-Image way"
+    about = "Build container images from source in Kubernetes, the Source-to-Image way",
+    long_about = "Build container images from source in Kubernetes, the Source-to-Image way.\n\n\
+        A SourceBuild names a source (git, ConfigMap or archive), an S2I builder image and an\n\
+        output image. The controller runs one build Pod per spec generation and records the\n\
+        pushed image's digest in status."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -16,14 +32,183 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the operator.
+    Controller(ControllerArgs),
+    /// The build Pod's init step: fetch the source and write the build context (in-Pod only).
+    Prepare(PrepareArgs),
+    /// Show offline, with no cluster, what a SourceBuild manifest would produce.
+    Render(RenderArgs),
     /// Print the SourceBuild CustomResourceDefinition as YAML.
     Crd,
 }
 
-fn main() -> Result<()> {
+/// Images used in build Pods.
+#[derive(Args, Clone)]
+struct ImageArgs {
+    /// S2I builder image for SourceBuilds that do not name one.
+    #[arg(long, env = "SOURCEBUILD_DEFAULT_BUILDER_IMAGE", default_value = "quay.io/sclorg/python-312-c9s:c9s")]
+    default_builder_image: String,
+    /// Kaniko executor image for the build container.
+    #[arg(long, env = "SOURCEBUILD_KANIKO_IMAGE", default_value = "ghcr.io/osscontainertools/kaniko:v1.27.2")]
+    kaniko_image: String,
+    /// The operator's own image, which runs `sourcebuild prepare` as the init container.
+    #[arg(long, env = "SOURCEBUILD_PREPARE_IMAGE", default_value = "sourcebuild-operator:0.1.0")]
+    prepare_image: String,
+}
+
+impl ImageArgs {
+    fn settings(&self) -> BuildSettings {
+        BuildSettings {
+            default_builder_image: self.default_builder_image.clone(),
+            kaniko_image: self.kaniko_image.clone(),
+            prepare_image: self.prepare_image.clone(),
+        }
+    }
+}
+
+#[derive(Args)]
+struct ControllerArgs {
+    #[command(flatten)]
+    images: ImageArgs,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "SOURCEBUILD_NAMESPACE")]
+    namespace: Option<String>,
+    /// Address for /metrics, /healthz and /readyz.
+    #[arg(long, env = "SOURCEBUILD_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Log format.
+    #[arg(long, env = "SOURCEBUILD_LOG_FORMAT", value_enum, default_value = "json")]
+    log_format: LogFormat,
+    /// Log filter: a level (info, debug) or RUST_LOG-style directives.
+    #[arg(long, env = "SOURCEBUILD_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+    /// This replica's name, shown as the reporting instance of Events.
+    #[arg(long, env = "POD_NAME")]
+    instance: Option<String>,
+}
+
+#[derive(Args)]
+struct PrepareArgs {
+    /// Build context directory shared with the Kaniko container.
+    #[arg(long, default_value = prepare::WORKSPACE_DIR)]
+    workspace: PathBuf,
+    /// Scratch directory for the fetched source.
+    #[arg(long, default_value = prepare::SCRATCH_DIR)]
+    scratch: PathBuf,
+    /// Where the result is reported for the controller.
+    #[arg(long, default_value = "/dev/termination-log")]
+    termination_log: PathBuf,
+    /// Log format.
+    #[arg(long, env = "SOURCEBUILD_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Args)]
+struct RenderArgs {
+    /// A YAML file holding a SourceBuild (other documents in it are skipped).
+    #[arg(short = 'f', long = "filename")]
+    file: PathBuf,
+    /// A local source tree standing in for the spec's source: prints the generated Dockerfile.
+    #[arg(long)]
+    source: Option<PathBuf>,
+    /// With --source: write the whole build context (Dockerfile, upload/) into this directory.
+    #[arg(long, requires = "source")]
+    context: Option<PathBuf>,
+    /// Print the build Pod the controller would create.
+    #[arg(long)]
+    pod: bool,
+    #[command(flatten)]
+    images: ImageArgs,
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Crd => print!("{}", sourcebuild::crd::crd_yaml()?),
+    let result = match cli.command {
+        Command::Controller(args) => run_controller(args),
+        Command::Prepare(args) => run_prepare(args),
+        Command::Render(args) => run_render(args),
+        Command::Crd => crd::crd_yaml()
+            .map(|yaml| print!("{yaml}"))
+            .context("serializing the CRD"),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_controller(args: ControllerArgs) -> Result<()> {
+    telemetry::init(args.log_format, &args.log_level).map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let client = kube::Client::try_default()
+            .await
+            .context("connecting to the Kubernetes API (in-cluster config or KUBECONFIG)")?;
+        let metrics = Metrics::new();
+        let ready = Arc::new(AtomicBool::new(false));
+        let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+            .await
+            .with_context(|| format!("listening on --metrics-addr {}", args.metrics_addr))?;
+        let server = axum::serve(listener, metrics::router(metrics.clone(), ready.clone()));
+        tokio::spawn(async move {
+            if let Err(error) = server.await {
+                tracing::error!(%error, "metrics server stopped");
+            }
+        });
+        let config = ControllerConfig {
+            namespace: args.namespace,
+            settings: args.images.settings(),
+            instance: args.instance,
+        };
+        controller::run(client, config, metrics, ready).await;
+        Ok(())
+    })
+}
+
+fn run_prepare(args: PrepareArgs) -> Result<()> {
+    telemetry::init(args.log_format, "info").map_err(anyhow::Error::msg)?;
+    prepare::run(&args.workspace, &args.scratch, &args.termination_log)?;
+    Ok(())
+}
+
+fn run_render(args: RenderArgs) -> Result<()> {
+    let sb = render::load_source_build(&args.file)?;
+    let settings = args.images.settings();
+    if args.source.is_none() && !args.pod {
+        anyhow::bail!("nothing to render: give --source DIR (the Dockerfile) and/or --pod");
+    }
+    if let Some(source) = &args.source {
+        let scratch;
+        let context = match &args.context {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating --context {}", dir.display()))?;
+                dir.clone()
+            }
+            None => {
+                scratch = tempfile_dir()?;
+                scratch.path().to_path_buf()
+            }
+        };
+        let (dockerfile, result) = render::render_context(&sb, &settings, source, &context)?;
+        print!("{dockerfile}");
+        eprintln!("dockerfile {}", result.dockerfile_sha256);
+    }
+    if args.pod {
+        if args.source.is_some() {
+            println!("---");
+        }
+        print!("{}", render::render_pod(&sb, &settings)?);
     }
     Ok(())
+}
+
+fn tempfile_dir() -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix("sourcebuild-render-")
+        .tempdir()
+        .context("creating a temporary build context")
 }

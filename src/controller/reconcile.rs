@@ -1,0 +1,192 @@
+//! The reconciler: reads a SourceBuild's Pods, asks [`plan`] what to do, and does it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{debug, info, warn};
+
+use crate::api::{FIELD_MANAGER, SourceBuild};
+use crate::controller::events::EventSink;
+use crate::controller::plan::{Plan, earlier_pod_names, plan};
+use crate::metrics::Metrics;
+use crate::pod::{BuildSettings, pod_name};
+
+/// What every reconcile shares.
+pub struct Context {
+    /// API client, with the operator's own identity.
+    pub client: Client,
+    /// Build Pods, from a label-selected watch.
+    pub pods: Store<Pod>,
+    /// Images the build Pods use.
+    pub settings: BuildSettings,
+    /// Where Events go.
+    pub events: Arc<dyn EventSink>,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+}
+
+/// Why a reconcile failed; it is retried with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The object has no namespace (never true for a namespaced SourceBuild from the API).
+    #[error("SourceBuild {0} has no namespace")]
+    NoNamespace(String),
+    /// A call to the API server failed.
+    #[error("{action} failed: {source}")]
+    Api {
+        /// What the controller was doing.
+        action: String,
+        /// The client's error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The status could not be serialized (a bug).
+    #[error("serializing status: {0}")]
+    Serialize(#[from] serde_json::Error),
+}
+
+fn api_error(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+    let action = action.into();
+    move |source| Error::Api { action, source }
+}
+
+fn is_status(error: &kube::Error, code: u16) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == code)
+}
+
+/// Reconciles one SourceBuild.
+pub async fn reconcile(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = sb
+        .namespace()
+        .ok_or_else(|| Error::NoNamespace(sb.name_any()))?;
+    let name = sb.name_any();
+    let generation = sb.metadata.generation.unwrap_or(1);
+    ctx.metrics.reconciled();
+    // Deciding "the Pod is missing" from a cache that has not listed yet would be wrong.
+    let _ = ctx.pods.wait_until_ready().await;
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+
+    let current_name = pod_name(&name, generation);
+    let mut current = cached_pod(&ctx.pods, &namespace, &current_name, &sb);
+    let status = sb.status.clone().unwrap_or_default();
+    if current.is_none()
+        && status.observed_generation == Some(generation)
+        && status.pod_name.as_deref() == Some(current_name.as_str())
+        && !status.phase.is_some_and(crate::api::Phase::is_final)
+    {
+        // The watch may lag behind our own create: ask the API server before calling it deleted.
+        current = pods
+            .get_opt(&current_name)
+            .await
+            .map_err(api_error(format!("reading Pod {namespace}/{current_name}")))?
+            .filter(|pod| is_owned_by(pod, &sb))
+            .map(Arc::new);
+    }
+    let earlier: Vec<Arc<Pod>> = earlier_pod_names(&sb)
+        .iter()
+        .filter_map(|pod| cached_pod(&ctx.pods, &namespace, pod, &sb))
+        .collect();
+    let earlier: Vec<&Pod> = earlier.iter().map(AsRef::as_ref).collect();
+
+    let plan = plan(&sb, current.as_deref(), &earlier, &ctx.settings, Timestamp::now());
+    debug!(
+        create = plan.create.is_some(),
+        delete = ?plan.delete,
+        status_changed = plan.status.is_some(),
+        "planned"
+    );
+    execute(&sb, &namespace, &name, plan, &pods, &ctx).await
+}
+
+async fn execute(
+    sb: &SourceBuild,
+    namespace: &str,
+    name: &str,
+    plan: Plan,
+    pods: &Api<Pod>,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    for pod in &plan.delete {
+        match pods.delete(pod, &DeleteParams::background()).await {
+            Ok(_) => info!(pod, "deleted build Pod"),
+            Err(e) if is_status(&e, 404) => {}
+            Err(e) => return Err(api_error(format!("deleting Pod {namespace}/{pod}"))(e)),
+        }
+    }
+    if let Some(pod) = &plan.create {
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..Default::default()
+        };
+        match pods.create(&params, pod).await {
+            Ok(created) => {
+                info!(pod = created.name_any(), "created build Pod");
+                ctx.metrics.build_started();
+            }
+            // Same deterministic name: our earlier attempt got there first.
+            Err(e) if is_status(&e, 409) => debug!(pod = pod.name_any(), "build Pod already exists"),
+            Err(e) => {
+                return Err(api_error(format!("creating Pod {namespace}/{}", pod.name_any()))(e));
+            }
+        }
+    }
+    if let Some(status) = &plan.status {
+        let api: Api<SourceBuild> = Api::namespaced(ctx.client.clone(), namespace);
+        let patch = json!({
+            "apiVersion": SourceBuild::api_version(&()),
+            "kind": SourceBuild::kind(&()),
+            "status": status,
+        });
+        api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+            .await
+            .map_err(api_error(format!("updating status of SourceBuild {namespace}/{name}")))?;
+        if let Some(phase) = status.phase.filter(|p| p.is_final()) {
+            let reason = status
+                .condition(crate::controller::status::SUCCEEDED)
+                .map(|c| c.reason.as_str())
+                .unwrap_or("");
+            let seconds = match (&status.start_time, &status.completion_time) {
+                (Some(start), Some(end)) => Some(end.0.duration_since(start.0).as_secs_f64()),
+                _ => None,
+            };
+            ctx.metrics.build_finished(phase, reason, seconds);
+        }
+    }
+    for note in &plan.events {
+        ctx.events.publish(sb, note).await;
+    }
+    Ok(match plan.requeue_after {
+        // A little past the deadline, so the timeout is seen as reached.
+        Some(after) => Action::requeue(after + Duration::from_secs(1)),
+        None => Action::await_change(),
+    })
+}
+
+/// The cached Pod by name, if it belongs to this SourceBuild (a same-named Pod of someone else's
+/// is not ours to judge or delete).
+fn cached_pod(store: &Store<Pod>, namespace: &str, name: &str, sb: &SourceBuild) -> Option<Arc<Pod>> {
+    store
+        .get(&ObjectRef::new(name).within(namespace))
+        .filter(|pod| is_owned_by(pod, sb))
+}
+
+fn is_owned_by(pod: &Pod, sb: &SourceBuild) -> bool {
+    let uid = sb.uid();
+    pod.owner_references()
+        .iter()
+        .any(|owner| owner.controller == Some(true) && Some(&owner.uid) == uid.as_ref())
+}
+
+/// Retry policy for failed reconciles.
+pub fn error_policy(sb: Arc<SourceBuild>, error: &Error, ctx: Arc<Context>) -> Action {
+    warn!(namespace = sb.namespace(), name = sb.name_any(), %error, "reconcile failed");
+    ctx.metrics.reconcile_failed();
+    Action::requeue(Duration::from_secs(5))
+}

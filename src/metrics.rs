@@ -1,0 +1,187 @@
+//! Prometheus metrics and the HTTP endpoints beside them: `/metrics`, `/healthz`, `/readyz`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::api::Phase;
+
+/// Labels of a finished build.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FinishedLabels {
+    /// `Succeeded` or `Failed`.
+    pub result: String,
+    /// The `Succeeded` condition's reason.
+    pub reason: String,
+}
+
+/// The operator's metrics. Cheap to clone: every clone updates the same series.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    reconciliations: Counter,
+    reconcile_errors: Counter,
+    builds_started: Counter,
+    builds_finished: Family<FinishedLabels, Counter>,
+    build_duration: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every series registered under the `sourcebuild` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("sourcebuild");
+        let reconciliations = Counter::default();
+        let reconcile_errors = Counter::default();
+        let builds_started = Counter::default();
+        let builds_finished = Family::<FinishedLabels, Counter>::default();
+        // 5 s to about 85 min: S2I builds range from a quick script to a large dependency set.
+        let build_duration = Histogram::new(exponential_buckets(5.0, 2.0, 11));
+        registry.register("reconciliations", "SourceBuild reconciles", reconciliations.clone());
+        registry.register("reconcile_errors", "Reconciles that failed and were retried", reconcile_errors.clone());
+        registry.register("builds_started", "Build Pods created", builds_started.clone());
+        registry.register("builds_finished", "Builds that ended, by result and reason", builds_finished.clone());
+        registry.register("build_duration_seconds", "Build Pod creation to final status", build_duration.clone());
+        Self {
+            registry: Arc::new(registry),
+            reconciliations,
+            reconcile_errors,
+            builds_started,
+            builds_finished,
+            build_duration,
+        }
+    }
+
+    /// One reconcile ran.
+    pub fn reconciled(&self) {
+        self.reconciliations.inc();
+    }
+
+    /// One reconcile failed.
+    pub fn reconcile_failed(&self) {
+        self.reconcile_errors.inc();
+    }
+
+    /// One build Pod was created.
+    pub fn build_started(&self) {
+        self.builds_started.inc();
+    }
+
+    /// One build reached a final phase.
+    pub fn build_finished(&self, phase: Phase, reason: &str, seconds: Option<f64>) {
+        self.builds_finished
+            .get_or_create(&FinishedLabels {
+                result: phase.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc();
+        if let Some(seconds) = seconds {
+            self.build_duration.observe(seconds);
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[derive(Clone)]
+struct ServerState {
+    metrics: Metrics,
+    ready: Arc<AtomicBool>,
+}
+
+/// The HTTP routes; `ready` turns `/readyz` green once the controller's caches are filled.
+pub fn router(metrics: Metrics, ready: Arc<AtomicBool>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(ServerState { metrics, ready })
+}
+
+async fn metrics_handler(State(state): State<ServerState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.encode(),
+    )
+}
+
+async fn readyz(State(state): State<ServerState>) -> impl IntoResponse {
+    if state.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "caches not filled yet")
+    }
+}
+
+/// Serves the routes on `addr` until the process ends.
+pub async fn serve(addr: SocketAddr, metrics: Metrics, ready: Arc<AtomicBool>) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, router(metrics, ready)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finished_builds_are_counted_by_result_and_reason() {
+        let metrics = Metrics::new();
+        metrics.build_started();
+        metrics.build_finished(Phase::Failed, "AssembleFailed", Some(12.0));
+        metrics.build_finished(Phase::Succeeded, "Succeeded", Some(40.0));
+        let text = metrics.encode();
+        assert!(text.contains("sourcebuild_builds_started_total 1"), "{text}");
+        assert!(
+            text.contains(r#"sourcebuild_builds_finished_total{result="Failed",reason="AssembleFailed"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("sourcebuild_build_duration_seconds_count 2"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn readyz_follows_the_flag() {
+        let ready = Arc::new(AtomicBool::new(false));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = router(Metrics::new(), ready.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let get = |path: &'static str| async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            stream
+                .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
+            let mut response = String::new();
+            stream.read_to_string(&mut response).await.unwrap();
+            response
+        };
+        assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
+        assert!(get("/readyz").await.starts_with("HTTP/1.1 503"));
+        ready.store(true, Ordering::SeqCst);
+        assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
+        assert!(get("/metrics").await.contains("sourcebuild_reconciliations_total"));
+    }
+}

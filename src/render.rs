@@ -1,0 +1,126 @@
+//! `sourcebuild render`: what the controller and the build Pod would produce, offline.
+//!
+//! The manifest is validated the way the controller validates it; a local directory stands in
+//! for the spec's source, so a user sees the exact Dockerfile (and its sha256, as status will
+//! show it) before anything runs in a cluster.
+
+use std::path::{Path, PathBuf};
+
+use kube::ResourceExt;
+use serde::Deserialize;
+
+use crate::api::{GROUP, SourceBuild};
+use crate::pod::{BuildSettings, build_pod};
+use crate::prepare::{PrepareRequest, PrepareResult, prepare_workspace};
+use crate::s2i::scripts::BuilderMetadata;
+use crate::source::FetchedSource;
+use crate::validation::validate_spec;
+
+/// Why rendering failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// The manifest file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A YAML document is malformed or not a valid SourceBuild.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Parser message with line and column.
+        message: String,
+    },
+    /// No document in the file is a SourceBuild.
+    #[error("{0}: no SourceBuild (apiVersion sourcebuild.dev/v1alpha1) in the file")]
+    NoSourceBuild(PathBuf),
+    /// The spec is invalid; names the fields.
+    #[error("{path}: invalid SourceBuild {name}: {errors}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// metadata.name.
+        name: String,
+        /// Every field at fault.
+        errors: crate::validation::InvalidSpec,
+    },
+    /// Laying out the context failed.
+    #[error(transparent)]
+    Prepare(#[from] crate::prepare::PrepareError),
+    /// The Pod could not be built.
+    #[error(transparent)]
+    Pod(#[from] crate::pod::PodError),
+    /// The Pod could not be serialized.
+    #[error("serializing the Pod: {0}")]
+    Serialize(#[from] serde_norway::Error),
+}
+
+/// Reads the first SourceBuild from a YAML file that may hold several documents (an example may
+/// carry its ConfigMap too) and validates it.
+pub fn load_source_build(path: &Path) -> Result<SourceBuild, RenderError> {
+    let text = std::fs::read_to_string(path).map_err(|source| RenderError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let parse_error = |e: serde_norway::Error| RenderError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    for document in serde_norway::Deserializer::from_str(&text) {
+        let value = serde_norway::Value::deserialize(document).map_err(parse_error)?;
+        let api_version = value.get("apiVersion").and_then(|v| v.as_str()).unwrap_or("");
+        let kind = value.get("kind").and_then(|v| v.as_str()).unwrap_or("");
+        if kind != "SourceBuild" || !api_version.starts_with(&format!("{GROUP}/")) {
+            continue;
+        }
+        let mut sb: SourceBuild = serde_norway::from_value(value).map_err(parse_error)?;
+        if let Err(errors) = validate_spec(&sb.spec) {
+            return Err(RenderError::Invalid {
+                path: path.to_path_buf(),
+                name: sb.name_any(),
+                errors,
+            });
+        }
+        // What the API server would fill in, so the Pod renders as the controller makes it.
+        let meta = &mut sb.metadata;
+        meta.namespace.get_or_insert_with(|| "default".into());
+        meta.uid.get_or_insert_with(|| "00000000-0000-0000-0000-000000000000".into());
+        meta.generation.get_or_insert(1);
+        return Ok(sb);
+    }
+    Err(RenderError::NoSourceBuild(path.to_path_buf()))
+}
+
+/// The build Pod the controller would create, as YAML.
+pub fn render_pod(sb: &SourceBuild, settings: &BuildSettings) -> Result<String, RenderError> {
+    Ok(serde_norway::to_string(&build_pod(sb, settings)?)?)
+}
+
+/// Prepares `source_dir` as the build Pod would prepare the fetched source, into `context_dir`.
+/// Returns the Dockerfile text and the provenance.
+pub fn render_context(
+    sb: &SourceBuild,
+    settings: &BuildSettings,
+    source_dir: &Path,
+    context_dir: &Path,
+) -> Result<(String, PrepareResult), RenderError> {
+    let request = PrepareRequest::for_source_build(sb, settings);
+    let fetched = FetchedSource {
+        root: source_dir.to_path_buf(),
+        revision: None,
+        location: format!("file://{}", source_dir.display()),
+    };
+    let result = prepare_workspace(&fetched, &request, &BuilderMetadata::default(), context_dir)?;
+    let dockerfile = std::fs::read_to_string(context_dir.join("Dockerfile")).map_err(|source| {
+        RenderError::Read {
+            path: context_dir.join("Dockerfile"),
+            source,
+        }
+    })?;
+    Ok((dockerfile, result))
+}
