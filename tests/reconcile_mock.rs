@@ -1,0 +1,363 @@
+//! The reconciler against a mocked API server (the kube-rs `tower-test` pattern): each scenario
+//! lists the exact requests the reconciler must make, answers them, and fails on any other.
+//! Real control-plane behaviour (watch, GC, admission) is tested elsewhere against a real
+//! kube-apiserver; these pin down the reconciler's decisions and its API traffic.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use http::{Method, Request, Response};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::client::Body;
+use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use sourcebuild::api::{Phase, SourceBuild, SourceBuildStatus};
+use sourcebuild::controller::events::EventSink;
+use sourcebuild::controller::plan::Note;
+use sourcebuild::controller::reconcile::{Context, reconcile};
+use sourcebuild::metrics::Metrics;
+use sourcebuild::pod::{BuildSettings, build_pod, pod_name};
+use tower_test::mock::{self, Handle};
+
+type ApiHandle = Handle<Request<Body>, Response<Body>>;
+
+const DIGEST: &str = "sha256:6a0e1b6bd2f5fb0f3bc3b1d2c9e0e8f4a7c1d3e5f60718293a4b5c6d7e8f9a0b";
+
+#[derive(Default)]
+struct RecordedEvents(Mutex<Vec<String>>);
+
+#[async_trait]
+impl EventSink for RecordedEvents {
+    async fn publish(&self, _sb: &SourceBuild, note: &Note) {
+        self.0.lock().unwrap().push(note.reason.clone());
+    }
+}
+
+fn settings() -> BuildSettings {
+    BuildSettings {
+        default_builder_image: "quay.io/sclorg/python-312-c9s:c9s".into(),
+        kaniko_image: "kaniko:test".into(),
+        prepare_image: "sourcebuild-operator:test".into(),
+    }
+}
+
+fn source_build(generation: i64, status: Option<SourceBuildStatus>) -> SourceBuild {
+    let mut sb: SourceBuild = serde_json::from_value(json!({
+        "apiVersion": "sourcebuild.dev/v1alpha1",
+        "kind": "SourceBuild",
+        "metadata": {"name": "app", "namespace": "team", "uid": "uid-1", "generation": generation},
+        "spec": {
+            "source": {"git": {"url": "https://example.com/acme/app.git", "revision": "main"}},
+            "output": {"image": "registry.example.com/team/app:1.0"},
+            "env": [{"name": "APP_FILE", "value": "service.py"}]
+        }
+    }))
+    .unwrap();
+    sb.status = status;
+    sb
+}
+
+/// The Pod the controller would have created for `sb`, with the given status.
+fn pod_for(sb: &SourceBuild, status: Value) -> Pod {
+    let mut pod = build_pod(sb, &settings()).unwrap();
+    pod.metadata.creation_timestamp = Some(Time(Timestamp::now()));
+    pod.status = Some(serde_json::from_value(status).unwrap());
+    pod
+}
+
+fn running() -> Value {
+    json!({"phase": "Running",
+           "initContainerStatuses": [terminated("prepare", 0, prepared())],
+           "containerStatuses": [{"name": "build", "ready": true, "restartCount": 0, "image": "kaniko", "imageID": "",
+                                  "state": {"running": {}}}]})
+}
+
+fn prepared() -> String {
+    json!({"prepared": {"revision": "0123456789abcdef0123456789abcdef01234567",
+                        "dockerfileSha256": format!("sha256:{}", "d".repeat(64)),
+                        "builderImage": "quay.io/sclorg/python-312-c9s:c9s"}})
+    .to_string()
+}
+
+fn terminated(name: &str, code: i32, message: String) -> Value {
+    json!({"name": name, "ready": false, "restartCount": 0, "image": "x", "imageID": "",
+           "state": {"terminated": {"exitCode": code, "message": message,
+                                    "reason": if code == 0 { "Completed" } else { "Error" }}}})
+}
+
+fn finished(code: i32, message: &str) -> Value {
+    json!({"phase": if code == 0 { "Succeeded" } else { "Failed" },
+           "initContainerStatuses": [terminated("prepare", 0, prepared())],
+           "containerStatuses": [terminated("build", code, message.to_string())]})
+}
+
+fn store_with(pods: Vec<Pod>) -> reflector::Store<Pod> {
+    let mut writer: Writer<Pod> = Writer::default();
+    let store = writer.as_reader();
+    writer.apply_watcher_event(&watcher::Event::Init);
+    for pod in pods {
+        writer.apply_watcher_event(&watcher::Event::InitApply(pod));
+    }
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    store
+}
+
+struct Harness {
+    ctx: Arc<Context>,
+    events: Arc<RecordedEvents>,
+    handle: ApiHandle,
+}
+
+fn harness(pods: Vec<Pod>) -> Harness {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let events = Arc::new(RecordedEvents::default());
+    let ctx = Arc::new(Context {
+        client: Client::new(service, "default"),
+        pods: store_with(pods),
+        settings: settings(),
+        events: events.clone(),
+        metrics: Metrics::new(),
+    });
+    Harness { ctx, events, handle }
+}
+
+/// One expected request: method, path, and the answer (status code and JSON body).
+struct Expect {
+    method: Method,
+    path: String,
+    code: u16,
+    answer: Value,
+}
+
+fn expect(method: Method, path: impl Into<String>, code: u16, answer: Value) -> Expect {
+    Expect { method, path: path.into(), code, answer }
+}
+
+/// Runs one reconcile against the scripted API; returns the JSON bodies the reconciler sent.
+async fn run(sb: SourceBuild, harness: Harness, script: Vec<Expect>) -> (Vec<Value>, Vec<String>) {
+    let Harness { ctx, events, mut handle } = harness;
+    let server = tokio::spawn(async move {
+        let mut bodies = Vec::new();
+        for step in script {
+            let (request, send) = handle.next_request().await.expect("the reconciler stopped early");
+            assert_eq!(request.method(), step.method, "at {}", request.uri());
+            assert_eq!(request.uri().path(), step.path);
+            let bytes = request.into_body().collect_bytes().await.unwrap();
+            bodies.push(if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() });
+            let response = Response::builder()
+                .status(step.code)
+                .body(Body::from(serde_json::to_vec(&step.answer).unwrap()))
+                .unwrap();
+            send.send_response(response);
+        }
+        // Anything after the script is an unexpected request.
+        if let Some((request, _)) = handle.next_request().await {
+            panic!("unexpected request {} {}", request.method(), request.uri());
+        }
+        bodies
+    });
+    reconcile(Arc::new(sb), ctx).await.expect("reconcile failed");
+    // The reconcile is over; dropping the last client closes the mock's channel.
+    let bodies = tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap();
+    let events = events.0.lock().unwrap().clone();
+    (bodies, events)
+}
+
+fn status_path() -> &'static str {
+    "/apis/sourcebuild.dev/v1alpha1/namespaces/team/sourcebuilds/app/status"
+}
+
+fn status_of(patch: &Value) -> SourceBuildStatus {
+    serde_json::from_value(patch["status"].clone()).unwrap()
+}
+
+fn not_found() -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"})
+}
+
+fn echo_status(sb: &SourceBuild) -> Value {
+    serde_json::to_value(sb).unwrap()
+}
+
+#[tokio::test]
+async fn a_new_build_creates_its_pod_then_records_pending() {
+    let sb = source_build(1, None);
+    let pod = build_pod(&sb, &settings()).unwrap();
+    let script = vec![
+        expect(Method::POST, "/api/v1/namespaces/team/pods", 201, serde_json::to_value(&pod).unwrap()),
+        expect(Method::PATCH, status_path(), 200, echo_status(&sb)),
+    ];
+    let (bodies, events) = run(sb, harness(vec![]), script).await;
+    let created: Pod = serde_json::from_value(bodies[0].clone()).unwrap();
+    assert_eq!(created.name_any(), pod_name("app", 1));
+    let status = status_of(&bodies[1]);
+    assert_eq!(status.phase, Some(Phase::Pending));
+    assert_eq!(status.observed_generation, Some(1));
+    assert_eq!(status.pod_name, Some(pod_name("app", 1)));
+    assert_eq!(events, ["BuildStarted"]);
+}
+
+#[tokio::test]
+async fn a_pod_that_already_exists_is_not_an_error() {
+    // A restart between the create and the status write: the create answers 409.
+    let sb = source_build(1, None);
+    let script = vec![
+        expect(Method::POST, "/api/v1/namespaces/team/pods", 409,
+               json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "AlreadyExists", "code": 409})),
+        expect(Method::PATCH, status_path(), 200, echo_status(&sb)),
+    ];
+    let (bodies, _) = run(sb, harness(vec![]), script).await;
+    assert_eq!(status_of(&bodies[1]).phase, Some(Phase::Pending));
+}
+
+#[tokio::test]
+async fn a_running_pod_moves_the_phase_to_running() {
+    let pending = sourcebuild::controller::status::started(&Default::default(), 1, &pod_name("app", 1), Timestamp::now());
+    let sb = source_build(1, Some(pending));
+    let pod = pod_for(&sb, running());
+    let script = vec![expect(Method::PATCH, status_path(), 200, echo_status(&sb))];
+    let (bodies, events) = run(sb, harness(vec![pod]), script).await;
+    let status = status_of(&bodies[0]);
+    assert_eq!(status.phase, Some(Phase::Running));
+    assert_eq!(events, ["BuildRunning"]);
+}
+
+#[tokio::test]
+async fn success_records_the_digest_and_provenance() {
+    let pending = sourcebuild::controller::status::started(&Default::default(), 1, &pod_name("app", 1), Timestamp::now());
+    let sb = source_build(1, Some(pending));
+    let pod = pod_for(&sb, finished(0, DIGEST));
+    let script = vec![expect(Method::PATCH, status_path(), 200, echo_status(&sb))];
+    let (bodies, events) = run(sb, harness(vec![pod]), script).await;
+    let status = status_of(&bodies[0]);
+    assert_eq!(status.phase, Some(Phase::Succeeded));
+    assert_eq!(status.digest.as_deref(), Some(DIGEST));
+    assert_eq!(status.latest_image, Some(format!("registry.example.com/team/app@{DIGEST}")));
+    assert_eq!(status.source_revision.as_deref(), Some("0123456789abcdef0123456789abcdef01234567"));
+    assert_eq!(status.condition("Succeeded").unwrap().status, "True");
+    assert_eq!(events, ["BuildSucceeded"]);
+}
+
+#[tokio::test]
+async fn a_failed_build_records_reason_and_log_snippet() {
+    let pending = sourcebuild::controller::status::started(&Default::default(), 1, &pod_name("app", 1), Timestamp::now());
+    let sb = source_build(1, Some(pending));
+    let log = "STEP 6/6: RUN [\"/usr/libexec/s2i/assemble\"]\nERROR: No matching distribution found for flask==99\n\
+               error building image: error building stage: failed to execute command: waiting for process to exit: exit status 1";
+    let pod = pod_for(&sb, finished(1, log));
+    let script = vec![expect(Method::PATCH, status_path(), 200, echo_status(&sb))];
+    let (bodies, events) = run(sb, harness(vec![pod]), script).await;
+    let status = status_of(&bodies[0]);
+    assert_eq!(status.phase, Some(Phase::Failed));
+    assert_eq!(status.condition("Succeeded").unwrap().reason, "AssembleFailed");
+    assert!(status.log_snippet.unwrap().contains("No matching distribution"));
+    assert_eq!(status.digest, None);
+    assert_eq!(events, ["AssembleFailed"]);
+}
+
+#[tokio::test]
+async fn a_spec_change_stops_the_running_build_and_starts_the_new_one() {
+    let gen1 = source_build(1, None);
+    let old_pod = pod_for(&gen1, running());
+    let running_status = sourcebuild::controller::status::in_progress(
+        &Default::default(), 1, &pod_name("app", 1), Phase::Running, None, Time(Timestamp::now()), Timestamp::now());
+    let sb = source_build(2, Some(running_status));
+    let new_pod = build_pod(&sb, &settings()).unwrap();
+    let script = vec![
+        expect(Method::DELETE, format!("/api/v1/namespaces/team/pods/{}", pod_name("app", 1)), 200,
+               serde_json::to_value(&old_pod).unwrap()),
+        expect(Method::POST, "/api/v1/namespaces/team/pods", 201, serde_json::to_value(&new_pod).unwrap()),
+        expect(Method::PATCH, status_path(), 200, echo_status(&sb)),
+    ];
+    let (bodies, events) = run(sb, harness(vec![old_pod]), script).await;
+    let created: Pod = serde_json::from_value(bodies[1].clone()).unwrap();
+    assert_eq!(created.name_any(), pod_name("app", 2));
+    let status = status_of(&bodies[2]);
+    assert_eq!((status.phase, status.observed_generation), (Some(Phase::Pending), Some(2)));
+    assert_eq!(events, ["Superseded", "BuildStarted"]);
+}
+
+#[tokio::test]
+async fn a_restarted_controller_with_a_cold_cache_asks_before_creating() {
+    // Status says the Pod was created; the cache does not have it yet; the API server does.
+    let pending = sourcebuild::controller::status::started(&Default::default(), 1, &pod_name("app", 1), Timestamp::now());
+    let sb = source_build(1, Some(pending));
+    let pod = pod_for(&sb, running());
+    let script = vec![
+        expect(Method::GET, format!("/api/v1/namespaces/team/pods/{}", pod_name("app", 1)), 200,
+               serde_json::to_value(&pod).unwrap()),
+        expect(Method::PATCH, status_path(), 200, echo_status(&sb)),
+    ];
+    let (bodies, _) = run(sb, harness(vec![]), script).await;
+    assert_eq!(status_of(&bodies[1]).phase, Some(Phase::Running));
+}
+
+#[tokio::test]
+async fn a_pod_deleted_by_someone_else_fails_the_build() {
+    let pending = sourcebuild::controller::status::started(&Default::default(), 1, &pod_name("app", 1), Timestamp::now());
+    let sb = source_build(1, Some(pending));
+    let script = vec![
+        expect(Method::GET, format!("/api/v1/namespaces/team/pods/{}", pod_name("app", 1)), 404, not_found()),
+        expect(Method::PATCH, status_path(), 200, echo_status(&sb)),
+    ];
+    let (bodies, events) = run(sb, harness(vec![]), script).await;
+    let status = status_of(&bodies[1]);
+    assert_eq!(status.phase, Some(Phase::Failed));
+    assert_eq!(status.condition("Succeeded").unwrap().reason, "PodDeleted");
+    assert_eq!(events, ["PodDeleted"]);
+}
+
+#[tokio::test]
+async fn a_finished_build_makes_no_request_at_all() {
+    let pending = sourcebuild::controller::status::started(&Default::default(), 1, &pod_name("app", 1), Timestamp::now());
+    let sb = source_build(1, Some(pending));
+    let pod = pod_for(&sb, finished(0, DIGEST));
+    let (_, outcome) = {
+        let script = vec![expect(Method::PATCH, status_path(), 200, echo_status(&sb))];
+        run(sb.clone(), harness(vec![pod.clone()]), script).await
+    };
+    assert_eq!(outcome, ["BuildSucceeded"]);
+    // Feed the recorded status back: a resync must be silent.
+    let done = sourcebuild::controller::plan::plan(&sb, Some(&pod), &[], &settings(), Timestamp::now())
+        .status
+        .unwrap();
+    let sb = source_build(1, Some(done));
+    let (bodies, events) = run(sb, harness(vec![pod]), vec![]).await;
+    assert!(bodies.is_empty() && events.is_empty());
+}
+
+#[tokio::test]
+async fn a_pending_build_past_its_timeout_is_stopped() {
+    let long_ago = Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_hours(2);
+    let pending = sourcebuild::controller::status::started(&Default::default(), 1, &pod_name("app", 1), long_ago);
+    let sb = source_build(1, Some(pending));
+    let pod = pod_for(&sb, json!({"phase": "Pending", "containerStatuses": [
+        {"name": "build", "ready": false, "restartCount": 0, "image": "kaniko", "imageID": "",
+         "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]}));
+    let script = vec![
+        expect(Method::DELETE, format!("/api/v1/namespaces/team/pods/{}", pod_name("app", 1)), 200,
+               serde_json::to_value(&pod).unwrap()),
+        expect(Method::PATCH, status_path(), 200, echo_status(&sb)),
+    ];
+    let (bodies, _) = run(sb, harness(vec![pod]), script).await;
+    let status = status_of(&bodies[1]);
+    assert_eq!(status.condition("Succeeded").unwrap().reason, "Timeout");
+    assert!(status.condition("Succeeded").unwrap().message.contains("ImagePullBackOff"));
+}
+
+#[tokio::test]
+async fn an_invalid_spec_fails_without_a_pod() {
+    let mut sb = source_build(1, None);
+    sb.spec.env[0].name = "NOT VALID".into();
+    let script = vec![expect(Method::PATCH, status_path(), 200, echo_status(&sb))];
+    let (bodies, events) = run(sb, harness(vec![]), script).await;
+    let status = status_of(&bodies[0]);
+    assert_eq!(status.condition("Succeeded").unwrap().reason, "InvalidSpec");
+    assert!(status.condition("Succeeded").unwrap().message.contains("spec.env[0].name"));
+    assert_eq!(events, ["InvalidSpec"]);
+}
