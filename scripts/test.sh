@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# The project's test command: every check CI runs, in one place.
+#
+#   scripts/test.sh              run every step
+#   scripts/test.sh STEP...      run only these steps (names below)
+#
+# Steps: crd examples helm hadolint fmt clippy cargo-test
+# Every step runs even when an earlier one failed; the exit status is non-zero when any
+# step failed. Tools come from scripts/tools.sh (built once into the cache directory).
+# Environment:
+#   SOURCEBUILD_CACHE   cache root (default ~/.cache/sourcebuild-operator)
+#   CARGO_TARGET_DIR    default $SOURCEBUILD_CACHE/cargo-target-<rustc version>, so a fresh
+#                       clone (CI) reuses the compiled dependencies
+set -uo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+export SOURCEBUILD_CACHE=${SOURCEBUILD_CACHE:-$HOME/.cache/sourcebuild-operator}
+chart=charts/sourcebuild-operator
+all_steps=(crd examples helm hadolint fmt clippy cargo-test)
+
+tool() { "$repo/scripts/tools.sh" "$1"; }
+
+# --- steps -------------------------------------------------------------------------------
+
+step_crd() {
+  scripts/sync-chart-crd.sh --check
+}
+
+step_examples() {
+  local py
+  py=$(tool pyyaml) || return 1
+  "$py" scripts/check-examples.py crds/sourcebuild.dev_sourcebuilds.yaml examples/*.yaml
+}
+
+# Rendered objects as "Kind name namespace" lines, one per object.
+objects() {
+  "$PYYAML" -c '
+import sys, yaml
+for d in yaml.safe_load_all(sys.stdin):
+    if d:
+        m = d.get("metadata", {})
+        print(d["kind"], m.get("name"), m.get("namespace", "-"))'
+}
+
+# expect DESCRIPTION COMMAND...: the command must succeed.
+expect() {
+  local what=$1
+  shift
+  if "$@"; then echo "  ok   $what"; else echo "  FAIL $what"; helm_failed=1; fi
+}
+# reject DESCRIPTION COMMAND...: the command must fail (used for values the chart refuses).
+reject() {
+  local what=$1
+  shift
+  if "$@" >/dev/null 2>&1; then echo "  FAIL $what (was accepted)"; helm_failed=1; else echo "  ok   $what"; fi
+}
+
+step_helm() {
+  local helm out
+  helm=$(tool helm) || return 1
+  PYYAML=$(tool pyyaml) || return 1
+  out=$(mktemp -d)
+  helm_failed=0
+  "$helm" version --short
+  expect "helm lint (default values)" "$helm" lint --strict "$chart"
+  expect "helm lint (watchNamespace=team-a, serviceMonitor on)" "$helm" lint --strict "$chart" \
+    --set watchNamespace=team-a --set serviceMonitor.enabled=true
+
+  # Cluster-wide mode (the default).
+  "$helm" template sb "$chart" -n sourcebuild-system >"$out/default.yaml" || helm_failed=1
+  objects <"$out/default.yaml" >"$out/default.objects" || helm_failed=1
+  sed 's/^/    /' "$out/default.objects"
+  expect "default: a ClusterRole and a ClusterRoleBinding" \
+    grep -qE '^ClusterRoleBinding sb-sourcebuild-operator' "$out/default.objects"
+  expect "default: no Role, no RoleBinding" \
+    bash -c "! grep -qE '^(Role|RoleBinding) ' '$out/default.objects'"
+  expect "default: no --namespace flag" bash -c "! grep -q -- '--namespace' '$out/default.yaml'"
+  expect "default: no ServiceMonitor" bash -c "! grep -q '^ServiceMonitor' '$out/default.objects'"
+  expect "default: the controller's flags" grep -q -- '- --kaniko-image=ghcr.io/osscontainertools/kaniko:v' "$out/default.yaml"
+  expect "default: the restricted securityContext" bash -c "
+    grep -q 'runAsNonRoot: true' '$out/default.yaml' &&
+    grep -q 'allowPrivilegeEscalation: false' '$out/default.yaml' &&
+    grep -q 'readOnlyRootFilesystem: true' '$out/default.yaml' &&
+    grep -q 'drop: \[\"ALL\"\]' '$out/default.yaml' &&
+    grep -q 'type: RuntimeDefault' '$out/default.yaml'"
+  expect "default: probes on /healthz and /readyz" bash -c "
+    grep -q 'path: /healthz' '$out/default.yaml' && grep -q 'path: /readyz' '$out/default.yaml'"
+  expect "default: RBAC never grants secrets or configmaps" \
+    bash -c "! grep -qE 'secrets|configmaps' '$out/default.yaml'"
+
+  # Namespace mode.
+  "$helm" template sb "$chart" -n sourcebuild-system --set watchNamespace=team-a \
+    --set serviceMonitor.enabled=true >"$out/ns.yaml" || helm_failed=1
+  objects <"$out/ns.yaml" >"$out/ns.objects" || helm_failed=1
+  sed 's/^/    /' "$out/ns.objects"
+  expect "watchNamespace: a Role and a RoleBinding in team-a" bash -c "
+    grep -qE '^Role sb-sourcebuild-operator team-a$' '$out/ns.objects' &&
+    grep -qE '^RoleBinding sb-sourcebuild-operator team-a$' '$out/ns.objects'"
+  expect "watchNamespace: no ClusterRole, no ClusterRoleBinding" \
+    bash -c "! grep -qE '^Cluster' '$out/ns.objects'"
+  expect "watchNamespace: the controller gets --namespace=team-a" \
+    grep -q -- '- --namespace=team-a' "$out/ns.yaml"
+  expect "serviceMonitor.enabled: a ServiceMonitor" grep -q '^ServiceMonitor ' "$out/ns.objects"
+
+  # What the chart refuses.
+  reject "schema: an unknown value" "$helm" template sb "$chart" --set nosuchvalue=1
+  reject "schema: logFormat=xml" "$helm" template sb "$chart" --set logFormat=xml
+  reject "schema: an empty Kaniko tag" "$helm" template sb "$chart" --set kanikoImage.tag=
+  reject "schema: watchNamespace=Bad_NS" "$helm" template sb "$chart" --set watchNamespace=Bad_NS
+  reject "kubeVersion: Kubernetes 1.29" "$helm" template sb "$chart" --kube-version 1.29.0
+  rm -rf "$out"
+  return "$helm_failed"
+}
+
+step_hadolint() {
+  local hadolint
+  hadolint=$(tool hadolint) || return 1
+  "$hadolint" Dockerfile && echo "Dockerfile: hadolint clean"
+}
+
+cargo_env() {
+  if [[ -z ${CARGO_TARGET_DIR:-} ]]; then
+    CARGO_TARGET_DIR=$SOURCEBUILD_CACHE/cargo-target-$(rustc --version | cut -d' ' -f2)
+    export CARGO_TARGET_DIR
+  fi
+}
+step_fmt() { cargo fmt --all -- --check; }
+step_clippy() { cargo_env && cargo clippy --all-targets --locked -- -D warnings; }
+step_cargo-test() { cargo_env && cargo test --all-targets --locked; }
+
+# --- runner ------------------------------------------------------------------------------
+
+steps=("$@")
+[[ ${#steps[@]} -gt 0 ]] || steps=("${all_steps[@]}")
+failed=()
+for s in "${steps[@]}"; do
+  if ! declare -F "step_$s" >/dev/null; then
+    echo "test.sh: unknown step '$s' (steps: ${all_steps[*]})" >&2
+    exit 2
+  fi
+done
+total_start=$SECONDS
+for s in "${steps[@]}"; do
+  echo "=== $s"
+  start=$SECONDS
+  if "step_$s"; then
+    echo "=== $s: ok ($((SECONDS - start))s)"
+  else
+    echo "=== $s: FAILED ($((SECONDS - start))s)"
+    failed+=("$s")
+  fi
+done
+echo
+if [[ ${#failed[@]} -gt 0 ]]; then
+  echo "test.sh: FAILED steps: ${failed[*]} (of ${steps[*]}; $((SECONDS - total_start))s)"
+  exit 1
+fi
+echo "test.sh: all steps ok: ${steps[*]} ($((SECONDS - total_start))s)"
