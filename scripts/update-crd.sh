@@ -1,8 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates the CRD from the Rust types into crds/ and the chart's crds/ copy.
+# Regenerates crds/ from the Rust types (`sourcebuild crd`) and copies it into the chart.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo run --quiet -- crd > crds/sourcebuild.dev_sourcebuilds.yaml
-mkdir -p charts/sourcebuild-operator/crds
-cp crds/sourcebuild.dev_sourcebuilds.yaml charts/sourcebuild-operator/crds/sourcebuild.dev_sourcebuilds.yaml
-echo "updated crds/ and charts/sourcebuild-operator/crds/"
+scripts/sync-chart-crd.sh

@@ -4,6 +4,10 @@
 //! `x-kubernetes-validations`), so a bad spec is refused at `kubectl apply` time. What only the
 //! controller can check lives in [`crate::validation`].
 
+// kube's derive repeats `type_ = "string"` across printcolumns, which clippy takes for a
+// duplicated attribute.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
