@@ -49,7 +49,7 @@ struct ImageArgs {
     #[arg(long, env = "SOURCEBUILD_DEFAULT_BUILDER_IMAGE", default_value = "quay.io/sclorg/python-312-c9s:c9s")]
     default_builder_image: String,
     /// Kaniko executor image for the build container.
-    #[arg(long, env = "SOURCEBUILD_KANIKO_IMAGE", default_value = "ghcr.io/osscontainertools/kaniko:v1.27.2")]
+    #[arg(long, env = "SOURCEBUILD_KANIKO_IMAGE", default_value = "ghcr.io/osscontainertools/kaniko:v1.28.3")]
     kaniko_image: String,
     /// The operator's own image, which runs `sourcebuild prepare` as the init container.
     #[arg(long, env = "SOURCEBUILD_PREPARE_IMAGE", default_value = "sourcebuild-operator:0.1.0")]
