@@ -3,5 +3,6 @@
 
 pub mod api;
 pub mod crd;
+pub mod pod;
 pub mod prepare;
 pub mod source;
