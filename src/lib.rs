@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod crd;
+pub mod outcome;
 pub mod pod;
 pub mod prepare;
 pub mod source;
