@@ -480,8 +480,7 @@ fn classify_kaniko_failure(log: &str, error_line: Option<&str>) -> FailureReason
         let after_retrieving = log
             .lines()
             .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with(kaniko::BUILD_ERROR))
-            .next_back()
+            .rfind(|l| !l.is_empty() && !l.starts_with(kaniko::BUILD_ERROR))
             .is_some_and(|l| l.contains(kaniko::RETRIEVING_IMAGE));
         if registry_error || after_retrieving {
             return FailureReason::BuilderImagePullFailed;
@@ -663,9 +662,11 @@ impl<'a> PodView<'a> {
         self.statuses().filter_map(|s| {
             let waiting = s.state.as_ref()?.waiting.as_ref()?;
             let reason = waiting.reason.as_deref()?;
-            STUCK_WAITING_REASONS
-                .contains(&reason)
-                .then(|| (s.name.as_str(), reason, waiting.message.as_deref()))
+            STUCK_WAITING_REASONS.contains(&reason).then_some((
+                s.name.as_str(),
+                reason,
+                waiting.message.as_deref(),
+            ))
         })
     }
 

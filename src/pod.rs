@@ -582,7 +582,8 @@ mod tests {
     #[test]
     fn missing_metadata_is_named() {
         let base = source_build("app", git_spec());
-        let cases: [(fn(&mut SourceBuild), &str); 4] = [
+        type Breaker = fn(&mut SourceBuild);
+        let cases: [(Breaker, &str); 4] = [
             (|sb| sb.metadata.name = None, "metadata.name"),
             (|sb| sb.metadata.namespace = None, "metadata.namespace"),
             (|sb| sb.metadata.uid = None, "metadata.uid"),
