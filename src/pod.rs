@@ -30,6 +30,8 @@ pub const LABEL_GENERATION: &str = "sourcebuild.dev/generation";
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// Value of [`LABEL_MANAGED_BY`] on every Pod this operator creates.
 pub const MANAGED_BY: &str = "sourcebuild-operator";
+/// Label selector matching every build Pod this operator manages, for the controller's watch.
+pub const MANAGED_BY_SELECTOR: &str = "app.kubernetes.io/managed-by=sourcebuild-operator";
 /// Annotation with the SourceBuild's full name: the label value may be a truncated hash.
 pub const ANNOTATION_NAME: &str = "sourcebuild.dev/name";
 
@@ -622,6 +624,10 @@ mod tests {
         assert!(is_label_value(&labels[LABEL_NAME]));
         assert_eq!(labels[LABEL_GENERATION], "3");
         assert_eq!(labels[LABEL_MANAGED_BY], "sourcebuild-operator");
+        assert_eq!(
+            MANAGED_BY_SELECTOR,
+            format!("{LABEL_MANAGED_BY}={}", labels[LABEL_MANAGED_BY])
+        );
         assert_eq!(pod.metadata.annotations.unwrap()[ANNOTATION_NAME], name);
         assert!(is_dns_label(pod.metadata.name.as_deref().unwrap()));
     }
