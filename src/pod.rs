@@ -188,7 +188,9 @@ fn kaniko_args(sb: &SourceBuild) -> Vec<String> {
     args
 }
 
-fn prepare_request(sb: &SourceBuild, settings: &BuildSettings) -> PrepareRequest {
+/// The request the init container gets: the spec's source and S2I settings, the builder image
+/// resolved against the operator default.
+pub fn prepare_request(sb: &SourceBuild, settings: &BuildSettings) -> PrepareRequest {
     let spec = &sb.spec;
     PrepareRequest {
         source: spec.source.clone(),

@@ -10,8 +10,8 @@ use kube::ResourceExt;
 use serde::Deserialize;
 
 use crate::api::{GROUP, SourceBuild};
-use crate::pod::{BuildSettings, build_pod};
-use crate::prepare::{PrepareRequest, PrepareResult, prepare_workspace};
+use crate::pod::{BuildSettings, build_pod, prepare_request};
+use crate::prepare::{PrepareResult, prepare_workspace};
 use crate::s2i::scripts::BuilderMetadata;
 use crate::source::FetchedSource;
 use crate::validation::validate_spec;
@@ -109,7 +109,7 @@ pub fn render_context(
     source_dir: &Path,
     context_dir: &Path,
 ) -> Result<(String, PrepareResult), RenderError> {
-    let request = PrepareRequest::for_source_build(sb, settings);
+    let request = prepare_request(sb, settings);
     let fetched = FetchedSource {
         root: source_dir.to_path_buf(),
         revision: None,
