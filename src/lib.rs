@@ -4,4 +4,5 @@
 pub mod api;
 pub mod crd;
 pub mod prepare;
+pub mod s2i;
 pub mod source;
