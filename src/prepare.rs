@@ -193,7 +193,13 @@ pub fn prepare_workspace(
     }
     let destination = scripts::resolve_destination(metadata)?;
     let resolve = |script| {
-        scripts::resolve_script(script, spec_url.as_ref(), &context.hooks, metadata, &destination)
+        scripts::resolve_script(
+            script,
+            spec_url.as_ref(),
+            &context.hooks,
+            metadata,
+            &destination,
+        )
     };
     let assemble = resolve(Script::Assemble)?;
     let run = resolve(Script::Run)?;
@@ -218,7 +224,10 @@ pub fn prepare_workspace(
         path: path.clone(),
         source,
     })?;
-    let dockerfile_sha256 = format!("sha256:{}", hex::encode(Sha256::digest(dockerfile.as_bytes())));
+    let dockerfile_sha256 = format!(
+        "sha256:{}",
+        hex::encode(Sha256::digest(dockerfile.as_bytes()))
+    );
     tracing::info!(
         assemble = ?assemble.origin,
         run = ?run.origin,
@@ -328,7 +337,10 @@ mod tests {
     fn labels_record_provenance_and_user_labels_win() {
         let sha = "0123456789abcdef0123456789abcdef01234567";
         let labels = build_labels(&fetched(Some(sha)), &request());
-        assert_eq!(labels[LABEL_BUILD_IMAGE], "quay.io/sclorg/python-312-c9s:c9s");
+        assert_eq!(
+            labels[LABEL_BUILD_IMAGE],
+            "quay.io/sclorg/python-312-c9s:c9s"
+        );
         assert_eq!(labels[LABEL_SOURCE_LOCATION], "https://example.com/a.git");
         assert_eq!(labels[LABEL_COMMIT_ID], sha);
         assert_eq!(labels[LABEL_DISPLAY_NAME], "mine");
@@ -359,13 +371,22 @@ mod tests {
         });
         let error = PrepareError::Context(env);
         assert_eq!(error.reason(), REASON_INVALID_SOURCE);
-        assert_eq!(error.to_string(), ".s2i/environment:2: expected NAME=VALUE, found no '='");
+        assert_eq!(
+            error.to_string(),
+            ".s2i/environment:2: expected NAME=VALUE, found no '='"
+        );
         let download = crate::s2i::scripts::ScriptsError::Download {
             url: "http://x/run".into(),
             reason: "404".into(),
         };
-        assert_eq!(PrepareError::Scripts(download).reason(), REASON_SOURCE_FETCH_FAILED);
-        assert_eq!(PrepareError::MissingRequest.to_string(), format!("environment variable {REQUEST_ENV} is not set"));
+        assert_eq!(
+            PrepareError::Scripts(download).reason(),
+            REASON_SOURCE_FETCH_FAILED
+        );
+        assert_eq!(
+            PrepareError::MissingRequest.to_string(),
+            format!("environment variable {REQUEST_ENV} is not set")
+        );
     }
 
     #[test]
@@ -377,7 +398,11 @@ mod tests {
             });
             let json = report_json(&report, TERMINATION_MESSAGE_LIMIT);
             assert!(json.len() <= TERMINATION_MESSAGE_LIMIT, "{}", json.len());
-            assert!(json.len() > TERMINATION_MESSAGE_LIMIT - 16, "{}", json.len());
+            assert!(
+                json.len() > TERMINATION_MESSAGE_LIMIT - 16,
+                "{}",
+                json.len()
+            );
             let PrepareReport::Failed(back) = serde_json::from_str(&json).unwrap() else {
                 panic!("not a failure: {json}");
             };
@@ -388,6 +413,9 @@ mod tests {
             reason: REASON_INVALID_SOURCE.into(),
             message: "short".into(),
         });
-        assert_eq!(report_json(&short, TERMINATION_MESSAGE_LIMIT), serde_json::to_string(&short).unwrap());
+        assert_eq!(
+            report_json(&short, TERMINATION_MESSAGE_LIMIT),
+            serde_json::to_string(&short).unwrap()
+        );
     }
 }

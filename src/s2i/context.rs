@@ -366,7 +366,8 @@ impl Walk<'_> {
                 self.context.files += 1;
                 self.context.bytes += bytes;
             } else if file_type.is_symlink() {
-                let link_target = std::fs::read_link(&source).map_err(io("reading link", &source))?;
+                let link_target =
+                    std::fs::read_link(&source).map_err(io("reading link", &source))?;
                 if self.link_is_safe(&relative, &source, &link_target) {
                     symlink(&link_target, &target).map_err(io("creating symlink", &target))?;
                     self.context.symlinks += 1;
@@ -410,7 +411,10 @@ mod tests {
             ("dir/a", "."),
         ];
         for (link, target) in inside {
-            assert!(link_stays_inside(Path::new(link), Path::new(target)), "{link} -> {target}");
+            assert!(
+                link_stays_inside(Path::new(link), Path::new(target)),
+                "{link} -> {target}"
+            );
         }
         let outside = [
             ("a", "../b"),
@@ -420,7 +424,10 @@ mod tests {
             ("dir/a", "/"),
         ];
         for (link, target) in outside {
-            assert!(!link_stays_inside(Path::new(link), Path::new(target)), "{link} -> {target}");
+            assert!(
+                !link_stays_inside(Path::new(link), Path::new(target)),
+                "{link} -> {target}"
+            );
         }
     }
 
@@ -441,13 +448,32 @@ mod tests {
         symlink("/", root_path.join("out")).unwrap();
         symlink("app", root_path.join("alias")).unwrap();
 
-        assert_eq!(resolve_context_dir(&root_path, "app").unwrap(), root_path.join("app"));
-        assert_eq!(resolve_context_dir(&root_path, "alias").unwrap(), root_path.join("app"));
-        let message = |dir: &str| resolve_context_dir(&root_path, dir).unwrap_err().to_string();
-        assert_eq!(message("missing"), "contextDir \"missing\" does not exist in the source");
+        assert_eq!(
+            resolve_context_dir(&root_path, "app").unwrap(),
+            root_path.join("app")
+        );
+        assert_eq!(
+            resolve_context_dir(&root_path, "alias").unwrap(),
+            root_path.join("app")
+        );
+        let message = |dir: &str| {
+            resolve_context_dir(&root_path, dir)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            message("missing"),
+            "contextDir \"missing\" does not exist in the source"
+        );
         assert_eq!(message("file"), "contextDir \"file\" is not a directory");
-        assert_eq!(message("out"), "contextDir \"out\" resolves outside the source tree (through a symlink)");
-        assert_eq!(message("../x"), "contextDir \"../x\": must not contain '..'");
+        assert_eq!(
+            message("out"),
+            "contextDir \"out\" resolves outside the source tree (through a symlink)"
+        );
+        assert_eq!(
+            message("../x"),
+            "contextDir \"../x\": must not contain '..'"
+        );
         assert_eq!(message("/etc"), "contextDir \"/etc\": must be relative");
         assert_eq!(message(""), "contextDir \"\": must not be empty");
     }

@@ -43,13 +43,17 @@ pub enum DockerfileError {
     #[error("label key {key:?} is invalid: must match [A-Za-z0-9][A-Za-z0-9._/-]*")]
     InvalidLabelKey { key: String },
     /// A label value with a character no Dockerfile word can hold.
-    #[error("label {key:?}: the value contains a {what}, which cannot be written into a Dockerfile")]
+    #[error(
+        "label {key:?}: the value contains a {what}, which cannot be written into a Dockerfile"
+    )]
     UnsafeLabelValue { key: String, what: &'static str },
     /// An environment variable name outside `api::ENV_NAME_PATTERN`.
     #[error("environment variable name {name:?} is invalid: must match [A-Za-z_][A-Za-z0-9_]*")]
     InvalidEnvName { name: String },
     /// An environment value with a character no Dockerfile word can hold.
-    #[error("environment variable {name}: the value contains a {what}, which cannot be written into a Dockerfile")]
+    #[error(
+        "environment variable {name}: the value contains a {what}, which cannot be written into a Dockerfile"
+    )]
     UnsafeEnvValue { name: String, what: &'static str },
     /// A bad path or user.
     #[error(transparent)]
@@ -140,7 +144,9 @@ pub fn render_dockerfile(spec: &DockerfileSpec) -> Result<String, DockerfileErro
         format!("{user}:0")
     };
     if spec.copy_scripts {
-        out.push_str(&format!("COPY --chown={chown} upload/scripts {dest}/scripts\n"));
+        out.push_str(&format!(
+            "COPY --chown={chown} upload/scripts {dest}/scripts\n"
+        ));
     }
     out.push_str(&format!("COPY --chown={chown} upload/src {dest}/src\n"));
 
@@ -202,8 +208,14 @@ mod tests {
         DockerfileSpec {
             builder_image: "quay.io/sclorg/python-312-c9s:c9s".into(),
             labels: BTreeMap::from([
-                ("io.openshift.s2i.build.image".into(), "quay.io/sclorg/python-312-c9s:c9s".into()),
-                ("io.k8s.display-name".into(), "registry.example.com/app:1".into()),
+                (
+                    "io.openshift.s2i.build.image".into(),
+                    "quay.io/sclorg/python-312-c9s:c9s".into(),
+                ),
+                (
+                    "io.k8s.display-name".into(),
+                    "registry.example.com/app:1".into(),
+                ),
             ]),
             env: vec![("APP_FILE".into(), "service.py".into())],
             user: "1001".into(),
@@ -279,7 +291,10 @@ mod tests {
         // The builder says it runs as 1001: root must be requested explicitly.
         s.builder_user = Some("1001".into());
         let got = render_dockerfile(&s).unwrap();
-        assert!(got.contains("# The builder image runs as another user"), "{got}");
+        assert!(
+            got.contains("# The builder image runs as another user"),
+            "{got}"
+        );
         assert!(got.contains("\nUSER 0\nRUN"), "{got}");
 
         // An image without USER runs as root already.
@@ -301,13 +316,17 @@ mod tests {
             ("BACKSLASH".into(), "c:\\dir\\".into()),
             ("FAKE".into(), "\\nRUN evil".into()),
         ];
-        s.labels.insert("evil".into(), "x\" \\\nRUN evil $HOME".replace('\n', " "));
+        s.labels
+            .insert("evil".into(), "x\" \\\nRUN evil $HOME".replace('\n', " "));
         let got = render_dockerfile(&s).unwrap();
         assert!(got.contains("HOME_REF=\"\\$HOME \\${PATH}\""), "{got}");
         assert!(got.contains("QUOTE=\"a\\\"b\""), "{got}");
         assert!(got.contains("BACKSLASH=\"c:\\\\dir\\\\\""), "{got}");
         assert!(got.contains("FAKE=\"\\\\nRUN evil\""), "{got}");
-        assert!(got.contains("\"evil\"=\"x\\\" \\\\ RUN evil \\$HOME\""), "{got}");
+        assert!(
+            got.contains("\"evil\"=\"x\\\" \\\\ RUN evil \\$HOME\""),
+            "{got}"
+        );
         assert_eq!(
             instructions(&got),
             ["FROM", "LABEL", "ENV", "COPY", "USER", "RUN", "CMD"]
@@ -326,14 +345,18 @@ mod tests {
             let err = render_dockerfile(&s).unwrap_err();
             assert_eq!(
                 err.to_string(),
-                format!("environment variable EVIL: the value contains a {what}, which cannot be written into a Dockerfile")
+                format!(
+                    "environment variable EVIL: the value contains a {what}, which cannot be written into a Dockerfile"
+                )
             );
             let mut s = spec();
             s.labels.insert("org.example.evil".into(), bad.into());
             let err = render_dockerfile(&s).unwrap_err();
             assert_eq!(
                 err.to_string(),
-                format!("label \"org.example.evil\": the value contains a {what}, which cannot be written into a Dockerfile")
+                format!(
+                    "label \"org.example.evil\": the value contains a {what}, which cannot be written into a Dockerfile"
+                )
             );
         }
     }
@@ -344,7 +367,10 @@ mod tests {
             let mut s = spec();
             s.env.push((name.into(), "v".into()));
             assert!(
-                matches!(render_dockerfile(&s), Err(DockerfileError::InvalidEnvName { .. })),
+                matches!(
+                    render_dockerfile(&s),
+                    Err(DockerfileError::InvalidEnvName { .. })
+                ),
                 "{name:?}"
             );
         }
@@ -352,30 +378,58 @@ mod tests {
             let mut s = spec();
             s.labels.insert(key.into(), "v".into());
             assert!(
-                matches!(render_dockerfile(&s), Err(DockerfileError::InvalidLabelKey { .. })),
+                matches!(
+                    render_dockerfile(&s),
+                    Err(DockerfileError::InvalidLabelKey { .. })
+                ),
                 "{key:?}"
             );
         }
-        for image in ["a\nRUN evil", "registry.example.com/UPPER", "img AS x", "$IMG", "a b", ""] {
+        for image in [
+            "a\nRUN evil",
+            "registry.example.com/UPPER",
+            "img AS x",
+            "$IMG",
+            "a b",
+            "",
+        ] {
             let mut s = spec();
             s.builder_image = image.into();
             assert!(
-                matches!(render_dockerfile(&s), Err(DockerfileError::InvalidImage { .. })),
+                matches!(
+                    render_dockerfile(&s),
+                    Err(DockerfileError::InvalidImage { .. })
+                ),
                 "{image:?}"
             );
         }
         let mut s = spec();
         s.destination = "/tmp\nRUN evil".into();
-        assert!(render_dockerfile(&s).unwrap_err().to_string().starts_with("destination: invalid path"));
+        assert!(
+            render_dockerfile(&s)
+                .unwrap_err()
+                .to_string()
+                .starts_with("destination: invalid path")
+        );
         let mut s = spec();
         s.run = "/x/$HOME".into();
-        assert!(render_dockerfile(&s).unwrap_err().to_string().starts_with("run script: invalid path"));
+        assert!(
+            render_dockerfile(&s)
+                .unwrap_err()
+                .to_string()
+                .starts_with("run script: invalid path")
+        );
         let mut s = spec();
         s.assemble = "relative/assemble".into();
         assert!(render_dockerfile(&s).is_err());
         let mut s = spec();
         s.user = "1001\nUSER root".into();
-        assert!(render_dockerfile(&s).unwrap_err().to_string().starts_with("assemble user: invalid user"));
+        assert!(
+            render_dockerfile(&s)
+                .unwrap_err()
+                .to_string()
+                .starts_with("assemble user: invalid user")
+        );
     }
 
     #[test]
@@ -383,7 +437,12 @@ mod tests {
         let a = spec();
         let mut b = spec();
         // Same labels inserted in another order.
-        b.labels = a.labels.iter().rev().map(|(k, v)| (k.clone(), v.clone())).collect();
+        b.labels = a
+            .labels
+            .iter()
+            .rev()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let rendered = render_dockerfile(&a).unwrap();
         assert_eq!(rendered, render_dockerfile(&b).unwrap());
         assert!(rendered.starts_with("FROM "));
@@ -391,7 +450,10 @@ mod tests {
 
     #[test]
     fn quote_escapes_exactly_backslash_quote_dollar() {
-        assert_eq!(quote("plain 'single' `tick` \t").unwrap(), "\"plain 'single' `tick` \t\"");
+        assert_eq!(
+            quote("plain 'single' `tick` \t").unwrap(),
+            "\"plain 'single' `tick` \t\""
+        );
         assert_eq!(quote("\\\"$").unwrap(), "\"\\\\\\\"\\$\"");
         assert_eq!(quote("").unwrap(), "\"\"");
         assert_eq!(quote("a\nb"), Err("newline"));

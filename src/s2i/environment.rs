@@ -25,7 +25,10 @@ pub enum EnvironmentError {
 ///
 /// Pairs come back in file order, duplicates included: the Dockerfile generator applies
 /// "later wins" across this file and `spec.env` in one place.
-pub fn parse_environment(file: &str, content: &str) -> Result<Vec<(String, String)>, EnvironmentError> {
+pub fn parse_environment(
+    file: &str,
+    content: &str,
+) -> Result<Vec<(String, String)>, EnvironmentError> {
     let mut pairs = Vec::new();
     // `lines()` splits on `\n` and drops one trailing `\r`, which is the CRLF tolerance we want.
     for (index, raw) in content.lines().enumerate() {
@@ -71,7 +74,8 @@ mod tests {
 
     #[test]
     fn parses_pairs_comments_blanks_and_crlf() {
-        let content = "# comment\r\n\r\nAPP_FILE = service.py\r\n  # indented comment\nWEB=2\n\tX=a=b=c \n";
+        let content =
+            "# comment\r\n\r\nAPP_FILE = service.py\r\n  # indented comment\nWEB=2\n\tX=a=b=c \n";
         assert_eq!(
             parse_environment(".s2i/environment", content).unwrap(),
             pairs(&[("APP_FILE", "service.py"), ("WEB", "2"), ("X", "a=b=c")])

@@ -87,7 +87,9 @@ pub enum ScriptsError {
     UnsupportedUrl { field: String, url: String },
     /// An `http(s)://` scripts URL on the builder image: s2i would download from whatever URL
     /// an image label names, which we do not do.
-    #[error("{field}: {url:?}: only image:// scripts URLs are supported in builder image labels; set spec.builder.scriptsUrl instead")]
+    #[error(
+        "{field}: {url:?}: only image:// scripts URLs are supported in builder image labels; set spec.builder.scriptsUrl instead"
+    )]
     RemoteLabelUrl { field: String, url: String },
     /// A path that is not a plain absolute path.
     #[error("{field}: invalid path {path:?}: {reason}")]
@@ -97,7 +99,9 @@ pub enum ScriptsError {
         reason: &'static str,
     },
     /// A user that does not match `api::USER_PATTERN`.
-    #[error("{field}: invalid user {user:?}: must be a name or uid, optionally ':group' ([A-Za-z0-9_][A-Za-z0-9_.-]*)")]
+    #[error(
+        "{field}: invalid user {user:?}: must be a name or uid, optionally ':group' ([A-Za-z0-9_][A-Za-z0-9_.-]*)"
+    )]
     InvalidUser { field: String, user: String },
     /// The scripts URL has no usable script.
     #[error("downloading {url}: {reason}")]
@@ -160,7 +164,9 @@ pub fn validate_image_path(field: &str, path: &str) -> Result<String, ScriptsErr
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
         {
-            return Err(invalid("may only contain the characters A-Z a-z 0-9 . _ - and /"));
+            return Err(invalid(
+                "may only contain the characters A-Z a-z 0-9 . _ - and /",
+            ));
         }
     }
     Ok(trimmed.to_string())
@@ -191,7 +197,9 @@ pub fn same_user(a: &str, b: &str) -> bool {
 }
 
 fn group_of(user: &str) -> Option<&str> {
-    user.split_once(':').map(|(_, g)| g).filter(|g| !matches!(*g, "0" | "root"))
+    user.split_once(':')
+        .map(|(_, g)| g)
+        .filter(|g| !matches!(*g, "0" | "root"))
 }
 
 /// The directory source and scripts go to: the builder's destination label, else `/tmp`.
@@ -257,7 +265,13 @@ pub fn resolve_script(
     metadata: &BuilderMetadata,
     destination: &str,
 ) -> Result<ResolvedScript, ScriptsError> {
-    let uploaded = || format!("{}/scripts/{}", destination.trim_end_matches('/'), script.file_name());
+    let uploaded = || {
+        format!(
+            "{}/scripts/{}",
+            destination.trim_end_matches('/'),
+            script.file_name()
+        )
+    };
     let in_dir = |dir: &str| format!("{}/{}", dir.trim_end_matches('/'), script.file_name());
     match spec_url {
         Some(ScriptsUrl::Image(dir)) => {
@@ -402,11 +416,19 @@ mod tests {
                 "{url:?}: {err}"
             );
         }
-        for url in ["ftp://x/y", "/usr/libexec/s2i", "https://x/a b", "https://x/a\nb"] {
-            assert!(matches!(
-                parse_scripts_url("f", url),
-                Err(ScriptsError::UnsupportedUrl { .. })
-            ), "{url:?}");
+        for url in [
+            "ftp://x/y",
+            "/usr/libexec/s2i",
+            "https://x/a b",
+            "https://x/a\nb",
+        ] {
+            assert!(
+                matches!(
+                    parse_scripts_url("f", url),
+                    Err(ScriptsError::UnsupportedUrl { .. })
+                ),
+                "{url:?}"
+            );
         }
     }
 
@@ -432,7 +454,11 @@ mod tests {
         }
         for bad in ["", ":0", "a b", "a\nUSER root", "$USER", "a:b:c", "-1"] {
             let err = validate_user("spec.builder.assembleUser", bad).unwrap_err();
-            assert!(err.to_string().starts_with("spec.builder.assembleUser: invalid user"), "{bad:?}");
+            assert!(
+                err.to_string()
+                    .starts_with("spec.builder.assembleUser: invalid user"),
+                "{bad:?}"
+            );
         }
     }
 
@@ -453,7 +479,10 @@ mod tests {
 
     #[test]
     fn destination_defaults_to_tmp_and_is_validated() {
-        assert_eq!(resolve_destination(&BuilderMetadata::default()).unwrap(), "/tmp");
+        assert_eq!(
+            resolve_destination(&BuilderMetadata::default()).unwrap(),
+            "/tmp"
+        );
         let meta = BuilderMetadata {
             destination: Some("/opt/app/".into()),
             ..Default::default()
@@ -463,7 +492,12 @@ mod tests {
             destination: Some("/opt/$HOME".into()),
             ..Default::default()
         };
-        assert!(resolve_destination(&meta).unwrap_err().to_string().contains(DESTINATION_LABEL));
+        assert!(
+            resolve_destination(&meta)
+                .unwrap_err()
+                .to_string()
+                .contains(DESTINATION_LABEL)
+        );
     }
 
     #[test]
@@ -479,7 +513,10 @@ mod tests {
             user: Some("imageuser".into()),
             ..Default::default()
         };
-        assert_eq!(resolve_assemble_user(None, &image_only).unwrap(), "imageuser");
+        assert_eq!(
+            resolve_assemble_user(None, &image_only).unwrap(),
+            "imageuser"
+        );
         let no_user = BuilderMetadata {
             user: Some(String::new()),
             ..Default::default()
@@ -493,10 +530,12 @@ mod tests {
             assemble_user: Some("a b".into()),
             ..Default::default()
         };
-        assert!(resolve_assemble_user(None, &bad_label)
-            .unwrap_err()
-            .to_string()
-            .contains(ASSEMBLE_USER_LABEL));
+        assert!(
+            resolve_assemble_user(None, &bad_label)
+                .unwrap_err()
+                .to_string()
+                .contains(ASSEMBLE_USER_LABEL)
+        );
         assert!(resolve_assemble_user(Some("x\nRUN evil"), &full).is_err());
     }
 
@@ -510,16 +549,40 @@ mod tests {
         let spec_http = ScriptsUrl::Http("https://example.com/s".into());
         let hooks = [Script::Assemble];
 
-        let got = resolve_script(Script::Assemble, Some(&spec_image), &hooks, &label, "/tmp").unwrap();
-        assert_eq!((got.path.as_str(), got.origin), ("/opt/scripts/assemble", ScriptOrigin::SpecImage));
-        let got = resolve_script(Script::Run, Some(&spec_http), &hooks, &label, "/opt/app").unwrap();
-        assert_eq!((got.path.as_str(), got.origin), ("/opt/app/scripts/run", ScriptOrigin::SpecDownload));
+        let got =
+            resolve_script(Script::Assemble, Some(&spec_image), &hooks, &label, "/tmp").unwrap();
+        assert_eq!(
+            (got.path.as_str(), got.origin),
+            ("/opt/scripts/assemble", ScriptOrigin::SpecImage)
+        );
+        let got =
+            resolve_script(Script::Run, Some(&spec_http), &hooks, &label, "/opt/app").unwrap();
+        assert_eq!(
+            (got.path.as_str(), got.origin),
+            ("/opt/app/scripts/run", ScriptOrigin::SpecDownload)
+        );
         let got = resolve_script(Script::Assemble, None, &hooks, &label, "/tmp").unwrap();
-        assert_eq!((got.path.as_str(), got.origin), ("/tmp/scripts/assemble", ScriptOrigin::SourceHook));
+        assert_eq!(
+            (got.path.as_str(), got.origin),
+            ("/tmp/scripts/assemble", ScriptOrigin::SourceHook)
+        );
         let got = resolve_script(Script::Run, None, &hooks, &label, "/tmp").unwrap();
-        assert_eq!((got.path.as_str(), got.origin), ("/.s2i/bin/run", ScriptOrigin::BuilderLabel));
-        let got = resolve_script(Script::Run, None, &hooks, &BuilderMetadata::default(), "/tmp").unwrap();
-        assert_eq!((got.path.as_str(), got.origin), ("/usr/libexec/s2i/run", ScriptOrigin::Default));
+        assert_eq!(
+            (got.path.as_str(), got.origin),
+            ("/.s2i/bin/run", ScriptOrigin::BuilderLabel)
+        );
+        let got = resolve_script(
+            Script::Run,
+            None,
+            &hooks,
+            &BuilderMetadata::default(),
+            "/tmp",
+        )
+        .unwrap();
+        assert_eq!(
+            (got.path.as_str(), got.origin),
+            ("/usr/libexec/s2i/run", ScriptOrigin::Default)
+        );
     }
 
     #[test]
@@ -557,7 +620,11 @@ mod tests {
                         break;
                     }
                 }
-                let path = request_line.split_whitespace().nth(1).unwrap_or("").to_string();
+                let path = request_line
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or("")
+                    .to_string();
                 let (status, body) = routes
                     .iter()
                     .find(|(p, _, _)| *p == path)
@@ -587,7 +654,10 @@ mod tests {
         let got = download_scripts(&base, &dir.path().join("scripts"), 1024).unwrap();
         assert_eq!(got, [Script::Assemble, Script::Run]);
         let assemble = dir.path().join("scripts/assemble");
-        assert_eq!(std::fs::read(&assemble).unwrap(), b"#!/bin/sh\necho assemble\n");
+        assert_eq!(
+            std::fs::read(&assemble).unwrap(),
+            b"#!/bin/sh\necho assemble\n"
+        );
         let mode = std::fs::metadata(&assemble).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode, 0o755);
         assert!(!dir.path().join("scripts/save-artifacts").exists());
