@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use gix::bstr::ByteSlice;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::api::GitSource;
 
@@ -48,6 +48,12 @@ pub enum GitError {
         /// What gix reported.
         #[source]
         source: gix::Error,
+    },
+    /// Credentials were given for a plain `http://` URL: gix never sends them in clear text.
+    #[error("refusing to send the git credentials to {url} in clear text: use an https:// URL")]
+    InsecureCredentials {
+        /// The URL without userinfo.
+        url: String,
     },
     /// The remote refused the credentials (or demanded some and none were given).
     #[error("authentication to {url} failed (check the git secret's username and password)")]
@@ -134,6 +140,17 @@ pub fn clone(
         Some(dir) => Some(read_secret(dir)?),
         None => url_credentials,
     };
+    if credentials.is_some() {
+        match url.scheme {
+            // gix refuses basic auth over plain http at the transport; failing here says why
+            // before any connection is made.
+            gix::url::Scheme::Http => {
+                return Err(GitError::InsecureCredentials { url: location });
+            }
+            gix::url::Scheme::Https => {}
+            _ => warn!(url = %location, "git credentials are ignored: only http(s) remotes use them"),
+        }
+    }
     let revision_label = source.revision.clone().unwrap_or_else(|| "HEAD".into());
     let clone_error = |source: gix::Error| classify(source, &location, &revision_label);
 
