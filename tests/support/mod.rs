@@ -1,7 +1,7 @@
 //! Test helpers: a minimal HTTP/1.1 server on 127.0.0.1 and git repositories made with the CLI.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -217,7 +217,7 @@ pub fn make_repo(base: &Path) -> TestRepo {
     let work = base.join("work");
     std::fs::create_dir_all(&work).unwrap();
     git(&work, &["init", "-q", "-b", "main"]);
-    let mut commit = |content: &str, message: &str| {
+    let commit = |content: &str, message: &str| {
         std::fs::write(work.join("a.txt"), content).unwrap();
         git(&work, &["add", "a.txt"]);
         git(&work, &["commit", "-q", "-m", message]);
