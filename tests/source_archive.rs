@@ -17,10 +17,8 @@ use support::{HttpServer, Response};
 
 /// Serves fixed bodies by path; anything else is a 404.
 fn serve(files: Vec<(&str, Vec<u8>)>) -> HttpServer {
-    let files: HashMap<String, Vec<u8>> = files
-        .into_iter()
-        .map(|(p, b)| (p.to_string(), b))
-        .collect();
+    let files: HashMap<String, Vec<u8>> =
+        files.into_iter().map(|(p, b)| (p.to_string(), b)).collect();
     HttpServer::start(move |request| match files.get(&request.target) {
         Some(body) => Response::ok(body.clone()),
         None => Response::status(404),
@@ -50,7 +48,14 @@ impl Tar {
         }
     }
 
-    fn raw(mut self, name: &[u8], kind: tar::EntryType, link: &[u8], data: &[u8], mode: u32) -> Self {
+    fn raw(
+        mut self,
+        name: &[u8],
+        kind: tar::EntryType,
+        link: &[u8],
+        data: &[u8],
+        mode: u32,
+    ) -> Self {
         let mut header = tar::Header::new_old();
         {
             let old = header.as_old_mut();
@@ -61,16 +66,32 @@ impl Tar {
         header.set_size(data.len() as u64);
         header.set_mode(mode);
         header.set_cksum();
-        self.builder.as_mut().unwrap().append(&header, data).unwrap();
+        self.builder
+            .as_mut()
+            .unwrap()
+            .append(&header, data)
+            .unwrap();
         self
     }
 
     fn file(self, name: &str, data: &str) -> Self {
-        self.raw(name.as_bytes(), tar::EntryType::Regular, b"", data.as_bytes(), 0o644)
+        self.raw(
+            name.as_bytes(),
+            tar::EntryType::Regular,
+            b"",
+            data.as_bytes(),
+            0o644,
+        )
     }
 
     fn exec(self, name: &str, data: &str) -> Self {
-        self.raw(name.as_bytes(), tar::EntryType::Regular, b"", data.as_bytes(), 0o755)
+        self.raw(
+            name.as_bytes(),
+            tar::EntryType::Regular,
+            b"",
+            data.as_bytes(),
+            0o755,
+        )
     }
 
     fn dir(self, name: &str) -> Self {
@@ -78,11 +99,23 @@ impl Tar {
     }
 
     fn symlink(self, name: &str, target: &str) -> Self {
-        self.raw(name.as_bytes(), tar::EntryType::Symlink, target.as_bytes(), b"", 0o777)
+        self.raw(
+            name.as_bytes(),
+            tar::EntryType::Symlink,
+            target.as_bytes(),
+            b"",
+            0o777,
+        )
     }
 
     fn hardlink(self, name: &str, target: &str) -> Self {
-        self.raw(name.as_bytes(), tar::EntryType::Link, target.as_bytes(), b"", 0o644)
+        self.raw(
+            name.as_bytes(),
+            tar::EntryType::Link,
+            target.as_bytes(),
+            b"",
+            0o644,
+        )
     }
 
     fn bytes(mut self) -> Vec<u8> {
@@ -113,7 +146,11 @@ impl Case {
         self.tmp.path().join("tree").join("src")
     }
 
-    fn run(&self, sha256: Option<&str>, limits: &ArchiveLimits) -> Result<archive::DownloadedArchive, ArchiveError> {
+    fn run(
+        &self,
+        sha256: Option<&str>,
+        limits: &ArchiveLimits,
+    ) -> Result<archive::DownloadedArchive, ArchiveError> {
         let dest = self.dest();
         fs::create_dir_all(&dest).unwrap();
         archive::fetch(
@@ -159,7 +196,10 @@ fn assert_sample(dest: &Path) {
         fs::read_to_string(dest.join("app/main.js")).unwrap(),
         "console.log('hi')\n"
     );
-    assert_eq!(fs::read_link(dest.join("app/main.js")).unwrap(), Path::new("index.js"));
+    assert_eq!(
+        fs::read_link(dest.join("app/main.js")).unwrap(),
+        Path::new("index.js")
+    );
     assert_eq!(
         fs::read_to_string(dest.join("app/copy.js")).unwrap(),
         "console.log('hi')\n"
@@ -209,8 +249,13 @@ fn gzip_tar_with_matching_sha256() {
 fn sha256_mismatch_shows_expected_and_actual_and_unpacks_nothing() {
     let case = Case::new(gzip(&sample()));
     let wrong = "0".repeat(64);
-    let err = case.run(Some(&wrong), &ArchiveLimits::default()).unwrap_err();
-    assert!(matches!(err, ArchiveError::Sha256Mismatch { .. }), "{err:?}");
+    let err = case
+        .run(Some(&wrong), &ArchiveLimits::default())
+        .unwrap_err();
+    assert!(
+        matches!(err, ArchiveError::Sha256Mismatch { .. }),
+        "{err:?}"
+    );
     let message = err.to_string();
     assert!(message.contains(&wrong), "{message}");
     assert!(message.contains(&case.digest), "{message}");
@@ -224,12 +269,18 @@ fn not_found_is_an_http_status_error() {
     let tmp = tempfile::tempdir().unwrap();
     let url = server.url("/missing.tar.gz");
     let err = archive::fetch(
-        &ArchiveSource { url: url.clone(), sha256: None },
+        &ArchiveSource {
+            url: url.clone(),
+            sha256: None,
+        },
         tmp.path(),
         &ArchiveLimits::default(),
     )
     .unwrap_err();
-    assert!(matches!(err, ArchiveError::HttpStatus { status: 404, .. }), "{err:?}");
+    assert!(
+        matches!(err, ArchiveError::HttpStatus { status: 404, .. }),
+        "{err:?}"
+    );
     assert!(err.to_string().contains(&url), "{err}");
 }
 
@@ -258,11 +309,21 @@ fn userinfo_is_sent_as_basic_auth_but_kept_out_of_location_and_errors() {
     )
     .unwrap();
     assert_eq!(fetched.location, clean);
-    assert!(seen.lock().unwrap().as_deref().is_some_and(|h| h.starts_with("Basic ")));
+    assert!(
+        seen.lock()
+            .unwrap()
+            .as_deref()
+            .is_some_and(|h| h.starts_with("Basic "))
+    );
 
-    let missing = server.url("/nope.tar").replace("http://", "http://user:pa55word@");
+    let missing = server
+        .url("/nope.tar")
+        .replace("http://", "http://user:pa55word@");
     let err = archive::fetch(
-        &ArchiveSource { url: missing, sha256: None },
+        &ArchiveSource {
+            url: missing,
+            sha256: None,
+        },
         &tmp.path().join("x"),
         &ArchiveLimits::default(),
     )
@@ -273,7 +334,11 @@ fn userinfo_is_sent_as_basic_auth_but_kept_out_of_location_and_errors() {
 #[test]
 fn connection_refused_names_the_url_without_userinfo() {
     // Bind then drop: nothing listens on that port any more.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let tmp = tempfile::tempdir().unwrap();
     let err = archive::fetch(
         &ArchiveSource {
@@ -286,7 +351,10 @@ fn connection_refused_names_the_url_without_userinfo() {
     .unwrap_err();
     let full = format!("{err} {err:?}");
     assert!(matches!(err, ArchiveError::Download { .. }), "{err:?}");
-    assert!(full.contains(&format!("http://127.0.0.1:{port}/a.tar")), "{full}");
+    assert!(
+        full.contains(&format!("http://127.0.0.1:{port}/a.tar")),
+        "{full}"
+    );
     assert!(!full.contains("hunter22"), "{full}");
 }
 
@@ -299,7 +367,12 @@ fn garbage_is_reported_as_corrupt() {
 
 #[test]
 fn parent_dir_entry_is_refused() {
-    let case = Case::new(Tar::new().file("ok.txt", "ok").file("../evil.txt", "x").bytes());
+    let case = Case::new(
+        Tar::new()
+            .file("ok.txt", "ok")
+            .file("../evil.txt", "x")
+            .bytes(),
+    );
     let err = case.unpack().unwrap_err();
     assert!(
         matches!(&err, ArchiveError::UnsafePath { entry, .. } if entry == "../evil.txt"),
@@ -375,7 +448,10 @@ fn symlink_inside_the_tree_is_kept() {
             .bytes(),
     );
     case.unpack().unwrap();
-    assert_eq!(fs::read_to_string(case.dest().join("a/b/link")).unwrap(), "x");
+    assert_eq!(
+        fs::read_to_string(case.dest().join("a/b/link")).unwrap(),
+        "x"
+    );
 }
 
 #[test]
@@ -414,7 +490,13 @@ fn hard_link_to_a_missing_or_non_file_target_is_refused() {
     let case = Case::new(Tar::new().hardlink("h", "nothing-here").bytes());
     let err = case.unpack().unwrap_err();
     assert!(matches!(err, ArchiveError::BadHardLink { .. }), "{err:?}");
-    let case = Case::new(Tar::new().file("f", "x").symlink("l", "f").hardlink("h", "l").bytes());
+    let case = Case::new(
+        Tar::new()
+            .file("f", "x")
+            .symlink("l", "f")
+            .hardlink("h", "l")
+            .bytes(),
+    );
     let err = case.unpack().unwrap_err();
     assert!(matches!(err, ArchiveError::BadHardLink { .. }), "{err:?}");
 }
@@ -447,9 +529,17 @@ fn file_at_the_path_of_a_symlink_replaces_the_link() {
     );
     case.unpack().unwrap();
     let dest = case.dest();
-    assert!(fs::symlink_metadata(dest.join("f")).unwrap().file_type().is_file());
+    assert!(
+        fs::symlink_metadata(dest.join("f"))
+            .unwrap()
+            .file_type()
+            .is_file()
+    );
     assert_eq!(fs::read_to_string(dest.join("f")).unwrap(), "new");
-    assert_eq!(fs::read_to_string(dest.join("target.txt")).unwrap(), "original");
+    assert_eq!(
+        fs::read_to_string(dest.join("target.txt")).unwrap(),
+        "original"
+    );
 }
 
 #[test]
@@ -474,7 +564,13 @@ fn devices_and_fifos_are_skipped() {
 fn non_utf8_name_is_refused() {
     let case = Case::new(
         Tar::new()
-            .raw(b"bad\xffname.txt", tar::EntryType::Regular, b"", b"x", 0o644)
+            .raw(
+                b"bad\xffname.txt",
+                tar::EntryType::Regular,
+                b"",
+                b"x",
+                0o644,
+            )
             .bytes(),
     );
     let err = case.unpack().unwrap_err();
@@ -487,14 +583,22 @@ fn non_utf8_name_is_refused() {
 #[test]
 fn too_many_entries() {
     let case = Case::new(
-        Tar::new().file("1", "").file("2", "").file("3", "").file("4", "").bytes(),
+        Tar::new()
+            .file("1", "")
+            .file("2", "")
+            .file("3", "")
+            .file("4", "")
+            .bytes(),
     );
     let limits = ArchiveLimits {
         max_entries: 3,
         ..ArchiveLimits::default()
     };
     let err = case.run(None, &limits).unwrap_err();
-    assert!(matches!(err, ArchiveError::TooManyEntries { limit: 3 }), "{err:?}");
+    assert!(
+        matches!(err, ArchiveError::TooManyEntries { limit: 3 }),
+        "{err:?}"
+    );
     assert!(err.to_string().contains('3'));
 }
 
@@ -528,7 +632,10 @@ fn download_size_limit() {
         ..ArchiveLimits::default()
     };
     let err = case.run(None, &limits).unwrap_err();
-    assert!(matches!(err, ArchiveError::DownloadTooLarge { limit: 512, .. }), "{err:?}");
+    assert!(
+        matches!(err, ArchiveError::DownloadTooLarge { limit: 512, .. }),
+        "{err:?}"
+    );
 }
 
 #[test]

@@ -116,7 +116,12 @@ fn items_go_to_their_paths_with_their_modes() {
         "require('http')\n"
     );
     let assemble = dest.join(".s2i/bin/assemble");
-    assert!(fs::symlink_metadata(&assemble).unwrap().file_type().is_file());
+    assert!(
+        fs::symlink_metadata(&assemble)
+            .unwrap()
+            .file_type()
+            .is_file()
+    );
     assert_eq!(
         fs::metadata(&assemble).unwrap().permissions().mode() & 0o777,
         0o755
@@ -157,12 +162,18 @@ fn a_key_that_resolves_outside_the_mount_is_refused() {
 
     let err = fetch(&source(&[]), &mounts(&mount), &dest).unwrap_err();
     assert!(
-        matches!(err, FetchError::ConfigMap(ConfigMapError::OutsideMount { .. })),
+        matches!(
+            err,
+            FetchError::ConfigMap(ConfigMapError::OutsideMount { .. })
+        ),
         "{err:?}"
     );
     let err = fetch(&source(&[("evil", "evil")]), &mounts(&mount), &dest).unwrap_err();
     assert!(
-        matches!(err, FetchError::ConfigMap(ConfigMapError::OutsideMount { .. })),
+        matches!(
+            err,
+            FetchError::ConfigMap(ConfigMapError::OutsideMount { .. })
+        ),
         "{err:?}"
     );
     assert!(!dest.join("evil").exists());
@@ -177,7 +188,10 @@ fn a_nested_link_out_of_the_mount_is_refused() {
     fs::create_dir(&dest).unwrap();
     let err = fetch(&source(&[]), &mounts(&mount), &dest).unwrap_err();
     assert!(
-        matches!(err, FetchError::ConfigMap(ConfigMapError::OutsideMount { .. })),
+        matches!(
+            err,
+            FetchError::ConfigMap(ConfigMapError::OutsideMount { .. })
+        ),
         "{err:?}"
     );
 }
@@ -190,7 +204,10 @@ fn item_path_with_parent_dir_is_invalid() {
     fs::create_dir(&dest).unwrap();
     let err = fetch(&source(&[("a", "../a.txt")]), &mounts(&mount), &dest).unwrap_err();
     assert!(
-        matches!(err, FetchError::ConfigMap(ConfigMapError::InvalidPath { .. })),
+        matches!(
+            err,
+            FetchError::ConfigMap(ConfigMapError::InvalidPath { .. })
+        ),
         "{err:?}"
     );
     assert_eq!(err.reason(), "InvalidSource");

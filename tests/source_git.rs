@@ -122,7 +122,12 @@ fn git_daemon_unknown_branch_names_revision_and_url() {
     let s = served();
     let dest = s.dest_root.join("nope");
     let url = s.daemon.url("repo.git");
-    let err = fetch(&git_source(&url, Some("no-such-branch")), &mounts(None), &dest).unwrap_err();
+    let err = fetch(
+        &git_source(&url, Some("no-such-branch")),
+        &mounts(None),
+        &dest,
+    )
+    .unwrap_err();
     let message = err.to_string();
     assert!(
         matches!(err, FetchError::Git(GitError::RevisionNotFound { .. })),
@@ -189,8 +194,12 @@ fn http_backend_unknown_tag_names_revision_and_url() {
     let repo = make_repo(&tmp.path().join("srv"));
     let server = git_http_server(repo.base.clone(), None);
     let url = server.url("/repo.git");
-    let err = fetch(&git_source(&url, Some("v9.9")), &mounts(None), &tmp.path().join("d"))
-        .unwrap_err();
+    let err = fetch(
+        &git_source(&url, Some("v9.9")),
+        &mounts(None),
+        &tmp.path().join("d"),
+    )
+    .unwrap_err();
     assert!(
         matches!(err, FetchError::Git(GitError::RevisionNotFound { .. })),
         "{err:?}"
@@ -205,7 +214,12 @@ fn http_backend_private_repository_without_credentials_fails() {
     let repo = make_repo(&tmp.path().join("srv"));
     let server = git_http_server(repo.base.clone(), Some(("builder", "pw")));
     let url = server.url("/repo.git");
-    let err = fetch(&git_source(&url, None), &mounts(None), &tmp.path().join("d")).unwrap_err();
+    let err = fetch(
+        &git_source(&url, None),
+        &mounts(None),
+        &tmp.path().join("d"),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains(&url), "{err}");
     assert_eq!(err.reason(), "SourceFetchFailed");
 }
@@ -220,8 +234,12 @@ fn credentials_for_plain_http_are_refused_without_leaking_them() {
     let secret = tmp.path().join("secret");
     write_secret(&secret, "builder", "s3cr3t-pw");
     let url = server.url("/repo.git");
-    let err = fetch(&git_source(&url, None), &mounts(Some(&secret)), &tmp.path().join("d"))
-        .unwrap_err();
+    let err = fetch(
+        &git_source(&url, None),
+        &mounts(Some(&secret)),
+        &tmp.path().join("d"),
+    )
+    .unwrap_err();
     assert!(
         matches!(err, FetchError::Git(GitError::InsecureCredentials { .. })),
         "{err:?}"
@@ -231,8 +249,12 @@ fn credentials_for_plain_http_are_refused_without_leaking_them() {
     assert!(!full.contains("s3cr3t-pw"), "{full}");
 
     let with_userinfo = url.replace("http://", "http://builder:url-pw@");
-    let err = fetch(&git_source(&with_userinfo, None), &mounts(None), &tmp.path().join("e"))
-        .unwrap_err();
+    let err = fetch(
+        &git_source(&with_userinfo, None),
+        &mounts(None),
+        &tmp.path().join("e"),
+    )
+    .unwrap_err();
     let full = format!("{err} / {err:?}");
     assert!(full.contains(&url), "{full}");
     assert!(!full.contains("url-pw"), "{full}");

@@ -148,7 +148,9 @@ pub enum ArchiveError {
         target: String,
     },
     /// A hard link names a target that was not extracted as a regular file before it.
-    #[error("archive entry {entry:?} is a hard link to {target:?}, which is not a file extracted earlier")]
+    #[error(
+        "archive entry {entry:?} is a hard link to {target:?}, which is not a file extracted earlier"
+    )]
     BadHardLink {
         /// The link entry.
         entry: String,
@@ -236,7 +238,12 @@ pub fn fetch(
     file.seek(SeekFrom::Start(0)).map_err(spool)?;
     let reader = BufReader::new(file);
     let stats = if gzip {
-        unpack(flate2::read::GzDecoder::new(reader), dest, limits, &location)?
+        unpack(
+            flate2::read::GzDecoder::new(reader),
+            dest,
+            limits,
+            &location,
+        )?
     } else {
         unpack(reader, dest, limits, &location)?
     };
@@ -417,7 +424,8 @@ fn unpack<R: Read>(
                     .open(&target)
                     .map_err(write_error)?;
                 // The header's size is what `entry` yields; `take` keeps a lying header honest.
-                let written = io::copy(&mut (&mut entry).take(size), &mut file).map_err(write_error)?;
+                let written =
+                    io::copy(&mut (&mut entry).take(size), &mut file).map_err(write_error)?;
                 if written != size {
                     return Err(corrupt(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
@@ -447,10 +455,11 @@ fn unpack<R: Read>(
             }
             tar::EntryType::Link => {
                 let link = utf8(&entry.link_name_bytes().unwrap_or_default())?;
-                let link_components = safe_components(&link).map_err(|_| ArchiveError::LinkOutside {
-                    entry: name.clone(),
-                    target: link.clone(),
-                })?;
+                let link_components =
+                    safe_components(&link).map_err(|_| ArchiveError::LinkOutside {
+                        entry: name.clone(),
+                        target: link.clone(),
+                    })?;
                 if link_components.is_empty() {
                     return Err(ArchiveError::BadHardLink {
                         entry: name,
@@ -640,7 +649,9 @@ fn resolves_outside(root: &Path, parent: &[String], link: &str) -> bool {
             }
             continue;
         }
-        let candidate: PathBuf = root.join(resolved.iter().collect::<PathBuf>()).join(&component);
+        let candidate: PathBuf = root
+            .join(resolved.iter().collect::<PathBuf>())
+            .join(&component);
         match fs::read_link(&candidate) {
             Ok(target) => {
                 hops += 1;

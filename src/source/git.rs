@@ -148,7 +148,9 @@ pub fn clone(
                 return Err(GitError::InsecureCredentials { url: location });
             }
             gix::url::Scheme::Https => {}
-            _ => warn!(url = %location, "git credentials are ignored: only http(s) remotes use them"),
+            _ => {
+                warn!(url = %location, "git credentials are ignored: only http(s) remotes use them")
+            }
         }
     }
     let revision_label = source.revision.clone().unwrap_or_else(|| "HEAD".into());
@@ -162,14 +164,10 @@ pub fn clone(
         .with_shallow(gix::remote::fetch::Shallow::DepthAtRemote(depth));
     prepare = match target(source.revision.as_deref()) {
         Target::RemoteHead => prepare,
-        Target::Name(name) => prepare
-            .with_ref_name(Some(name))
-            .map_err(clone_error)?,
+        Target::Name(name) => prepare.with_ref_name(Some(name)).map_err(clone_error)?,
         // gix asks the remote for this one object (depth 1): fine for protocol v2 servers, which
         // answer any reachable commit, unlike the branch-tip-only default of protocol v0.
-        Target::Commit(id) => prepare
-            .with_revision(Some(id))
-            .map_err(clone_error)?,
+        Target::Commit(id) => prepare.with_revision(Some(id)).map_err(clone_error)?,
     };
     if let Some(credentials) = credentials {
         prepare = prepare.configure_connection(move |connection| {
@@ -204,7 +202,11 @@ pub fn clone(
             revision: revision_label.clone(),
             source,
         })?;
-    debug!(files = outcome.files_updated, bytes = outcome.bytes_written, "worktree checked out");
+    debug!(
+        files = outcome.files_updated,
+        bytes = outcome.bytes_written,
+        "worktree checked out"
+    );
 
     let commit = repo
         .head_id()

@@ -310,10 +310,7 @@ pub fn git_http_server(root: PathBuf, auth: Option<(&str, &str)>) -> HttpServer 
         {
             return Response {
                 status: 401,
-                headers: vec![(
-                    "WWW-Authenticate".into(),
-                    "Basic realm=\"git\"".into(),
-                )],
+                headers: vec![("WWW-Authenticate".into(), "Basic realm=\"git\"".into())],
                 body: vec![],
             };
         }
