@@ -22,7 +22,7 @@ pub const ENV_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
 /// The reference grammar of `distribution/reference` (name, optional tag, optional digest),
 /// written for RE2 so the API server and the controller (`regex` crate) apply the same rule.
 pub const IMAGE_REFERENCE_PATTERN: &str = concat!(
-    "^((?:(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])",
+    "^((?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])",
     "(?:\\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*",
     "|\\[(?:[a-fA-F0-9:]+)\\])(?::[0-9]+)?/)?",
     "[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*",
