@@ -1,0 +1,7 @@
+//! Test support shared by the integration tests: real servers on loopback, started and stopped
+//! by the tests themselves.
+#![allow(dead_code, unused_imports)]
+
+pub mod http;
+
+pub use http::*;
