@@ -46,13 +46,25 @@ enum Command {
 #[derive(Args, Clone)]
 struct ImageArgs {
     /// S2I builder image for SourceBuilds that do not name one.
-    #[arg(long, env = "SOURCEBUILD_DEFAULT_BUILDER_IMAGE", default_value = "quay.io/sclorg/python-312-c9s:c9s")]
+    #[arg(
+        long,
+        env = "SOURCEBUILD_DEFAULT_BUILDER_IMAGE",
+        default_value = "quay.io/sclorg/python-312-c9s:c9s"
+    )]
     default_builder_image: String,
     /// Kaniko executor image for the build container.
-    #[arg(long, env = "SOURCEBUILD_KANIKO_IMAGE", default_value = "ghcr.io/osscontainertools/kaniko:v1.28.3")]
+    #[arg(
+        long,
+        env = "SOURCEBUILD_KANIKO_IMAGE",
+        default_value = "ghcr.io/osscontainertools/kaniko:v1.28.3"
+    )]
     kaniko_image: String,
     /// The operator's own image, which runs `sourcebuild prepare` as the init container.
-    #[arg(long, env = "SOURCEBUILD_PREPARE_IMAGE", default_value = "sourcebuild-operator:0.1.0")]
+    #[arg(
+        long,
+        env = "SOURCEBUILD_PREPARE_IMAGE",
+        default_value = "sourcebuild-operator:0.1.0"
+    )]
     prepare_image: String,
 }
 
@@ -77,7 +89,12 @@ struct ControllerArgs {
     #[arg(long, env = "SOURCEBUILD_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
     /// Log format.
-    #[arg(long, env = "SOURCEBUILD_LOG_FORMAT", value_enum, default_value = "json")]
+    #[arg(
+        long,
+        env = "SOURCEBUILD_LOG_FORMAT",
+        value_enum,
+        default_value = "json"
+    )]
     log_format: LogFormat,
     /// Log filter: a level (info, debug) or RUST_LOG-style directives.
     #[arg(long, env = "SOURCEBUILD_LOG_LEVEL", default_value = "info")]
@@ -99,7 +116,12 @@ struct PrepareArgs {
     #[arg(long, default_value = "/dev/termination-log")]
     termination_log: PathBuf,
     /// Log format.
-    #[arg(long, env = "SOURCEBUILD_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long,
+        env = "SOURCEBUILD_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     log_format: LogFormat,
 }
 

@@ -53,11 +53,31 @@ impl Metrics {
         let builds_finished = Family::<FinishedLabels, Counter>::default();
         // 5 s to about 85 min: S2I builds range from a quick script to a large dependency set.
         let build_duration = Histogram::new(exponential_buckets(5.0, 2.0, 11));
-        registry.register("reconciliations", "SourceBuild reconciles", reconciliations.clone());
-        registry.register("reconcile_errors", "Reconciles that failed and were retried", reconcile_errors.clone());
-        registry.register("builds_started", "Build Pods created", builds_started.clone());
-        registry.register("builds_finished", "Builds that ended, by result and reason", builds_finished.clone());
-        registry.register("build_duration_seconds", "Build Pod creation to final status", build_duration.clone());
+        registry.register(
+            "reconciliations",
+            "SourceBuild reconciles",
+            reconciliations.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Reconciles that failed and were retried",
+            reconcile_errors.clone(),
+        );
+        registry.register(
+            "builds_started",
+            "Build Pods created",
+            builds_started.clone(),
+        );
+        registry.register(
+            "builds_finished",
+            "Builds that ended, by result and reason",
+            builds_finished.clone(),
+        );
+        registry.register(
+            "build_duration_seconds",
+            "Build Pod creation to final status",
+            build_duration.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             reconciliations,
@@ -122,7 +142,10 @@ pub fn router(metrics: Metrics, ready: Arc<AtomicBool>) -> Router {
 
 async fn metrics_handler(State(state): State<ServerState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.encode(),
     )
 }
@@ -136,7 +159,11 @@ async fn readyz(State(state): State<ServerState>) -> impl IntoResponse {
 }
 
 /// Serves the routes on `addr` until the process ends.
-pub async fn serve(addr: SocketAddr, metrics: Metrics, ready: Arc<AtomicBool>) -> std::io::Result<()> {
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Metrics,
+    ready: Arc<AtomicBool>,
+) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     axum::serve(listener, router(metrics, ready)).await
 }
@@ -152,12 +179,20 @@ mod tests {
         metrics.build_finished(Phase::Failed, "AssembleFailed", Some(12.0));
         metrics.build_finished(Phase::Succeeded, "Succeeded", Some(40.0));
         let text = metrics.encode();
-        assert!(text.contains("sourcebuild_builds_started_total 1"), "{text}");
         assert!(
-            text.contains(r#"sourcebuild_builds_finished_total{result="Failed",reason="AssembleFailed"} 1"#),
+            text.contains("sourcebuild_builds_started_total 1"),
             "{text}"
         );
-        assert!(text.contains("sourcebuild_build_duration_seconds_count 2"), "{text}");
+        assert!(
+            text.contains(
+                r#"sourcebuild_builds_finished_total{result="Failed",reason="AssembleFailed"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("sourcebuild_build_duration_seconds_count 2"),
+            "{text}"
+        );
     }
 
     #[tokio::test]
@@ -171,7 +206,10 @@ mod tests {
             let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
             stream
-                .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+                .write_all(
+                    format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                        .as_bytes(),
+                )
                 .await
                 .unwrap();
             let mut response = String::new();
@@ -182,6 +220,10 @@ mod tests {
         assert!(get("/readyz").await.starts_with("HTTP/1.1 503"));
         ready.store(true, Ordering::SeqCst);
         assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
-        assert!(get("/metrics").await.contains("sourcebuild_reconciliations_total"));
+        assert!(
+            get("/metrics")
+                .await
+                .contains("sourcebuild_reconciliations_total")
+        );
     }
 }

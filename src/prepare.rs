@@ -135,7 +135,7 @@ impl PrepareError {
     pub fn reason(&self) -> &'static str {
         use crate::s2i::scripts::ScriptsError;
         match self {
-            PrepareError::Fetch(_) => REASON_SOURCE_FETCH_FAILED,
+            PrepareError::Fetch(error) => error.reason(),
             PrepareError::Scripts(ScriptsError::Download { .. }) => REASON_SOURCE_FETCH_FAILED,
             PrepareError::MissingRequest
             | PrepareError::InvalidRequest(_)
@@ -362,7 +362,18 @@ mod tests {
     fn reasons_map_fetch_and_tree_problems() {
         use crate::s2i::environment::EnvironmentError;
         assert_eq!(
-            PrepareError::Fetch(crate::source::FetchError::NotAvailable).reason(),
+            PrepareError::Fetch(crate::source::FetchError::InvalidSource("none set".into()))
+                .reason(),
+            REASON_INVALID_SOURCE
+        );
+        let missing = crate::source::configmap::ConfigMapError::MissingKey {
+            name: "app".into(),
+            key: "app.py".into(),
+            path: "app.py".into(),
+            mount: CONFIGMAP_DIR.into(),
+        };
+        assert_eq!(
+            PrepareError::Fetch(missing.into()).reason(),
             REASON_SOURCE_FETCH_FAILED
         );
         let env = crate::s2i::context::ContextError::Environment(EnvironmentError::MissingEquals {

@@ -73,7 +73,10 @@ pub fn load_source_build(path: &Path) -> Result<SourceBuild, RenderError> {
     };
     for document in serde_norway::Deserializer::from_str(&text) {
         let value = serde_norway::Value::deserialize(document).map_err(parse_error)?;
-        let api_version = value.get("apiVersion").and_then(|v| v.as_str()).unwrap_or("");
+        let api_version = value
+            .get("apiVersion")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
         let kind = value.get("kind").and_then(|v| v.as_str()).unwrap_or("");
         if kind != "SourceBuild" || !api_version.starts_with(&format!("{GROUP}/")) {
             continue;
@@ -89,7 +92,8 @@ pub fn load_source_build(path: &Path) -> Result<SourceBuild, RenderError> {
         // What the API server would fill in, so the Pod renders as the controller makes it.
         let meta = &mut sb.metadata;
         meta.namespace.get_or_insert_with(|| "default".into());
-        meta.uid.get_or_insert_with(|| "00000000-0000-0000-0000-000000000000".into());
+        meta.uid
+            .get_or_insert_with(|| "00000000-0000-0000-0000-000000000000".into());
         meta.generation.get_or_insert(1);
         return Ok(sb);
     }

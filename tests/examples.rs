@@ -18,7 +18,8 @@ fn examples_are_valid_source_builds() {
                 kaniko_image: "kaniko:test".into(),
                 prepare_image: "sourcebuild-operator:test".into(),
             };
-            let pod = render_pod(&sb, &settings).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let pod =
+                render_pod(&sb, &settings).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert!(pod.contains("kind: Pod"), "{}", path.display());
             seen += 1;
         }

@@ -123,7 +123,11 @@ fn harness(pods: Vec<Pod>) -> Harness {
         events: events.clone(),
         metrics: Metrics::new(),
     });
-    Harness { ctx, events, handle }
+    Harness {
+        ctx,
+        events,
+        handle,
+    }
 }
 
 /// One expected request: method, path, and the answer (status code and JSON body).
@@ -135,20 +139,36 @@ struct Expect {
 }
 
 fn expect(method: Method, path: impl Into<String>, code: u16, answer: Value) -> Expect {
-    Expect { method, path: path.into(), code, answer }
+    Expect {
+        method,
+        path: path.into(),
+        code,
+        answer,
+    }
 }
 
 /// Runs one reconcile against the scripted API; returns the JSON bodies the reconciler sent.
 async fn run(sb: SourceBuild, harness: Harness, script: Vec<Expect>) -> (Vec<Value>, Vec<String>) {
-    let Harness { ctx, events, mut handle } = harness;
+    let Harness {
+        ctx,
+        events,
+        mut handle,
+    } = harness;
     let server = tokio::spawn(async move {
         let mut bodies = Vec::new();
         for step in script {
-            let (request, send) = handle.next_request().await.expect("the reconciler stopped early");
+            let (request, send) = handle
+                .next_request()
+                .await
+                .expect("the reconciler stopped early");
             assert_eq!(request.method(), step.method, "at {}", request.uri());
             assert_eq!(request.uri().path(), step.path);
             let bytes = request.into_body().collect_bytes().await.unwrap();
-            bodies.push(if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() });
+            bodies.push(if bytes.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&bytes).unwrap()
+            });
             let response = Response::builder()
                 .status(step.code)
                 .body(Body::from(serde_json::to_vec(&step.answer).unwrap()))
@@ -161,9 +181,14 @@ async fn run(sb: SourceBuild, harness: Harness, script: Vec<Expect>) -> (Vec<Val
         }
         bodies
     });
-    reconcile(Arc::new(sb), ctx).await.expect("reconcile failed");
+    reconcile(Arc::new(sb), ctx)
+        .await
+        .expect("reconcile failed");
     // The reconcile is over; dropping the last client closes the mock's channel.
-    let bodies = tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap();
+    let bodies = tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .unwrap()
+        .unwrap();
     let events = events.0.lock().unwrap().clone();
     (bodies, events)
 }
@@ -189,7 +214,12 @@ async fn a_new_build_creates_its_pod_then_records_pending() {
     let sb = source_build(1, None);
     let pod = build_pod(&sb, &settings()).unwrap();
     let script = vec![
-        expect(Method::POST, "/api/v1/namespaces/team/pods", 201, serde_json::to_value(&pod).unwrap()),
+        expect(
+            Method::POST,
+            "/api/v1/namespaces/team/pods",
+            201,
+            serde_json::to_value(&pod).unwrap(),
+        ),
         expect(Method::PATCH, status_path(), 200, echo_status(&sb)),
     ];
     let (bodies, events) = run(sb, harness(vec![]), script).await;
@@ -207,8 +237,12 @@ async fn a_pod_that_already_exists_is_not_an_error() {
     // A restart between the create and the status write: the create answers 409.
     let sb = source_build(1, None);
     let script = vec![
-        expect(Method::POST, "/api/v1/namespaces/team/pods", 409,
-               json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "AlreadyExists", "code": 409})),
+        expect(
+            Method::POST,
+            "/api/v1/namespaces/team/pods",
+            409,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "AlreadyExists", "code": 409}),
+        ),
         expect(Method::PATCH, status_path(), 200, echo_status(&sb)),
     ];
     let (bodies, _) = run(sb, harness(vec![]), script).await;
@@ -217,7 +251,12 @@ async fn a_pod_that_already_exists_is_not_an_error() {
 
 #[tokio::test]
 async fn a_running_pod_moves_the_phase_to_running() {
-    let pending = sourcebuild::controller::status::started(&Default::default(), 1, &pod_name("app", 1), Timestamp::now());
+    let pending = sourcebuild::controller::status::started(
+        &Default::default(),
+        1,
+        &pod_name("app", 1),
+        Timestamp::now(),
+    );
     let sb = source_build(1, Some(pending));
     let pod = pod_for(&sb, running());
     let script = vec![expect(Method::PATCH, status_path(), 200, echo_status(&sb))];
@@ -229,7 +268,12 @@ async fn a_running_pod_moves_the_phase_to_running() {
 
 #[tokio::test]
 async fn success_records_the_digest_and_provenance() {
-    let pending = sourcebuild::controller::status::started(&Default::default(), 1, &pod_name("app", 1), Timestamp::now());
+    let pending = sourcebuild::controller::status::started(
+        &Default::default(),
+        1,
+        &pod_name("app", 1),
+        Timestamp::now(),
+    );
     let sb = source_build(1, Some(pending));
     let pod = pod_for(&sb, finished(0, DIGEST));
     let script = vec![expect(Method::PATCH, status_path(), 200, echo_status(&sb))];
@@ -237,15 +281,26 @@ async fn success_records_the_digest_and_provenance() {
     let status = status_of(&bodies[0]);
     assert_eq!(status.phase, Some(Phase::Succeeded));
     assert_eq!(status.digest.as_deref(), Some(DIGEST));
-    assert_eq!(status.latest_image, Some(format!("registry.example.com/team/app@{DIGEST}")));
-    assert_eq!(status.source_revision.as_deref(), Some("0123456789abcdef0123456789abcdef01234567"));
+    assert_eq!(
+        status.latest_image,
+        Some(format!("registry.example.com/team/app@{DIGEST}"))
+    );
+    assert_eq!(
+        status.source_revision.as_deref(),
+        Some("0123456789abcdef0123456789abcdef01234567")
+    );
     assert_eq!(status.condition("Succeeded").unwrap().status, "True");
     assert_eq!(events, ["BuildSucceeded"]);
 }
 
 #[tokio::test]
 async fn a_failed_build_records_reason_and_log_snippet() {
-    let pending = sourcebuild::controller::status::started(&Default::default(), 1, &pod_name("app", 1), Timestamp::now());
+    let pending = sourcebuild::controller::status::started(
+        &Default::default(),
+        1,
+        &pod_name("app", 1),
+        Timestamp::now(),
+    );
     let sb = source_build(1, Some(pending));
     let log = "STEP 6/6: RUN [\"/usr/libexec/s2i/assemble\"]\nERROR: No matching distribution found for flask==99\n\
                error building image: error building stage: failed to execute command: waiting for process to exit: exit status 1";
@@ -254,8 +309,16 @@ async fn a_failed_build_records_reason_and_log_snippet() {
     let (bodies, events) = run(sb, harness(vec![pod]), script).await;
     let status = status_of(&bodies[0]);
     assert_eq!(status.phase, Some(Phase::Failed));
-    assert_eq!(status.condition("Succeeded").unwrap().reason, "AssembleFailed");
-    assert!(status.log_snippet.unwrap().contains("No matching distribution"));
+    assert_eq!(
+        status.condition("Succeeded").unwrap().reason,
+        "AssembleFailed"
+    );
+    assert!(
+        status
+            .log_snippet
+            .unwrap()
+            .contains("No matching distribution")
+    );
     assert_eq!(status.digest, None);
     assert_eq!(events, ["AssembleFailed"]);
 }
@@ -265,32 +328,60 @@ async fn a_spec_change_stops_the_running_build_and_starts_the_new_one() {
     let gen1 = source_build(1, None);
     let old_pod = pod_for(&gen1, running());
     let running_status = sourcebuild::controller::status::in_progress(
-        &Default::default(), 1, &pod_name("app", 1), Phase::Running, None, Time(Timestamp::now()), Timestamp::now());
+        &Default::default(),
+        1,
+        &pod_name("app", 1),
+        Phase::Running,
+        None,
+        Time(Timestamp::now()),
+        Timestamp::now(),
+    );
     let sb = source_build(2, Some(running_status));
     let new_pod = build_pod(&sb, &settings()).unwrap();
     let script = vec![
-        expect(Method::DELETE, format!("/api/v1/namespaces/team/pods/{}", pod_name("app", 1)), 200,
-               serde_json::to_value(&old_pod).unwrap()),
-        expect(Method::POST, "/api/v1/namespaces/team/pods", 201, serde_json::to_value(&new_pod).unwrap()),
+        expect(
+            Method::DELETE,
+            format!("/api/v1/namespaces/team/pods/{}", pod_name("app", 1)),
+            200,
+            serde_json::to_value(&old_pod).unwrap(),
+        ),
+        expect(
+            Method::POST,
+            "/api/v1/namespaces/team/pods",
+            201,
+            serde_json::to_value(&new_pod).unwrap(),
+        ),
         expect(Method::PATCH, status_path(), 200, echo_status(&sb)),
     ];
     let (bodies, events) = run(sb, harness(vec![old_pod]), script).await;
     let created: Pod = serde_json::from_value(bodies[1].clone()).unwrap();
     assert_eq!(created.name_any(), pod_name("app", 2));
     let status = status_of(&bodies[2]);
-    assert_eq!((status.phase, status.observed_generation), (Some(Phase::Pending), Some(2)));
+    assert_eq!(
+        (status.phase, status.observed_generation),
+        (Some(Phase::Pending), Some(2))
+    );
     assert_eq!(events, ["Superseded", "BuildStarted"]);
 }
 
 #[tokio::test]
 async fn a_restarted_controller_with_a_cold_cache_asks_before_creating() {
     // Status says the Pod was created; the cache does not have it yet; the API server does.
-    let pending = sourcebuild::controller::status::started(&Default::default(), 1, &pod_name("app", 1), Timestamp::now());
+    let pending = sourcebuild::controller::status::started(
+        &Default::default(),
+        1,
+        &pod_name("app", 1),
+        Timestamp::now(),
+    );
     let sb = source_build(1, Some(pending));
     let pod = pod_for(&sb, running());
     let script = vec![
-        expect(Method::GET, format!("/api/v1/namespaces/team/pods/{}", pod_name("app", 1)), 200,
-               serde_json::to_value(&pod).unwrap()),
+        expect(
+            Method::GET,
+            format!("/api/v1/namespaces/team/pods/{}", pod_name("app", 1)),
+            200,
+            serde_json::to_value(&pod).unwrap(),
+        ),
         expect(Method::PATCH, status_path(), 200, echo_status(&sb)),
     ];
     let (bodies, _) = run(sb, harness(vec![]), script).await;
@@ -299,10 +390,20 @@ async fn a_restarted_controller_with_a_cold_cache_asks_before_creating() {
 
 #[tokio::test]
 async fn a_pod_deleted_by_someone_else_fails_the_build() {
-    let pending = sourcebuild::controller::status::started(&Default::default(), 1, &pod_name("app", 1), Timestamp::now());
+    let pending = sourcebuild::controller::status::started(
+        &Default::default(),
+        1,
+        &pod_name("app", 1),
+        Timestamp::now(),
+    );
     let sb = source_build(1, Some(pending));
     let script = vec![
-        expect(Method::GET, format!("/api/v1/namespaces/team/pods/{}", pod_name("app", 1)), 404, not_found()),
+        expect(
+            Method::GET,
+            format!("/api/v1/namespaces/team/pods/{}", pod_name("app", 1)),
+            404,
+            not_found(),
+        ),
         expect(Method::PATCH, status_path(), 200, echo_status(&sb)),
     ];
     let (bodies, events) = run(sb, harness(vec![]), script).await;
@@ -314,7 +415,12 @@ async fn a_pod_deleted_by_someone_else_fails_the_build() {
 
 #[tokio::test]
 async fn a_finished_build_makes_no_request_at_all() {
-    let pending = sourcebuild::controller::status::started(&Default::default(), 1, &pod_name("app", 1), Timestamp::now());
+    let pending = sourcebuild::controller::status::started(
+        &Default::default(),
+        1,
+        &pod_name("app", 1),
+        Timestamp::now(),
+    );
     let sb = source_build(1, Some(pending));
     let pod = pod_for(&sb, finished(0, DIGEST));
     let (_, outcome) = {
@@ -323,9 +429,10 @@ async fn a_finished_build_makes_no_request_at_all() {
     };
     assert_eq!(outcome, ["BuildSucceeded"]);
     // Feed the recorded status back: a resync must be silent.
-    let done = sourcebuild::controller::plan::plan(&sb, Some(&pod), &[], &settings(), Timestamp::now())
-        .status
-        .unwrap();
+    let done =
+        sourcebuild::controller::plan::plan(&sb, Some(&pod), &[], &settings(), Timestamp::now())
+            .status
+            .unwrap();
     let sb = source_build(1, Some(done));
     let (bodies, events) = run(sb, harness(vec![pod]), vec![]).await;
     assert!(bodies.is_empty() && events.is_empty());
@@ -334,20 +441,38 @@ async fn a_finished_build_makes_no_request_at_all() {
 #[tokio::test]
 async fn a_pending_build_past_its_timeout_is_stopped() {
     let long_ago = Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_hours(2);
-    let pending = sourcebuild::controller::status::started(&Default::default(), 1, &pod_name("app", 1), long_ago);
+    let pending = sourcebuild::controller::status::started(
+        &Default::default(),
+        1,
+        &pod_name("app", 1),
+        long_ago,
+    );
     let sb = source_build(1, Some(pending));
-    let pod = pod_for(&sb, json!({"phase": "Pending", "containerStatuses": [
+    let pod = pod_for(
+        &sb,
+        json!({"phase": "Pending", "containerStatuses": [
         {"name": "build", "ready": false, "restartCount": 0, "image": "kaniko", "imageID": "",
-         "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]}));
+         "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]}),
+    );
     let script = vec![
-        expect(Method::DELETE, format!("/api/v1/namespaces/team/pods/{}", pod_name("app", 1)), 200,
-               serde_json::to_value(&pod).unwrap()),
+        expect(
+            Method::DELETE,
+            format!("/api/v1/namespaces/team/pods/{}", pod_name("app", 1)),
+            200,
+            serde_json::to_value(&pod).unwrap(),
+        ),
         expect(Method::PATCH, status_path(), 200, echo_status(&sb)),
     ];
     let (bodies, _) = run(sb, harness(vec![pod]), script).await;
     let status = status_of(&bodies[1]);
     assert_eq!(status.condition("Succeeded").unwrap().reason, "Timeout");
-    assert!(status.condition("Succeeded").unwrap().message.contains("ImagePullBackOff"));
+    assert!(
+        status
+            .condition("Succeeded")
+            .unwrap()
+            .message
+            .contains("ImagePullBackOff")
+    );
 }
 
 #[tokio::test]
@@ -358,6 +483,12 @@ async fn an_invalid_spec_fails_without_a_pod() {
     let (bodies, events) = run(sb, harness(vec![]), script).await;
     let status = status_of(&bodies[0]);
     assert_eq!(status.condition("Succeeded").unwrap().reason, "InvalidSpec");
-    assert!(status.condition("Succeeded").unwrap().message.contains("spec.env[0].name"));
+    assert!(
+        status
+            .condition("Succeeded")
+            .unwrap()
+            .message
+            .contains("spec.env[0].name")
+    );
     assert_eq!(events, ["InvalidSpec"]);
 }

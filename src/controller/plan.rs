@@ -58,7 +58,11 @@ pub fn earlier_pod_names(sb: &SourceBuild) -> Vec<String> {
     let name = sb.name_any();
     let generation = sb.metadata.generation.unwrap_or(1);
     let status = sb.status.clone().unwrap_or_default();
-    let first = status.observed_generation.unwrap_or(1).max(generation - 32).max(1);
+    let first = status
+        .observed_generation
+        .unwrap_or(1)
+        .max(generation - 32)
+        .max(1);
     let mut names: Vec<String> = (first..generation).map(|g| pod_name(&name, g)).collect();
     if let Some(recorded) = status.pod_name
         && !names.contains(&recorded)
@@ -131,7 +135,14 @@ fn observe_missing_pod(
             FailureReason::PodDeleted,
             format!("build Pod {name} was deleted before the build finished"),
         );
-        return status::failed(old, generation, Some(name), &failure, old.start_time.clone(), now);
+        return status::failed(
+            old,
+            generation,
+            Some(name),
+            &failure,
+            old.start_time.clone(),
+            now,
+        );
     }
     match build_pod(sb, settings) {
         Ok(pod) => {
@@ -166,7 +177,9 @@ fn observe_pod(
     let timeout = sb.spec.timeout();
     let elapsed = now.duration_since(start.0).unsigned_abs();
     match outcome {
-        BuildOutcome::Succeeded(result) => status::succeeded(old, generation, name, &result, start, now),
+        BuildOutcome::Succeeded(result) => {
+            status::succeeded(old, generation, name, &result, start, now)
+        }
         BuildOutcome::Failed(failure) => {
             status::failed(old, generation, Some(name), &failure, Some(start), now)
         }
@@ -204,7 +217,15 @@ fn observe_pod(
         }
         BuildOutcome::Pending { message } => {
             plan.requeue_after = Some(timeout.saturating_sub(elapsed));
-            status::in_progress(old, generation, name, Phase::Pending, message.as_deref(), start, now)
+            status::in_progress(
+                old,
+                generation,
+                name,
+                Phase::Pending,
+                message.as_deref(),
+                start,
+                now,
+            )
         }
         BuildOutcome::Running => {
             plan.requeue_after = Some(timeout.saturating_sub(elapsed));
@@ -239,7 +260,9 @@ fn record(plan: &mut Plan, old: &SourceBuildStatus, new: SourceBuildStatus) {
             },
             Phase::Failed => Note {
                 severity: Severity::Warning,
-                reason: succeeded.map(|c| c.reason.clone()).unwrap_or_else(|| "BuildFailed".into()),
+                reason: succeeded
+                    .map(|c| c.reason.clone())
+                    .unwrap_or_else(|| "BuildFailed".into()),
                 message: succeeded.map(|c| c.message.clone()).unwrap_or_default(),
             },
         };

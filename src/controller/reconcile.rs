@@ -95,7 +95,13 @@ pub async fn reconcile(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action
         .collect();
     let earlier: Vec<&Pod> = earlier.iter().map(AsRef::as_ref).collect();
 
-    let plan = plan(&sb, current.as_deref(), &earlier, &ctx.settings, Timestamp::now());
+    let plan = plan(
+        &sb,
+        current.as_deref(),
+        &earlier,
+        &ctx.settings,
+        Timestamp::now(),
+    );
     debug!(
         create = plan.create.is_some(),
         delete = ?plan.delete,
@@ -131,9 +137,14 @@ async fn execute(
                 ctx.metrics.build_started();
             }
             // Same deterministic name: our earlier attempt got there first.
-            Err(e) if is_status(&e, 409) => debug!(pod = pod.name_any(), "build Pod already exists"),
+            Err(e) if is_status(&e, 409) => {
+                debug!(pod = pod.name_any(), "build Pod already exists")
+            }
             Err(e) => {
-                return Err(api_error(format!("creating Pod {namespace}/{}", pod.name_any()))(e));
+                return Err(api_error(format!(
+                    "creating Pod {namespace}/{}",
+                    pod.name_any()
+                ))(e));
             }
         }
     }
@@ -144,9 +155,15 @@ async fn execute(
             "kind": SourceBuild::kind(&()),
             "status": status,
         });
-        api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-            .await
-            .map_err(api_error(format!("updating status of SourceBuild {namespace}/{name}")))?;
+        api.patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(api_error(format!(
+            "updating status of SourceBuild {namespace}/{name}"
+        )))?;
         if let Some(phase) = status.phase.filter(|p| p.is_final()) {
             let reason = status
                 .condition(crate::controller::status::SUCCEEDED)
@@ -171,7 +188,12 @@ async fn execute(
 
 /// The cached Pod by name, if it belongs to this SourceBuild (a same-named Pod of someone else's
 /// is not ours to judge or delete).
-fn cached_pod(store: &Store<Pod>, namespace: &str, name: &str, sb: &SourceBuild) -> Option<Arc<Pod>> {
+fn cached_pod(
+    store: &Store<Pod>,
+    namespace: &str,
+    name: &str,
+    sb: &SourceBuild,
+) -> Option<Arc<Pod>> {
     store
         .get(&ObjectRef::new(name).within(namespace))
         .filter(|pod| is_owned_by(pod, sb))

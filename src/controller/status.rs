@@ -28,8 +28,24 @@ pub fn started(
     status.pod_name = Some(pod_name.to_string());
     status.start_time = Some(Time(now));
     let message = format!("build Pod {pod_name} created for generation {generation}");
-    set_condition(&mut status, SUCCEEDED, "Unknown", "Pending", &message, generation, now);
-    set_condition(&mut status, READY, "False", "Building", &message, generation, now);
+    set_condition(
+        &mut status,
+        SUCCEEDED,
+        "Unknown",
+        "Pending",
+        &message,
+        generation,
+        now,
+    );
+    set_condition(
+        &mut status,
+        READY,
+        "False",
+        "Building",
+        &message,
+        generation,
+        now,
+    );
     status
 }
 
@@ -53,8 +69,24 @@ pub fn in_progress(
     };
     let message = message.map(str::to_string).unwrap_or(default_message);
     let reason = phase.to_string();
-    set_condition(&mut status, SUCCEEDED, "Unknown", &reason, &message, generation, now);
-    set_condition(&mut status, READY, "False", "Building", &message, generation, now);
+    set_condition(
+        &mut status,
+        SUCCEEDED,
+        "Unknown",
+        &reason,
+        &message,
+        generation,
+        now,
+    );
+    set_condition(
+        &mut status,
+        READY,
+        "False",
+        "Building",
+        &message,
+        generation,
+        now,
+    );
     status
 }
 
@@ -76,8 +108,24 @@ pub fn succeeded(
     status.digest = Some(result.digest.clone());
     set_provenance(&mut status, Some(&result.provenance));
     let message = format!("pushed {}", result.image);
-    set_condition(&mut status, SUCCEEDED, "True", "Succeeded", &message, generation, now);
-    set_condition(&mut status, READY, "True", "Succeeded", &message, generation, now);
+    set_condition(
+        &mut status,
+        SUCCEEDED,
+        "True",
+        "Succeeded",
+        &message,
+        generation,
+        now,
+    );
+    set_condition(
+        &mut status,
+        READY,
+        "True",
+        "Succeeded",
+        &message,
+        generation,
+        now,
+    );
     status
 }
 
@@ -98,8 +146,24 @@ pub fn failed(
     status.log_snippet = failure.log_snippet.clone();
     set_provenance(&mut status, failure.provenance.as_ref());
     let reason = failure.reason.as_str();
-    set_condition(&mut status, SUCCEEDED, "False", reason, &failure.message, generation, now);
-    set_condition(&mut status, READY, "False", reason, &failure.message, generation, now);
+    set_condition(
+        &mut status,
+        SUCCEEDED,
+        "False",
+        reason,
+        &failure.message,
+        generation,
+        now,
+    );
+    set_condition(
+        &mut status,
+        READY,
+        "False",
+        reason,
+        &failure.message,
+        generation,
+        now,
+    );
     status
 }
 
@@ -188,10 +252,21 @@ mod tests {
         assert_eq!(s1.phase, Some(Phase::Pending));
         assert_eq!(s1.condition(SUCCEEDED).unwrap().status, "Unknown");
         assert_eq!(s1.condition(READY).unwrap().status, "False");
-        let s2 = in_progress(&s1, 1, "app-build-1", Phase::Running, None, Time(at(0)), at(5));
+        let s2 = in_progress(
+            &s1,
+            1,
+            "app-build-1",
+            Phase::Running,
+            None,
+            Time(at(0)),
+            at(5),
+        );
         assert_eq!(s2.phase, Some(Phase::Running));
         // Still Unknown: the transition time stays at the start.
-        assert_eq!(s2.condition(SUCCEEDED).unwrap().last_transition_time, Time(at(0)));
+        assert_eq!(
+            s2.condition(SUCCEEDED).unwrap().last_transition_time,
+            Time(at(0))
+        );
         let s3 = succeeded(&s2, 1, "app-build-1", &result(), Time(at(0)), at(60));
         assert_eq!(s3.phase, Some(Phase::Succeeded));
         assert_eq!(s3.digest, Some(result().digest));
@@ -199,15 +274,34 @@ mod tests {
         assert_eq!(s3.source_revision, provenance().revision);
         assert_eq!(s3.completion_time, Some(Time(at(60))));
         let ready = s3.condition(READY).unwrap();
-        assert_eq!((ready.status.as_str(), ready.last_transition_time.clone()), ("True", Time(at(60))));
-        assert_eq!(s3.conditions.iter().map(|c| c.type_.as_str()).collect::<Vec<_>>(), [READY, SUCCEEDED]);
+        assert_eq!(
+            (ready.status.as_str(), ready.last_transition_time.clone()),
+            ("True", Time(at(60)))
+        );
+        assert_eq!(
+            s3.conditions
+                .iter()
+                .map(|c| c.type_.as_str())
+                .collect::<Vec<_>>(),
+            [READY, SUCCEEDED]
+        );
     }
 
     #[test]
     fn a_failure_keeps_the_last_good_image_and_drops_old_provenance() {
-        let good = succeeded(&SourceBuildStatus::default(), 1, "app-build-1", &result(), Time(at(0)), at(60));
+        let good = succeeded(
+            &SourceBuildStatus::default(),
+            1,
+            "app-build-1",
+            &result(),
+            Time(at(0)),
+            at(60),
+        );
         let next = started(&good, 2, "app-build-2", at(100));
-        assert_eq!(next.source_revision, None, "gen 1's commit must not describe gen 2");
+        assert_eq!(
+            next.source_revision, None,
+            "gen 1's commit must not describe gen 2"
+        );
         assert_eq!(next.completion_time, None);
         let failure = BuildFailure {
             reason: FailureReason::AssembleFailed,
@@ -215,13 +309,26 @@ mod tests {
             log_snippet: Some("ERROR: No matching distribution found".into()),
             provenance: None,
         };
-        let bad = failed(&next, 2, Some("app-build-2"), &failure, next.start_time.clone(), at(130));
+        let bad = failed(
+            &next,
+            2,
+            Some("app-build-2"),
+            &failure,
+            next.start_time.clone(),
+            at(130),
+        );
         assert_eq!(bad.phase, Some(Phase::Failed));
         assert_eq!(bad.latest_image, good.latest_image);
         assert_eq!(bad.digest, good.digest);
-        assert_eq!(bad.log_snippet.as_deref(), Some("ERROR: No matching distribution found"));
+        assert_eq!(
+            bad.log_snippet.as_deref(),
+            Some("ERROR: No matching distribution found")
+        );
         let cond = bad.condition(SUCCEEDED).unwrap();
-        assert_eq!((cond.status.as_str(), cond.reason.as_str()), ("False", "AssembleFailed"));
+        assert_eq!(
+            (cond.status.as_str(), cond.reason.as_str()),
+            ("False", "AssembleFailed")
+        );
         assert_eq!(cond.observed_generation, Some(2));
         assert_eq!(bad.condition(READY).unwrap().status, "False");
     }

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::api::Source;
+use crate::prepare::{REASON_INVALID_SOURCE, REASON_SOURCE_FETCH_FAILED};
 
 pub mod archive;
 pub mod configmap;
@@ -59,11 +60,11 @@ impl FetchError {
     /// work, `SourceFetchFailed` when fetching it did not.
     pub fn reason(&self) -> &'static str {
         match self {
-            FetchError::InvalidSource(_) => "InvalidSource",
+            FetchError::InvalidSource(_) => REASON_INVALID_SOURCE,
             FetchError::Git(GitError::InvalidUrl { .. })
             | FetchError::Archive(ArchiveError::InvalidUrl { .. })
-            | FetchError::ConfigMap(ConfigMapError::InvalidPath { .. }) => "InvalidSource",
-            _ => "SourceFetchFailed",
+            | FetchError::ConfigMap(ConfigMapError::InvalidPath { .. }) => REASON_INVALID_SOURCE,
+            _ => REASON_SOURCE_FETCH_FAILED,
         }
     }
 }
