@@ -105,6 +105,14 @@ pub fn render_pod(sb: &SourceBuild, settings: &BuildSettings) -> Result<String, 
     Ok(serde_norway::to_string(&build_pod(sb, settings)?)?)
 }
 
+/// The checked-out commit when `dir` is a git work tree, so the rendered Dockerfile carries the
+/// same commit label as the build of that commit will.
+fn local_commit(dir: &Path) -> Option<String> {
+    let repo = gix::open(dir).ok()?;
+    let id = repo.head_id().ok()?;
+    Some(id.to_string())
+}
+
 /// Prepares `source_dir` as the build Pod would prepare the fetched source, into `context_dir`.
 /// Returns the Dockerfile text and the provenance.
 pub fn render_context(
@@ -116,8 +124,8 @@ pub fn render_context(
     let request = prepare_request(sb, settings);
     let fetched = FetchedSource {
         root: source_dir.to_path_buf(),
-        revision: None,
-        location: format!("file://{}", source_dir.display()),
+        revision: local_commit(source_dir),
+        location: crate::source::location(&sb.spec.source),
     };
     let result = prepare_workspace(&fetched, &request, &BuilderMetadata::default(), context_dir)?;
     let dockerfile = std::fs::read_to_string(context_dir.join("Dockerfile")).map_err(|source| {

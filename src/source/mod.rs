@@ -75,18 +75,16 @@ pub fn fetch(
     mounts: &SourceMounts,
     dest: &Path,
 ) -> Result<FetchedSource, FetchError> {
-    let (revision, location) = match (&source.git, &source.config_map, &source.archive) {
+    let revision = match (&source.git, &source.config_map, &source.archive) {
         (Some(git), None, None) => {
-            let fetched = git::clone(git, mounts.git_secret_dir.as_deref(), dest)?;
-            (Some(fetched.commit), fetched.location)
+            Some(git::clone(git, mounts.git_secret_dir.as_deref(), dest)?.commit)
         }
         (None, Some(config_map), None) => {
             configmap::copy(config_map, &mounts.configmap_dir, dest)?;
-            (None, format!("configmap:{}", config_map.name))
+            None
         }
         (None, None, Some(archive)) => {
-            let fetched = archive::fetch(archive, dest, &ArchiveLimits::default())?;
-            (Some(fetched.revision), fetched.location)
+            Some(archive::fetch(archive, dest, &ArchiveLimits::default())?.revision)
         }
         (None, None, None) => {
             return Err(FetchError::InvalidSource(
@@ -102,6 +100,65 @@ pub fn fetch(
     Ok(FetchedSource {
         root: dest.to_path_buf(),
         revision,
-        location,
+        location: location(source),
     })
+}
+
+/// Where a source comes from, as the image label `io.openshift.s2i.build.source-location` shows
+/// it: the URL without any userinfo, or `configmap:<name>`. Derived from the spec alone, so
+/// `sourcebuild render` writes the same label (and the same Dockerfile bytes) as the build Pod.
+pub fn location(source: &Source) -> String {
+    if let Some(git) = &source.git {
+        strip_userinfo(&git.url)
+    } else if let Some(archive) = &source.archive {
+        strip_userinfo(&archive.url)
+    } else if let Some(config_map) = &source.config_map {
+        format!("configmap:{}", config_map.name)
+    } else {
+        String::new()
+    }
+}
+
+fn strip_userinfo(raw: &str) -> String {
+    let Some(scheme_end) = raw.find("://") else {
+        return raw.to_string();
+    };
+    let authority_start = scheme_end + 3;
+    let authority_end = raw[authority_start..]
+        .find(['/', '?', '#'])
+        .map_or(raw.len(), |i| authority_start + i);
+    match raw[authority_start..authority_end].rfind('@') {
+        Some(at) => format!(
+            "{}{}",
+            &raw[..authority_start],
+            &raw[authority_start + at + 1..]
+        ),
+        None => raw.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod location_tests {
+    use super::*;
+    use crate::api::{ConfigMapSource, GitSource};
+
+    #[test]
+    fn location_drops_credentials() {
+        let git = Source {
+            git: Some(GitSource {
+                url: "https://user:s3cret@example.com/a/b.git?x=@".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(location(&git), "https://example.com/a/b.git?x=@");
+        let cm = Source {
+            config_map: Some(ConfigMapSource {
+                name: "app".into(),
+                items: vec![],
+            }),
+            ..Default::default()
+        };
+        assert_eq!(location(&cm), "configmap:app");
+    }
 }
