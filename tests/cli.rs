@@ -1,0 +1,277 @@
+//! The `sourcebuild` binary as a build Pod and a user run it: `prepare` against a real local git
+//! repository, `render` on good and bad manifests, `crd`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use sha2::{Digest, Sha256};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sourcebuild");
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.email=t@example.com",
+            "-c",
+            "user.name=t",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A repository with S2I hooks, an environment file and an ignore file, two commits on main.
+fn app_repository(root: &Path) -> (String, String) {
+    let repo = root.join("app");
+    std::fs::create_dir_all(repo.join(".s2i/bin")).unwrap();
+    git(&repo, &["init", "-q"]);
+    std::fs::write(repo.join("service.py"), "print('v1')\n").unwrap();
+    std::fs::write(repo.join(".s2i/environment"), "APP_FILE=service.py\n").unwrap();
+    std::fs::write(
+        repo.join(".s2i/bin/assemble"),
+        "#!/bin/sh\n\"$STI_SCRIPTS_PATH/assemble\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join(".s2i/bin/run"),
+        "#!/bin/sh\nexec \"$STI_SCRIPTS_PATH/run\"\n",
+    )
+    .unwrap();
+    std::fs::write(repo.join(".s2iignore"), "*.log\n").unwrap();
+    std::fs::write(repo.join("debug.log"), "noise\n").unwrap();
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-qm", "v1"]);
+    let first = git(&repo, &["rev-parse", "HEAD"]);
+    std::fs::write(repo.join("service.py"), "print('v2')\n").unwrap();
+    git(&repo, &["commit", "-qam", "v2"]);
+    let second = git(&repo, &["rev-parse", "HEAD"]);
+    (first, second)
+}
+
+fn prepare(root: &Path, request: serde_json::Value) -> (Output, serde_json::Value) {
+    let workspace = root.join("workspace");
+    let scratch = root.join("scratch");
+    std::fs::create_dir_all(&workspace).unwrap();
+    std::fs::create_dir_all(&scratch).unwrap();
+    let termination_log = root.join("termination-log");
+    let output = Command::new(BIN)
+        .args(["prepare", "--workspace"])
+        .arg(&workspace)
+        .arg("--scratch")
+        .arg(&scratch)
+        .arg("--termination-log")
+        .arg(&termination_log)
+        .env("SOURCEBUILD_PREPARE_REQUEST", request.to_string())
+        .output()
+        .unwrap();
+    let report = std::fs::read_to_string(&termination_log).expect("prepare writes its report");
+    assert!(report.len() <= 4096);
+    (output, serde_json::from_str(&report).unwrap())
+}
+
+fn request(url: &str, revision: &str) -> serde_json::Value {
+    serde_json::json!({
+        "source": {"git": {"url": url, "revision": revision}},
+        "builderImage": "quay.io/sclorg/python-312-c9s:c9s",
+        "env": [{"name": "WEB_CONCURRENCY", "value": "2"}],
+        "outputImage": "registry.example.com/team/app:1.0"
+    })
+}
+
+#[test]
+fn prepare_clones_a_commit_and_lays_out_the_context() {
+    let root = tempfile::tempdir().unwrap();
+    let (first, _) = app_repository(root.path());
+    let url = format!("file://{}", root.path().join("app").display());
+    let (output, report) = prepare(root.path(), request(&url, &first));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let prepared = &report["prepared"];
+    assert_eq!(prepared["revision"], first.as_str());
+    let workspace = root.path().join("workspace");
+    let dockerfile = std::fs::read(workspace.join("Dockerfile")).unwrap();
+    let sha = format!("sha256:{}", hex::encode(Sha256::digest(&dockerfile)));
+    assert_eq!(prepared["dockerfileSha256"], sha.as_str());
+
+    let dockerfile = String::from_utf8(dockerfile).unwrap();
+    assert!(dockerfile.contains(&format!("\"io.openshift.s2i.build.commit.id\"=\"{first}\"")));
+    assert!(
+        dockerfile.contains("RUN [\"/tmp/scripts/assemble\"]"),
+        "{dockerfile}"
+    );
+    assert!(
+        dockerfile.contains("CMD [\"/tmp/scripts/run\"]"),
+        "{dockerfile}"
+    );
+    assert!(
+        dockerfile.contains("APP_FILE=\"service.py\""),
+        "{dockerfile}"
+    );
+    // The requested commit, not the branch tip.
+    let service = std::fs::read_to_string(workspace.join("upload/src/service.py")).unwrap();
+    assert_eq!(service, "print('v1')\n");
+    assert!(
+        !workspace.join("upload/src/debug.log").exists(),
+        ".s2iignore applies"
+    );
+    assert!(
+        !workspace.join("upload/src/.git").exists(),
+        "no git metadata in the image"
+    );
+    for hook in ["assemble", "run"] {
+        let mode = std::fs::metadata(workspace.join("upload/scripts").join(hook))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755, "{hook}");
+    }
+}
+
+#[test]
+fn prepare_reports_an_unknown_revision_and_exits_non_zero() {
+    let root = tempfile::tempdir().unwrap();
+    app_repository(root.path());
+    let url = format!("file://{}", root.path().join("app").display());
+    let (output, report) = prepare(root.path(), request(&url, "no-such-branch"));
+    assert!(!output.status.success());
+    assert_eq!(report["failed"]["reason"], "SourceFetchFailed");
+    assert!(
+        report["failed"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-branch")
+    );
+}
+
+#[test]
+fn prepare_without_a_request_names_the_variable() {
+    let root = tempfile::tempdir().unwrap();
+    let termination_log = root.path().join("termination-log");
+    let output = Command::new(BIN)
+        .args(["prepare", "--workspace"])
+        .arg(root.path())
+        .arg("--scratch")
+        .arg(root.path())
+        .arg("--termination-log")
+        .arg(&termination_log)
+        .env_remove("SOURCEBUILD_PREPARE_REQUEST")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let report = std::fs::read_to_string(&termination_log).unwrap();
+    assert!(report.contains("SOURCEBUILD_PREPARE_REQUEST"), "{report}");
+}
+
+#[test]
+fn render_prints_the_dockerfile_with_the_local_commit() {
+    let root = tempfile::tempdir().unwrap();
+    let (_, second) = app_repository(root.path());
+    let manifest = root.path().join("sb.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: sourcebuild.dev/v1alpha1\nkind: SourceBuild\nmetadata: {name: app}\nspec:\n  \
+         source: {git: {url: https://example.com/acme/app.git}}\n  output: {image: registry.example.com/team/app:1.0}\n",
+    )
+    .unwrap();
+    let context = root.path().join("ctx");
+    let output = Command::new(BIN)
+        .args(["render", "-f"])
+        .arg(&manifest)
+        .arg("--source")
+        .arg(root.path().join("app"))
+        .arg("--context")
+        .arg(&context)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(
+        stdout,
+        std::fs::read_to_string(context.join("Dockerfile")).unwrap()
+    );
+    assert!(stdout.starts_with("FROM quay.io/sclorg/python-312-c9s:c9s\n"));
+    assert!(stdout.contains(&second));
+    assert!(stdout.contains(
+        "\"io.openshift.s2i.build.source-location\"=\"https://example.com/acme/app.git\""
+    ));
+}
+
+#[test]
+fn render_names_every_bad_field_and_exits_non_zero() {
+    let root = tempfile::tempdir().unwrap();
+    let manifest = root.path().join("bad.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: sourcebuild.dev/v1alpha1\nkind: SourceBuild\nmetadata: {name: bad}\nspec:\n  source: {}\n  \
+         output: {image: Not An Image}\n  env: [{name: 1BAD, value: x}]\n  timeout: -5m\n",
+    )
+    .unwrap();
+    let output = Command::new(BIN)
+        .args(["render", "--pod", "-f"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    for field in [
+        "spec.source",
+        "spec.output.image",
+        "spec.env[0].name",
+        "spec.timeout",
+    ] {
+        assert!(stderr.contains(field), "{field} missing from: {stderr}");
+    }
+}
+
+#[test]
+fn render_names_the_line_of_a_yaml_error() {
+    let root = tempfile::tempdir().unwrap();
+    let manifest = root.path().join("broken.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: sourcebuild.dev/v1alpha1\nkind: SourceBuild\nspec: [\n",
+    )
+    .unwrap();
+    let output = Command::new(BIN)
+        .args(["render", "--pod", "-f"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("broken.yaml") && stderr.contains("line"),
+        "{stderr}"
+    );
+}
+
+/// `crds/` must be exactly what `sourcebuild crd` prints: regenerate with `scripts/update-crd.sh`.
+#[test]
+fn crd_subcommand_prints_the_checked_in_crd() {
+    let output = Command::new(BIN).arg("crd").output().unwrap();
+    assert!(output.status.success());
+    let checked_in = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/sourcebuild.dev_sourcebuilds.yaml"),
+    )
+    .unwrap();
+    assert_eq!(String::from_utf8(output.stdout).unwrap(), checked_in);
+}
