@@ -1,0 +1,149 @@
+//! The operator binary as a separate process, running with the chart's ServiceAccount identity
+//! against the test control plane, so a missing RBAC rule fails the tests.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::control_plane::{ControlPlane, repo_root};
+
+/// Namespace and release the chart is installed with in the tests.
+pub const CHART_NAMESPACE: &str = "sourcebuild-system";
+/// `helm template` release name; the chart names its ServiceAccount `<release>-sourcebuild-operator`.
+pub const RELEASE: &str = "sb";
+/// The chart's ServiceAccount, which the operator runs as.
+pub const SERVICE_ACCOUNT: &str = "sb-sourcebuild-operator";
+
+/// Renders the chart with `helm template` (extra `--set` values allowed) and applies every object
+/// with kubectl, as an operator install would.
+pub fn install_chart(cp: &ControlPlane, sets: &[&str]) -> String {
+    let helm = tool("helm");
+    let mut cmd = Command::new(helm);
+    cmd.args(["template", RELEASE])
+        .arg(repo_root().join("charts/sourcebuild-operator"))
+        .args(["--namespace", CHART_NAMESPACE, "--include-crds"]);
+    for set in sets {
+        cmd.args(["--set", set]);
+    }
+    let rendered = cmd.output().expect("run helm");
+    assert!(rendered.status.success(), "helm template: {}", String::from_utf8_lossy(&rendered.stderr));
+    let manifests = String::from_utf8(rendered.stdout).unwrap();
+
+    let ns = cp
+        .kubectl()
+        .args(["create", "namespace", CHART_NAMESPACE])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&ns.stderr);
+    assert!(ns.status.success() || stderr.contains("AlreadyExists"), "create namespace: {stderr}");
+    let mut apply = cp
+        .kubectl()
+        .args(["apply", "--server-side", "--force-conflicts", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    apply.stdin.take().unwrap().write_all(manifests.as_bytes()).unwrap();
+    let out = apply.wait_with_output().unwrap();
+    assert!(out.status.success(), "kubectl apply of the chart: {}", String::from_utf8_lossy(&out.stderr));
+    manifests
+}
+
+/// A pinned tool's binary, built by `scripts/tools.sh` if needed.
+pub fn tool(name: &str) -> PathBuf {
+    let out = Command::new(repo_root().join("scripts/tools.sh"))
+        .arg(name)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run scripts/tools.sh");
+    assert!(out.status.success(), "scripts/tools.sh {name} failed");
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// The `sourcebuild controller` process. Restartable; killed on drop.
+pub struct Operator {
+    kubeconfig: PathBuf,
+    args: Vec<String>,
+    log: PathBuf,
+    child: Mutex<Option<Child>>,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    pub metrics_addr: String,
+}
+
+impl Operator {
+    /// Starts the operator as the chart's ServiceAccount, with `args` after `controller`.
+    pub fn start(cp: &ControlPlane, args: &[&str], log_dir: &Path) -> Operator {
+        let kubeconfig = cp.kubeconfig_for(
+            &format!("system:serviceaccount:{CHART_NAMESPACE}:{SERVICE_ACCOUNT}"),
+            &["system:serviceaccounts", &format!("system:serviceaccounts:{CHART_NAMESPACE}")],
+        );
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let operator = Operator {
+            kubeconfig,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            log: log_dir.join("operator.log"),
+            child: Mutex::new(None),
+            metrics_addr: format!("127.0.0.1:{port}"),
+        };
+        operator.spawn();
+        operator
+    }
+
+    fn spawn(&self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_sourcebuild"))
+            .arg("controller")
+            .args(&self.args)
+            .args(["--metrics-addr", &self.metrics_addr, "--log-format", "json", "--log-level", "info,sourcebuild=debug"])
+            .args(["--kaniko-image", "kaniko:test", "--prepare-image", "sourcebuild-operator:test"])
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env_remove("SOURCEBUILD_NAMESPACE")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start the operator");
+        *self.child.lock().unwrap() = Some(child);
+    }
+
+    /// SIGKILLs the operator (no graceful shutdown) and starts a new one.
+    pub fn kill_and_restart(&self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// SIGKILLs the operator.
+    pub fn kill(&self) {
+        if let Some(mut child) = self.child.lock().unwrap().take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The operator's log so far (JSON lines).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// GETs a path of the metrics server; `None` while it is not listening.
+    pub fn http_get(&self, path: &str) -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&self.metrics_addr).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let code = response.split_whitespace().nth(1)?.parse().ok()?;
+        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        Some((code, body))
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
