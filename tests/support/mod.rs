@@ -229,8 +229,17 @@ fn http_get_local(port: u16, path: &str) -> Option<String> {
     Some(body)
 }
 
+/// rustls is built with both the ring and aws-lc-rs providers in this crate graph (kube-client
+/// enables ring, gix's reqwest enables aws-lc-rs), so rustls cannot pick one by itself and a
+/// kube client panics unless a process-wide default is installed first. Ring is what kube
+/// selects; a provider installed earlier by someone else stays.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Build a client from a kubeconfig file, in the current tokio runtime.
 pub async fn client_from_kubeconfig(path: &Path) -> Result<Client, String> {
+    install_crypto_provider();
     let kc = Kubeconfig::read_from(path).map_err(|e| format!("read {}: {e}", path.display()))?;
     let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
@@ -347,7 +356,8 @@ impl ControlPlane {
         write(&f("apiserver.crt"), &serving.cert)?;
         write(&f("apiserver.key"), &serving.key)?;
         let sa_key = pki::Ca::service_account_key()?;
-        write(&f("sa.key"), &sa_key)?;
+        write(&f("sa.key"), &sa_key.key)?;
+        write(&f("sa.pub"), &sa_key.cert)?;
         for (stem, user) in [("admin", "sourcebuild-admin"), ("kcm", "system:kube-controller-manager")] {
             let c = ca.client_cert(user, &["system:masters"])?;
             write(&f(&format!("{stem}.crt")), &c.cert)?;
@@ -398,7 +408,7 @@ impl ControlPlane {
             "--allow-privileged=true".to_string(),
             "--authorization-mode=Node,RBAC".to_string(),
             format!("--service-account-issuer={server}/"),
-            format!("--service-account-key-file={}", p("sa.key")),
+            format!("--service-account-key-file={}", p("sa.pub")),
             format!("--service-account-signing-key-file={}", p("sa.key")),
         ];
         group.spawn("kube-apiserver", &binaries.kube_apiserver, &args, &dir.join("kube-apiserver.log"))?;
@@ -534,7 +544,7 @@ impl ControlPlane {
                 let name = crd.metadata.name.clone().expect("CRD name");
                 api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&crd))
                     .await
-                    .unwrap_or_else(|e| panic!("apply CRD {name}: {e}"));
+                    .unwrap_or_else(|e| panic!("apply CRD {name} ({}): {}", file.display(), shorten(&e.to_string(), 2000)));
                 names.push(name);
             }
         }
@@ -566,6 +576,18 @@ impl Drop for ControlPlane {
             }
         }
     }
+}
+
+/// At most `max` bytes of `s` (API errors can repeat a whole schema).
+fn shorten(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} more bytes)", &s[..end], s.len() - end)
 }
 
 /// Poll `ready` every 100 ms until true, failing early (with its log) when a child exits.

@@ -81,10 +81,12 @@ impl Ca {
         self.issue(params)
     }
 
-    /// A key pair for signing ServiceAccount tokens (PKCS#8 PEM, ECDSA P-256: ES256 tokens).
-    /// kube-apiserver's `--service-account-key-file` and kube-controller-manager's
-    /// `--service-account-private-key-file` both accept this private key file.
-    pub fn service_account_key() -> Result<String, String> {
-        Ok(KeyPair::generate().map_err(|e| err("generate SA key", e))?.serialize_pem())
+    /// A key pair for signing ServiceAccount tokens (ECDSA P-256: ES256 tokens): the private
+    /// key as PKCS#8 PEM (kube-apiserver's `--service-account-signing-key-file`,
+    /// kube-controller-manager's `--service-account-private-key-file`) and the public key as
+    /// PKIX PEM (`--service-account-key-file`, which reads no PKCS#8 private keys).
+    pub fn service_account_key() -> Result<CertPem, String> {
+        let key = KeyPair::generate().map_err(|e| err("generate SA key", e))?;
+        Ok(CertPem { cert: key.public_key_pem(), key: key.serialize_pem() })
     }
 }
