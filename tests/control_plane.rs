@@ -15,7 +15,10 @@ use kube::{Client, Error};
 use serde_json::{Value, json};
 
 fn sourcebuild_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("sourcebuild.dev", "v1alpha1", "SourceBuild"), "sourcebuilds")
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("sourcebuild.dev", "v1alpha1", "SourceBuild"),
+        "sourcebuilds",
+    )
 }
 
 fn sourcebuilds(client: Client, ns: &str) -> Api<DynamicObject> {
@@ -25,15 +28,24 @@ fn sourcebuilds(client: Client, ns: &str) -> Api<DynamicObject> {
 /// Every YAML document of every file in `examples/`, as JSON.
 fn example_documents() -> Vec<(String, Value)> {
     let dir = support::repo_root().join("examples");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).expect("read examples/").map(|e| e.expect("entry").path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("read examples/")
+        .map(|e| e.expect("entry").path())
+        .collect();
     files.sort();
     let mut docs = Vec::new();
-    for file in files.into_iter().filter(|p| p.extension().is_some_and(|e| e == "yaml")) {
+    for file in files
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+    {
         let text = std::fs::read_to_string(&file).expect("read example");
         for doc in serde_norway::Deserializer::from_str(&text) {
             let value = <Value as serde::Deserialize>::deserialize(doc).expect("example YAML");
             if !value.is_null() {
-                docs.push((file.file_name().unwrap().to_string_lossy().to_string(), value));
+                docs.push((
+                    file.file_name().unwrap().to_string_lossy().to_string(),
+                    value,
+                ));
             }
         }
     }
@@ -41,7 +53,10 @@ fn example_documents() -> Vec<(String, Value)> {
 }
 
 fn example_sourcebuilds() -> Vec<(String, Value)> {
-    example_documents().into_iter().filter(|(_, d)| d["kind"] == "SourceBuild").collect()
+    example_documents()
+        .into_iter()
+        .filter(|(_, d)| d["kind"] == "SourceBuild")
+        .collect()
 }
 
 fn to_object(value: Value) -> DynamicObject {
@@ -50,22 +65,44 @@ fn to_object(value: Value) -> DynamicObject {
 
 #[tokio::test]
 async fn control_plane_reports_the_pinned_version() {
-    let Some(cp) = support::control_plane() else { return };
+    let Some(cp) = support::control_plane() else {
+        return;
+    };
     let client = cp.client().await;
     let version = client.apiserver_version().await.expect("GET /version");
     let pinned = support::pinned_kubernetes_version();
     let pinned_minor = pinned.split('.').nth(1).expect("minor").to_string();
     if std::env::var_os("SOURCEBUILD_KUBE_APISERVER").is_none() {
-        assert_eq!(version.git_version, pinned, "kube-apiserver built from tools/kubernetes");
-        assert_eq!((version.major.as_str(), version.minor.as_str()), ("1", pinned_minor.as_str()));
+        assert_eq!(
+            version.git_version, pinned,
+            "kube-apiserver built from tools/kubernetes"
+        );
+        assert_eq!(
+            (version.major.as_str(), version.minor.as_str()),
+            ("1", pinned_minor.as_str())
+        );
     }
-    assert!(!version.git_version.contains("v0.0.0"), "unstamped build: {version:?}");
+    assert!(
+        !version.git_version.contains("v0.0.0"),
+        "unstamped build: {version:?}"
+    );
 
     // kubectl from the same tools module talks to it, and is stamped too.
-    let out = cp.kubectl().args(["version", "-o", "json"]).output().expect("run kubectl");
-    assert!(out.status.success(), "kubectl version: {}", String::from_utf8_lossy(&out.stderr));
+    let out = cp
+        .kubectl()
+        .args(["version", "-o", "json"])
+        .output()
+        .expect("run kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl version: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).expect("kubectl version JSON");
-    assert_eq!(v["serverVersion"]["gitVersion"], version.git_version.as_str());
+    assert_eq!(
+        v["serverVersion"]["gitVersion"],
+        version.git_version.as_str()
+    );
     if std::env::var_os("SOURCEBUILD_KUBECTL").is_none() {
         assert_eq!(v["clientVersion"]["gitVersion"], pinned.as_str());
     }
@@ -73,40 +110,58 @@ async fn control_plane_reports_the_pinned_version() {
 
 #[tokio::test]
 async fn crd_applies_server_side_and_becomes_established() {
-    let Some(cp) = support::control_plane() else { return };
+    let Some(cp) = support::control_plane() else {
+        return;
+    };
     let client = cp.client().await;
     let names = cp.install_crds(&client).await;
     assert_eq!(names, vec!["sourcebuilds.sourcebuild.dev".to_string()]);
     // Applying again is a no-op, not a conflict.
     assert_eq!(cp.install_crds(&client).await, names);
     let ns = cp.namespace("crd").await;
-    let list = sourcebuilds(client, &ns).list(&ListParams::default()).await.expect("list sourcebuilds");
+    let list = sourcebuilds(client, &ns)
+        .list(&ListParams::default())
+        .await
+        .expect("list sourcebuilds");
     assert!(list.items.is_empty());
 }
 
 #[tokio::test]
 async fn example_sourcebuilds_are_accepted() {
-    let Some(cp) = support::control_plane() else { return };
+    let Some(cp) = support::control_plane() else {
+        return;
+    };
     let client = cp.client().await;
     cp.install_crds(&client).await;
     let ns = cp.namespace("examples").await;
     let api = sourcebuilds(client, &ns);
     let examples = example_sourcebuilds();
-    assert!(examples.len() >= 3, "examples/ should hold SourceBuilds: {examples:?}");
+    assert!(
+        examples.len() >= 3,
+        "examples/ should hold SourceBuilds: {examples:?}"
+    );
     for (file, doc) in examples {
         let created = api
             .create(&PostParams::default(), &to_object(doc.clone()))
             .await
             .unwrap_or_else(|e| panic!("{file}: the API server rejected the example: {e}"));
         // Round trip: what is stored is what was sent (no pruning of unknown fields).
-        assert_eq!(created.data["spec"]["output"], doc["spec"]["output"], "{file}");
-        assert_eq!(created.data["spec"]["source"], doc["spec"]["source"], "{file}");
+        assert_eq!(
+            created.data["spec"]["output"], doc["spec"]["output"],
+            "{file}"
+        );
+        assert_eq!(
+            created.data["spec"]["source"], doc["spec"]["source"],
+            "{file}"
+        );
     }
 }
 
 #[tokio::test]
 async fn invalid_sourcebuilds_are_rejected_naming_the_field() {
-    let Some(cp) = support::control_plane() else { return };
+    let Some(cp) = support::control_plane() else {
+        return;
+    };
     let client = cp.client().await;
     cp.install_crds(&client).await;
     let ns = cp.namespace("invalid").await;
@@ -118,24 +173,48 @@ async fn invalid_sourcebuilds_are_rejected_naming_the_field() {
 
     type Mutation = fn(&mut Value);
     let cases: Vec<(&str, Mutation, &[&str])> = vec![
-        ("no source", |d| {
-            d["spec"].as_object_mut().unwrap().remove("source");
-        }, &["spec.source", "Required value"]),
-        ("two sources", |d| {
-            d["spec"]["source"]["configMap"] = json!({"name": "hello-source"});
-        }, &["spec.source", "exactly one of git, configMap or archive"]),
-        ("env name 1BAD", |d| {
-            d["spec"]["env"] = json!([{"name": "1BAD", "value": "x"}]);
-        }, &["spec.env[0].name"]),
-        ("contextDir ../x", |d| {
-            d["spec"]["source"]["contextDir"] = json!("../x");
-        }, &["spec.source.contextDir", "without '..' segments"]),
-        ("output image with spaces", |d| {
-            d["spec"]["output"]["image"] = json!("Not An Image");
-        }, &["spec.output.image"]),
-        ("negative timeout", |d| {
-            d["spec"]["timeout"] = json!("-5m");
-        }, &["spec.timeout", "timeout must be a positive duration"]),
+        (
+            "no source",
+            |d| {
+                d["spec"].as_object_mut().unwrap().remove("source");
+            },
+            &["spec.source", "Required value"],
+        ),
+        (
+            "two sources",
+            |d| {
+                d["spec"]["source"]["configMap"] = json!({"name": "hello-source"});
+            },
+            &["spec.source", "exactly one of git, configMap or archive"],
+        ),
+        (
+            "env name 1BAD",
+            |d| {
+                d["spec"]["env"] = json!([{"name": "1BAD", "value": "x"}]);
+            },
+            &["spec.env[0].name"],
+        ),
+        (
+            "contextDir ../x",
+            |d| {
+                d["spec"]["source"]["contextDir"] = json!("../x");
+            },
+            &["spec.source.contextDir", "without '..' segments"],
+        ),
+        (
+            "output image with spaces",
+            |d| {
+                d["spec"]["output"]["image"] = json!("Not An Image");
+            },
+            &["spec.output.image"],
+        ),
+        (
+            "negative timeout",
+            |d| {
+                d["spec"]["timeout"] = json!("-5m");
+            },
+            &["spec.timeout", "timeout must be a positive duration"],
+        ),
     ];
     for (i, (case, mutate, wanted)) in cases.into_iter().enumerate() {
         let mut doc = base.clone();
@@ -146,7 +225,11 @@ async fn invalid_sourcebuilds_are_rejected_naming_the_field() {
             Err(Error::Api(status)) => {
                 assert_eq!(status.code, 422, "{case}: {status:?}");
                 for w in wanted {
-                    assert!(status.message.contains(w), "{case}: message should name {w:?}: {}", status.message);
+                    assert!(
+                        status.message.contains(w),
+                        "{case}: message should name {w:?}: {}",
+                        status.message
+                    );
                 }
             }
             Err(e) => panic!("{case}: unexpected error {e}"),
@@ -156,17 +239,25 @@ async fn invalid_sourcebuilds_are_rejected_naming_the_field() {
 
 #[tokio::test]
 async fn owned_pod_is_garbage_collected_after_its_owner_is_deleted() {
-    let Some(cp) = support::control_plane() else { return };
+    let Some(cp) = support::control_plane() else {
+        return;
+    };
     let client = cp.client().await;
     let ns = cp.namespace("gc").await;
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     let pods: Api<Pod> = Api::namespaced(client, &ns);
 
     let owner = configmaps
-        .create(&PostParams::default(), &ConfigMap {
-            metadata: ObjectMeta { name: Some("owner".into()), ..Default::default() },
-            ..Default::default()
-        })
+        .create(
+            &PostParams::default(),
+            &ConfigMap {
+                metadata: ObjectMeta {
+                    name: Some("owner".into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
         .await
         .expect("create owner");
     let pod: Pod = serde_json::from_value(json!({
@@ -183,20 +274,42 @@ async fn owned_pod_is_garbage_collected_after_its_owner_is_deleted() {
         "spec": {"containers": [{"name": "main", "image": "registry.invalid/none:1"}]},
     }))
     .expect("pod");
-    let created = pods.create(&PostParams::default(), &pod).await.expect("create owned pod");
+    let created = pods
+        .create(&PostParams::default(), &pod)
+        .await
+        .expect("create owned pod");
     // ServiceAccount admission filled in the namespace's default account.
-    assert_eq!(created.spec.as_ref().and_then(|s| s.service_account_name.as_deref()), Some("default"));
+    assert_eq!(
+        created
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.as_deref()),
+        Some("default")
+    );
 
-    configmaps.delete("owner", &DeleteParams::background()).await.expect("delete owner");
-    support::eventually("the garbage collector to delete the owned Pod", Duration::from_secs(60), || async {
-        pods.get_opt("owned").await.expect("get pod").is_none().then_some(())
-    })
+    configmaps
+        .delete("owner", &DeleteParams::background())
+        .await
+        .expect("delete owner");
+    support::eventually(
+        "the garbage collector to delete the owned Pod",
+        Duration::from_secs(60),
+        || async {
+            pods.get_opt("owned")
+                .await
+                .expect("get pod")
+                .is_none()
+                .then_some(())
+        },
+    )
     .await;
 }
 
 #[tokio::test]
 async fn service_account_identity_gets_exactly_its_rbac() {
-    let Some(cp) = support::control_plane() else { return };
+    let Some(cp) = support::control_plane() else {
+        return;
+    };
     let admin = cp.client().await;
     let ns = cp.namespace("rbac").await;
     let sa = cp.client_for_service_account(&ns, "robot").await;
@@ -207,52 +320,88 @@ async fn service_account_identity_gets_exactly_its_rbac() {
         .await
         .expect("SelfSubjectReview");
     let user = review.status.and_then(|s| s.user_info).expect("user info");
-    assert_eq!(user.username.as_deref(), Some(format!("system:serviceaccount:{ns}:robot").as_str()));
+    assert_eq!(
+        user.username.as_deref(),
+        Some(format!("system:serviceaccount:{ns}:robot").as_str())
+    );
     let groups = user.groups.unwrap_or_default();
-    for g in ["system:serviceaccounts", &format!("system:serviceaccounts:{ns}"), "system:authenticated"] {
-        assert!(groups.iter().any(|x| x == g), "group {g} missing from {groups:?}");
+    for g in [
+        "system:serviceaccounts",
+        &format!("system:serviceaccounts:{ns}"),
+        "system:authenticated",
+    ] {
+        assert!(
+            groups.iter().any(|x| x == g),
+            "group {g} missing from {groups:?}"
+        );
     }
 
     // No binding: Secrets are forbidden.
-    match Api::<Secret>::namespaced(sa.clone(), &ns).list(&ListParams::default()).await {
+    match Api::<Secret>::namespaced(sa.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+    {
         Err(Error::Api(status)) => assert_eq!(status.code, 403, "{status:?}"),
-        other => panic!("listing Secrets as a bare ServiceAccount should be forbidden, got {other:?}"),
+        other => {
+            panic!("listing Secrets as a bare ServiceAccount should be forbidden, got {other:?}")
+        }
     }
 
     // A RoleBinding to the ServiceAccount applies to this client: ConfigMaps become readable,
     // Secrets stay forbidden.
     Api::<Role>::namespaced(admin.clone(), &ns)
-        .create(&PostParams::default(), &Role {
-            metadata: ObjectMeta { name: Some("read-configmaps".into()), ..Default::default() },
-            rules: Some(vec![PolicyRule {
-                api_groups: Some(vec![String::new()]),
-                resources: Some(vec!["configmaps".into()]),
-                verbs: vec!["get".into(), "list".into()],
-                ..Default::default()
-            }]),
-        })
+        .create(
+            &PostParams::default(),
+            &Role {
+                metadata: ObjectMeta {
+                    name: Some("read-configmaps".into()),
+                    ..Default::default()
+                },
+                rules: Some(vec![PolicyRule {
+                    api_groups: Some(vec![String::new()]),
+                    resources: Some(vec!["configmaps".into()]),
+                    verbs: vec!["get".into(), "list".into()],
+                    ..Default::default()
+                }]),
+            },
+        )
         .await
         .expect("create role");
     Api::<RoleBinding>::namespaced(admin, &ns)
-        .create(&PostParams::default(), &RoleBinding {
-            metadata: ObjectMeta { name: Some("robot".into()), ..Default::default() },
-            role_ref: RoleRef { api_group: "rbac.authorization.k8s.io".into(), kind: "Role".into(), name: "read-configmaps".into() },
-            subjects: Some(vec![Subject {
-                kind: "ServiceAccount".into(),
-                name: "robot".into(),
-                namespace: Some(ns.clone()),
-                ..Default::default()
-            }]),
-        })
+        .create(
+            &PostParams::default(),
+            &RoleBinding {
+                metadata: ObjectMeta {
+                    name: Some("robot".into()),
+                    ..Default::default()
+                },
+                role_ref: RoleRef {
+                    api_group: "rbac.authorization.k8s.io".into(),
+                    kind: "Role".into(),
+                    name: "read-configmaps".into(),
+                },
+                subjects: Some(vec![Subject {
+                    kind: "ServiceAccount".into(),
+                    name: "robot".into(),
+                    namespace: Some(ns.clone()),
+                    ..Default::default()
+                }]),
+            },
+        )
         .await
         .expect("create rolebinding");
     let configmaps: Api<ConfigMap> = Api::namespaced(sa.clone(), &ns);
     // RBAC changes reach the authorizer through an informer: poll, do not assume.
-    support::eventually("the RoleBinding to take effect", Duration::from_secs(30), || async {
-        configmaps.list(&ListParams::default()).await.ok()
-    })
+    support::eventually(
+        "the RoleBinding to take effect",
+        Duration::from_secs(30),
+        || async { configmaps.list(&ListParams::default()).await.ok() },
+    )
     .await;
-    match Api::<Secret>::namespaced(sa, &ns).list(&ListParams::default()).await {
+    match Api::<Secret>::namespaced(sa, &ns)
+        .list(&ListParams::default())
+        .await
+    {
         Err(Error::Api(status)) => assert_eq!(status.code, 403, "{status:?}"),
         other => panic!("Secrets should stay forbidden, got {other:?}"),
     }
@@ -260,22 +409,42 @@ async fn service_account_identity_gets_exactly_its_rbac() {
 
 #[tokio::test]
 async fn deleted_namespace_goes_away() {
-    let Some(cp) = support::control_plane() else { return };
+    let Some(cp) = support::control_plane() else {
+        return;
+    };
     let client = cp.client().await;
     let ns = cp.namespace("delete-me").await;
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     configmaps
-        .create(&PostParams::default(), &ConfigMap {
-            metadata: ObjectMeta { name: Some("content".into()), ..Default::default() },
-            ..Default::default()
-        })
+        .create(
+            &PostParams::default(),
+            &ConfigMap {
+                metadata: ObjectMeta {
+                    name: Some("content".into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
         .await
         .expect("create configmap");
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client);
-    namespaces.delete(&ns, &DeleteParams::default()).await.expect("delete namespace");
+    namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .expect("delete namespace");
     // The namespace controller empties it and removes the finalizer.
-    support::eventually("the namespace controller to finish deleting it", Duration::from_secs(90), || async {
-        namespaces.get_opt(&ns).await.expect("get namespace").is_none().then_some(())
-    })
+    support::eventually(
+        "the namespace controller to finish deleting it",
+        Duration::from_secs(90),
+        || async {
+            namespaces
+                .get_opt(&ns)
+                .await
+                .expect("get namespace")
+                .is_none()
+                .then_some(())
+        },
+    )
     .await;
 }

@@ -28,12 +28,24 @@ fn err(what: &str, e: rcgen::Error) -> String {
 impl Ca {
     pub fn new() -> Result<Self, String> {
         let key = KeyPair::generate().map_err(|e| err("generate CA key", e))?;
-        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| err("CA params", e))?;
-        params.distinguished_name.push(DnType::CommonName, "sourcebuild-test-ca");
+        let mut params =
+            CertificateParams::new(Vec::<String>::new()).map_err(|e| err("CA params", e))?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "sourcebuild-test-ca");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-        let cert = params.self_signed(&key).map_err(|e| err("self-sign CA", e))?;
-        Ok(Self { cert: cert.pem(), issuer: Issuer::new(params, key) })
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params
+            .self_signed(&key)
+            .map_err(|e| err("self-sign CA", e))?;
+        Ok(Self {
+            cert: cert.pem(),
+            issuer: Issuer::new(params, key),
+        })
     }
 
     pub fn cert_pem(&self) -> &str {
@@ -42,17 +54,32 @@ impl Ca {
 
     fn issue(&self, params: CertificateParams) -> Result<CertPem, String> {
         let key = KeyPair::generate().map_err(|e| err("generate key", e))?;
-        let cert = params.signed_by(&key, &self.issuer).map_err(|e| err("sign", e))?;
-        Ok(CertPem { cert: cert.pem(), key: key.serialize_pem() })
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(|e| err("sign", e))?;
+        Ok(CertPem {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        })
     }
 
     /// The kube-apiserver serving certificate.
     pub fn serving_cert(&self) -> Result<CertPem, String> {
-        let mut params = CertificateParams::new(vec!["localhost".to_string()]).map_err(|e| err("serving params", e))?;
-        params.subject_alt_names.push(SanType::IpAddress([127, 0, 0, 1].into()));
-        params.subject_alt_names.push(SanType::IpAddress(std::net::Ipv6Addr::LOCALHOST.into()));
-        params.distinguished_name.push(DnType::CommonName, "kube-apiserver");
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        let mut params = CertificateParams::new(vec!["localhost".to_string()])
+            .map_err(|e| err("serving params", e))?;
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress([127, 0, 0, 1].into()));
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress(std::net::Ipv6Addr::LOCALHOST.into()));
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "kube-apiserver");
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         self.issue(params)
     }
@@ -66,17 +93,25 @@ impl Ca {
     /// `system:serviceaccounts:<ns>`); `system:authenticated` is added by the apiserver.
     pub fn client_cert(&self, user: &str, groups: &[&str]) -> Result<CertPem, String> {
         if groups.len() > 2 {
-            return Err(format!("pki: a client certificate here carries at most 2 groups, not {groups:?}"));
+            return Err(format!(
+                "pki: a client certificate here carries at most 2 groups, not {groups:?}"
+            ));
         }
-        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| err("client params", e))?;
+        let mut params =
+            CertificateParams::new(Vec::<String>::new()).map_err(|e| err("client params", e))?;
         params.distinguished_name.push(DnType::CommonName, user);
         if let Some(g) = groups.first() {
             params.distinguished_name.push(DnType::OrganizationName, *g);
         }
         if let Some(g) = groups.get(1) {
-            params.distinguished_name.push(DnType::CustomDnType(vec![2, 5, 4, 10]), *g);
+            params
+                .distinguished_name
+                .push(DnType::CustomDnType(vec![2, 5, 4, 10]), *g);
         }
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         self.issue(params)
     }
@@ -87,6 +122,9 @@ impl Ca {
     /// PKIX PEM (`--service-account-key-file`, which reads no PKCS#8 private keys).
     pub fn service_account_key() -> Result<CertPem, String> {
         let key = KeyPair::generate().map_err(|e| err("generate SA key", e))?;
-        Ok(CertPem { cert: key.public_key_pem(), key: key.serialize_pem() })
+        Ok(CertPem {
+            cert: key.public_key_pem(),
+            key: key.serialize_pem(),
+        })
     }
 }

@@ -51,7 +51,11 @@ pub fn remove_at_exit(dir: &Path) {
         // SAFETY: registers a function with no preconditions.
         unsafe { libc::atexit(clean_up_at_exit) };
     });
-    AT_EXIT.lock().unwrap_or_else(|p| p.into_inner()).1.push(dir.to_path_buf());
+    AT_EXIT
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .1
+        .push(dir.to_path_buf());
 }
 
 /// A running child whose stdout and stderr go to a log file.
@@ -92,7 +96,13 @@ pub struct ProcessGroup {
 
 impl ProcessGroup {
     /// Start `program args...` with its output appended to `log`, dying with the calling thread.
-    pub fn spawn(&mut self, name: &str, program: &Path, args: &[String], log: &Path) -> Result<&mut Proc, String> {
+    pub fn spawn(
+        &mut self,
+        name: &str,
+        program: &Path,
+        args: &[String],
+        log: &Path,
+    ) -> Result<&mut Proc, String> {
         let out = File::create(log).map_err(|e| format!("create {}: {e}", log.display()))?;
         let err = out.try_clone().map_err(|e| format!("dup log fd: {e}"))?;
         let parent = std::process::id() as libc::pid_t;
@@ -101,7 +111,14 @@ impl ProcessGroup {
         // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                if libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGKILL as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                ) != 0
+                {
                     return Err(std::io::Error::last_os_error());
                 }
                 // The parent may have died before prctl took effect.
@@ -111,9 +128,19 @@ impl ProcessGroup {
                 Ok(())
             });
         }
-        let child = cmd.spawn().map_err(|e| format!("start {name} ({}): {e}", program.display()))?;
-        AT_EXIT.lock().unwrap_or_else(|p| p.into_inner()).0.push(child.id());
-        self.procs.push(Proc { name: name.to_string(), log: log.to_path_buf(), child });
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("start {name} ({}): {e}", program.display()))?;
+        AT_EXIT
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .push(child.id());
+        self.procs.push(Proc {
+            name: name.to_string(),
+            log: log.to_path_buf(),
+            child,
+        });
         Ok(self.procs.last_mut().expect("just pushed"))
     }
 
@@ -140,6 +167,10 @@ impl Drop for ProcessGroup {
             let _ = p.child.wait();
         }
         let ids: Vec<u32> = self.procs.iter().map(|p| p.child.id()).collect();
-        AT_EXIT.lock().unwrap_or_else(|p| p.into_inner()).0.retain(|pid| !ids.contains(pid));
+        AT_EXIT
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .retain(|pid| !ids.contains(pid));
     }
 }
