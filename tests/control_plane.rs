@@ -448,3 +448,35 @@ async fn deleted_namespace_goes_away() {
     )
     .await;
 }
+
+#[test]
+fn owned_control_plane_is_torn_down_when_dropped() {
+    if support::skip_control_plane() {
+        return;
+    }
+    let cp = support::ControlPlane::start()
+        .unwrap_or_else(|e| panic!("start an owned control plane:\n{e}"));
+    let pids = cp.pids.clone();
+    let dir = cp.dir.clone();
+    assert_eq!(
+        pids.len(),
+        3,
+        "etcd, kube-apiserver, kube-controller-manager"
+    );
+    for pid in &pids {
+        assert!(
+            std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "{pid} should run"
+        );
+    }
+    assert!(dir.join("admin.kubeconfig").is_file());
+    drop(cp);
+    // Killed and reaped by the drop itself: nothing left to poll for.
+    for pid in &pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "{pid} survived the drop"
+        );
+    }
+    assert!(!dir.exists(), "{} survived the drop", dir.display());
+}

@@ -77,13 +77,7 @@ pub fn pinned_kubernetes_version() -> String {
 /// that exits, a deadline). Returns `None` only when `SOURCEBUILD_SKIP_CONTROL_PLANE=1`, after
 /// printing a loud skip line: write tests as `let Some(cp) = support::control_plane() else { return };`.
 pub fn control_plane() -> Option<&'static ControlPlane> {
-    if std::env::var(SKIP_ENV).is_ok_and(|v| v == "1") {
-        let test = std::thread::current().name().unwrap_or("?").to_string();
-        // Straight to stderr: libtest captures print!/eprint! of passing tests, not this.
-        let _ = writeln!(
-            std::io::stderr(),
-            "\n!!!!!!!! SKIPPED {test}: {SKIP_ENV}=1, no control plane: this test checked NOTHING !!!!!!!!"
-        );
+    if skip_control_plane() {
         return None;
     }
     static SHARED: LazyLock<Result<ControlPlane, String>> = LazyLock::new(|| {
@@ -104,6 +98,21 @@ pub fn control_plane() -> Option<&'static ControlPlane> {
         Ok(cp) => Some(cp),
         Err(e) => panic!("the test control plane did not start:\n{e}"),
     }
+}
+
+/// True (after a loud line on stderr naming the test) when `SOURCEBUILD_SKIP_CONTROL_PLANE=1`.
+/// For tests that start their own control plane with [`ControlPlane::start`].
+pub fn skip_control_plane() -> bool {
+    if std::env::var(SKIP_ENV).is_ok_and(|v| v == "1") {
+        let test = std::thread::current().name().unwrap_or("?").to_string();
+        // Straight to stderr: libtest captures print!/eprint! of passing tests, not this.
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n!!!!!!!! SKIPPED {test}: {SKIP_ENV}=1, no control plane: this test checked NOTHING !!!!!!!!"
+        );
+        return true;
+    }
+    false
 }
 
 /// Paths of the four binaries.
@@ -306,43 +315,56 @@ pub struct ControlPlane {
     pub binaries: Binaries,
     ca: pki::Ca,
     identities: AtomicUsize,
-    /// `Some` when the caller owns the processes (`start`); `None` for the shared one, whose
-    /// processes belong to a thread that lives as long as the test binary.
-    processes: Option<ProcessGroup>,
+    /// pids of etcd, kube-apiserver and kube-controller-manager.
+    pub pids: Vec<u32>,
+    /// The thread that spawned the children and owns them (see `process.rs`).
+    owner: Option<Owner>,
+}
+
+/// The owning thread: it waits for `stop` to close, then kills and reaps the children.
+struct Owner {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl ControlPlane {
-    /// Start a control plane owned by the caller: dropping it kills etcd, kube-apiserver and
-    /// kube-controller-manager and removes its directory. Call it from a thread that outlives
-    /// the control plane (PR_SET_PDEATHSIG follows the spawning thread).
+    /// Start a control plane owned by the caller (a benchmark, a test that needs its own):
+    /// dropping it kills etcd, kube-apiserver and kube-controller-manager and removes its
+    /// directory. Blocks until the API server is ready and the controller manager works.
+    ///
+    /// The children are spawned by a dedicated thread that lives until the drop, since
+    /// PR_SET_PDEATHSIG follows the spawning thread; so it may be called from any thread,
+    /// a tokio runtime's included.
     pub fn start() -> Result<Self, String> {
-        let mut group = ProcessGroup::default();
-        let mut cp = Self::start_with_retries(&mut group)?;
-        cp.processes = Some(group);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("sourcebuild-control-plane".into())
+            .spawn(move || {
+                let mut group = ProcessGroup::default();
+                let result = Self::start_with_retries(&mut group).map(|mut cp| {
+                    cp.pids = group.pids();
+                    cp
+                });
+                let ok = result.is_ok();
+                let _ = tx.send(result);
+                if ok {
+                    // Returns when the ControlPlane (holding `stop`) is dropped. The shared one
+                    // never is: the atexit hook kills its children when the process exits.
+                    let _ = stopped.recv();
+                }
+                drop(group);
+            })
+            .map_err(|e| format!("spawn the control-plane thread: {e}"))?;
+        let mut cp = rx
+            .recv()
+            .map_err(|_| "the control-plane thread died while starting".to_string())??;
+        cp.owner = Some(Owner { stop, thread });
         Ok(cp)
     }
 
     fn start_shared() -> Result<Self, String> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("sourcebuild-control-plane".into())
-            .spawn(move || {
-                let mut group = ProcessGroup::default();
-                let result = Self::start_with_retries(&mut group);
-                let ok = result.is_ok();
-                let _ = tx.send(result);
-                if ok {
-                    // The children die with this thread (PDEATHSIG): keep it until the process
-                    // exits, when the atexit hook kills and reaps them first.
-                    let _keep = group;
-                    loop {
-                        std::thread::park();
-                    }
-                }
-            })
-            .map_err(|e| format!("spawn the control-plane thread: {e}"))?;
-        rx.recv()
-            .map_err(|_| "the control-plane thread died while starting".to_string())?
+        Self::start()
     }
 
     fn start_with_retries(group: &mut ProcessGroup) -> Result<Self, String> {
@@ -516,7 +538,8 @@ impl ControlPlane {
             binaries,
             ca,
             identities: AtomicUsize::new(0),
-            processes: None,
+            pids: Vec::new(),
+            owner: None,
         })
     }
 
@@ -668,11 +691,12 @@ impl ControlPlane {
 
 impl Drop for ControlPlane {
     fn drop(&mut self) {
-        if let Some(group) = self.processes.take() {
-            drop(group);
-            if std::env::var(KEEP_ENV).is_err() {
-                let _ = std::fs::remove_dir_all(&self.dir);
-            }
+        if let Some(owner) = self.owner.take() {
+            drop(owner.stop);
+            let _ = owner.thread.join();
+        }
+        if std::env::var(KEEP_ENV).is_err() {
+            let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
 }

@@ -4,11 +4,12 @@
 //! 1. `PR_SET_PDEATHSIG(SIGKILL)`, set in the child between fork and exec: the kernel kills the
 //!    child when the thread that spawned it dies. That covers a test binary that is killed
 //!    (SIGKILL, a CI timeout, a crash). The signal follows the spawning *thread*, not the process,
-//!    so the control plane is spawned from a dedicated thread that never returns (see `mod.rs`),
-//!    never from a test's thread (libtest ends that thread when the test ends).
+//!    so the control plane is spawned from a dedicated thread that lives as long as the control
+//!    plane (see `ControlPlane::start`), never from a test's thread (libtest ends that thread
+//!    when the test ends).
 //! 2. `ProcessGroup`'s `Drop` kills and reaps its children: a start-up that fails half-way
-//!    leaves nothing behind, and code that owns a control plane outright (a benchmark) gets
-//!    tear-down on drop, panics included.
+//!    leaves nothing behind, and a `ControlPlane` owned outright (`ControlPlane::start`, for a
+//!    benchmark) tells its thread to drop the group when it is itself dropped, panics included.
 //! 3. The shared, `static` control plane is never dropped (Rust runs no destructors for
 //!    statics), so `on_exit` registers a libc `atexit` hook that kills and reaps every child
 //!    still registered and removes the control plane's directory when the test binary exits,
@@ -142,6 +143,10 @@ impl ProcessGroup {
             child,
         });
         Ok(self.procs.last_mut().expect("just pushed"))
+    }
+
+    pub fn pids(&self) -> Vec<u32> {
+        self.procs.iter().map(|p| p.pid()).collect()
     }
 
     pub fn get_mut(&mut self, name: &str) -> Option<&mut Proc> {
