@@ -9,10 +9,14 @@
 #   Go:  go.mod (a `tool` directive) + go.sum, committed. tool.sh sets TOOL_MODULE (the
 #        required module whose version names the cache entry), TOOL_PACKAGE (the main
 #        package to build), optionally TOOL_LDFLAGS and TOOL_CGO (default 0).
+#        A tool that builds several binaries sets TOOL_PACKAGES (whitespace-separated main
+#        packages) instead of TOOL_PACKAGE; each lands in bin/ under its last path element,
+#        and the printed path is then that bin/ directory.
 #   pip: requirements.txt (exact == pins). tool.sh sets TOOL_MODULE (the PyPI project whose
 #        pin names the cache entry) and TOOL_BIN (the program in the venv's bin/).
 # The result lands in
 #   ${SOURCEBUILD_CACHE:-$HOME/.cache/sourcebuild-operator}/tools/TOOL-VERSION/bin/TOOL
+# (bin/NAME for each of TOOL_PACKAGES)
 # next to a stamp holding the sha256 of the pin files: a tool whose stamp still matches
 # is reused without running go or pip. GOCACHE and GOMODCACHE live under the same cache
 # directory, so a fresh clone (CI) reuses downloads and compiled packages.
@@ -49,7 +53,7 @@ tool_module_version() {
   fi
 }
 
-TOOL_MODULE='' TOOL_PACKAGE='' TOOL_LDFLAGS='' TOOL_CGO=0 TOOL_BIN=$tool
+TOOL_MODULE='' TOOL_PACKAGE='' TOOL_PACKAGES='' TOOL_LDFLAGS='' TOOL_CGO=0 TOOL_BIN=$tool
 # shellcheck source=/dev/null
 source "$dir/tool.sh"
 version=$(tool_module_version "$TOOL_MODULE")
@@ -60,8 +64,18 @@ fi
 
 out=$cache/tools/$tool-$version
 bin=$out/bin/$tool
+bins=("$bin")
+if [[ -n $TOOL_PACKAGES ]]; then
+  bins=()
+  for p in $TOOL_PACKAGES; do bins+=("$out/bin/${p##*/}"); done
+  bin=$out/bin
+fi
 stamp=$(cat "${pins[@]}" "$dir/tool.sh" | sha256sum | cut -d' ' -f1)
-if [[ -x $bin && -f $out/stamp && $(<"$out/stamp") == "$stamp" ]]; then
+all_built() {
+  local b
+  for b in "${bins[@]}"; do [[ -x $b ]] || return 1; done
+}
+if all_built && [[ -f $out/stamp && $(<"$out/stamp") == "$stamp" ]]; then
   echo "$bin"
   exit 0
 fi
@@ -71,16 +85,26 @@ rm -rf "$out"
 mkdir -p "$out/bin"
 if [[ $flavour == go ]]; then
   command -v go >/dev/null || { echo "tools.sh: go is not installed" >&2; exit 1; }
-  echo "tools.sh: building $tool $version ($TOOL_PACKAGE) into $out" >&2
+  echo "tools.sh: building $tool $version (${TOOL_PACKAGE:-$(echo $TOOL_PACKAGES)}) into $out" >&2
   mkdir -p "$cache/go/build" "$cache/go/mod"
   (
     cd "$dir"
     export GOCACHE=$cache/go/build GOMODCACHE=$cache/go/mod CGO_ENABLED=$TOOL_CGO
     # readonly: go.sum must already be complete; nothing is resolved at build time.
     export GOFLAGS="-mod=readonly -trimpath -buildvcs=false"
-    go build -ldflags "${TOOL_LDFLAGS//$'\n'/ }" -o "$bin.tmp" "$TOOL_PACKAGE"
+    if [[ -n $TOOL_PACKAGES ]]; then
+      # One go build for all: shared packages compile once. -o DIR/ names each by its package.
+      # shellcheck disable=SC2086
+      go build -ldflags "${TOOL_LDFLAGS//$'\n'/ }" -o "$out/bin.tmp/" $TOOL_PACKAGES
+    else
+      go build -ldflags "${TOOL_LDFLAGS//$'\n'/ }" -o "$bin.tmp" "$TOOL_PACKAGE"
+    fi
   )
-  mv "$bin.tmp" "$bin"
+  if [[ -n $TOOL_PACKAGES ]]; then
+    mv "$out/bin.tmp"/* "$out/bin/" && rmdir "$out/bin.tmp"
+  else
+    mv "$bin.tmp" "$bin"
+  fi
 else
   echo "tools.sh: installing $tool ($TOOL_MODULE $version) into $out/venv" >&2
   python3 -m venv "$out/venv"

@@ -2,6 +2,9 @@
 //! by the tests themselves.
 #![allow(dead_code, unused_imports)]
 
+pub mod control_plane;
 pub mod http;
+pub mod operator;
 
+pub use control_plane::*;
 pub use http::*;
