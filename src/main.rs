@@ -145,6 +145,15 @@ struct RenderArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // gix's HTTP transport brings rustls with aws-lc-rs while kube and reqwest bring ring; with
+    // two providers compiled in, rustls refuses to guess, so the choice is made here, once.
+    if rustls::crypto::ring::default_provider()
+        .install_default()
+        .is_err()
+    {
+        eprintln!("error: a TLS crypto provider was already installed");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Controller(args) => run_controller(args),
         Command::Prepare(args) => run_prepare(args),

@@ -179,7 +179,10 @@ pub fn observe(pod: &Pod) -> BuildOutcome {
     if view.is_being_deleted() && !failed_on_its_own {
         return failed(
             FailureReason::PodDeleted,
-            "the build Pod was deleted before the build finished".to_string(),
+            format!(
+                "build Pod {} was deleted before the build finished",
+                pod.metadata.name.as_deref().unwrap_or_default()
+            ),
             None,
             provenance,
         );

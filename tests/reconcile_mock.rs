@@ -119,6 +119,7 @@ fn harness(pods: Vec<Pod>) -> Harness {
     let ctx = Arc::new(Context {
         client: Client::new(service, "default"),
         pods: store_with(pods),
+        pods_ready: tokio::sync::watch::channel(true).1,
         settings: settings(),
         events: events.clone(),
         metrics: Metrics::new(),

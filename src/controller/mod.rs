@@ -45,35 +45,50 @@ pub async fn run(
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
 
+    // A reflector store's `wait_until_ready` wakes only one waiter (it wraps a oneshot receiver,
+    // which keeps a single waker), so readiness is taken from the streams themselves and shared
+    // through watch channels, which any number of tasks may wait on.
+    let (builds_filled, builds_ready) = tokio::sync::watch::channel(false);
+    let (pods_filled, pods_ready) = tokio::sync::watch::channel(false);
+
     // Only our build Pods are watched and cached, without the managedFields we never read.
     let (pod_store, pod_writer) = reflector::store();
     let pod_events = watcher(pods, watcher::Config::default().labels(MANAGED_BY_SELECTOR))
         .default_backoff()
         .modify(|pod| pod.managed_fields_mut().clear())
         .reflect(pod_writer)
+        .inspect(move |event| mark_filled(event, &pods_filled))
         .touched_objects();
+
+    let (build_store, build_writer) = reflector::store();
+    let build_events = watcher(builds, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(|sb| sb.managed_fields_mut().clear())
+        .reflect(build_writer)
+        .inspect(move |event| mark_filled(event, &builds_filled))
+        .applied_objects();
 
     let events = Arc::new(controller_events(client.clone(), config.instance.clone()));
     let context = Arc::new(Context {
         client,
-        pods: pod_store.clone(),
+        pods: pod_store,
+        pods_ready: pods_ready.clone(),
         settings: config.settings,
         events,
         metrics,
     });
 
-    let controller = Controller::new(builds, watcher::Config::default().any_semantic());
-    let build_store = controller.store();
     tokio::spawn(async move {
-        let builds_ready = build_store.wait_until_ready().await;
-        let pods_ready = pod_store.wait_until_ready().await;
-        if builds_ready.is_ok() && pods_ready.is_ok() {
+        let (mut builds_ready, mut pods_ready) = (builds_ready, pods_ready);
+        if builds_ready.wait_for(|filled| *filled).await.is_ok()
+            && pods_ready.wait_for(|filled| *filled).await.is_ok()
+        {
             ready.store(true, std::sync::atomic::Ordering::SeqCst);
             info!("caches filled; ready");
         }
     });
 
-    controller
+    Controller::for_stream(build_events, build_store)
         .owns_stream(pod_events)
         .shutdown_on_signal()
         .run(reconcile::reconcile, reconcile::error_policy, context)
@@ -84,6 +99,16 @@ pub async fn run(
         })
         .await;
     info!("controller stopped");
+}
+
+/// Flags a cache as filled once its first complete list has been stored.
+fn mark_filled<K>(
+    event: &Result<watcher::Event<K>, watcher::Error>,
+    filled: &tokio::sync::watch::Sender<bool>,
+) {
+    if matches!(event, Ok(watcher::Event::InitDone)) {
+        filled.send_replace(true);
+    }
 }
 
 fn controller_events(client: Client, instance: Option<String>) -> events::KubeEvents {

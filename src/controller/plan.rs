@@ -183,15 +183,6 @@ fn observe_pod(
         BuildOutcome::Failed(failure) => {
             status::failed(old, generation, Some(name), &failure, Some(start), now)
         }
-        BuildOutcome::Pending { .. } | BuildOutcome::Running
-            if pod.metadata.deletion_timestamp.is_some() =>
-        {
-            let failure = controller_failure(
-                FailureReason::PodDeleted,
-                format!("build Pod {name} was deleted before the build finished"),
-            );
-            status::failed(old, generation, Some(name), &failure, Some(start), now)
-        }
         BuildOutcome::Pending { message } if elapsed >= timeout => {
             plan.delete.push(name.to_string());
             let waiting = message.map(|m| format!(": {m}")).unwrap_or_default();

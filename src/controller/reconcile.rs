@@ -24,6 +24,8 @@ pub struct Context {
     pub client: Client,
     /// Build Pods, from a label-selected watch.
     pub pods: Store<Pod>,
+    /// Turns true once `pods` holds a complete list.
+    pub pods_ready: tokio::sync::watch::Receiver<bool>,
     /// Images the build Pods use.
     pub settings: BuildSettings,
     /// Where Events go.
@@ -70,7 +72,7 @@ pub async fn reconcile(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action
     let generation = sb.metadata.generation.unwrap_or(1);
     ctx.metrics.reconciled();
     // Deciding "the Pod is missing" from a cache that has not listed yet would be wrong.
-    let _ = ctx.pods.wait_until_ready().await;
+    let _ = ctx.pods_ready.clone().wait_for(|filled| *filled).await;
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
 
     let current_name = pod_name(&name, generation);

@@ -28,7 +28,11 @@ pub fn install_chart(cp: &ControlPlane, sets: &[&str]) -> String {
         cmd.args(["--set", set]);
     }
     let rendered = cmd.output().expect("run helm");
-    assert!(rendered.status.success(), "helm template: {}", String::from_utf8_lossy(&rendered.stderr));
+    assert!(
+        rendered.status.success(),
+        "helm template: {}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
     let manifests = String::from_utf8(rendered.stdout).unwrap();
 
     let ns = cp
@@ -37,7 +41,10 @@ pub fn install_chart(cp: &ControlPlane, sets: &[&str]) -> String {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&ns.stderr);
-    assert!(ns.status.success() || stderr.contains("AlreadyExists"), "create namespace: {stderr}");
+    assert!(
+        ns.status.success() || stderr.contains("AlreadyExists"),
+        "create namespace: {stderr}"
+    );
     let mut apply = cp
         .kubectl()
         .args(["apply", "--server-side", "--force-conflicts", "-f", "-"])
@@ -47,9 +54,18 @@ pub fn install_chart(cp: &ControlPlane, sets: &[&str]) -> String {
         .spawn()
         .unwrap();
     use std::io::Write;
-    apply.stdin.take().unwrap().write_all(manifests.as_bytes()).unwrap();
+    apply
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(manifests.as_bytes())
+        .unwrap();
     let out = apply.wait_with_output().unwrap();
-    assert!(out.status.success(), "kubectl apply of the chart: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "kubectl apply of the chart: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     manifests
 }
 
@@ -79,9 +95,16 @@ impl Operator {
     pub fn start(cp: &ControlPlane, args: &[&str], log_dir: &Path) -> Operator {
         let kubeconfig = cp.kubeconfig_for(
             &format!("system:serviceaccount:{CHART_NAMESPACE}:{SERVICE_ACCOUNT}"),
-            &["system:serviceaccounts", &format!("system:serviceaccounts:{CHART_NAMESPACE}")],
+            &[
+                "system:serviceaccounts",
+                &format!("system:serviceaccounts:{CHART_NAMESPACE}"),
+            ],
         );
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let operator = Operator {
             kubeconfig,
             args: args.iter().map(|a| a.to_string()).collect(),
@@ -94,12 +117,28 @@ impl Operator {
     }
 
     fn spawn(&self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_sourcebuild"))
             .arg("controller")
             .args(&self.args)
-            .args(["--metrics-addr", &self.metrics_addr, "--log-format", "json", "--log-level", "info,sourcebuild=debug"])
-            .args(["--kaniko-image", "kaniko:test", "--prepare-image", "sourcebuild-operator:test"])
+            .args([
+                "--metrics-addr",
+                &self.metrics_addr,
+                "--log-format",
+                "json",
+                "--log-level",
+                "info,sourcebuild=debug",
+            ])
+            .args([
+                "--kaniko-image",
+                "kaniko:test",
+                "--prepare-image",
+                "sourcebuild-operator:test",
+            ])
             .env("KUBECONFIG", &self.kubeconfig)
             .env_remove("SOURCEBUILD_NAMESPACE")
             .stdout(log.try_clone().unwrap())
@@ -133,11 +172,18 @@ impl Operator {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(&self.metrics_addr).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
         let mut response = String::new();
         stream.read_to_string(&mut response).ok()?;
         let code = response.split_whitespace().nth(1)?.parse().ok()?;
-        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
         Some((code, body))
     }
 }
