@@ -85,7 +85,7 @@ rm -rf "$out"
 mkdir -p "$out/bin"
 if [[ $flavour == go ]]; then
   command -v go >/dev/null || { echo "tools.sh: go is not installed" >&2; exit 1; }
-  echo "tools.sh: building $tool $version (${TOOL_PACKAGE:-$(echo $TOOL_PACKAGES)}) into $out" >&2
+  echo "tools.sh: building $tool $version (${TOOL_PACKAGE:-${TOOL_PACKAGES//$'\n'/}}) into $out" >&2
   mkdir -p "$cache/go/build" "$cache/go/mod"
   (
     cd "$dir"

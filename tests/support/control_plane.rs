@@ -11,6 +11,20 @@
 //! runtime per test, so the harness hands out a new client per call ([`ControlPlane::client`]),
 //! never a shared one.
 //!
+//! ```ignore
+//! mod support;
+//!
+//! #[tokio::test]
+//! async fn something_against_a_real_api_server() {
+//!     let Some(cp) = support::control_plane() else { return }; // None only when skipping
+//!     let admin = cp.client().await; // system:masters
+//!     cp.install_crds(&admin).await; // crds/*.yaml, server-side apply, Established
+//!     let ns = cp.namespace("something").await; // fresh, its default ServiceAccount exists
+//!     // Exactly what RBAC grants ServiceAccount ns/sourcebuild-operator, and APF limits apply.
+//!     let operator = cp.client_for_service_account(&ns, "sourcebuild-operator").await;
+//! }
+//! ```
+//!
 //! Tear-down: see `control_plane/process.rs` (PR_SET_PDEATHSIG from a dedicated thread, kill on drop, and an
 //! `atexit` hook that kills the children and removes the state directory). State (etcd data,
 //! certificates, kubeconfigs, logs) lives in `/dev/shm/sourcebuild-cp-<pid>-<n>` (else the temp
