@@ -2,6 +2,10 @@
 //! by the tests themselves.
 #![allow(dead_code, unused_imports)]
 
+pub mod builder;
 pub mod http;
+pub mod kaniko;
+pub mod registry;
+pub mod tools;
 
 pub use http::*;

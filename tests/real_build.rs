@@ -1,0 +1,317 @@
+//! Real image builds end to end, without a cluster or a container engine: a local registry
+//! (crane), an S2I builder image made from Debian packages, a build context written by our own
+//! `sourcebuild render`, and the pinned Kaniko executor building and pushing in a throwaway root.
+//!
+//! Needs root, the pinned tools (built on first use) and, once per machine, the Debian root
+//! filesystem (scripts/builder-images.sh, minutes). Each test takes about a minute after that.
+
+mod support;
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::builder::push_builder_images;
+use support::kaniko::{KanikoResult, run_kaniko};
+use support::registry::{Registry, free_port};
+use support::tools::kill_with_parent;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sourcebuild");
+
+/// Kaniko's message when a RUN step fails (pkg/executor/build.go).
+const KANIKO_RUN_FAILED: &str = "failed to execute command";
+
+const SERVICE_PY: &str = r#"import http.server
+import os
+
+MARKER = os.path.join(os.environ["HOME"], "s2i-marker.txt")
+
+
+class Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        with open(MARKER) as f:
+            marker = f.read().strip()
+        body = f"hello from {os.environ['GREETING']} ({marker})\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+http.server.HTTPServer(("127.0.0.1", int(os.environ.get("PORT", "8080"))), Hello).serve_forever()
+"#;
+
+const ASSEMBLE_HOOK: &str = r#"#!/bin/bash
+# Source hook: the builder's own assemble, then a marker proving the hook ran.
+set -euo pipefail
+echo "---> source assemble hook"
+"${STI_SCRIPTS_PATH}/assemble"
+echo "assembled by uid $(id -u)" > "${HOME}/s2i-marker.txt"
+"#;
+
+const FAILING_ASSEMBLE_HOOK: &str = r#"#!/bin/bash
+echo "---> source assemble hook that fails"
+exit 1
+"#;
+
+const RUN_HOOK: &str = r#"#!/bin/bash
+echo "---> source run hook"
+exec "${STI_SCRIPTS_PATH}/run"
+"#;
+
+fn write(path: &Path, text: &str, mode: u32) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A tiny Python HTTP app with S2I hooks and environment.
+fn write_app(dir: &Path, assemble_hook: &str) {
+    write(&dir.join("service.py"), SERVICE_PY, 0o644);
+    write(
+        &dir.join(".s2i/environment"),
+        "# read by the builder's run script\nAPP_FILE=service.py\nGREETING=a real build\n",
+        0o644,
+    );
+    write(&dir.join(".s2i/bin/assemble"), assemble_hook, 0o755);
+    write(&dir.join(".s2i/bin/run"), RUN_HOOK, 0o755);
+}
+
+/// `sourcebuild render` of a SourceBuild for `builder`, with `app` standing in for the source:
+/// the build context the prepare step would write.
+fn render_context(work: &Path, app: &Path, builder: &str, output: &str) -> std::path::PathBuf {
+    let manifest = work.join("sourcebuild.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: sourcebuild.dev/v1alpha1\nkind: SourceBuild\nmetadata: {{name: hello}}\n\
+             spec:\n  source: {{git: {{url: https://example.com/acme/hello.git}}}}\n  \
+             builder: {{image: \"{builder}\"}}\n  output: {{image: \"{output}\"}}\n"
+        ),
+    )
+    .unwrap();
+    let context = work.join("workspace");
+    let rendered = Command::new(BIN)
+        .args(["render", "-f"])
+        .arg(&manifest)
+        .arg("--source")
+        .arg(app)
+        .arg("--context")
+        .arg(&context)
+        .output()
+        .unwrap();
+    assert!(
+        rendered.status.success(),
+        "render failed: {}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    let dockerfile = String::from_utf8(rendered.stdout).unwrap();
+    assert!(
+        dockerfile.starts_with(&format!("FROM {builder}\n")),
+        "{dockerfile}"
+    );
+    context
+}
+
+fn build(context: &Path, output: &str) -> KanikoResult {
+    let result = run_kaniko(context, "/workspace/Dockerfile", output, &[]);
+    eprintln!(
+        "kaniko exit {}; log:\n{}",
+        result.exit_code, result.log
+    );
+    result
+}
+
+#[test]
+fn kaniko_builds_and_pushes_an_s2i_python_app_that_serves() {
+    let registry = Registry::start();
+    let builders = push_builder_images(&registry);
+    let work = tempfile::tempdir().unwrap();
+    let app = work.path().join("app");
+    write_app(&app, ASSEMBLE_HOOK);
+    let output = format!("{}/apps/hello:1", registry.host());
+    let context = render_context(work.path(), &app, &builders.sclorg, &output);
+
+    let result = build(&context, &output);
+    assert_eq!(result.exit_code, 0, "Kaniko failed:\n{}", result.log);
+
+    // The digest Kaniko reports is the one the registry serves for the tag.
+    let digest = registry.digest(&output);
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    assert_eq!(result.digest_file_contents.as_deref(), Some(digest.as_str()));
+
+    // The image's command is the source's run hook, as the Dockerfile's CMD says.
+    let config = registry.config(&output);
+    let cmd: Vec<String> =
+        serde_json::from_value(config["config"]["Cmd"].clone()).expect("Cmd is a list");
+    assert_eq!(
+        cmd.last().map(String::as_str),
+        Some("/tmp/scripts/run"),
+        "{cmd:?}"
+    );
+    assert_eq!(config["config"]["User"], "1001");
+    let env: Vec<String> = serde_json::from_value(config["config"]["Env"].clone()).unwrap();
+    assert!(env.contains(&"APP_FILE=service.py".to_string()), "{env:?}");
+    assert_eq!(
+        config["config"]["Labels"]["io.openshift.s2i.build.source-location"],
+        "https://example.com/acme/hello.git"
+    );
+
+    // The assemble hook ran at build time, as the assemble user, after the builder's assemble.
+    let rootfs = work.path().join("rootfs");
+    registry.export(&output, &rootfs);
+    let marker = rootfs.join("opt/app-root/src/s2i-marker.txt");
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap(),
+        "assembled by uid 1001\n"
+    );
+    assert_eq!(std::fs::metadata(&marker).unwrap().uid(), 1001);
+    assert!(rootfs.join("opt/app-root/src/service.py").is_file());
+
+    // The image's command, started as its user in a chroot of its filesystem, serves the app.
+    let port = free_port();
+    let mut app_process = start_image_command(&rootfs, &config, port);
+    let answer = poll_http(&mut app_process, port);
+    let _ = app_process.kill();
+    let _ = app_process.wait();
+    assert_eq!(answer, "hello from a real build (assembled by uid 1001)\n");
+}
+
+#[test]
+fn a_failing_assemble_fails_the_kaniko_build() {
+    let registry = Registry::start();
+    let builders = push_builder_images(&registry);
+    let work = tempfile::tempdir().unwrap();
+    let app = work.path().join("app");
+    write_app(&app, FAILING_ASSEMBLE_HOOK);
+    let output = format!("{}/apps/broken:1", registry.host());
+    let context = render_context(work.path(), &app, &builders.sclorg, &output);
+
+    let result = build(&context, &output);
+    assert_ne!(result.exit_code, 0, "{}", result.log);
+    assert!(result.log.contains(KANIKO_RUN_FAILED), "{}", result.log);
+    assert!(
+        result.log.contains("source assemble hook that fails"),
+        "{}",
+        result.log
+    );
+    // Nothing was pushed under the tag.
+    let missing = Command::new(registry.crane_path())
+        .args(["--insecure", "digest", &output])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+}
+
+/// Starts the image's `Entrypoint + Cmd` with its `Env` (plus `PORT`) and `WorkingDir`, as
+/// uid/gid from its `User` (gid 0), chrooted into `rootfs` with a fresh `/proc` in a private
+/// mount namespace.
+fn start_image_command(rootfs: &Path, config: &serde_json::Value, port: u16) -> Child {
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        serde_json::from_value(v.clone()).unwrap_or_default()
+    };
+    let c = &config["config"];
+    let mut argv = strings(&c["Entrypoint"]);
+    argv.extend(strings(&c["Cmd"]));
+    assert!(!argv.is_empty(), "the image has no command: {c}");
+    let uid: libc::uid_t = c["User"].as_str().unwrap_or("0").parse().unwrap();
+    let workdir = c["WorkingDir"].as_str().unwrap_or("/").to_string();
+
+    std::fs::create_dir_all(rootfs.join("proc")).unwrap();
+    let root = CString::new(rootfs.canonicalize().unwrap().as_os_str().as_bytes()).unwrap();
+    let proc_dir = CString::new(rootfs.join("proc").as_os_str().as_bytes()).unwrap();
+    let workdir = CString::new(workdir).unwrap();
+
+    let mut command = Command::new(&argv[0]);
+    command.args(&argv[1..]).env_clear();
+    for pair in strings(&c["Env"]) {
+        if let Some((name, value)) = pair.split_once('=') {
+            command.env(name, value);
+        }
+    }
+    command
+        .env("PORT", port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    kill_with_parent(&mut command);
+    // SAFETY: raw syscalls on C strings made before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            let check = |r: libc::c_int| {
+                if r == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            };
+            check(libc::unshare(libc::CLONE_NEWNS))?;
+            check(libc::mount(
+                c"none".as_ptr(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ))?;
+            check(libc::mount(
+                c"proc".as_ptr(),
+                proc_dir.as_ptr(),
+                c"proc".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                std::ptr::null(),
+            ))?;
+            check(libc::chroot(root.as_ptr()))?;
+            check(libc::chdir(workdir.as_ptr()))?;
+            check(libc::setgroups(0, std::ptr::null()))?;
+            check(libc::setgid(0))?;
+            check(libc::setuid(uid))?;
+            Ok(())
+        });
+    }
+    // argv[0] is resolved inside the chroot: exec happens after pre_exec.
+    command.spawn().expect("starting the image's command")
+}
+
+/// GETs `/` on the app's port until it answers or the process exits; the answer's body.
+fn poll_http(process: &mut Child, port: u16) -> String {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Some(status) = process.try_wait().unwrap() {
+            let out = process.wait_with_output_after_exit();
+            panic!("the app exited ({status}) before answering:\n{out}");
+        }
+        if let Ok(response) = client.get(&url).send() {
+            return response.text().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the app did not answer on {url} within 60s");
+}
+
+trait OutputAfterExit {
+    fn wait_with_output_after_exit(&mut self) -> String;
+}
+
+impl OutputAfterExit for Child {
+    fn wait_with_output_after_exit(&mut self) -> String {
+        use std::io::Read;
+        let mut text = String::new();
+        if let Some(mut out) = self.stdout.take() {
+            let _ = out.read_to_string(&mut text);
+        }
+        if let Some(mut err) = self.stderr.take() {
+            let _ = err.read_to_string(&mut text);
+        }
+        text
+    }
+}
