@@ -28,13 +28,17 @@ const KANIKO_RUN_FAILED: &str = "failed to execute command";
 const SERVICE_PY: &str = r#"import http.server
 import os
 
-MARKER = os.path.join(os.environ["HOME"], "s2i-marker.txt")
+# Written by the source's assemble hook into the app directory (the run script's cwd).
+MARKER = os.path.abspath("s2i-marker.txt")
 
 
 class Hello(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        with open(MARKER) as f:
-            marker = f.read().strip()
+        try:
+            with open(MARKER) as f:
+                marker = f.read().strip()
+        except FileNotFoundError:
+            marker = "no marker"
         body = f"hello from {os.environ['GREETING']} ({marker})\n".encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
@@ -51,7 +55,7 @@ const ASSEMBLE_HOOK: &str = r#"#!/bin/bash
 set -euo pipefail
 echo "---> source assemble hook"
 "${STI_SCRIPTS_PATH}/assemble"
-echo "assembled by uid $(id -u)" > "${HOME}/s2i-marker.txt"
+echo "assembled by uid $(id -u)" > "${APP_SRC_DIR:-$HOME}/s2i-marker.txt"
 "#;
 
 const FAILING_ASSEMBLE_HOOK: &str = r#"#!/bin/bash
@@ -70,28 +74,38 @@ fn write(path: &Path, text: &str, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
-/// A tiny Python HTTP app with S2I hooks and environment.
-fn write_app(dir: &Path, assemble_hook: &str) {
+/// A tiny Python HTTP app with S2I environment and, when given an assemble hook, `.s2i/bin`
+/// hooks (assemble and a run hook chaining to the builder's run).
+fn write_app(dir: &Path, assemble_hook: Option<&str>) {
     write(&dir.join("service.py"), SERVICE_PY, 0o644);
     write(
         &dir.join(".s2i/environment"),
         "# read by the builder's run script\nAPP_FILE=service.py\nGREETING=a real build\n",
         0o644,
     );
-    write(&dir.join(".s2i/bin/assemble"), assemble_hook, 0o755);
-    write(&dir.join(".s2i/bin/run"), RUN_HOOK, 0o755);
+    if let Some(hook) = assemble_hook {
+        write(&dir.join(".s2i/bin/assemble"), hook, 0o755);
+        write(&dir.join(".s2i/bin/run"), RUN_HOOK, 0o755);
+    }
 }
 
 /// `sourcebuild render` of a SourceBuild for `builder`, with `app` standing in for the source:
-/// the build context the prepare step would write.
-fn render_context(work: &Path, app: &Path, builder: &str, output: &str) -> std::path::PathBuf {
+/// the build context the prepare step would write. `builder_extra` adds `spec.builder` fields
+/// (YAML flow-mapping entries).
+fn render_context(
+    work: &Path,
+    app: &Path,
+    builder: &str,
+    builder_extra: &str,
+    output: &str,
+) -> std::path::PathBuf {
     let manifest = work.join("sourcebuild.yaml");
     std::fs::write(
         &manifest,
         format!(
             "apiVersion: sourcebuild.dev/v1alpha1\nkind: SourceBuild\nmetadata: {{name: hello}}\n\
              spec:\n  source: {{git: {{url: https://example.com/acme/hello.git}}}}\n  \
-             builder: {{image: \"{builder}\"}}\n  output: {{image: \"{output}\"}}\n"
+             builder: {{image: \"{builder}\"{builder_extra}}}\n  output: {{image: \"{output}\"}}\n"
         ),
     )
     .unwrap();
@@ -120,10 +134,7 @@ fn render_context(work: &Path, app: &Path, builder: &str, output: &str) -> std::
 
 fn build(context: &Path, output: &str) -> KanikoResult {
     let result = run_kaniko(context, "/workspace/Dockerfile", output, &[]);
-    eprintln!(
-        "kaniko exit {}; log:\n{}",
-        result.exit_code, result.log
-    );
+    eprintln!("kaniko exit {}; log:\n{}", result.exit_code, result.log);
     result
 }
 
@@ -133,9 +144,9 @@ fn kaniko_builds_and_pushes_an_s2i_python_app_that_serves() {
     let builders = push_builder_images(&registry);
     let work = tempfile::tempdir().unwrap();
     let app = work.path().join("app");
-    write_app(&app, ASSEMBLE_HOOK);
+    write_app(&app, Some(ASSEMBLE_HOOK));
     let output = format!("{}/apps/hello:1", registry.host());
-    let context = render_context(work.path(), &app, &builders.sclorg, &output);
+    let context = render_context(work.path(), &app, &builders.sclorg, "", &output);
 
     let result = build(&context, &output);
     assert_eq!(result.exit_code, 0, "Kaniko failed:\n{}", result.log);
@@ -143,17 +154,16 @@ fn kaniko_builds_and_pushes_an_s2i_python_app_that_serves() {
     // The digest Kaniko reports is the one the registry serves for the tag.
     let digest = registry.digest(&output);
     assert!(digest.starts_with("sha256:"), "{digest}");
-    assert_eq!(result.digest_file_contents.as_deref(), Some(digest.as_str()));
+    assert_eq!(
+        result.digest_file_contents.as_deref(),
+        Some(digest.as_str())
+    );
 
     // The image's command is the source's run hook, as the Dockerfile's CMD says.
     let config = registry.config(&output);
     let cmd: Vec<String> =
         serde_json::from_value(config["config"]["Cmd"].clone()).expect("Cmd is a list");
-    assert_eq!(
-        cmd.last().map(String::as_str),
-        Some("/tmp/scripts/run"),
-        "{cmd:?}"
-    );
+    assert_eq!(cmd, ["/tmp/scripts/run"]);
     assert_eq!(config["config"]["User"], "1001");
     let env: Vec<String> = serde_json::from_value(config["config"]["Env"].clone()).unwrap();
     assert!(env.contains(&"APP_FILE=service.py".to_string()), "{env:?}");
@@ -183,14 +193,65 @@ fn kaniko_builds_and_pushes_an_s2i_python_app_that_serves() {
 }
 
 #[test]
+fn daeploy_style_builder_with_its_scripts_url_and_root_assemble_user() {
+    let registry = Registry::start();
+    let builders = push_builder_images(&registry);
+    let work = tempfile::tempdir().unwrap();
+    let app = work.path().join("app");
+    write_app(&app, None);
+    let output = format!("{}/apps/daeploy:1", registry.host());
+    // What prepare should read from the builder image itself (its scripts-url label and its
+    // missing USER); until it does, the spec says it.
+    let context = render_context(
+        work.path(),
+        &app,
+        &builders.daeploy,
+        ", scriptsUrl: \"image://.s2i/bin\", assembleUser: root",
+        &output,
+    );
+
+    let result = build(&context, &output);
+    assert_eq!(result.exit_code, 0, "Kaniko failed:\n{}", result.log);
+    let digest = registry.digest(&output);
+    assert_eq!(
+        result.digest_file_contents.as_deref(),
+        Some(digest.as_str())
+    );
+    assert!(
+        result
+            .log
+            .contains("---> Installing application source into /app_root")
+    );
+
+    let config = registry.config(&output);
+    let cmd: Vec<String> = serde_json::from_value(config["config"]["Cmd"].clone()).unwrap();
+    assert_eq!(cmd, ["/.s2i/bin/run"]);
+    let user = config["config"]["User"].as_str().unwrap_or("");
+    assert!(["", "0", "root"].contains(&user), "{user:?}");
+
+    let rootfs = work.path().join("rootfs");
+    registry.export(&output, &rootfs);
+    let service = rootfs.join("app_root/service.py");
+    assert!(service.is_file());
+    assert_eq!(std::fs::metadata(&service).unwrap().uid(), 0);
+
+    let port = free_port();
+    let mut app_process = start_image_command(&rootfs, &config, port);
+    let answer = poll_http(&mut app_process, port);
+    let _ = app_process.kill();
+    let _ = app_process.wait();
+    assert_eq!(answer, "hello from a real build (no marker)\n");
+}
+
+#[test]
 fn a_failing_assemble_fails_the_kaniko_build() {
     let registry = Registry::start();
     let builders = push_builder_images(&registry);
     let work = tempfile::tempdir().unwrap();
     let app = work.path().join("app");
-    write_app(&app, FAILING_ASSEMBLE_HOOK);
+    write_app(&app, Some(FAILING_ASSEMBLE_HOOK));
     let output = format!("{}/apps/broken:1", registry.host());
-    let context = render_context(work.path(), &app, &builders.sclorg, &output);
+    let context = render_context(work.path(), &app, &builders.sclorg, "", &output);
 
     let result = build(&context, &output);
     assert_ne!(result.exit_code, 0, "{}", result.log);
@@ -219,7 +280,10 @@ fn start_image_command(rootfs: &Path, config: &serde_json::Value, port: u16) -> 
     let mut argv = strings(&c["Entrypoint"]);
     argv.extend(strings(&c["Cmd"]));
     assert!(!argv.is_empty(), "the image has no command: {c}");
-    let uid: libc::uid_t = c["User"].as_str().unwrap_or("0").parse().unwrap();
+    let uid: libc::uid_t = match c["User"].as_str().unwrap_or("") {
+        "" | "root" => 0,
+        user => user.parse().expect("a numeric USER"),
+    };
     let workdir = c["WorkingDir"].as_str().unwrap_or("/").to_string();
 
     std::fs::create_dir_all(rootfs.join("proc")).unwrap();
@@ -314,4 +378,66 @@ impl OutputAfterExit for Child {
         }
         text
     }
+}
+
+#[test]
+fn builder_images_carry_s2i_metadata_and_push_reproducibly() {
+    let registry = Registry::start();
+    let builders = push_builder_images(&registry);
+    let env_of = |config: &serde_json::Value| -> Vec<String> {
+        serde_json::from_value(config["config"]["Env"].clone()).unwrap()
+    };
+
+    let sclorg = registry.config(&builders.sclorg);
+    let labels = &sclorg["config"]["Labels"];
+    assert_eq!(
+        labels["io.openshift.s2i.scripts-url"],
+        "image:///usr/libexec/s2i"
+    );
+    assert_eq!(labels["io.openshift.s2i.destination"], "/tmp");
+    assert_eq!(sclorg["config"]["User"], "1001");
+    let env = env_of(&sclorg);
+    assert!(
+        env.contains(&"STI_SCRIPTS_PATH=/usr/libexec/s2i".to_string()),
+        "{env:?}"
+    );
+    assert!(
+        env.contains(&"HOME=/opt/app-root/src".to_string()),
+        "{env:?}"
+    );
+    assert_eq!(sclorg["architecture"], "amd64");
+    assert_eq!(sclorg["os"], "linux");
+
+    let daeploy = registry.config(&builders.daeploy);
+    assert_eq!(
+        daeploy["config"]["Labels"]["io.openshift.s2i.scripts-url"],
+        "image://.s2i/bin"
+    );
+    assert!(daeploy["config"]["User"].as_str().unwrap_or("").is_empty());
+    assert!(env_of(&daeploy).contains(&"STI_SCRIPTS_PATH=/.s2i/bin".to_string()));
+
+    let work = tempfile::tempdir().unwrap();
+    let fs = work.path().join("sclorg");
+    registry.export(&builders.sclorg, &fs);
+    let passwd = std::fs::read_to_string(fs.join("etc/passwd")).unwrap();
+    assert!(
+        passwd.lines().any(|l| l.starts_with("default:x:1001:0:")),
+        "{passwd}"
+    );
+    let src = std::fs::metadata(fs.join("opt/app-root/src")).unwrap();
+    assert_eq!((src.uid(), src.gid(), src.mode() & 0o777), (1001, 0, 0o775));
+    for script in ["assemble", "run", "usage"] {
+        let meta = std::fs::metadata(fs.join("usr/libexec/s2i").join(script)).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o755, "{script}");
+    }
+    assert!(fs.join("usr/bin/python3").exists());
+    let fs = work.path().join("daeploy");
+    registry.export(&builders.daeploy, &fs);
+    assert!(fs.join(".s2i/bin/assemble").is_file());
+    assert_eq!(std::fs::metadata(fs.join("app_root")).unwrap().uid(), 0);
+
+    // Same recipe, same bytes: a second push names the same digests.
+    let again = push_builder_images(&registry);
+    assert_eq!(again.sclorg, builders.sclorg);
+    assert_eq!(again.daeploy, builders.daeploy);
 }

@@ -119,7 +119,8 @@ fn run_in(
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    let digest_file_contents = std::fs::read_to_string(root.join(DIGEST_FILE.trim_start_matches('/'))).ok();
+    let digest_file_contents =
+        std::fs::read_to_string(root.join(DIGEST_FILE.trim_start_matches('/'))).ok();
     KanikoResult {
         exit_code: status.code().unwrap_or(-1),
         digest_file_contents,
