@@ -75,6 +75,11 @@ read_apt_source() {
   return 0
 }
 
+# The top-level entries of directory $1, NUL-separated: a layer's paths carry no "./" prefix.
+top_entries() {
+  find "$1" -mindepth 1 -maxdepth 1 -printf '%P\0'
+}
+
 # Everything that decides the base layer's content; its hash names the cache entry.
 BASE_PACKAGES=python3,python3-pip,ca-certificates
 BASE_RECIPE_VERSION=1 # bump when the steps in build_base change
@@ -89,7 +94,7 @@ build_base() {
   if [[ -f $base_layer && -f $dir/recipe ]]; then return 0; fi
   command -v debootstrap >/dev/null || {
     log "installing debootstrap with apt-get"
-    apt-get install -y -q debootstrap >&2
+    apt-get install -y -q debootstrap >&2 || { apt-get update -q >&2 && apt-get install -y -q debootstrap >&2; }
   }
   local start=$SECONDS
   log "building the Debian $suite root filesystem ($recipe) from the machine's apt mirror; this takes minutes once"
@@ -114,7 +119,7 @@ build_base() {
     : >etc/resolv.conf
   )
   tar --numeric-owner --sort=name -C "$tmp/rootfs" -czf "$tmp/layer.tar.gz" \
-    $(cd "$tmp/rootfs" && ls -A)
+    --null -T <(top_entries "$tmp/rootfs")
   echo "$recipe" >"$tmp/recipe"
   rm -rf "$dir"
   mkdir -p "$dir"
@@ -127,7 +132,8 @@ build_base() {
 
 # A reproducible layer tarball of the staging directory $1 into $2.
 pack_overlay() {
-  tar --numeric-owner --sort=name --mtime=@0 --format=gnu -C "$1" -cf "$2" $(cd "$1" && ls -A)
+  tar --numeric-owner --sort=name --mtime=@0 --format=gnu -C "$1" -cf "$2" \
+    --null -T <(top_entries "$1")
 }
 
 # Overlay for the sclorg-style image: scripts, user 1001 and its app directories.
@@ -162,7 +168,7 @@ build_overlay() {
   chmod 0755 "$stage"
   "build_${name#python-}_overlay" "$stage/root"
   pack_overlay "$stage/root" "$stage/layer.tar"
-  rm -rf "$dir"
+  rm -rf "$builders/$name"-* # overlays of older recipes
   mkdir -p "$dir"
   mv "$stage/layer.tar" "$overlay_layer"
   rm -rf "$stage"

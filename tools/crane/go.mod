@@ -1,6 +1,6 @@
 module sourcebuild.dev/tools/crane
 
-go 1.26.8
+go 1.26.0
 
 tool github.com/google/go-containerregistry/cmd/crane
 

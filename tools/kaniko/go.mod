@@ -1,6 +1,6 @@
 module sourcebuild.dev/tools/kaniko
 
-go 1.26.8
+go 1.26.0
 
 tool github.com/chainguard-dev/kaniko/cmd/executor
 
