@@ -98,7 +98,7 @@ fn render_context(
     builder: &str,
     builder_extra: &str,
     output: &str,
-) -> std::path::PathBuf {
+) -> Rendered {
     let manifest = work.join("sourcebuild.yaml");
     std::fs::write(
         &manifest,
@@ -129,11 +129,57 @@ fn render_context(
         dockerfile.starts_with(&format!("FROM {builder}\n")),
         "{dockerfile}"
     );
-    context
+    let kaniko_args = pod_kaniko_args(&manifest, output);
+    Rendered {
+        context,
+        kaniko_args,
+    }
 }
 
-fn build(context: &Path, output: &str) -> KanikoResult {
-    let result = run_kaniko(context, "/workspace/Dockerfile", output, &[]);
+/// A build context and the Kaniko flags the build Pod would add to the harness's own.
+struct Rendered {
+    context: std::path::PathBuf,
+    kaniko_args: Vec<String>,
+}
+
+/// The build container's args in the Pod `sourcebuild render --pod` makes, less the four the
+/// harness sets itself (checked to agree with it). `--digest-file` differs on purpose: the Pod
+/// writes the termination log, the harness a file in the throwaway root (its /dev is the host's).
+fn pod_kaniko_args(manifest: &Path, output: &str) -> Vec<String> {
+    let rendered = Command::new(BIN)
+        .args(["render", "--pod", "-f"])
+        .arg(manifest)
+        .output()
+        .unwrap();
+    assert!(rendered.status.success());
+    let pod: serde_norway::Value = serde_norway::from_slice(&rendered.stdout).unwrap();
+    let build = pod["spec"]["containers"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "build")
+        .expect("a build container");
+    let args: Vec<String> = serde_norway::from_value(build["args"].clone()).unwrap();
+    let own = [
+        "--context=dir:///workspace".to_string(),
+        format!("--dockerfile={DOCKERFILE}"),
+        format!("--destination={output}"),
+        "--digest-file=/dev/termination-log".to_string(),
+    ];
+    for flag in &own {
+        assert!(
+            args.contains(flag),
+            "the Pod's Kaniko args {args:?} lack {flag}"
+        );
+    }
+    args.into_iter().filter(|a| !own.contains(a)).collect()
+}
+
+const DOCKERFILE: &str = "/workspace/Dockerfile";
+
+fn build(rendered: &Rendered, output: &str) -> KanikoResult {
+    let extra: Vec<&str> = rendered.kaniko_args.iter().map(String::as_str).collect();
+    let result = run_kaniko(&rendered.context, DOCKERFILE, output, &extra);
     eprintln!("kaniko exit {}; log:\n{}", result.exit_code, result.log);
     result
 }
@@ -146,9 +192,9 @@ fn kaniko_builds_and_pushes_an_s2i_python_app_that_serves() {
     let app = work.path().join("app");
     write_app(&app, Some(ASSEMBLE_HOOK));
     let output = format!("{}/apps/hello:1", registry.host());
-    let context = render_context(work.path(), &app, &builders.sclorg, "", &output);
+    let rendered = render_context(work.path(), &app, &builders.sclorg, "", &output);
 
-    let result = build(&context, &output);
+    let result = build(&rendered, &output);
     assert_eq!(result.exit_code, 0, "Kaniko failed:\n{}", result.log);
 
     // The digest Kaniko reports is the one the registry serves for the tag.
@@ -202,7 +248,7 @@ fn daeploy_style_builder_with_its_scripts_url_and_root_assemble_user() {
     let output = format!("{}/apps/daeploy:1", registry.host());
     // What prepare should read from the builder image itself (its scripts-url label and its
     // missing USER); until it does, the spec says it.
-    let context = render_context(
+    let rendered = render_context(
         work.path(),
         &app,
         &builders.daeploy,
@@ -210,7 +256,7 @@ fn daeploy_style_builder_with_its_scripts_url_and_root_assemble_user() {
         &output,
     );
 
-    let result = build(&context, &output);
+    let result = build(&rendered, &output);
     assert_eq!(result.exit_code, 0, "Kaniko failed:\n{}", result.log);
     let digest = registry.digest(&output);
     assert_eq!(
@@ -251,9 +297,9 @@ fn a_failing_assemble_fails_the_kaniko_build() {
     let app = work.path().join("app");
     write_app(&app, Some(FAILING_ASSEMBLE_HOOK));
     let output = format!("{}/apps/broken:1", registry.host());
-    let context = render_context(work.path(), &app, &builders.sclorg, "", &output);
+    let rendered = render_context(work.path(), &app, &builders.sclorg, "", &output);
 
-    let result = build(&context, &output);
+    let result = build(&rendered, &output);
     assert_ne!(result.exit_code, 0, "{}", result.log);
     assert!(result.log.contains(KANIKO_RUN_FAILED), "{}", result.log);
     assert!(
@@ -440,4 +486,49 @@ fn builder_images_carry_s2i_metadata_and_push_reproducibly() {
     let again = push_builder_images(&registry);
     assert_eq!(again.sclorg, builders.sclorg);
     assert_eq!(again.daeploy, builders.daeploy);
+}
+
+/// Whether anything answers `/v2/` on `host`.
+fn answers(host: &str) -> bool {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap()
+        .get(format!("http://{host}/v2/"))
+        .send()
+        .is_ok()
+}
+
+/// Polls until `host` stops answering; false if it still answers at the deadline.
+fn stops_answering(host: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if !answers(host) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn the_registry_stops_on_drop_and_cannot_outlive_its_thread() {
+    let registry = Registry::start();
+    let host = registry.host();
+    assert!(answers(&host));
+    drop(registry);
+    assert!(!answers(&host), "still answering after drop");
+
+    // Leaked, never dropped: PR_SET_PDEATHSIG kills it when the thread that started it ends.
+    let (host, disk) = std::thread::spawn(|| {
+        let registry = Registry::start();
+        let leaked = (registry.host(), registry.disk().to_path_buf());
+        std::mem::forget(registry);
+        leaked
+    })
+    .join()
+    .unwrap();
+    let stopped = stops_answering(&host);
+    std::fs::remove_dir_all(&disk).unwrap();
+    assert!(stopped, "{host} outlived the thread that started it");
 }

@@ -82,6 +82,16 @@ impl Registry {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The registry process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The temporary directory holding the blobs and the log (removed on drop).
+    pub fn disk(&self) -> &Path {
+        self._disk.path()
+    }
+
     /// The crane binary the registry runs on.
     pub fn crane_path(&self) -> &Path {
         &self.crane
