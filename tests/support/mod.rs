@@ -1,10 +1,14 @@
-//! Test support shared by the integration tests: real servers on loopback, started and stopped
-//! by the tests themselves.
+//! Test support shared by the integration tests: real servers and tools on loopback, started and
+//! stopped by the tests themselves.
 #![allow(dead_code, unused_imports)]
 
+pub mod builder;
 pub mod control_plane;
 pub mod http;
+pub mod kaniko;
 pub mod operator;
+pub mod registry;
+pub mod tools;
 
 pub use control_plane::*;
 pub use http::*;

@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::control_plane::{ControlPlane, repo_root};
+use super::tools::tool;
 
 /// Namespace and release the chart is installed with in the tests.
 pub const CHART_NAMESPACE: &str = "sourcebuild-system";
@@ -67,17 +68,6 @@ pub fn install_chart(cp: &ControlPlane, sets: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     manifests
-}
-
-/// A pinned tool's binary, built by `scripts/tools.sh` if needed.
-pub fn tool(name: &str) -> PathBuf {
-    let out = Command::new(repo_root().join("scripts/tools.sh"))
-        .arg(name)
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run scripts/tools.sh");
-    assert!(out.status.success(), "scripts/tools.sh {name} failed");
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
 /// The `sourcebuild controller` process. Restartable; killed on drop.

@@ -1,0 +1,534 @@
+//! Real image builds end to end, without a cluster or a container engine: a local registry
+//! (crane), an S2I builder image made from Debian packages, a build context written by our own
+//! `sourcebuild render`, and the pinned Kaniko executor building and pushing in a throwaway root.
+//!
+//! Needs root, the pinned tools (built on first use) and, once per machine, the Debian root
+//! filesystem (scripts/builder-images.sh, minutes). Each test takes about a minute after that.
+
+mod support;
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::builder::push_builder_images;
+use support::kaniko::{KanikoResult, run_kaniko};
+use support::registry::{Registry, free_port};
+use support::tools::kill_with_parent;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sourcebuild");
+
+/// Kaniko's message when a RUN step fails (pkg/executor/build.go).
+const KANIKO_RUN_FAILED: &str = "failed to execute command";
+
+const SERVICE_PY: &str = r#"import http.server
+import os
+
+# Written by the source's assemble hook into the app directory (the run script's cwd).
+MARKER = os.path.abspath("s2i-marker.txt")
+
+
+class Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        try:
+            with open(MARKER) as f:
+                marker = f.read().strip()
+        except FileNotFoundError:
+            marker = "no marker"
+        body = f"hello from {os.environ['GREETING']} ({marker})\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+http.server.HTTPServer(("127.0.0.1", int(os.environ.get("PORT", "8080"))), Hello).serve_forever()
+"#;
+
+const ASSEMBLE_HOOK: &str = r#"#!/bin/bash
+# Source hook: the builder's own assemble, then a marker proving the hook ran.
+set -euo pipefail
+echo "---> source assemble hook"
+"${STI_SCRIPTS_PATH}/assemble"
+echo "assembled by uid $(id -u)" > "${APP_SRC_DIR:-$HOME}/s2i-marker.txt"
+"#;
+
+const FAILING_ASSEMBLE_HOOK: &str = r#"#!/bin/bash
+echo "---> source assemble hook that fails"
+exit 1
+"#;
+
+const RUN_HOOK: &str = r#"#!/bin/bash
+echo "---> source run hook"
+exec "${STI_SCRIPTS_PATH}/run"
+"#;
+
+fn write(path: &Path, text: &str, mode: u32) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A tiny Python HTTP app with S2I environment and, when given an assemble hook, `.s2i/bin`
+/// hooks (assemble and a run hook chaining to the builder's run).
+fn write_app(dir: &Path, assemble_hook: Option<&str>) {
+    write(&dir.join("service.py"), SERVICE_PY, 0o644);
+    write(
+        &dir.join(".s2i/environment"),
+        "# read by the builder's run script\nAPP_FILE=service.py\nGREETING=a real build\n",
+        0o644,
+    );
+    if let Some(hook) = assemble_hook {
+        write(&dir.join(".s2i/bin/assemble"), hook, 0o755);
+        write(&dir.join(".s2i/bin/run"), RUN_HOOK, 0o755);
+    }
+}
+
+/// `sourcebuild render` of a SourceBuild for `builder`, with `app` standing in for the source:
+/// the build context the prepare step would write. `builder_extra` adds `spec.builder` fields
+/// (YAML flow-mapping entries).
+fn render_context(
+    work: &Path,
+    app: &Path,
+    builder: &str,
+    builder_extra: &str,
+    output: &str,
+) -> Rendered {
+    let manifest = work.join("sourcebuild.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: sourcebuild.dev/v1alpha1\nkind: SourceBuild\nmetadata: {{name: hello}}\n\
+             spec:\n  source: {{git: {{url: https://example.com/acme/hello.git}}}}\n  \
+             builder: {{image: \"{builder}\"{builder_extra}}}\n  output: {{image: \"{output}\"}}\n"
+        ),
+    )
+    .unwrap();
+    let context = work.join("workspace");
+    let rendered = Command::new(BIN)
+        .args(["render", "-f"])
+        .arg(&manifest)
+        .arg("--source")
+        .arg(app)
+        .arg("--context")
+        .arg(&context)
+        .output()
+        .unwrap();
+    assert!(
+        rendered.status.success(),
+        "render failed: {}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    let dockerfile = String::from_utf8(rendered.stdout).unwrap();
+    assert!(
+        dockerfile.starts_with(&format!("FROM {builder}\n")),
+        "{dockerfile}"
+    );
+    let kaniko_args = pod_kaniko_args(&manifest, output);
+    Rendered {
+        context,
+        kaniko_args,
+    }
+}
+
+/// A build context and the Kaniko flags the build Pod would add to the harness's own.
+struct Rendered {
+    context: std::path::PathBuf,
+    kaniko_args: Vec<String>,
+}
+
+/// The build container's args in the Pod `sourcebuild render --pod` makes, less the four the
+/// harness sets itself (checked to agree with it). `--digest-file` differs on purpose: the Pod
+/// writes the termination log, the harness a file in the throwaway root (its /dev is the host's).
+fn pod_kaniko_args(manifest: &Path, output: &str) -> Vec<String> {
+    let rendered = Command::new(BIN)
+        .args(["render", "--pod", "-f"])
+        .arg(manifest)
+        .output()
+        .unwrap();
+    assert!(rendered.status.success());
+    let pod: serde_norway::Value = serde_norway::from_slice(&rendered.stdout).unwrap();
+    let build = pod["spec"]["containers"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "build")
+        .expect("a build container");
+    let args: Vec<String> = serde_norway::from_value(build["args"].clone()).unwrap();
+    let own = [
+        "--context=dir:///workspace".to_string(),
+        format!("--dockerfile={DOCKERFILE}"),
+        format!("--destination={output}"),
+        "--digest-file=/dev/termination-log".to_string(),
+    ];
+    for flag in &own {
+        assert!(
+            args.contains(flag),
+            "the Pod's Kaniko args {args:?} lack {flag}"
+        );
+    }
+    args.into_iter().filter(|a| !own.contains(a)).collect()
+}
+
+const DOCKERFILE: &str = "/workspace/Dockerfile";
+
+fn build(rendered: &Rendered, output: &str) -> KanikoResult {
+    let extra: Vec<&str> = rendered.kaniko_args.iter().map(String::as_str).collect();
+    let result = run_kaniko(&rendered.context, DOCKERFILE, output, &extra);
+    eprintln!("kaniko exit {}; log:\n{}", result.exit_code, result.log);
+    result
+}
+
+#[test]
+fn kaniko_builds_and_pushes_an_s2i_python_app_that_serves() {
+    let registry = Registry::start();
+    let builders = push_builder_images(&registry);
+    let work = tempfile::tempdir().unwrap();
+    let app = work.path().join("app");
+    write_app(&app, Some(ASSEMBLE_HOOK));
+    let output = format!("{}/apps/hello:1", registry.host());
+    let rendered = render_context(work.path(), &app, &builders.sclorg, "", &output);
+
+    let result = build(&rendered, &output);
+    assert_eq!(result.exit_code, 0, "Kaniko failed:\n{}", result.log);
+
+    // The digest Kaniko reports is the one the registry serves for the tag.
+    let digest = registry.digest(&output);
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    assert_eq!(
+        result.digest_file_contents.as_deref(),
+        Some(digest.as_str())
+    );
+
+    // The image's command is the source's run hook, as the Dockerfile's CMD says.
+    let config = registry.config(&output);
+    let cmd: Vec<String> =
+        serde_json::from_value(config["config"]["Cmd"].clone()).expect("Cmd is a list");
+    assert_eq!(cmd, ["/tmp/scripts/run"]);
+    assert_eq!(config["config"]["User"], "1001");
+    let env: Vec<String> = serde_json::from_value(config["config"]["Env"].clone()).unwrap();
+    assert!(env.contains(&"APP_FILE=service.py".to_string()), "{env:?}");
+    assert_eq!(
+        config["config"]["Labels"]["io.openshift.s2i.build.source-location"],
+        "https://example.com/acme/hello.git"
+    );
+
+    // The assemble hook ran at build time, as the assemble user, after the builder's assemble.
+    let rootfs = work.path().join("rootfs");
+    registry.export(&output, &rootfs);
+    let marker = rootfs.join("opt/app-root/src/s2i-marker.txt");
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap(),
+        "assembled by uid 1001\n"
+    );
+    assert_eq!(std::fs::metadata(&marker).unwrap().uid(), 1001);
+    assert!(rootfs.join("opt/app-root/src/service.py").is_file());
+
+    // The image's command, started as its user in a chroot of its filesystem, serves the app.
+    let port = free_port();
+    let mut app_process = start_image_command(&rootfs, &config, port);
+    let answer = poll_http(&mut app_process, port);
+    let _ = app_process.kill();
+    let _ = app_process.wait();
+    assert_eq!(answer, "hello from a real build (assembled by uid 1001)\n");
+}
+
+#[test]
+fn daeploy_style_builder_with_its_scripts_url_and_root_assemble_user() {
+    let registry = Registry::start();
+    let builders = push_builder_images(&registry);
+    let work = tempfile::tempdir().unwrap();
+    let app = work.path().join("app");
+    write_app(&app, None);
+    let output = format!("{}/apps/daeploy:1", registry.host());
+    // What prepare should read from the builder image itself (its scripts-url label and its
+    // missing USER); until it does, the spec says it.
+    let rendered = render_context(
+        work.path(),
+        &app,
+        &builders.daeploy,
+        ", scriptsUrl: \"image://.s2i/bin\", assembleUser: root",
+        &output,
+    );
+
+    let result = build(&rendered, &output);
+    assert_eq!(result.exit_code, 0, "Kaniko failed:\n{}", result.log);
+    let digest = registry.digest(&output);
+    assert_eq!(
+        result.digest_file_contents.as_deref(),
+        Some(digest.as_str())
+    );
+    assert!(
+        result
+            .log
+            .contains("---> Installing application source into /app_root")
+    );
+
+    let config = registry.config(&output);
+    let cmd: Vec<String> = serde_json::from_value(config["config"]["Cmd"].clone()).unwrap();
+    assert_eq!(cmd, ["/.s2i/bin/run"]);
+    let user = config["config"]["User"].as_str().unwrap_or("");
+    assert!(["", "0", "root"].contains(&user), "{user:?}");
+
+    let rootfs = work.path().join("rootfs");
+    registry.export(&output, &rootfs);
+    let service = rootfs.join("app_root/service.py");
+    assert!(service.is_file());
+    assert_eq!(std::fs::metadata(&service).unwrap().uid(), 0);
+
+    let port = free_port();
+    let mut app_process = start_image_command(&rootfs, &config, port);
+    let answer = poll_http(&mut app_process, port);
+    let _ = app_process.kill();
+    let _ = app_process.wait();
+    assert_eq!(answer, "hello from a real build (no marker)\n");
+}
+
+#[test]
+fn a_failing_assemble_fails_the_kaniko_build() {
+    let registry = Registry::start();
+    let builders = push_builder_images(&registry);
+    let work = tempfile::tempdir().unwrap();
+    let app = work.path().join("app");
+    write_app(&app, Some(FAILING_ASSEMBLE_HOOK));
+    let output = format!("{}/apps/broken:1", registry.host());
+    let rendered = render_context(work.path(), &app, &builders.sclorg, "", &output);
+
+    let result = build(&rendered, &output);
+    assert_ne!(result.exit_code, 0, "{}", result.log);
+    assert!(result.log.contains(KANIKO_RUN_FAILED), "{}", result.log);
+    assert!(
+        result.log.contains("source assemble hook that fails"),
+        "{}",
+        result.log
+    );
+    // Nothing was pushed under the tag.
+    let missing = Command::new(registry.crane_path())
+        .args(["--insecure", "digest", &output])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+}
+
+/// Starts the image's `Entrypoint + Cmd` with its `Env` (plus `PORT`) and `WorkingDir`, as
+/// uid/gid from its `User` (gid 0), chrooted into `rootfs` with a fresh `/proc` in a private
+/// mount namespace.
+fn start_image_command(rootfs: &Path, config: &serde_json::Value, port: u16) -> Child {
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        serde_json::from_value(v.clone()).unwrap_or_default()
+    };
+    let c = &config["config"];
+    let mut argv = strings(&c["Entrypoint"]);
+    argv.extend(strings(&c["Cmd"]));
+    assert!(!argv.is_empty(), "the image has no command: {c}");
+    let uid: libc::uid_t = match c["User"].as_str().unwrap_or("") {
+        "" | "root" => 0,
+        user => user.parse().expect("a numeric USER"),
+    };
+    let workdir = c["WorkingDir"].as_str().unwrap_or("/").to_string();
+
+    std::fs::create_dir_all(rootfs.join("proc")).unwrap();
+    let root = CString::new(rootfs.canonicalize().unwrap().as_os_str().as_bytes()).unwrap();
+    let proc_dir = CString::new(rootfs.join("proc").as_os_str().as_bytes()).unwrap();
+    let workdir = CString::new(workdir).unwrap();
+
+    let mut command = Command::new(&argv[0]);
+    command.args(&argv[1..]).env_clear();
+    for pair in strings(&c["Env"]) {
+        if let Some((name, value)) = pair.split_once('=') {
+            command.env(name, value);
+        }
+    }
+    command
+        .env("PORT", port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    kill_with_parent(&mut command);
+    // SAFETY: raw syscalls on C strings made before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            let check = |r: libc::c_int| {
+                if r == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            };
+            check(libc::unshare(libc::CLONE_NEWNS))?;
+            check(libc::mount(
+                c"none".as_ptr(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ))?;
+            check(libc::mount(
+                c"proc".as_ptr(),
+                proc_dir.as_ptr(),
+                c"proc".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                std::ptr::null(),
+            ))?;
+            check(libc::chroot(root.as_ptr()))?;
+            check(libc::chdir(workdir.as_ptr()))?;
+            check(libc::setgroups(0, std::ptr::null()))?;
+            check(libc::setgid(0))?;
+            check(libc::setuid(uid))?;
+            Ok(())
+        });
+    }
+    // argv[0] is resolved inside the chroot: exec happens after pre_exec.
+    command.spawn().expect("starting the image's command")
+}
+
+/// GETs `/` on the app's port until it answers or the process exits; the answer's body.
+fn poll_http(process: &mut Child, port: u16) -> String {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Some(status) = process.try_wait().unwrap() {
+            let out = process.wait_with_output_after_exit();
+            panic!("the app exited ({status}) before answering:\n{out}");
+        }
+        if let Ok(response) = client.get(&url).send() {
+            return response.text().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the app did not answer on {url} within 60s");
+}
+
+trait OutputAfterExit {
+    fn wait_with_output_after_exit(&mut self) -> String;
+}
+
+impl OutputAfterExit for Child {
+    fn wait_with_output_after_exit(&mut self) -> String {
+        use std::io::Read;
+        let mut text = String::new();
+        if let Some(mut out) = self.stdout.take() {
+            let _ = out.read_to_string(&mut text);
+        }
+        if let Some(mut err) = self.stderr.take() {
+            let _ = err.read_to_string(&mut text);
+        }
+        text
+    }
+}
+
+#[test]
+fn builder_images_carry_s2i_metadata_and_push_reproducibly() {
+    let registry = Registry::start();
+    let builders = push_builder_images(&registry);
+    let env_of = |config: &serde_json::Value| -> Vec<String> {
+        serde_json::from_value(config["config"]["Env"].clone()).unwrap()
+    };
+
+    let sclorg = registry.config(&builders.sclorg);
+    let labels = &sclorg["config"]["Labels"];
+    assert_eq!(
+        labels["io.openshift.s2i.scripts-url"],
+        "image:///usr/libexec/s2i"
+    );
+    assert_eq!(labels["io.openshift.s2i.destination"], "/tmp");
+    assert_eq!(sclorg["config"]["User"], "1001");
+    let env = env_of(&sclorg);
+    assert!(
+        env.contains(&"STI_SCRIPTS_PATH=/usr/libexec/s2i".to_string()),
+        "{env:?}"
+    );
+    assert!(
+        env.contains(&"HOME=/opt/app-root/src".to_string()),
+        "{env:?}"
+    );
+    assert_eq!(sclorg["architecture"], "amd64");
+    assert_eq!(sclorg["os"], "linux");
+
+    let daeploy = registry.config(&builders.daeploy);
+    assert_eq!(
+        daeploy["config"]["Labels"]["io.openshift.s2i.scripts-url"],
+        "image://.s2i/bin"
+    );
+    assert!(daeploy["config"]["User"].as_str().unwrap_or("").is_empty());
+    assert!(env_of(&daeploy).contains(&"STI_SCRIPTS_PATH=/.s2i/bin".to_string()));
+
+    let work = tempfile::tempdir().unwrap();
+    let fs = work.path().join("sclorg");
+    registry.export(&builders.sclorg, &fs);
+    let passwd = std::fs::read_to_string(fs.join("etc/passwd")).unwrap();
+    assert!(
+        passwd.lines().any(|l| l.starts_with("default:x:1001:0:")),
+        "{passwd}"
+    );
+    let src = std::fs::metadata(fs.join("opt/app-root/src")).unwrap();
+    assert_eq!((src.uid(), src.gid(), src.mode() & 0o777), (1001, 0, 0o775));
+    for script in ["assemble", "run", "usage"] {
+        let meta = std::fs::metadata(fs.join("usr/libexec/s2i").join(script)).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o755, "{script}");
+    }
+    assert!(fs.join("usr/bin/python3").exists());
+    let fs = work.path().join("daeploy");
+    registry.export(&builders.daeploy, &fs);
+    assert!(fs.join(".s2i/bin/assemble").is_file());
+    assert_eq!(std::fs::metadata(fs.join("app_root")).unwrap().uid(), 0);
+
+    // Same recipe, same bytes: a second push names the same digests.
+    let again = push_builder_images(&registry);
+    assert_eq!(again.sclorg, builders.sclorg);
+    assert_eq!(again.daeploy, builders.daeploy);
+}
+
+/// Whether anything answers `/v2/` on `host`.
+fn answers(host: &str) -> bool {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap()
+        .get(format!("http://{host}/v2/"))
+        .send()
+        .is_ok()
+}
+
+/// Polls until `host` stops answering; false if it still answers at the deadline.
+fn stops_answering(host: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if !answers(host) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn the_registry_stops_on_drop_and_cannot_outlive_its_thread() {
+    let registry = Registry::start();
+    let host = registry.host();
+    assert!(answers(&host));
+    drop(registry);
+    assert!(!answers(&host), "still answering after drop");
+
+    // Leaked, never dropped: PR_SET_PDEATHSIG kills it when the thread that started it ends.
+    let (host, disk) = std::thread::spawn(|| {
+        let registry = Registry::start();
+        let leaked = (registry.host(), registry.disk().to_path_buf());
+        std::mem::forget(registry);
+        leaked
+    })
+    .join()
+    .unwrap();
+    let stopped = stops_answering(&host);
+    std::fs::remove_dir_all(&disk).unwrap();
+    assert!(stopped, "{host} outlived the thread that started it");
+}
