@@ -66,6 +66,14 @@ struct ImageArgs {
         default_value = "sourcebuild-operator:0.1.0"
     )]
     prepare_image: String,
+    /// A registry (`host[:port]`) reached over plain HTTP, by builds and by the fetch step.
+    /// Repeatable; for a registry inside the cluster or on a test machine, never the internet.
+    #[arg(
+        long = "insecure-registry",
+        env = "SOURCEBUILD_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    insecure_registries: Vec<String>,
 }
 
 impl ImageArgs {
@@ -74,6 +82,7 @@ impl ImageArgs {
             default_builder_image: self.default_builder_image.clone(),
             kaniko_image: self.kaniko_image.clone(),
             prepare_image: self.prepare_image.clone(),
+            insecure_registries: self.insecure_registries.clone(),
         }
     }
 }

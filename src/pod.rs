@@ -68,6 +68,8 @@ pub struct BuildSettings {
     pub kaniko_image: String,
     /// The operator's own image, which runs `sourcebuild prepare`.
     pub prepare_image: String,
+    /// Registries (`host[:port]`) reached over plain HTTP, for a cluster-local registry.
+    pub insecure_registries: Vec<String>,
 }
 
 /// Why no Pod could be built: the SourceBuild lacks metadata the API server always sets.
@@ -168,7 +170,7 @@ pub fn image_repository(image: &str) -> &str {
 }
 
 /// The Kaniko arguments for a SourceBuild: separate strings, never a shell line.
-fn kaniko_args(sb: &SourceBuild) -> Vec<String> {
+fn kaniko_args(sb: &SourceBuild, settings: &BuildSettings) -> Vec<String> {
     let output = &sb.spec.output.image;
     let mut args = vec![
         format!("--context=dir://{WORKSPACE_DIR}"),
@@ -184,6 +186,9 @@ fn kaniko_args(sb: &SourceBuild) -> Vec<String> {
             .unwrap_or_else(|| format!("{}/cache", image_repository(output)));
         args.push("--cache=true".to_string());
         args.push(format!("--cache-repo={repo}"));
+    }
+    for registry in &settings.insecure_registries {
+        args.push(format!("--insecure-registry={registry}"));
     }
     args
 }
@@ -204,6 +209,7 @@ pub fn prepare_request(sb: &SourceBuild, settings: &BuildSettings) -> PrepareReq
         env: spec.env.clone(),
         labels: spec.output.labels.clone(),
         output_image: spec.output.image.clone(),
+        insecure_registries: settings.insecure_registries.clone(),
     }
 }
 
@@ -379,7 +385,7 @@ pub fn build_pod(sb: &SourceBuild, settings: &BuildSettings) -> Result<Pod, PodE
     let build = Container {
         name: BUILD_CONTAINER.to_string(),
         image: Some(settings.kaniko_image.clone()),
-        args: Some(kaniko_args(sb)),
+        args: Some(kaniko_args(sb, settings)),
         volume_mounts: Some(build_mounts),
         security_context: Some(build_security_context()),
         resources: spec.resources.clone(),
@@ -456,6 +462,7 @@ mod tests {
             default_builder_image: "registry.example.com/s2i/default-builder:1".to_string(),
             kaniko_image: "registry.example.com/kaniko/executor:v1.24.0".to_string(),
             prepare_image: "registry.example.com/sourcebuild/operator:0.1.0".to_string(),
+            insecure_registries: vec![],
         }
     }
 
@@ -740,6 +747,23 @@ mod tests {
                 assert!(!names_a_shell, "{}: {arg:?} names a shell", c.name);
             }
         }
+    }
+
+    #[test]
+    fn insecure_registries_reach_kaniko_and_prepare() {
+        let mut settings = settings();
+        settings.insecure_registries = vec!["127.0.0.1:5000".into()];
+        let pod = build_pod(&source_build("app", git_spec()), &settings).unwrap();
+        let build = container(&pod, BUILD_CONTAINER);
+        assert!(
+            build
+                .args
+                .as_deref()
+                .unwrap()
+                .contains(&"--insecure-registry=127.0.0.1:5000".to_string())
+        );
+        let request = prepare_request(&source_build("app", git_spec()), &settings);
+        assert_eq!(request.insecure_registries, ["127.0.0.1:5000"]);
     }
 
     #[test]

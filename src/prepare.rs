@@ -52,6 +52,9 @@ pub struct PrepareRequest {
     pub labels: BTreeMap<String, String>,
     /// `spec.output.image`, recorded in the image's labels.
     pub output_image: String,
+    /// Registries (`host[:port]`) reached over plain HTTP (the operator's `--insecure-registry`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub insecure_registries: Vec<String>,
 }
 
 /// What prepare reports in its termination message.

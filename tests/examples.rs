@@ -17,6 +17,7 @@ fn examples_are_valid_source_builds() {
                 default_builder_image: "quay.io/sclorg/python-312-c9s:c9s".into(),
                 kaniko_image: "kaniko:test".into(),
                 prepare_image: "sourcebuild-operator:test".into(),
+                insecure_registries: vec![],
             };
             let pod =
                 render_pod(&sb, &settings).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -19,6 +19,7 @@ fn settings() -> BuildSettings {
         default_builder_image: "registry.example.com/s2i/base:1".to_string(),
         kaniko_image: "registry.example.com/kaniko/executor:v1.24.0".to_string(),
         prepare_image: "registry.example.com/sourcebuild/operator:0.1.0".to_string(),
+        insecure_registries: vec![],
     }
 }
 

@@ -50,6 +50,7 @@ fn request(context_dir: Option<&str>) -> PrepareRequest {
         env: Vec::new(),
         labels: BTreeMap::new(),
         output_image: "registry.example.com/acme/app:latest".into(),
+        insecure_registries: Vec::new(),
     }
 }
 

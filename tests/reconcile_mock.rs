@@ -43,6 +43,7 @@ fn settings() -> BuildSettings {
         default_builder_image: "quay.io/sclorg/python-312-c9s:c9s".into(),
         kaniko_image: "kaniko:test".into(),
         prepare_image: "sourcebuild-operator:test".into(),
+        insecure_registries: vec![],
     }
 }
 
