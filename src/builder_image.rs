@@ -328,7 +328,7 @@ pub fn this_architecture() -> &'static str {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
         "x86" => "386",
-        "powerpc64" => "ppc64le",
+        "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
         "loongarch64" => "loong64",
         other => other,
     }
