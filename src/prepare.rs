@@ -287,14 +287,14 @@ impl Default for PrepareMounts {
 /// write a [`PrepareReport`] to `termination_log` whatever the outcome.
 pub fn run(workspace: &Path, scratch: &Path, termination_log: &Path) -> Result<(), PrepareError> {
     let outcome = read_request()
-        .and_then(|req| prepare_request(&req, &PrepareMounts::default(), workspace, scratch));
+        .and_then(|req| prepare_build(&req, &PrepareMounts::default(), workspace, scratch));
     write_report(&outcome, termination_log)?;
     outcome.map(|_| ())
 }
 
 /// Runs one prepare for `req`: the builder image first (a cheap look-up that fails fast, before
 /// a possibly large source fetch), then the source, then the build context.
-pub fn prepare_request(
+pub fn prepare_build(
     req: &PrepareRequest,
     mounts: &PrepareMounts,
     workspace: &Path,

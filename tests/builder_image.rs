@@ -17,7 +17,7 @@ use sourcebuild::builder_image::{
 };
 use sourcebuild::prepare::{
     PrepareError, PrepareMounts, PrepareReport, PrepareRequest, REASON_BUILDER_IMAGE_PULL_FAILED,
-    REQUEST_ENV, prepare_request,
+    REQUEST_ENV, prepare_build,
 };
 use sourcebuild::s2i::scripts::BuilderMetadata;
 use sourcebuild::source::SourceMounts;
@@ -390,7 +390,7 @@ fn spec_overrides_win_over_the_builder_image() {
         docker_config: dir.path().join("no-config.json"),
     };
     let (workspace, scratch) = volumes(dir.path(), "daeploy");
-    let result = prepare_request(&req, &mounts, &workspace, &scratch).unwrap();
+    let result = prepare_build(&req, &mounts, &workspace, &scratch).unwrap();
     assert_eq!(result.builder_image, setup.pinned("python-daeploy"));
     let dockerfile = std::fs::read_to_string(workspace.join("Dockerfile")).unwrap();
     assert!(dockerfile.contains("\nUSER 1001\n"), "{dockerfile}");
@@ -410,7 +410,7 @@ fn spec_overrides_win_over_the_builder_image() {
     // The sclorg builder's labels and USER apply when the spec says nothing.
     let req = request(&setup, &app, &setup.tagged("python-sclorg"));
     let (workspace, scratch) = volumes(dir.path(), "sclorg");
-    prepare_request(&req, &mounts, &workspace, &scratch).unwrap();
+    prepare_build(&req, &mounts, &workspace, &scratch).unwrap();
     let dockerfile = std::fs::read_to_string(workspace.join("Dockerfile")).unwrap();
     assert!(dockerfile.contains("\nUSER 1001\n"), "{dockerfile}");
     assert!(
@@ -449,7 +449,7 @@ fn prepare_reports_builder_image_pull_failed_for_an_unknown_image_or_tag() {
     };
     let dir = tempfile::tempdir().unwrap();
     let (workspace, scratch) = volumes(dir.path(), "unknown");
-    let error = prepare_request(
+    let error = prepare_build(
         &request(&setup, &app, &format!("{host}/s2i/no-such-builder:1")),
         &mounts,
         &workspace,
