@@ -2,6 +2,7 @@
 //! the Source-to-Image way. See the README for the flow; each module owns one concern.
 
 pub mod api;
+pub mod builder_image;
 pub mod controller;
 pub mod crd;
 pub mod metrics;

@@ -145,6 +145,14 @@ struct RenderArgs {
     /// With --source: write the whole build context (Dockerfile, upload/) into this directory.
     #[arg(long, requires = "source")]
     context: Option<PathBuf>,
+    /// With --source: the builder image's config JSON (as `crane config IMAGE` prints it), for
+    /// its S2I labels and USER; without it the s2i defaults apply.
+    #[arg(long, requires = "source", value_name = "FILE")]
+    builder_config: Option<PathBuf>,
+    /// With --source: the builder image's manifest digest (`crane digest IMAGE`), to pin FROM
+    /// as the build does.
+    #[arg(long, requires = "source", value_name = "sha256:...")]
+    builder_digest: Option<String>,
     /// Print the build Pod the controller would create.
     #[arg(long)]
     pod: bool,
@@ -250,7 +258,17 @@ fn run_render(args: RenderArgs) -> Result<()> {
                 scratch.path().to_path_buf()
             }
         };
-        let (dockerfile, result) = render::render_context(&sb, &settings, source, &context)?;
+        let image = sourcebuild::pod::prepare_request(&sb, &settings).builder_image;
+        let inputs = render::BuilderInputs {
+            config: args.builder_config.clone(),
+            digest: args.builder_digest.clone(),
+        };
+        let (builder, notes) = render::resolve_builder(&image, &inputs)?;
+        for note in notes {
+            eprintln!("note: {note}");
+        }
+        let (dockerfile, result) =
+            render::render_context(&sb, &settings, &builder, source, &context)?;
         print!("{dockerfile}");
         eprintln!("dockerfile {}", result.dockerfile_sha256);
     }

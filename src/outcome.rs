@@ -350,6 +350,7 @@ fn prepare_failed(t: &ContainerStateTerminated) -> BuildOutcome {
             "InvalidSource" => (FailureReason::InvalidSource, failure.message),
             "InvalidSpec" => (FailureReason::InvalidSpec, failure.message),
             "SourceFetchFailed" => (FailureReason::SourceFetchFailed, failure.message),
+            "BuilderImagePullFailed" => (FailureReason::BuilderImagePullFailed, failure.message),
             other => (
                 FailureReason::SourceFetchFailed,
                 format!("{} (prepare reported reason {other:?})", failure.message),
@@ -953,6 +954,26 @@ mod tests {
             assert_eq!(f.message, ".s2i/environment:3: missing '='");
             assert_eq!(f.provenance, None);
         }
+    }
+
+    #[test]
+    fn prepare_builder_image_pull_failure_keeps_its_reason() {
+        let message = "pulling builder image 127.0.0.1:5000/s2i/none:1 from 127.0.0.1:5000: \
+                       OCI API errors: [NAME_UNKNOWN]";
+        let report = serde_json::to_string(&PrepareReport::Failed(PrepareFailure {
+            reason: crate::prepare::REASON_BUILDER_IMAGE_PULL_FAILED.to_string(),
+            message: message.to_string(),
+        }))
+        .unwrap();
+        let pod = with_status(
+            "Failed",
+            terminated(PREPARE_CONTAINER, 1, "Error", &report),
+            waiting(BUILD_CONTAINER, "PodInitializing", ""),
+        );
+        let f = failure(observe(&pod));
+        assert_eq!(f.reason, FailureReason::BuilderImagePullFailed);
+        assert_eq!(f.message, message);
+        assert_eq!(f.provenance, None);
     }
 
     #[test]

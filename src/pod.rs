@@ -19,7 +19,8 @@ use sha2::{Digest, Sha256};
 
 use crate::api::SourceBuild;
 use crate::prepare::{
-    CONFIGMAP_DIR, GIT_SECRET_DIR, PrepareRequest, REQUEST_ENV, SCRATCH_DIR, WORKSPACE_DIR,
+    CONFIGMAP_DIR, GIT_SECRET_DIR, PrepareRequest, REGISTRY_AUTH_DIR, REQUEST_ENV, SCRATCH_DIR,
+    WORKSPACE_DIR,
 };
 
 /// Label selecting every build Pod of one SourceBuild (value: [`name_label_value`]).
@@ -357,6 +358,9 @@ pub fn build_pod(sb: &SourceBuild, settings: &BuildSettings) -> Result<Pod, PodE
             ..Volume::default()
         });
         build_mounts.push(mount(PUSH_SECRET_VOLUME, KANIKO_DOCKER_CONFIG_DIR, true));
+        // prepare reads the builder image's config with the same credentials Kaniko pulls it
+        // with (the Secret's only item is config.json).
+        prepare_mounts.push(mount(PUSH_SECRET_VOLUME, REGISTRY_AUTH_DIR, true));
     }
 
     let prepare = Container {
@@ -802,6 +806,16 @@ mod tests {
             (items[0].key.as_str(), items[0].path.as_str()),
             (".dockerconfigjson", "config.json")
         );
+        // The same Secret, read-only, lets prepare read the builder image's config.
+        let prepare = container(&pod, PREPARE_CONTAINER);
+        let registry = prepare
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.mount_path == REGISTRY_AUTH_DIR)
+            .expect("prepare mounts the push Secret");
+        assert_eq!(registry.name, docker.name);
+        assert_eq!(registry.read_only, Some(true));
     }
 
     #[test]
@@ -844,7 +858,15 @@ mod tests {
         assert_eq!(request.source, git_spec().source);
         let mounts = prepare.volume_mounts.as_ref().unwrap();
         let paths: Vec<_> = mounts.iter().map(|m| m.mount_path.as_str()).collect();
-        assert_eq!(paths, [WORKSPACE_DIR, SCRATCH_DIR, GIT_SECRET_DIR]);
+        assert_eq!(
+            paths,
+            [
+                WORKSPACE_DIR,
+                SCRATCH_DIR,
+                GIT_SECRET_DIR,
+                REGISTRY_AUTH_DIR
+            ]
+        );
         assert_eq!(mounts[2].read_only, Some(true));
 
         let mut spec = git_spec();

@@ -12,9 +12,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::api::{EnvVar, Source};
+use crate::builder_image::{BuilderImage, BuilderImageError, FetchOptions, fetch_builder_image};
 use crate::s2i::context::lay_out_context;
 use crate::s2i::dockerfile::{DockerfileSpec, render_dockerfile};
-use crate::s2i::scripts::{self, BuilderMetadata, Script, ScriptsUrl};
+use crate::s2i::scripts::{self, Script, ScriptsUrl};
 use crate::source::{FetchedSource, SourceMounts};
 
 /// Environment variable that carries the [`PrepareRequest`] JSON into the init container.
@@ -27,6 +28,11 @@ pub const SCRATCH_DIR: &str = "/scratch";
 pub const GIT_SECRET_DIR: &str = "/var/run/secrets/sourcebuild/git";
 /// Where the ConfigMap source is mounted (read-only, laid out by the kubelet).
 pub const CONFIGMAP_DIR: &str = "/var/run/sourcebuild/configmap";
+/// Where the push Secret's `.dockerconfigjson` is mounted as `config.json`, so prepare can read
+/// the builder image from a private registry with the same credentials Kaniko gets.
+pub const REGISTRY_AUTH_DIR: &str = "/var/run/secrets/sourcebuild/registry";
+/// The docker config file name inside [`REGISTRY_AUTH_DIR`].
+pub const REGISTRY_AUTH_FILE: &str = "config.json";
 /// Largest termination message the kubelet keeps (bytes).
 pub const TERMINATION_MESSAGE_LIMIT: usize = 4096;
 
@@ -76,7 +82,8 @@ pub struct PrepareResult {
     pub revision: Option<String>,
     /// `sha256:<hex>` of the generated Dockerfile bytes.
     pub dockerfile_sha256: String,
-    /// The builder image the Dockerfile's FROM names.
+    /// The builder image the Dockerfile's FROM names: `repo@sha256:...`, pinned to the manifest
+    /// whose config prepare read.
     pub builder_image: String,
 }
 
@@ -84,7 +91,7 @@ pub struct PrepareResult {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PrepareFailure {
-    /// A status reason: `SourceFetchFailed` or `InvalidSource`.
+    /// A status reason: `SourceFetchFailed`, `InvalidSource` or `BuilderImagePullFailed`.
     pub reason: String,
     /// What went wrong, naming the file, line or field.
     pub message: String,
@@ -102,6 +109,8 @@ pub const LABEL_DISPLAY_NAME: &str = "io.k8s.display-name";
 pub const REASON_SOURCE_FETCH_FAILED: &str = "SourceFetchFailed";
 /// Status reason for a source (or request) the build cannot use.
 pub const REASON_INVALID_SOURCE: &str = "InvalidSource";
+/// Status reason for a builder image whose manifest or config could not be read.
+pub const REASON_BUILDER_IMAGE_PULL_FAILED: &str = "BuilderImagePullFailed";
 
 /// Why prepare failed.
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +124,9 @@ pub enum PrepareError {
     /// The source could not be fetched.
     #[error("fetching the source: {0}")]
     Fetch(#[from] crate::source::FetchError),
+    /// The builder image's manifest or config could not be read from its registry.
+    #[error(transparent)]
+    BuilderImage(#[from] BuilderImageError),
     /// The source tree cannot be laid out.
     #[error(transparent)]
     Context(#[from] crate::s2i::context::ContextError),
@@ -139,6 +151,7 @@ impl PrepareError {
         use crate::s2i::scripts::ScriptsError;
         match self {
             PrepareError::Fetch(error) => error.reason(),
+            PrepareError::BuilderImage(_) => REASON_BUILDER_IMAGE_PULL_FAILED,
             PrepareError::Scripts(ScriptsError::Download { .. }) => REASON_SOURCE_FETCH_FAILED,
             PrepareError::MissingRequest
             | PrepareError::InvalidRequest(_)
@@ -172,13 +185,16 @@ pub fn build_labels(source: &FetchedSource, req: &PrepareRequest) -> BTreeMap<St
     labels
 }
 
-/// Lays out the build context for `source` in `workspace` and writes `<workspace>/Dockerfile`.
+/// Lays out the build context for `source` in `workspace` and writes `<workspace>/Dockerfile`
+/// `FROM builder.reference`, with scripts, destination and user resolved from the spec first,
+/// then `builder.metadata`, as s2i does.
 pub fn prepare_workspace(
     source: &FetchedSource,
     req: &PrepareRequest,
-    metadata: &BuilderMetadata,
+    builder: &BuilderImage,
     workspace: &Path,
 ) -> Result<PrepareResult, PrepareError> {
+    let metadata = &builder.metadata;
     let context = lay_out_context(&source.root, req.source.context_dir.as_deref(), workspace)?;
     let spec_url = req
         .scripts_url
@@ -211,7 +227,7 @@ pub fn prepare_workspace(
     let mut env = context.environment.clone();
     env.extend(req.env.iter().map(|e| (e.name.clone(), e.value.clone())));
     let spec = DockerfileSpec {
-        builder_image: req.builder_image.clone(),
+        builder_image: builder.reference.clone(),
         labels: build_labels(source, req),
         env,
         user,
@@ -240,23 +256,66 @@ pub fn prepare_workspace(
     Ok(PrepareResult {
         revision: source.revision.clone(),
         dockerfile_sha256,
-        builder_image: req.builder_image.clone(),
+        builder_image: builder.reference.clone(),
     })
 }
 
-/// What `sourcebuild prepare` does: read the request from [`REQUEST_ENV`], fetch the source
-/// into `scratch`, prepare `workspace`, and write a [`PrepareReport`] to `termination_log`
-/// whatever the outcome. The builder's metadata is not known yet here, so s2i's defaults apply.
+/// The paths `sourcebuild prepare` reads its inputs from; the build Pod mounts them, tests
+/// point them elsewhere.
+#[derive(Clone, Debug)]
+pub struct PrepareMounts {
+    /// The source Secret and ConfigMap.
+    pub source: SourceMounts,
+    /// A docker `config.json` for the builder image's registry; a missing file means anonymous.
+    pub docker_config: PathBuf,
+}
+
+impl Default for PrepareMounts {
+    fn default() -> Self {
+        PrepareMounts {
+            source: SourceMounts {
+                git_secret_dir: Some(PathBuf::from(GIT_SECRET_DIR)).filter(|dir| dir.is_dir()),
+                configmap_dir: PathBuf::from(CONFIGMAP_DIR),
+            },
+            docker_config: Path::new(REGISTRY_AUTH_DIR).join(REGISTRY_AUTH_FILE),
+        }
+    }
+}
+
+/// What `sourcebuild prepare` does: read the request from [`REQUEST_ENV`], read the builder
+/// image's config from its registry, fetch the source into `scratch`, prepare `workspace`, and
+/// write a [`PrepareReport`] to `termination_log` whatever the outcome.
 pub fn run(workspace: &Path, scratch: &Path, termination_log: &Path) -> Result<(), PrepareError> {
-    let outcome = read_request().and_then(|req| {
-        let mounts = SourceMounts {
-            git_secret_dir: Some(PathBuf::from(GIT_SECRET_DIR)).filter(|dir| dir.is_dir()),
-            configmap_dir: PathBuf::from(CONFIGMAP_DIR),
-        };
-        let source = crate::source::fetch(&req.source, &mounts, scratch)?;
-        prepare_workspace(&source, &req, &BuilderMetadata::default(), workspace)
-    });
-    let report = match &outcome {
+    let outcome = read_request()
+        .and_then(|req| prepare_build(&req, &PrepareMounts::default(), workspace, scratch));
+    write_report(&outcome, termination_log)?;
+    outcome.map(|_| ())
+}
+
+/// Runs one prepare for `req`: the builder image first (a cheap look-up that fails fast, before
+/// a possibly large source fetch), then the source, then the build context.
+pub fn prepare_build(
+    req: &PrepareRequest,
+    mounts: &PrepareMounts,
+    workspace: &Path,
+    scratch: &Path,
+) -> Result<PrepareResult, PrepareError> {
+    let options = FetchOptions {
+        insecure_registries: req.insecure_registries.clone(),
+        docker_config: Some(mounts.docker_config.clone()),
+        ..FetchOptions::default()
+    };
+    let builder = fetch_builder_image(&req.builder_image, &options)?;
+    let source = crate::source::fetch(&req.source, &mounts.source, scratch)?;
+    prepare_workspace(&source, req, &builder, workspace)
+}
+
+/// Writes the [`PrepareReport`] for `outcome` to `termination_log`.
+pub fn write_report(
+    outcome: &Result<PrepareResult, PrepareError>,
+    termination_log: &Path,
+) -> Result<(), PrepareError> {
+    let report = match outcome {
         Ok(result) => PrepareReport::Prepared(result.clone()),
         Err(error) => {
             tracing::error!(reason = error.reason(), %error, "prepare failed");
@@ -270,8 +329,7 @@ pub fn run(workspace: &Path, scratch: &Path, termination_log: &Path) -> Result<(
     std::fs::write(termination_log, json).map_err(|source| PrepareError::Write {
         path: termination_log.to_path_buf(),
         source,
-    })?;
-    outcome.map(|_| ())
+    })
 }
 
 fn read_request() -> Result<PrepareRequest, PrepareError> {
@@ -396,6 +454,16 @@ mod tests {
         assert_eq!(
             PrepareError::Scripts(download).reason(),
             REASON_SOURCE_FETCH_FAILED
+        );
+        let pull = PrepareError::BuilderImage(BuilderImageError::Registry {
+            image: "127.0.0.1:5000/s2i/none:1".into(),
+            registry: "127.0.0.1:5000".into(),
+            answer: "MANIFEST_UNKNOWN".into(),
+        });
+        assert_eq!(pull.reason(), REASON_BUILDER_IMAGE_PULL_FAILED);
+        assert_eq!(
+            pull.to_string(),
+            "pulling builder image 127.0.0.1:5000/s2i/none:1 from 127.0.0.1:5000: MANIFEST_UNKNOWN"
         );
         assert_eq!(
             PrepareError::MissingRequest.to_string(),

@@ -10,9 +10,9 @@ use kube::ResourceExt;
 use serde::Deserialize;
 
 use crate::api::{GROUP, SourceBuild};
+use crate::builder_image::{BuilderImage, metadata_from_config, pinned_reference};
 use crate::pod::{BuildSettings, build_pod, prepare_request};
 use crate::prepare::{PrepareResult, prepare_workspace};
-use crate::s2i::scripts::BuilderMetadata;
 use crate::source::FetchedSource;
 use crate::validation::validate_spec;
 
@@ -48,6 +48,15 @@ pub enum RenderError {
         name: String,
         /// Every field at fault.
         errors: crate::validation::InvalidSpec,
+    },
+    /// `--builder-config` or `--builder-digest` is unusable.
+    #[error("{flag}: {source}")]
+    Builder {
+        /// The flag at fault.
+        flag: &'static str,
+        /// What is wrong with it.
+        #[source]
+        source: crate::builder_image::BuilderImageError,
     },
     /// Laying out the context failed.
     #[error(transparent)]
@@ -113,11 +122,64 @@ fn local_commit(dir: &Path) -> Option<String> {
     Some(id.to_string())
 }
 
-/// Prepares `source_dir` as the build Pod would prepare the fetched source, into `context_dir`.
+/// What render knows about the builder image offline: its config (`crane config IMAGE`
+/// saved to a file) and its digest (`crane digest IMAGE`), each optional.
+#[derive(Clone, Debug, Default)]
+pub struct BuilderInputs {
+    /// The image config JSON file (`--builder-config`).
+    pub config: Option<PathBuf>,
+    /// The manifest digest, `sha256:...` (`--builder-digest`).
+    pub digest: Option<String>,
+}
+
+/// The builder image as prepare would resolve it, from what the user handed over. Returns the
+/// notes a user should see when something had to be assumed (prepare reads the real values
+/// from the registry, so the Dockerfile may differ from the build's).
+pub fn resolve_builder(
+    image: &str,
+    inputs: &BuilderInputs,
+) -> Result<(BuilderImage, Vec<String>), RenderError> {
+    let mut builder = BuilderImage::unresolved(image);
+    let mut notes = Vec::new();
+    match &inputs.config {
+        Some(path) => {
+            let json = std::fs::read(path).map_err(|source| RenderError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            builder.metadata = metadata_from_config(image, &json).map_err(|source| {
+                RenderError::Builder {
+                    flag: "--builder-config",
+                    source,
+                }
+            })?;
+        }
+        None => notes.push(format!(
+            "no --builder-config: using the s2i defaults for {image} (scripts in /usr/libexec/s2i, destination /tmp, assemble user 1001); the build reads the image's labels and USER instead"
+        )),
+    }
+    match &inputs.digest {
+        Some(digest) => {
+            builder.reference =
+                pinned_reference(image, digest).map_err(|source| RenderError::Builder {
+                    flag: "--builder-digest",
+                    source,
+                })?;
+        }
+        None => notes.push(format!(
+            "no --builder-digest: FROM names {image} as written; the build pins it to the digest it resolves"
+        )),
+    }
+    Ok((builder, notes))
+}
+
+/// Prepares `source_dir` as the build Pod would prepare the fetched source, into `context_dir`,
+/// with `builder` standing in for what prepare reads from the registry.
 /// Returns the Dockerfile text and the provenance.
 pub fn render_context(
     sb: &SourceBuild,
     settings: &BuildSettings,
+    builder: &BuilderImage,
     source_dir: &Path,
     context_dir: &Path,
 ) -> Result<(String, PrepareResult), RenderError> {
@@ -127,7 +189,7 @@ pub fn render_context(
         revision: local_commit(source_dir),
         location: crate::source::location(&sb.spec.source),
     };
-    let result = prepare_workspace(&fetched, &request, &BuilderMetadata::default(), context_dir)?;
+    let result = prepare_workspace(&fetched, &request, builder, context_dir)?;
     let dockerfile = std::fs::read_to_string(context_dir.join("Dockerfile")).map_err(|source| {
         RenderError::Read {
             path: context_dir.join("Dockerfile"),

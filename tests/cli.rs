@@ -1,11 +1,15 @@
 //! The `sourcebuild` binary as a build Pod and a user run it: `prepare` against a real local git
-//! repository, `render` on good and bad manifests, `crd`.
+//! repository and a real local registry holding the builder image, `render` on good and bad
+//! manifests, `crd`.
+
+mod support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
 use sha2::{Digest, Sha256};
+use support::registry::Registry;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sourcebuild");
 
@@ -80,12 +84,42 @@ fn prepare(root: &Path, request: serde_json::Value) -> (Output, serde_json::Valu
     (output, serde_json::from_str(&report).unwrap())
 }
 
-fn request(url: &str, revision: &str) -> serde_json::Value {
+/// A one-layer builder image in `registry` with sclorg's scripts label and `USER 1001`; returns
+/// its tag reference.
+fn builder_image(registry: &Registry) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let layer = dir.path().join("layer.tar");
+    let mut tar = tar::Builder::new(std::fs::File::create(&layer).unwrap());
+    let script = b"#!/bin/sh\necho assemble\n";
+    let mut header = tar::Header::new_gnu();
+    header.set_size(script.len() as u64);
+    header.set_mode(0o755);
+    header.set_cksum();
+    tar.append_data(&mut header, "usr/libexec/s2i/assemble", &script[..])
+        .unwrap();
+    tar.into_inner().unwrap();
+    let image = format!("{}/s2i/tiny:1", registry.host());
+    registry.crane(&["append", "-f", layer.to_str().unwrap(), "-t", &image]);
+    registry.crane(&[
+        "mutate",
+        &image,
+        "-t",
+        &image,
+        "--label",
+        "io.openshift.s2i.scripts-url=image:///usr/libexec/s2i",
+        "--user",
+        "1001",
+    ]);
+    image
+}
+
+fn request(registry: &Registry, builder: &str, url: &str, revision: &str) -> serde_json::Value {
     serde_json::json!({
         "source": {"git": {"url": url, "revision": revision}},
-        "builderImage": "quay.io/sclorg/python-312-c9s:c9s",
+        "builderImage": builder,
         "env": [{"name": "WEB_CONCURRENCY", "value": "2"}],
-        "outputImage": "registry.example.com/team/app:1.0"
+        "outputImage": "registry.example.com/team/app:1.0",
+        "insecureRegistries": [registry.host()]
     })
 }
 
@@ -94,7 +128,9 @@ fn prepare_clones_a_commit_and_lays_out_the_context() {
     let root = tempfile::tempdir().unwrap();
     let (first, _) = app_repository(root.path());
     let url = format!("file://{}", root.path().join("app").display());
-    let (output, report) = prepare(root.path(), request(&url, &first));
+    let registry = Registry::start();
+    let builder = builder_image(&registry);
+    let (output, report) = prepare(root.path(), request(&registry, &builder, &url, &first));
     assert!(
         output.status.success(),
         "{}",
@@ -109,6 +145,14 @@ fn prepare_clones_a_commit_and_lays_out_the_context() {
     assert_eq!(prepared["dockerfileSha256"], sha.as_str());
 
     let dockerfile = String::from_utf8(dockerfile).unwrap();
+    // FROM the builder pinned to the digest the registry serves, as the report says.
+    let pinned = format!("{}/s2i/tiny@{}", registry.host(), registry.digest(&builder));
+    assert_eq!(prepared["builderImage"], pinned.as_str());
+    assert!(
+        dockerfile.starts_with(&format!("FROM {pinned}\n")),
+        "{dockerfile}"
+    );
+    assert!(dockerfile.contains("\nUSER 1001\n"), "{dockerfile}");
     assert!(dockerfile.contains(&format!("\"io.openshift.s2i.build.commit.id\"=\"{first}\"")));
     assert!(
         dockerfile.contains("RUN [\"/tmp/scripts/assemble\"]"),
@@ -147,7 +191,12 @@ fn prepare_reports_an_unknown_revision_and_exits_non_zero() {
     let root = tempfile::tempdir().unwrap();
     app_repository(root.path());
     let url = format!("file://{}", root.path().join("app").display());
-    let (output, report) = prepare(root.path(), request(&url, "no-such-branch"));
+    let registry = Registry::start();
+    let builder = builder_image(&registry);
+    let (output, report) = prepare(
+        root.path(),
+        request(&registry, &builder, &url, "no-such-branch"),
+    );
     assert!(!output.status.success());
     assert_eq!(report["failed"]["reason"], "SourceFetchFailed");
     assert!(
@@ -210,6 +259,60 @@ fn render_prints_the_dockerfile_with_the_local_commit() {
     );
     assert!(stdout.starts_with("FROM quay.io/sclorg/python-312-c9s:c9s\n"));
     assert!(stdout.contains(&second));
+    // Offline, nothing known about the builder: the defaults, and render says so.
+    assert!(stdout.contains("\nUSER 1001\n"), "{stdout}");
+    assert!(
+        stdout.contains("RUN [\"/tmp/scripts/assemble\"]"),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("no --builder-config"), "{stderr}");
+    assert!(stderr.contains("no --builder-digest"), "{stderr}");
+
+    // With the image's config and digest, the Dockerfile is the one prepare writes for it.
+    let config = root.path().join("builder-config.json");
+    std::fs::write(
+        &config,
+        r#"{"architecture":"amd64","os":"linux","config":{"Labels":{"io.openshift.s2i.scripts-url":"image://.s2i/bin"}}}"#,
+    )
+    .unwrap();
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let app = tempfile::tempdir().unwrap();
+    std::fs::write(app.path().join("app.py"), "print('hi')\n").unwrap();
+    let output = Command::new(BIN)
+        .args(["render", "-f"])
+        .arg(&manifest)
+        .arg("--source")
+        .arg(app.path())
+        .arg("--builder-config")
+        .arg(&config)
+        .arg("--builder-digest")
+        .arg(&digest)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("note:"), "{stderr}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        stdout.starts_with(&format!("FROM quay.io/sclorg/python-312-c9s@{digest}\n")),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("\nUSER"), "{stdout}");
+    assert!(stdout.contains("RUN [\"/.s2i/bin/assemble\"]"), "{stdout}");
+
+    let output = Command::new(BIN)
+        .args(["render", "-f"])
+        .arg(&manifest)
+        .arg("--source")
+        .arg(app.path())
+        .arg("--builder-digest")
+        .arg("sha256:short")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("--builder-digest"), "{stderr}");
     assert!(stdout.contains(
         "\"io.openshift.s2i.build.source-location\"=\"https://example.com/acme/app.git\""
     ));

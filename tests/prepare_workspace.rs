@@ -12,12 +12,14 @@ use std::path::{Path, PathBuf};
 use pretty_assertions::assert_eq;
 use sha2::{Digest, Sha256};
 use sourcebuild::api::{EnvVar, GitSource, Source};
+use sourcebuild::builder_image::BuilderImage;
 use sourcebuild::prepare::{PrepareError, PrepareRequest, prepare_workspace};
 use sourcebuild::s2i::context::ContextError;
 use sourcebuild::s2i::scripts::BuilderMetadata;
 use sourcebuild::source::FetchedSource;
 
 const COMMIT: &str = "3f786850e387550fdab836ed7e6dc881de23001b";
+const BUILDER: &str = "quay.io/sclorg/python-312-c9s:c9s";
 
 fn write(root: &Path, relative: &str, content: &str, mode: u32) {
     let path = root.join(relative);
@@ -44,7 +46,7 @@ fn request(context_dir: Option<&str>) -> PrepareRequest {
             context_dir: context_dir.map(str::to_string),
             ..Default::default()
         },
-        builder_image: "quay.io/sclorg/python-312-c9s:c9s".into(),
+        builder_image: BUILDER.into(),
         scripts_url: None,
         assemble_user: None,
         env: Vec::new(),
@@ -87,7 +89,11 @@ fn prepare(
     metadata: &BuilderMetadata,
     workspace: &Path,
 ) -> String {
-    let result = prepare_workspace(&fetched(source), req, metadata, workspace).unwrap();
+    let builder = BuilderImage {
+        reference: req.builder_image.clone(),
+        metadata: metadata.clone(),
+    };
+    let result = prepare_workspace(&fetched(source), req, &builder, workspace).unwrap();
     let dockerfile = std::fs::read(workspace.join("Dockerfile")).unwrap();
     assert_eq!(
         result.dockerfile_sha256,
@@ -308,7 +314,7 @@ fn hook_symlink_out_of_the_tree_is_an_error() {
     let err = prepare_workspace(
         &fetched(source.path()),
         &request(None),
-        &BuilderMetadata::default(),
+        &BuilderImage::unresolved(BUILDER),
         workspace.path(),
     )
     .unwrap_err();
@@ -362,7 +368,7 @@ fn tree_problems_are_invalid_source_naming_the_file() {
     let err = prepare_workspace(
         &fetched(source.path()),
         &request(None),
-        &BuilderMetadata::default(),
+        &BuilderImage::unresolved(BUILDER),
         workspace.path(),
     )
     .unwrap_err();
@@ -376,7 +382,7 @@ fn tree_problems_are_invalid_source_naming_the_file() {
     let err = prepare_workspace(
         &fetched(source.path()),
         &request(Some("missing")),
-        &BuilderMetadata::default(),
+        &BuilderImage::unresolved(BUILDER),
         workspace.path(),
     )
     .unwrap_err();
@@ -400,7 +406,7 @@ fn newline_in_a_spec_env_value_is_refused() {
     let err = prepare_workspace(
         &fetched(source.path()),
         &req,
-        &BuilderMetadata::default(),
+        &BuilderImage::unresolved(BUILDER),
         workspace.path(),
     )
     .unwrap_err();

@@ -15,10 +15,12 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use sourcebuild::prepare::{PrepareReport, REQUEST_ENV};
 use support::builder::push_builder_images;
 use support::kaniko::{KanikoResult, run_kaniko};
 use support::registry::{Registry, free_port};
 use support::tools::kill_with_parent;
+use support::{HttpServer, Response};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sourcebuild");
 
@@ -90,9 +92,11 @@ fn write_app(dir: &Path, assemble_hook: Option<&str>) {
 }
 
 /// `sourcebuild render` of a SourceBuild for `builder`, with `app` standing in for the source:
-/// the build context the prepare step would write. `builder_extra` adds `spec.builder` fields
-/// (YAML flow-mapping entries).
+/// the build context the prepare step would write. The builder's config and digest come from
+/// `registry` (`crane config`, `crane digest`), as prepare reads them. `builder_extra` adds
+/// `spec.builder` fields (YAML flow-mapping entries).
 fn render_context(
+    registry: &Registry,
     work: &Path,
     app: &Path,
     builder: &str,
@@ -110,9 +114,15 @@ fn render_context(
     )
     .unwrap();
     let context = work.join("workspace");
+    let builder_config = work.join("builder-config.json");
+    std::fs::write(&builder_config, registry.crane(&["config", builder])).unwrap();
     let rendered = Command::new(BIN)
         .args(["render", "-f"])
         .arg(&manifest)
+        .arg("--builder-config")
+        .arg(&builder_config)
+        .arg("--builder-digest")
+        .arg(registry.digest(builder))
         .arg("--source")
         .arg(app)
         .arg("--context")
@@ -125,9 +135,15 @@ fn render_context(
         String::from_utf8_lossy(&rendered.stderr)
     );
     let dockerfile = String::from_utf8(rendered.stdout).unwrap();
+    // `builder` is already pinned (repo@digest): pinning it again names it unchanged.
     assert!(
         dockerfile.starts_with(&format!("FROM {builder}\n")),
         "{dockerfile}"
+    );
+    let stderr = String::from_utf8_lossy(&rendered.stderr);
+    assert!(
+        !stderr.contains("note:"),
+        "render assumed defaults: {stderr}"
     );
     let kaniko_args = pod_kaniko_args(&manifest, output);
     Rendered {
@@ -177,6 +193,110 @@ fn pod_kaniko_args(manifest: &Path, output: &str) -> Vec<String> {
 
 const DOCKERFILE: &str = "/workspace/Dockerfile";
 
+/// The files under `dir`, as paths relative to it, sorted.
+fn files_under(dir: &Path, relative: &Path, out: &mut Vec<std::path::PathBuf>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir.join(relative))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    entries.sort();
+    for name in entries {
+        let path = relative.join(name);
+        if dir.join(&path).is_dir() {
+            files_under(dir, &path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+/// The build context as the build Pod's init step writes it: `sourcebuild prepare` itself,
+/// with `app` served as an archive source and the builder image named by its tag, so prepare
+/// reads the image's labels and USER from `registry` and pins FROM to its digest. Checks the
+/// termination report names the pinned image.
+fn prepare_context(
+    registry: &Registry,
+    work: &Path,
+    app: &Path,
+    builder_tag: &str,
+    output: &str,
+) -> Rendered {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut files = Vec::new();
+    files_under(app, Path::new(""), &mut files);
+    for file in &files {
+        tar.append_path_with_name(app.join(file), file).unwrap();
+    }
+    let body = tar.into_inner().unwrap();
+    let server = HttpServer::start(move |request| {
+        if request.target == "/app.tar" {
+            Response::ok(body.clone())
+        } else {
+            Response::status(404)
+        }
+    });
+    let request = serde_json::json!({
+        "source": {"archive": {"url": server.url("/app.tar")}},
+        "builderImage": builder_tag,
+        "outputImage": output,
+        "insecureRegistries": [registry.host()],
+    });
+    let context = work.join("workspace");
+    let scratch = work.join("scratch");
+    std::fs::create_dir_all(&context).unwrap();
+    std::fs::create_dir_all(&scratch).unwrap();
+    let termination_log = work.join("prepare-termination-log");
+    let prepared = Command::new(BIN)
+        .arg("prepare")
+        .arg("--workspace")
+        .arg(&context)
+        .arg("--scratch")
+        .arg(&scratch)
+        .arg("--termination-log")
+        .arg(&termination_log)
+        .env(REQUEST_ENV, request.to_string())
+        .output()
+        .unwrap();
+    let report = std::fs::read_to_string(&termination_log).unwrap_or_default();
+    assert!(
+        prepared.status.success(),
+        "prepare failed: {report}\n{}",
+        String::from_utf8_lossy(&prepared.stderr)
+    );
+    let pinned = format!(
+        "{}@{}",
+        builder_tag.trim_end_matches(":latest"),
+        registry.digest(builder_tag)
+    );
+    let PrepareReport::Prepared(result) = serde_json::from_str(&report).unwrap() else {
+        panic!("not a success report: {report}");
+    };
+    assert_eq!(result.builder_image, pinned);
+    let dockerfile = std::fs::read_to_string(context.join("Dockerfile")).unwrap();
+    assert!(
+        dockerfile.starts_with(&format!("FROM {pinned}\n")),
+        "{dockerfile}"
+    );
+    eprintln!("prepare wrote:\n{dockerfile}");
+
+    let manifest = work.join("sourcebuild.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: sourcebuild.dev/v1alpha1\nkind: SourceBuild\nmetadata: {{name: hello}}\n\
+             spec:\n  source: {{archive: {{url: \"{}\"}}}}\n  \
+             builder: {{image: \"{builder_tag}\"}}\n  output: {{image: \"{output}\"}}\n",
+            server.url("/app.tar")
+        ),
+    )
+    .unwrap();
+    let kaniko_args = pod_kaniko_args(&manifest, output);
+    Rendered {
+        context,
+        kaniko_args,
+    }
+}
+
 fn build(rendered: &Rendered, output: &str) -> KanikoResult {
     let extra: Vec<&str> = rendered.kaniko_args.iter().map(String::as_str).collect();
     let result = run_kaniko(&rendered.context, DOCKERFILE, output, &extra);
@@ -192,7 +312,7 @@ fn kaniko_builds_and_pushes_an_s2i_python_app_that_serves() {
     let app = work.path().join("app");
     write_app(&app, Some(ASSEMBLE_HOOK));
     let output = format!("{}/apps/hello:1", registry.host());
-    let rendered = render_context(work.path(), &app, &builders.sclorg, "", &output);
+    let rendered = render_context(&registry, work.path(), &app, &builders.sclorg, "", &output);
 
     let result = build(&rendered, &output);
     assert_eq!(result.exit_code, 0, "Kaniko failed:\n{}", result.log);
@@ -246,14 +366,25 @@ fn daeploy_style_builder_with_its_scripts_url_and_root_assemble_user() {
     let app = work.path().join("app");
     write_app(&app, None);
     let output = format!("{}/apps/daeploy:1", registry.host());
-    // What prepare should read from the builder image itself (its scripts-url label and its
-    // missing USER); until it does, the spec says it.
-    let rendered = render_context(
-        work.path(),
-        &app,
-        &builders.daeploy,
-        ", scriptsUrl: \"image://.s2i/bin\", assembleUser: root",
-        &output,
+    // No overrides: prepare reads the scripts-url label and the missing USER (root) from the
+    // image itself.
+    let tag = format!("{}/s2i/python-daeploy:latest", registry.host());
+    let rendered = prepare_context(&registry, work.path(), &app, &tag, &output);
+    assert!(
+        std::fs::read_to_string(rendered.context.join("Dockerfile"))
+            .unwrap()
+            .lines()
+            .all(|line| !line.starts_with("USER")),
+        "assemble runs as the image's own user, root"
+    );
+    // The tag prepare resolved is the image builder-images.sh pushed.
+    assert_eq!(
+        format!(
+            "{}@{}",
+            tag.trim_end_matches(":latest"),
+            registry.digest(&tag)
+        ),
+        builders.daeploy
     );
 
     let result = build(&rendered, &output);
@@ -297,7 +428,7 @@ fn a_failing_assemble_fails_the_kaniko_build() {
     let app = work.path().join("app");
     write_app(&app, Some(FAILING_ASSEMBLE_HOOK));
     let output = format!("{}/apps/broken:1", registry.host());
-    let rendered = render_context(work.path(), &app, &builders.sclorg, "", &output);
+    let rendered = render_context(&registry, work.path(), &app, &builders.sclorg, "", &output);
 
     let result = build(&rendered, &output);
     assert_ne!(result.exit_code, 0, "{}", result.log);
