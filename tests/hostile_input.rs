@@ -141,7 +141,7 @@ fn the_lexer_model_matches_buildkit_on_known_words() {
 
 /// Pairs of evaluated words of an ENV or LABEL instruction.
 fn eval_pairs(instruction: &Instruction) -> Result<Vec<(String, String)>, String> {
-    if instruction.value.len() % 2 != 0 {
+    if !instruction.value.len().is_multiple_of(2) {
         return Err(format!("odd number of words: {:?}", instruction.value));
     }
     instruction
@@ -216,7 +216,11 @@ fn check_dockerfile(spec: &DockerfileSpec, parsed: &Parsed) -> Result<(), String
     }
     // Image paths are taken without a trailing '/' ("/" stays "/").
     let normal = |p: &str| {
-        if p == "/" { p.to_string() } else { p.trim_end_matches('/').to_string() }
+        if p == "/" {
+            p.to_string()
+        } else {
+            p.trim_end_matches('/').to_string()
+        }
     };
     let dest = spec.destination.trim_end_matches('/');
     let chown = if spec.user.contains(':') {
@@ -338,23 +342,20 @@ fn image_path() -> BoxedStrategy<String> {
 }
 
 fn env_list() -> impl Strategy<Value = Vec<(String, String)>> {
-    prop::collection::vec(
-        (env_name(), value()),
-        0..5,
-    )
-    .prop_flat_map(|pairs| {
-        // Reuse some names so "later wins" is exercised.
-        let len = pairs.len();
-        (Just(pairs), prop::collection::vec(0..len.max(1), 0..2))
-    })
-    .prop_map(|(mut pairs, repeats)| {
-        for i in repeats {
-            if let Some((name, _)) = pairs.get(i).cloned() {
-                pairs.push((name, "again $X \"q\"".into()));
+    prop::collection::vec((env_name(), value()), 0..5)
+        .prop_flat_map(|pairs| {
+            // Reuse some names so "later wins" is exercised.
+            let len = pairs.len();
+            (Just(pairs), prop::collection::vec(0..len.max(1), 0..2))
+        })
+        .prop_map(|(mut pairs, repeats)| {
+            for i in repeats {
+                if let Some((name, _)) = pairs.get(i).cloned() {
+                    pairs.push((name, "again $X \"q\"".into()));
+                }
             }
-        }
-        pairs
-    })
+            pairs
+        })
 }
 
 fn dockerfile_spec() -> impl Strategy<Value = DockerfileSpec> {
@@ -370,7 +371,17 @@ fn dockerfile_spec() -> impl Strategy<Value = DockerfileSpec> {
         image_path(),
     )
         .prop_map(
-            |(builder_image, labels, env, user, builder_user, destination, copy_scripts, assemble, run)| {
+            |(
+                builder_image,
+                labels,
+                env,
+                user,
+                builder_user,
+                destination,
+                copy_scripts,
+                assemble,
+                run,
+            )| {
                 DockerfileSpec {
                     builder_image,
                     labels,
@@ -394,10 +405,10 @@ fn names_the_culprit(spec: &DockerfileSpec, message: &str) -> bool {
         || message.starts_with("destination: invalid path")
         || message.starts_with("assemble script: invalid path")
         || message.starts_with("run script: invalid path")
-        || spec
-            .labels
-            .keys()
-            .any(|k| message.starts_with(&format!("label {}", debug(k))) || message.starts_with(&format!("label key {}", debug(k))))
+        || spec.labels.keys().any(|k| {
+            message.starts_with(&format!("label {}", debug(k)))
+                || message.starts_with(&format!("label key {}", debug(k)))
+        })
         || spec.env.iter().any(|(n, _)| {
             message.starts_with(&format!("environment variable {n}:"))
                 || message.starts_with(&format!("environment variable name {}", debug(n)))
@@ -427,7 +438,9 @@ fn check_rendered_batch(specs: Vec<DockerfileSpec>) -> (usize, usize) {
     let mut failures = Vec::new();
     for ((spec, text), parsed) in accepted.iter().zip(&parsed) {
         if let Err(why) = check_dockerfile(spec, parsed) {
-            failures.push(format!("{why}\n--- input {spec:#?}\n--- Dockerfile\n{text}"));
+            failures.push(format!(
+                "{why}\n--- input {spec:#?}\n--- Dockerfile\n{text}"
+            ));
         }
     }
     assert!(
@@ -474,7 +487,10 @@ fn rendered_dockerfiles_hold_exactly_the_intended_instructions() {
         run: "/usr/libexec/s2i/run".into(),
     });
     let (total, refused) = check_rendered_batch(specs);
-    assert!(total > refused, "every case was refused: the strategies are useless");
+    assert!(
+        total > refused,
+        "every case was refused: the strategies are useless"
+    );
     report("dockerfile", total, refused, start);
 }
 
@@ -487,23 +503,25 @@ fn sourcebuild_spec() -> impl Strategy<Value = SourceBuildSpec> {
         prop::option::of(user()),
         prop::option::of(prop_oneof![3 => "[a-z]{1,4}(/[a-z.]{1,4}){0,2}", 1 => hostile()]),
     )
-        .prop_map(|(builder, output, labels, env, assemble_user, context_dir)| {
-            let mut spec: SourceBuildSpec = serde_json::from_value(serde_json::json!({
-                "source": {"git": {"url": "https://example.com/acme/app.git"}},
-                "output": {"image": "registry.example.com/acme/app:1"},
-            }))
-            .unwrap();
-            spec.builder.image = builder;
-            spec.output.image = output;
-            spec.output.labels = labels;
-            spec.env = env
-                .into_iter()
-                .map(|(name, value)| EnvVar { name, value })
-                .collect();
-            spec.builder.assemble_user = assemble_user;
-            spec.source.context_dir = context_dir;
-            spec
-        })
+        .prop_map(
+            |(builder, output, labels, env, assemble_user, context_dir)| {
+                let mut spec: SourceBuildSpec = serde_json::from_value(serde_json::json!({
+                    "source": {"git": {"url": "https://example.com/acme/app.git"}},
+                    "output": {"image": "registry.example.com/acme/app:1"},
+                }))
+                .unwrap();
+                spec.builder.image = builder;
+                spec.output.image = output;
+                spec.output.labels = labels;
+                spec.env = env
+                    .into_iter()
+                    .map(|(name, value)| EnvVar { name, value })
+                    .collect();
+                spec.builder.assemble_user = assemble_user;
+                spec.source.context_dir = context_dir;
+                spec
+            },
+        )
 }
 
 /// The Dockerfile spec `prepare` derives from a SourceBuild spec (default builder metadata).
@@ -622,7 +640,12 @@ fn environment_file() -> impl Strategy<Value = String> {
         (line, prop_oneof![Just("\n"), Just("\r\n"), Just("\r")]),
         0..6,
     )
-    .prop_map(|lines| lines.into_iter().map(|(l, sep)| format!("{l}{sep}")).collect())
+    .prop_map(|lines| {
+        lines
+            .into_iter()
+            .map(|(l, sep)| format!("{l}{sep}"))
+            .collect()
+    })
 }
 
 #[test]
@@ -669,7 +692,11 @@ fn environment_files_are_refused_by_line_or_render_exactly() {
     let specs = specs.into_inner();
     let (total, refused) = check_rendered_batch(specs);
     assert_eq!(refused, 0);
-    println!("environment file: {} files parsed and rendered, in {:.2?}", total, start.elapsed());
+    println!(
+        "environment file: {} files parsed and rendered, in {:.2?}",
+        total,
+        start.elapsed()
+    );
 }
 
 #[test]
@@ -696,7 +723,9 @@ fn ignore_files_never_panic_and_name_the_bad_line() {
                         .strip_prefix(".s2iignore:")
                         .and_then(|rest| rest.split(':').next())
                         .and_then(|n| n.parse().ok())
-                        .ok_or_else(|| TestCaseError::fail(format!("no file:line in {message:?}")))?;
+                        .ok_or_else(|| {
+                            TestCaseError::fail(format!("no file:line in {message:?}"))
+                        })?;
                     // The parsers' own line splitting: `\n`, one trailing `\r` dropped.
                     let lines: Vec<&str> = content.lines().collect();
                     prop_assert!(IgnoreRules::parse("f", lines[line - 1]).is_err());
@@ -707,12 +736,19 @@ fn ignore_files_never_panic_and_name_the_bad_line() {
             let escaped: String = path
                 .chars()
                 .flat_map(|c| {
-                    if "*?[\\".contains(c) { vec!['\\', c] } else { vec![c] }
+                    if "*?[\\".contains(c) {
+                        vec!['\\', c]
+                    } else {
+                        vec![c]
+                    }
                 })
                 .collect();
             if !path.is_empty() && !path.starts_with(['#', '!', ' ']) && !path.ends_with(' ') {
                 let rules = IgnoreRules::parse("f", &escaped).unwrap();
-                prop_assert!(rules.is_ignored(&path), "{escaped:?} does not match {path:?}");
+                prop_assert!(
+                    rules.is_ignored(&path),
+                    "{escaped:?} does not match {path:?}"
+                );
             }
             Ok(())
         })
@@ -721,6 +757,487 @@ fn ignore_files_never_panic_and_name_the_bad_line() {
         ".s2iignore: {} files, {} refused, in {:.2?}",
         cases(),
         refused.into_inner(),
+        start.elapsed()
+    );
+}
+
+// --- archives -----------------------------------------------------------------------------
+
+/// One raw tar entry: name, type, link target, data, mode.
+type RawEntry<'a> = (&'a [u8], tar::EntryType, &'a [u8], &'a [u8], u32);
+
+/// A tar with raw headers, so names the tar crate's builder would refuse can be written.
+fn tar_of(entries: &[RawEntry]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, kind, link, data, mode) in entries {
+        let mut header = tar::Header::new_old();
+        {
+            let old = header.as_old_mut();
+            old.name[..name.len()].copy_from_slice(name);
+            old.linkname[..link.len()].copy_from_slice(link);
+        }
+        header.set_entry_type(*kind);
+        header.set_size(data.len() as u64);
+        header.set_mode(*mode);
+        header.set_cksum();
+        builder.append(&header, *data).unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// Unpacks into `<tmp>/tree/src` and checks nothing appeared beside or above the destination.
+fn unpack_checked(
+    bytes: &[u8],
+    limits: &ArchiveLimits,
+) -> (
+    tempfile::TempDir,
+    Result<sourcebuild::source::archive::Stats, ArchiveError>,
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("tree/src");
+    std::fs::create_dir_all(&dest).unwrap();
+    let result = unpack_archive(bytes, &dest, limits, "https://example.com/a.tar");
+    let names = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    assert_eq!(
+        names(tmp.path()),
+        ["tree"],
+        "something was written above the tree"
+    );
+    assert_eq!(
+        names(&tmp.path().join("tree")),
+        ["src"],
+        "something was written beside src"
+    );
+    (tmp, result)
+}
+
+const FILE: tar::EntryType = tar::EntryType::Regular;
+const SYMLINK: tar::EntryType = tar::EntryType::Symlink;
+const HARDLINK: tar::EntryType = tar::EntryType::Link;
+
+#[test]
+fn hostile_archive_entries_are_refused_naming_the_entry_plain_and_gzip() {
+    type Entries<'a> = Vec<RawEntry<'a>>;
+    let cases: Vec<(Entries, &str, &str)> = vec![
+        (
+            vec![(b"../evil", FILE, b"", b"x", 0o644)],
+            "UnsafePath",
+            "\"../evil\"",
+        ),
+        (
+            vec![(b"a/../../evil", FILE, b"", b"x", 0o644)],
+            "UnsafePath",
+            "\"a/../../evil\"",
+        ),
+        (
+            vec![(b"/tmp/evil", FILE, b"", b"x", 0o644)],
+            "UnsafePath",
+            "\"/tmp/evil\"",
+        ),
+        (
+            vec![(b"up", SYMLINK, b"../../evil", b"", 0o777)],
+            "LinkOutside",
+            "\"up\"",
+        ),
+        (
+            vec![(b"abs", SYMLINK, b"/etc/passwd", b"", 0o777)],
+            "LinkOutside",
+            "\"abs\"",
+        ),
+        (
+            // Inside by its text, outside once `d` is followed.
+            vec![
+                (b"d", SYMLINK, b"x/..", b"", 0o777),
+                (b"x", SYMLINK, b"..", b"", 0o777),
+            ],
+            "LinkOutside",
+            "\"x\"",
+        ),
+        (
+            vec![(b"hl", HARDLINK, b"../evil", b"", 0o644)],
+            "LinkOutside",
+            "\"hl\"",
+        ),
+        (
+            vec![(b"hl", HARDLINK, b"/etc/passwd", b"", 0o644)],
+            "LinkOutside",
+            "\"hl\"",
+        ),
+        (
+            vec![(b"hl", HARDLINK, b"missing", b"", 0o644)],
+            "BadHardLink",
+            "\"hl\"",
+        ),
+        (
+            // A file written through a symlink entry, even one pointing inside.
+            vec![
+                (b"sub/", tar::EntryType::Directory, b"", b"", 0o755),
+                (b"l", SYMLINK, b"sub", b"", 0o777),
+                (b"l/x", FILE, b"", b"through", 0o644),
+            ],
+            "ThroughSymlink",
+            "\"l/x\"",
+        ),
+        (
+            vec![(b"bad\xffname", FILE, b"", b"x", 0o644)],
+            "NonUtf8Name",
+            "bad\u{fffd}name",
+        ),
+        (
+            vec![(b"link", SYMLINK, b"bad\xfftarget", b"", 0o777)],
+            "NonUtf8Name",
+            "bad\u{fffd}target",
+        ),
+    ];
+    for (entries, variant, named) in &cases {
+        for compress in [false, true] {
+            let tar = tar_of(entries);
+            let bytes = if compress { gzip(&tar) } else { tar };
+            let (_tmp, result) = unpack_checked(&bytes, &ArchiveLimits::default());
+            let err = result.expect_err(named);
+            assert!(format!("{err:?}").starts_with(variant), "{named}: {err:?}");
+            assert!(
+                err.to_string().contains(named),
+                "{err} does not name {named}"
+            );
+        }
+    }
+}
+
+#[test]
+fn special_entries_are_handled_safely() {
+    let tar = tar_of(&[
+        (b"dev/null", tar::EntryType::Char, b"", b"", 0o666),
+        (b"dev/sda", tar::EntryType::Block, b"", b"", 0o660),
+        (b"fifo", tar::EntryType::Fifo, b"", b"", 0o644),
+        (b"suid", FILE, b"", b"#!/bin/sh\n", 0o6755),
+        (b"a", FILE, b"", b"original", 0o644),
+        (b"b", HARDLINK, b"a", b"", 0o644),
+        // A later file at the hard link's path replaces the link, never writes through it.
+        (b"b", FILE, b"", b"replaced", 0o644),
+        (b"s", SYMLINK, b"a", b"", 0o777),
+        // Same for a symlink.
+        (b"s", FILE, b"", b"replaced too", 0o644),
+    ]);
+    let (tmp, result) = unpack_checked(&tar, &ArchiveLimits::default());
+    let stats = result.unwrap();
+    assert_eq!(stats.entries, 9);
+    let dest = tmp.path().join("tree/src");
+    for gone in ["dev/null", "dev/sda", "fifo"] {
+        assert!(
+            std::fs::symlink_metadata(dest.join(gone)).is_err(),
+            "{gone}"
+        );
+    }
+    let mode = std::fs::metadata(dest.join("suid"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7777, 0o755, "setuid/setgid dropped");
+    assert_eq!(std::fs::read_to_string(dest.join("a")).unwrap(), "original");
+    assert_eq!(std::fs::read_to_string(dest.join("b")).unwrap(), "replaced");
+    assert!(std::fs::symlink_metadata(dest.join("s")).unwrap().is_file());
+}
+
+#[test]
+fn archive_bombs_stop_at_the_configured_limits_with_a_clear_error() {
+    let zeros = vec![0u8; 8 << 20];
+    let bomb = gzip(&tar_of(&[(b"zeros.bin", FILE, b"", &zeros, 0o644)]));
+    assert!(bomb.len() < 64 << 10);
+    let limits = ArchiveLimits {
+        max_unpacked_bytes: 1 << 20,
+        ..ArchiveLimits::default()
+    };
+    let (tmp, result) = unpack_checked(&bomb, &limits);
+    let err = result.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "archive unpacks to more than 1048576 bytes (reached at entry \"zeros.bin\")"
+    );
+    assert!(!tmp.path().join("tree/src/zeros.bin").exists());
+
+    let names: Vec<String> = (0..50).map(|i| format!("f{i}")).collect();
+    let entries: Vec<_> = names
+        .iter()
+        .map(|n| (n.as_bytes(), FILE, &b""[..], &b""[..], 0o644))
+        .collect();
+    let limits = ArchiveLimits {
+        max_entries: 10,
+        ..ArchiveLimits::default()
+    };
+    let (tmp, result) = unpack_checked(&gzip(&tar_of(&entries)), &limits);
+    assert_eq!(
+        result.unwrap_err().to_string(),
+        "archive has more than 10 entries"
+    );
+    assert_eq!(
+        std::fs::read_dir(tmp.path().join("tree/src"))
+            .unwrap()
+            .count(),
+        10
+    );
+
+    // A header that claims more bytes than the archive holds.
+    let mut lying = tar_of(&[(b"short", FILE, b"", &[7u8; 1024], 0o644)]);
+    lying.truncate(512 + 100);
+    let (_tmp, result) = unpack_checked(&lying, &ArchiveLimits::default());
+    assert!(
+        matches!(result, Err(ArchiveError::Corrupt { .. })),
+        "{result:?}"
+    );
+}
+
+// --- source trees -------------------------------------------------------------------------
+
+fn write(root: &Path, relative: &str, content: &[u8], mode: u32) {
+    let path = root.join(relative);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, content).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn request() -> PrepareRequest {
+    PrepareRequest {
+        source: Source {
+            git: Some(GitSource {
+                url: "https://example.com/acme/app.git".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        builder_image: DEFAULT_BUILDER.into(),
+        scripts_url: None,
+        assemble_user: None,
+        env: vec![EnvVar {
+            name: "FROM_SPEC".into(),
+            value: "$HOME \"x\"".into(),
+        }],
+        labels: BTreeMap::new(),
+        output_image: "registry.example.com/acme/app:1".into(),
+        insecure_registries: Vec::new(),
+    }
+}
+
+/// Runs `prepare_workspace` on the tree in `root`; the workspace lives next to it.
+fn prepare(root: &Path) -> (tempfile::TempDir, Result<String, PrepareError>) {
+    let workspace = tempfile::tempdir().unwrap();
+    let fetched = FetchedSource {
+        root: root.to_path_buf(),
+        revision: None,
+        location: "https://example.com/acme/app.git".into(),
+    };
+    let result = prepare_workspace(
+        &fetched,
+        &request(),
+        &BuilderMetadata::default(),
+        workspace.path(),
+    )
+    .map(|_| std::fs::read_to_string(workspace.path().join("Dockerfile")).unwrap());
+    (workspace, result)
+}
+
+#[test]
+fn hooks_without_the_exec_bit_are_made_executable() {
+    let src = tempfile::tempdir().unwrap();
+    write(
+        src.path(),
+        ".s2i/bin/assemble",
+        b"#!/bin/sh\necho assemble\n",
+        0o644,
+    );
+    write(src.path(), ".s2i/bin/run", b"#!/bin/sh\nexec app\n", 0o600);
+    write(src.path(), "app.py", b"print()\n", 0o644);
+    let (workspace, result) = prepare(src.path());
+    let dockerfile = result.unwrap();
+    for hook in ["assemble", "run"] {
+        let path = workspace.path().join("upload/scripts").join(hook);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777,
+            0o755
+        );
+    }
+    assert!(
+        dockerfile.contains("RUN [\"/tmp/scripts/assemble\"]\n"),
+        "{dockerfile}"
+    );
+    assert!(
+        dockerfile.contains("CMD [\"/tmp/scripts/run\"]\n"),
+        "{dockerfile}"
+    );
+}
+
+#[test]
+fn a_hook_with_a_crlf_shebang_is_refused_naming_the_hook() {
+    for hook in ["assemble", "run"] {
+        let src = tempfile::tempdir().unwrap();
+        write(
+            src.path(),
+            &format!(".s2i/bin/{hook}"),
+            b"#!/bin/sh\r\necho hi\r\n",
+            0o755,
+        );
+        let (_workspace, result) = prepare(src.path());
+        let err = result.unwrap_err();
+        assert!(
+            matches!(&err, PrepareError::Context(ContextError::HookCrlf { path }) if *path == format!(".s2i/bin/{hook}")),
+            "{err:?}"
+        );
+        assert_eq!(err.reason(), "InvalidSource");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                ".s2i/bin/{hook}: the #! line ends with a carriage return (CRLF line endings); convert the script to LF line endings"
+            )
+        );
+    }
+    // A binary hook or LF script is fine; so is a CR later in the file.
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), ".s2i/bin/assemble", b"\x7fELF\r\n", 0o755);
+    write(
+        src.path(),
+        ".s2i/bin/run",
+        b"#!/bin/sh\nprintf 'a\\r\\n'\r\n",
+        0o755,
+    );
+    prepare(src.path()).1.unwrap();
+}
+
+#[test]
+fn environment_and_ignore_files_with_crlf_work_and_a_lone_cr_names_the_line() {
+    let src = tempfile::tempdir().unwrap();
+    write(
+        src.path(),
+        ".s2i/environment",
+        b"# comment\r\nAPP_FILE=app.py\r\nQUOTED=\"a b\" $HOME \\x\r\n",
+        0o644,
+    );
+    write(src.path(), ".s2iignore", b"*.log\r\nsecret\r\n", 0o644);
+    write(src.path(), "app.log", b"x", 0o644);
+    write(src.path(), "secret", b"x", 0o644);
+    write(src.path(), "app.py", b"x", 0o644);
+    let (workspace, result) = prepare(src.path());
+    let dockerfile = result.unwrap();
+    let upload = workspace.path().join("upload/src");
+    assert!(upload.join("app.py").exists());
+    assert!(!upload.join("app.log").exists() && !upload.join("secret").exists());
+    // Through BuildKit's parser: the values arrive byte for byte, no `\r`, nothing expanded.
+    let parsed = parse_batch(std::slice::from_ref(&dockerfile));
+    let Parsed::Ok(instructions) = &parsed[0] else {
+        panic!("{parsed:?}")
+    };
+    let env = instructions
+        .iter()
+        .find(|i| i.cmd.eq_ignore_ascii_case("ENV"))
+        .unwrap();
+    assert_eq!(
+        eval_pairs(env).unwrap(),
+        [
+            ("APP_FILE".to_string(), "app.py".to_string()),
+            ("QUOTED".into(), "\"a b\" $HOME \\x".into()),
+            ("FROM_SPEC".into(), "$HOME \"x\"".into()),
+        ]
+    );
+
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), ".s2i/environment", b"A=1\rB=2\n", 0o644);
+    let err = prepare(src.path()).1.unwrap_err();
+    assert_eq!(err.reason(), "InvalidSource");
+    assert!(
+        err.to_string()
+            .starts_with(".s2i/environment:1: the value of A contains a carriage return"),
+        "{err}"
+    );
+
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), ".s2i/environment", b"A=\xff\n", 0o644);
+    let err = prepare(src.path()).1.unwrap_err();
+    assert_eq!(err.to_string(), ".s2i/environment: is not valid UTF-8");
+}
+
+#[test]
+fn non_utf8_file_names_in_a_source_tree_are_copied_as_they_are() {
+    use std::os::unix::ffi::OsStrExt;
+    let src = tempfile::tempdir().unwrap();
+    let name = std::ffi::OsStr::from_bytes(b"caf\xe9.txt");
+    std::fs::write(src.path().join(name), b"x").unwrap();
+    let (workspace, result) = prepare(src.path());
+    result.unwrap();
+    assert_eq!(
+        std::fs::read(workspace.path().join("upload/src").join(name)).unwrap(),
+        b"x"
+    );
+}
+
+/// No file under `dir` holds the outside secret and no symlink in it resolves outside `root`.
+fn nothing_from_outside(root: &Path, dir: &Path) -> bool {
+    std::fs::read_dir(dir).unwrap().all(|entry| {
+        let path = entry.unwrap().path();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        if meta.is_symlink() {
+            std::fs::canonicalize(&path).map_or(true, |real| real.starts_with(root))
+        } else if meta.is_dir() {
+            nothing_from_outside(root, &path)
+        } else {
+            std::fs::read(&path).unwrap() != b"secret"
+        }
+    })
+}
+
+#[test]
+fn context_dirs_are_refused_by_name_or_stay_inside_the_source() {
+    let start = Instant::now();
+    let outside = tempfile::tempdir().unwrap();
+    write(outside.path(), "secret", b"secret", 0o644);
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), "app/main.py", b"x", 0o644);
+    write(src.path(), "app/sub/x.py", b"x", 0o644);
+    symlink(outside.path(), src.path().join("out")).unwrap();
+    symlink("..", src.path().join("app/up")).unwrap();
+    symlink("app", src.path().join("alias")).unwrap();
+    let dir = prop_oneof![
+        3 => "(app|sub|out|up|alias|\\.|\\.\\.|x|/|//)(/(app|sub|out|up|alias|\\.|\\.\\.|x)){0,3}/?",
+        1 => hostile(),
+    ];
+    let count = RefCell::new(0);
+    let mut runner = TestRunner::new(Config {
+        cases: cases().min(100),
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&dir, |dir| {
+            *count.borrow_mut() += 1;
+            let workspace = tempfile::tempdir().unwrap();
+            match lay_out_context(src.path(), Some(&dir), workspace.path()) {
+                Ok(_) => {
+                    let copied = workspace.path().join("upload/src");
+                    prop_assert!(
+                        nothing_from_outside(&copied, &copied),
+                        "{dir:?} reached outside"
+                    );
+                }
+                Err(e) => prop_assert!(
+                    e.to_string().starts_with(&format!("contextDir {dir:?}")),
+                    "{dir:?}: {e}"
+                ),
+            }
+            Ok(())
+        })
+        .unwrap();
+    println!(
+        "contextDir: {} cases in {:.2?}",
+        count.into_inner(),
         start.elapsed()
     );
 }

@@ -369,7 +369,10 @@ pub fn unpack_archive<R: io::BufRead>(
     // Shorter than two bytes: not gzip, and the tar reader reports what is wrong.
     if head.starts_with(&[0x1f, 0x8b]) {
         let stats = unpack(flate2::read::GzDecoder::new(reader), dest, limits, location)?;
-        Ok(Stats { gzip: true, ..stats })
+        Ok(Stats {
+            gzip: true,
+            ..stats
+        })
     } else {
         unpack(reader, dest, limits, location)
     }
