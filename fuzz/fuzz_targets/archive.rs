@@ -97,7 +97,12 @@ fn check_tree(root: &Path, dir: &Path) -> u64 {
         if meta.file_type().is_symlink() {
             // A link that resolves must stay inside (dangling or looping links are harmless).
             if let Ok(real) = fs::canonicalize(&path) {
-                assert!(real.starts_with(root), "{} -> {}", path.display(), real.display());
+                assert!(
+                    real.starts_with(root),
+                    "{} -> {}",
+                    path.display(),
+                    real.display()
+                );
             }
         } else if meta.is_dir() {
             bytes += check_tree(root, &path);
@@ -122,13 +127,22 @@ fuzz_target!(|input: Input| {
     fs::create_dir_all(&dest).unwrap();
     let result = unpack_archive(bytes.as_slice(), &dest, &LIMITS, "fuzz.tar");
     // Nothing next to the destination, where `..` or absolute names would land.
-    let beside: Vec<_> = fs::read_dir(&tree).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let beside: Vec<_> = fs::read_dir(&tree)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(beside, ["src"]);
-    let above: Vec<_> = fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let above: Vec<_> = fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(above, ["tree"]);
     let root = fs::canonicalize(&dest).unwrap();
     let written = check_tree(&root, &root);
-    assert!(written <= LIMITS.max_unpacked_bytes, "{written} bytes written");
+    assert!(
+        written <= LIMITS.max_unpacked_bytes,
+        "{written} bytes written"
+    );
     if let Ok(stats) = result {
         assert!(stats.entries <= LIMITS.max_entries);
         assert!(stats.bytes <= LIMITS.max_unpacked_bytes);

@@ -93,11 +93,17 @@ fuzz_target!(|input: Input| {
             .iter()
             .map(|arg| {
                 let (key, value) = arg.split_once("\"=").expect("\"key\"=value");
-                (key.strip_prefix('"').unwrap().to_string(), unquote(value).expect(arg))
+                (
+                    key.strip_prefix('"').unwrap().to_string(),
+                    unquote(value).expect(arg),
+                )
             })
             .collect();
-        let want: Vec<(String, String)> =
-            spec.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let want: Vec<(String, String)> = spec
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         assert_eq!(got, want);
     }
     let mut merged: Vec<(String, String)> = Vec::new();
@@ -124,7 +130,10 @@ fuzz_target!(|input: Input| {
         .map(|l| l.split(' ').next().unwrap())
         .collect();
     let copies = 1 + usize::from(spec.copy_scripts);
-    assert!(rest.iter().take(copies).all(|i| *i == "COPY"), "{dockerfile}");
+    assert!(
+        rest.iter().take(copies).all(|i| *i == "COPY"),
+        "{dockerfile}"
+    );
     let tail = &rest[copies..];
     assert!(
         tail == ["RUN", "CMD"] || tail == ["USER", "RUN", "CMD"],
