@@ -67,6 +67,14 @@ pub enum ContextError {
     /// A hook, the environment file or the ignore file is not a regular file.
     #[error("{path}: is not a regular file")]
     NotRegularFile { path: String },
+    /// A hook's `#!` line ends in a carriage return (CRLF line endings): the kernel would look
+    /// for an interpreter whose name ends in `\r` and the build would fail with a baffling
+    /// "no such file or directory". Refused rather than converted: the script is the user's,
+    /// and a CRLF shell script breaks on every line anyway.
+    #[error(
+        "{path}: the #! line ends with a carriage return (CRLF line endings); convert the script to LF line endings"
+    )]
+    HookCrlf { path: String },
     /// The environment or ignore file is not UTF-8.
     #[error("{path}: is not valid UTF-8")]
     NotUtf8 { path: String },
@@ -158,7 +166,9 @@ pub fn lay_out_context(
             let Some(real) = resolve_in_tree(&tree, &relative)? else {
                 continue;
             };
+            check_shebang(&real, &relative)?;
             let target = scripts.join(script.file_name());
+            // The exec bit is ours to set: a hook committed without it still runs.
             std::fs::copy(&real, &target).map_err(io("copying hook", &real))?;
             std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))
                 .map_err(io("setting the mode of", &target))?;
@@ -197,6 +207,11 @@ fn resolve_context_dir(root: &Path, context_dir: &str) -> Result<PathBuf, Contex
     let path = Path::new(context_dir);
     if context_dir.is_empty() {
         return Err(invalid("must not be empty"));
+    }
+    // Found by tests/hostile_input.rs: a NUL reached `canonicalize` and came back as an I/O
+    // error that named a scratch path instead of contextDir.
+    if context_dir.contains('\0') {
+        return Err(invalid("must not contain a NUL character"));
     }
     for component in path.components() {
         match component {
@@ -254,6 +269,24 @@ fn resolve_in_tree(tree: &Path, relative: &str) -> Result<Option<PathBuf>, Conte
         });
     }
     Ok(Some(real))
+}
+
+/// Refuses a hook whose first line is a `#!` line ending in `\r`.
+fn check_shebang(real: &Path, relative: &str) -> Result<(), ContextError> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    std::fs::File::open(real)
+        .and_then(|file| file.take(4096).read_to_end(&mut head))
+        .map_err(io("reading", real))?;
+    if head.starts_with(b"#!") {
+        let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
+        if line.ends_with(b"\r") {
+            return Err(ContextError::HookCrlf {
+                path: relative.to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Reads a text file of the tree unless it is ignored or absent.
@@ -464,6 +497,10 @@ mod tests {
         assert_eq!(
             message("missing"),
             "contextDir \"missing\" does not exist in the source"
+        );
+        assert_eq!(
+            message("app\0x"),
+            "contextDir \"app\\0x\": must not contain a NUL character"
         );
         assert_eq!(message("file"), "contextDir \"file\" is not a directory");
         assert_eq!(

@@ -19,6 +19,17 @@ pub enum EnvironmentError {
         line: usize,
         name: String,
     },
+    /// The value holds a carriage return (a lone CR, as in a file with old Mac line endings,
+    /// since CRLF is already taken as a line end) or a NUL, which no Dockerfile word can carry.
+    #[error(
+        "{file}:{line}: the value of {name} contains a {what}, which cannot be written into a Dockerfile"
+    )]
+    UnsafeValue {
+        file: String,
+        line: usize,
+        name: String,
+        what: &'static str,
+    },
 }
 
 /// Parses an s2i environment file. `file` only names the file in errors.
@@ -57,7 +68,19 @@ pub fn parse_environment(
                 name: name.to_string(),
             });
         }
-        pairs.push((name.to_string(), value.trim().to_string()));
+        let value = value.trim();
+        let unsafe_char = [('\r', "carriage return"), ('\0', "NUL character")]
+            .into_iter()
+            .find(|(c, _)| value.contains(*c));
+        if let Some((_, what)) = unsafe_char {
+            return Err(EnvironmentError::UnsafeValue {
+                file: file.to_string(),
+                line,
+                name: name.to_string(),
+                what,
+            });
+        }
+        pairs.push((name.to_string(), value.to_string()));
     }
     Ok(pairs)
 }
@@ -145,6 +168,29 @@ mod tests {
                 "{content:?}"
             );
         }
+    }
+
+    #[test]
+    fn lone_carriage_return_or_nul_in_a_value_names_file_and_line() {
+        // Found by tests/hostile_input.rs: these values were accepted here and only refused
+        // later by the Dockerfile generator, with the variable's name but not file and line.
+        let err = parse_environment(".s2i/environment", "A=1\nB=x\rRUN evil\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            ".s2i/environment:2: the value of B contains a carriage return, which cannot be written into a Dockerfile"
+        );
+        let err = parse_environment("env", "A=a\0b").unwrap_err();
+        assert_eq!(
+            err,
+            EnvironmentError::UnsafeValue {
+                file: "env".into(),
+                line: 1,
+                name: "A".into(),
+                what: "NUL character"
+            }
+        );
+        // CRLF line ends stay fine.
+        assert!(parse_environment("env", "A=1\r\nB=2\r\n").is_ok());
     }
 
     #[test]

@@ -227,27 +227,9 @@ pub fn fetch(
         url: location.clone(),
         source,
     };
-    let mut magic = [0u8; 2];
     file.seek(SeekFrom::Start(0)).map_err(spool)?;
-    let gzip = match file.read_exact(&mut magic) {
-        Ok(()) => magic == [0x1f, 0x8b],
-        // Shorter than two bytes: not gzip, and the tar reader reports what is wrong.
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => false,
-        Err(e) => return Err(spool(e)),
-    };
-    file.seek(SeekFrom::Start(0)).map_err(spool)?;
-    let reader = BufReader::new(file);
-    let stats = if gzip {
-        unpack(
-            flate2::read::GzDecoder::new(reader),
-            dest,
-            limits,
-            &location,
-        )?
-    } else {
-        unpack(reader, dest, limits, &location)?
-    };
-    info!(url = %location, sha256 = %digest, gzip, entries = stats.entries, bytes = stats.bytes, "archive source unpacked");
+    let stats = unpack_archive(BufReader::new(file), dest, limits, &location)?;
+    info!(url = %location, sha256 = %digest, gzip = stats.gzip, entries = stats.entries, bytes = stats.bytes, "archive source unpacked");
     Ok(DownloadedArchive {
         revision: format!("sha256:{digest}"),
         location,
@@ -361,10 +343,39 @@ impl<W: Write> Write for HashingWriter<W> {
 }
 
 /// Counts of what was unpacked.
-#[derive(Debug, Default)]
-struct Stats {
-    entries: u64,
-    bytes: u64,
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Entries read, skipped ones included.
+    pub entries: u64,
+    /// Bytes of regular files written.
+    pub bytes: u64,
+    /// Whether the stream was gzip-compressed.
+    pub gzip: bool,
+}
+
+/// Unpacks a tar or gzip-compressed tar (told apart by the gzip magic bytes) from `reader`
+/// into `dest` under the rules in the module documentation. `location` names the archive in
+/// errors. [`fetch`] calls this after the download; tests and fuzzing call it directly.
+pub fn unpack_archive<R: io::BufRead>(
+    mut reader: R,
+    dest: &Path,
+    limits: &ArchiveLimits,
+    location: &str,
+) -> Result<Stats, ArchiveError> {
+    let head = reader.fill_buf().map_err(|source| ArchiveError::Corrupt {
+        url: location.to_string(),
+        source,
+    })?;
+    // Shorter than two bytes: not gzip, and the tar reader reports what is wrong.
+    if head.starts_with(&[0x1f, 0x8b]) {
+        let stats = unpack(flate2::read::GzDecoder::new(reader), dest, limits, location)?;
+        Ok(Stats {
+            gzip: true,
+            ..stats
+        })
+    } else {
+        unpack(reader, dest, limits, location)
+    }
 }
 
 /// Unpacks a tar stream into `dest` under the rules in the module documentation.
