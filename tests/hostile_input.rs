@@ -28,7 +28,6 @@ use sourcebuild::s2i::context::{ContextError, lay_out_context};
 use sourcebuild::s2i::dockerfile::{DockerfileSpec, render_dockerfile};
 use sourcebuild::s2i::environment::parse_environment;
 use sourcebuild::s2i::ignore::IgnoreRules;
-use sourcebuild::s2i::scripts::BuilderMetadata;
 use sourcebuild::source::{ArchiveError, ArchiveLimits, FetchedSource, archive::unpack_archive};
 
 const DEFAULT_CASES: u32 = 300;
@@ -1040,7 +1039,7 @@ fn prepare(root: &Path) -> (tempfile::TempDir, Result<String, PrepareError>) {
     let result = prepare_workspace(
         &fetched,
         &request(),
-        &BuilderMetadata::default(),
+        &sourcebuild::builder_image::BuilderImage::unresolved(&request().builder_image),
         workspace.path(),
     )
     .map(|_| std::fs::read_to_string(workspace.path().join("Dockerfile")).unwrap());
