@@ -16,10 +16,11 @@ use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
-use sourcebuild::api::{Phase, SourceBuild, SourceBuildStatus};
+use sourcebuild::api::{Phase, SourceBuild, SourceBuildStatus, Trigger};
 use sourcebuild::controller::events::EventSink;
 use sourcebuild::controller::plan::Note;
 use sourcebuild::controller::reconcile::{Context, reconcile};
+use sourcebuild::controller::status::NewBuild;
 use sourcebuild::metrics::Metrics;
 use sourcebuild::pod::{BuildSettings, build_pod, pod_name};
 use tower_test::mock::{self, Handle};
@@ -207,6 +208,22 @@ fn not_found() -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"})
 }
 
+/// The status right after the first build of generation 1 started at `at`.
+fn pending(at: Timestamp) -> SourceBuildStatus {
+    sourcebuild::controller::status::started(
+        &Default::default(),
+        &NewBuild {
+            generation: 1,
+            build: 1,
+            pod_name: pod_name("app", 1),
+            trigger: Trigger::ConfigChange,
+            attempt: 1,
+            rebuild: None,
+        },
+        at,
+    )
+}
+
 fn echo_status(sb: &SourceBuild) -> Value {
     serde_json::to_value(sb).unwrap()
 }
@@ -253,12 +270,7 @@ async fn a_pod_that_already_exists_is_not_an_error() {
 
 #[tokio::test]
 async fn a_running_pod_moves_the_phase_to_running() {
-    let pending = sourcebuild::controller::status::started(
-        &Default::default(),
-        1,
-        &pod_name("app", 1),
-        Timestamp::now(),
-    );
+    let pending = pending(Timestamp::now());
     let sb = source_build(1, Some(pending));
     let pod = pod_for(&sb, running());
     let script = vec![expect(Method::PATCH, status_path(), 200, echo_status(&sb))];
@@ -270,12 +282,7 @@ async fn a_running_pod_moves_the_phase_to_running() {
 
 #[tokio::test]
 async fn success_records_the_digest_and_provenance() {
-    let pending = sourcebuild::controller::status::started(
-        &Default::default(),
-        1,
-        &pod_name("app", 1),
-        Timestamp::now(),
-    );
+    let pending = pending(Timestamp::now());
     let sb = source_build(1, Some(pending));
     let pod = pod_for(&sb, finished(0, DIGEST));
     let script = vec![expect(Method::PATCH, status_path(), 200, echo_status(&sb))];
@@ -297,12 +304,7 @@ async fn success_records_the_digest_and_provenance() {
 
 #[tokio::test]
 async fn a_failed_build_records_reason_and_log_snippet() {
-    let pending = sourcebuild::controller::status::started(
-        &Default::default(),
-        1,
-        &pod_name("app", 1),
-        Timestamp::now(),
-    );
+    let pending = pending(Timestamp::now());
     let sb = source_build(1, Some(pending));
     let log = "STEP 6/6: RUN [\"/usr/libexec/s2i/assemble\"]\nERROR: No matching distribution found for flask==99\n\
                error building image: error building stage: failed to execute command: waiting for process to exit: exit status 1";
@@ -369,12 +371,7 @@ async fn a_spec_change_stops_the_running_build_and_starts_the_new_one() {
 #[tokio::test]
 async fn a_restarted_controller_with_a_cold_cache_asks_before_creating() {
     // Status says the Pod was created; the cache does not have it yet; the API server does.
-    let pending = sourcebuild::controller::status::started(
-        &Default::default(),
-        1,
-        &pod_name("app", 1),
-        Timestamp::now(),
-    );
+    let pending = pending(Timestamp::now());
     let sb = source_build(1, Some(pending));
     let pod = pod_for(&sb, running());
     let script = vec![
@@ -392,12 +389,7 @@ async fn a_restarted_controller_with_a_cold_cache_asks_before_creating() {
 
 #[tokio::test]
 async fn a_pod_deleted_by_someone_else_fails_the_build() {
-    let pending = sourcebuild::controller::status::started(
-        &Default::default(),
-        1,
-        &pod_name("app", 1),
-        Timestamp::now(),
-    );
+    let pending = pending(Timestamp::now());
     let sb = source_build(1, Some(pending));
     let script = vec![
         expect(
@@ -417,12 +409,7 @@ async fn a_pod_deleted_by_someone_else_fails_the_build() {
 
 #[tokio::test]
 async fn a_finished_build_makes_no_request_at_all() {
-    let pending = sourcebuild::controller::status::started(
-        &Default::default(),
-        1,
-        &pod_name("app", 1),
-        Timestamp::now(),
-    );
+    let pending = pending(Timestamp::now());
     let sb = source_build(1, Some(pending));
     let pod = pod_for(&sb, finished(0, DIGEST));
     let (_, outcome) = {
@@ -431,10 +418,11 @@ async fn a_finished_build_makes_no_request_at_all() {
     };
     assert_eq!(outcome, ["BuildSucceeded"]);
     // Feed the recorded status back: a resync must be silent.
-    let done =
-        sourcebuild::controller::plan::plan(&sb, Some(&pod), &[], &settings(), Timestamp::now())
-            .status
-            .unwrap();
+    let now = Timestamp::now();
+    let target = sourcebuild::controller::plan::target(&sb, now);
+    let done = sourcebuild::controller::plan::plan(&sb, &target, Some(&pod), &[], &settings(), now)
+        .status
+        .unwrap();
     let sb = source_build(1, Some(done));
     let (bodies, events) = run(sb, harness(vec![pod]), vec![]).await;
     assert!(bodies.is_empty() && events.is_empty());
@@ -443,12 +431,7 @@ async fn a_finished_build_makes_no_request_at_all() {
 #[tokio::test]
 async fn a_pending_build_past_its_timeout_is_stopped() {
     let long_ago = Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_hours(2);
-    let pending = sourcebuild::controller::status::started(
-        &Default::default(),
-        1,
-        &pod_name("app", 1),
-        long_ago,
-    );
+    let pending = pending(long_ago);
     let sb = source_build(1, Some(pending));
     let pod = pod_for(
         &sb,

@@ -7,16 +7,16 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{debug, info, warn};
 
 use crate::api::{FIELD_MANAGER, SourceBuild};
 use crate::controller::events::EventSink;
-use crate::controller::plan::{Plan, earlier_pod_names, plan};
+use crate::controller::plan::{Plan, plan, target};
 use crate::metrics::Metrics;
-use crate::pod::{BuildSettings, pod_name};
+use crate::pod::BuildSettings;
 
 /// What every reconcile shares.
 pub struct Context {
@@ -75,34 +75,50 @@ pub async fn reconcile(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action
     let _ = ctx.pods_ready.clone().wait_for(|filled| *filled).await;
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
 
-    let current_name = pod_name(&name, generation);
-    let mut current = cached_pod(&ctx.pods, &namespace, &current_name, &sb);
+    let now = Timestamp::now();
+    let target = target(&sb, now);
+    // Every build Pod of this SourceBuild in the cache: the current one, older ones to stop,
+    // finished ones for retention.
+    let owned: Vec<Arc<Pod>> = ctx
+        .pods
+        .state()
+        .into_iter()
+        .filter(|pod| pod.namespace().as_deref() == Some(namespace.as_str()))
+        .filter(|pod| is_owned_by(pod, &sb))
+        .collect();
+    let mut current = owned
+        .iter()
+        .find(|pod| pod.name_any() == target.pod_name)
+        .cloned();
     let status = sb.status.clone().unwrap_or_default();
     if current.is_none()
+        && target.start.is_none()
         && status.observed_generation == Some(generation)
-        && status.pod_name.as_deref() == Some(current_name.as_str())
+        && status.pod_name.as_deref() == Some(target.pod_name.as_str())
         && !status.phase.is_some_and(crate::api::Phase::is_final)
     {
         // The watch may lag behind our own create: ask the API server before calling it deleted.
+        let current_name = &target.pod_name;
         current = pods
-            .get_opt(&current_name)
+            .get_opt(current_name)
             .await
             .map_err(api_error(format!("reading Pod {namespace}/{current_name}")))?
             .filter(|pod| is_owned_by(pod, &sb))
             .map(Arc::new);
     }
-    let earlier: Vec<Arc<Pod>> = earlier_pod_names(&sb)
+    let others: Vec<&Pod> = owned
         .iter()
-        .filter_map(|pod| cached_pod(&ctx.pods, &namespace, pod, &sb))
+        .filter(|pod| pod.name_any() != target.pod_name)
+        .map(AsRef::as_ref)
         .collect();
-    let earlier: Vec<&Pod> = earlier.iter().map(AsRef::as_ref).collect();
 
     let plan = plan(
         &sb,
+        &target,
         current.as_deref(),
-        &earlier,
+        &others,
         &ctx.settings,
-        Timestamp::now(),
+        now,
     );
     debug!(
         create = plan.create.is_some(),
@@ -186,19 +202,6 @@ async fn execute(
         Some(after) => Action::requeue(after + Duration::from_secs(1)),
         None => Action::await_change(),
     })
-}
-
-/// The cached Pod by name, if it belongs to this SourceBuild (a same-named Pod of someone else's
-/// is not ours to judge or delete).
-fn cached_pod(
-    store: &Store<Pod>,
-    namespace: &str,
-    name: &str,
-    sb: &SourceBuild,
-) -> Option<Arc<Pod>> {
-    store
-        .get(&ObjectRef::new(name).within(namespace))
-        .filter(|pod| is_owned_by(pod, sb))
 }
 
 fn is_owned_by(pod: &Pod, sb: &SourceBuild) -> bool {
