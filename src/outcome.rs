@@ -90,6 +90,12 @@ pub enum FailureReason {
     InvalidSpec,
     /// Kaniko exited 0 but did not report a well-formed digest.
     InvalidDigest,
+    /// A Secret the build mounts (git or push credentials) does not exist.
+    SecretNotFound,
+    /// The source ConfigMap does not exist.
+    ConfigMapNotFound,
+    /// `spec.serviceAccountName` does not exist.
+    ServiceAccountNotFound,
 }
 
 impl FailureReason {
@@ -109,6 +115,9 @@ impl FailureReason {
             FailureReason::PodDeleted => "PodDeleted",
             FailureReason::InvalidSpec => "InvalidSpec",
             FailureReason::InvalidDigest => "InvalidDigest",
+            FailureReason::SecretNotFound => "SecretNotFound",
+            FailureReason::ConfigMapNotFound => "ConfigMapNotFound",
+            FailureReason::ServiceAccountNotFound => "ServiceAccountNotFound",
         }
     }
 }
@@ -219,6 +228,25 @@ pub fn observe(pod: &Pod) -> BuildOutcome {
             );
         }
         _ => {}
+    }
+
+    // The kubelet cannot start a container whose Secret or ConfigMap is missing and retries
+    // until the timeout; nothing in the build can fix that, so it fails now.
+    for (container, reason, message) in view.stuck_waiting() {
+        if reason != "CreateContainerConfigError" {
+            continue;
+        }
+        if let Some(missing) = message.and_then(missing_reference) {
+            return failed(
+                missing.reason,
+                format!(
+                    "container {container} cannot start: {}",
+                    missing.describe(message.unwrap_or_default())
+                ),
+                None,
+                provenance,
+            );
+        }
     }
 
     if view.build_running() {
@@ -376,6 +404,55 @@ fn prepare_failed(t: &ContainerStateTerminated) -> BuildOutcome {
     };
     // prepare failed before any build context existed: there is no provenance to attach.
     failed(reason, message, None, None)
+}
+
+/// An object the build needs that the kubelet or the API server reported missing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MissingReference {
+    /// `SecretNotFound`, `ConfigMapNotFound` or `ServiceAccountNotFound`.
+    pub reason: FailureReason,
+    /// The object's kind as the message names it (`secret`, `configmap`, `serviceaccount`).
+    pub kind: String,
+    /// The missing object's name.
+    pub name: String,
+}
+
+impl MissingReference {
+    /// A status message naming the object, with the original text for context.
+    pub fn describe(&self, original: &str) -> String {
+        let kind = match self.reason {
+            FailureReason::SecretNotFound => "Secret",
+            FailureReason::ConfigMapNotFound => "ConfigMap",
+            _ => "ServiceAccount",
+        };
+        format!(
+            "{kind} {:?} not found ({})",
+            self.name,
+            bounded_head(original.trim(), QUOTE_MAX_BYTES)
+        )
+    }
+}
+
+/// Finds `secret "x" not found`, `configmap "x" not found` or `serviceaccount "x" not found`
+/// in a kubelet message (a `CreateContainerConfigError` waiting state, a `FailedMount` Event) or
+/// an API server refusal (the ServiceAccount admission plugin).
+pub fn missing_reference(text: &str) -> Option<MissingReference> {
+    static MISSING: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r#"\b(secret|configmap|serviceaccount)s? "([^"]+)" not found"#)
+            .expect("valid regex")
+    });
+    let captures = MISSING.captures(text)?;
+    let kind = captures[1].to_string();
+    let reason = match kind.as_str() {
+        "secret" => FailureReason::SecretNotFound,
+        "configmap" => FailureReason::ConfigMapNotFound,
+        _ => FailureReason::ServiceAccountNotFound,
+    };
+    Some(MissingReference {
+        reason,
+        kind,
+        name: captures[2].to_string(),
+    })
 }
 
 /// Whether retrying a build that failed with this reason, message and log can help: the cause
@@ -798,6 +875,47 @@ impl<'a> PodView<'a> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_missing_secret_or_config_map_fails_the_pending_pod() {
+        let waiting = |message: &str| {
+            serde_json::from_value::<Pod>(serde_json::json!({
+                "metadata": {"name": "app-build-1"},
+                "status": {"phase": "Pending", "containerStatuses": [{"name": "build", "ready": false,
+                    "restartCount": 0, "image": "kaniko", "imageID": "",
+                    "state": {"waiting": {"reason": "CreateContainerConfigError", "message": message}}}]}
+            }))
+            .unwrap()
+        };
+        let f = failure(observe(&waiting("secret \"regcred\" not found")));
+        assert_eq!(f.reason, FailureReason::SecretNotFound);
+        assert!(
+            f.message.contains("Secret \"regcred\" not found"),
+            "{}",
+            f.message
+        );
+        let f = failure(observe(&waiting("configmap \"app-source\" not found")));
+        assert_eq!(f.reason, FailureReason::ConfigMapNotFound);
+        // A missing key is not a missing object: the Pod waits (and times out) as before.
+        assert!(matches!(
+            observe(&waiting(
+                "couldn't find key password in Secret team/git-creds"
+            )),
+            BuildOutcome::Pending { .. }
+        ));
+        let refused = "pods \"app-build-1\" is forbidden: error looking up service account team/builder: serviceaccount \"builder\" not found";
+        let missing = missing_reference(refused).unwrap();
+        assert_eq!(
+            (missing.reason, missing.name.as_str()),
+            (FailureReason::ServiceAccountNotFound, "builder")
+        );
+        let mount =
+            "MountVolume.SetUp failed for volume \"push-secret\" : secret \"regcred\" not found";
+        assert_eq!(
+            missing_reference(mount).map(|m| m.name),
+            Some("regcred".to_string())
+        );
+    }
 
     #[test]
     fn only_transient_failures_are_retryable() {
@@ -1422,6 +1540,9 @@ mod tests {
             FailureReason::PodDeleted,
             FailureReason::InvalidSpec,
             FailureReason::InvalidDigest,
+            FailureReason::SecretNotFound,
+            FailureReason::ConfigMapNotFound,
+            FailureReason::ServiceAccountNotFound,
         ];
         for reason in all {
             assert_eq!(reason.as_str(), format!("{reason:?}"));

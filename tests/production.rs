@@ -455,3 +455,103 @@ async fn an_eviction_is_retried_and_an_assemble_failure_is_not() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(pod_names(&client, &ns, "broken").await, ["broken-build-1"]);
 }
+
+async fn wait_for_failure(client: &Client, ns: &str, name: &str) -> (String, String) {
+    let api: Api<SourceBuild> = Api::namespaced(client.clone(), ns);
+    eventually(&format!("SourceBuild {ns}/{name} Failed"), WAIT, || async {
+        let status = api.get(name).await.ok()?.status?;
+        if status.phase != Some(Phase::Failed) {
+            return None;
+        }
+        let c = status.condition("Succeeded")?;
+        Some((c.reason.clone(), c.message.clone()))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_missing_secret_reported_by_the_kubelet_fails_the_build_at_once() {
+    let Some((cp, _)) = setup() else { return };
+    let client = cp.client().await;
+    let ns = cp.namespace("nosecret").await;
+    apply(
+        cp,
+        &ns,
+        &manifest("app", "  timeout: 1h\n").replace(
+            "image: registry.example.com/team/app:1.0",
+            "image: registry.example.com/team/app:1.0\n    pushSecretRef: {name: regcred}",
+        ),
+    );
+    wait_for_pod(&client, &ns, "app-build-1").await;
+    // The kubelet's own words when a container's Secret is missing.
+    patch_pod_status(
+        &client,
+        &ns,
+        "app-build-1",
+        json!({"phase": "Pending", "containerStatuses": [{"name": "build", "image": "kaniko:test",
+            "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "CreateContainerConfigError",
+                                  "message": "secret \"regcred\" not found"}}}]}),
+    )
+    .await;
+    let (reason, message) = wait_for_failure(&client, &ns, "app").await;
+    assert_eq!(reason, "SecretNotFound");
+    assert!(message.contains("\"regcred\""), "{message}");
+}
+
+#[tokio::test]
+async fn a_failed_mount_event_of_a_missing_config_map_fails_the_build_at_once() {
+    let Some((cp, _)) = setup() else { return };
+    let client = cp.client().await;
+    let ns = cp.namespace("nocm").await;
+    let text = "apiVersion: sourcebuild.dev/v1alpha1\nkind: SourceBuild\nmetadata:\n  name: app\nspec:\n  \
+                timeout: 1h\n  source:\n    configMap: {name: app-source}\n  \
+                output: {image: registry.example.com/team/app:1.0}\n";
+    apply(cp, &ns, text);
+    let pod = wait_for_pod(&client, &ns, "app-build-1").await;
+    patch_pod_status(
+        &client,
+        &ns,
+        "app-build-1",
+        json!({"phase": "Pending", "initContainerStatuses": [{"name": "prepare", "image": "x",
+            "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "PodInitializing"}}}]}),
+    )
+    .await;
+    // The Event the kubelet records (core/v1, as the kubelet writes it).
+    let event: k8s_openapi::api::core::v1::Event = serde_json::from_value(json!({
+        "metadata": {"generateName": "app-build-1.", "namespace": ns},
+        "involvedObject": {"kind": "Pod", "apiVersion": "v1", "namespace": ns, "name": "app-build-1",
+                           "uid": pod.metadata.uid},
+        "reason": "FailedMount", "type": "Warning", "count": 1,
+        "source": {"component": "kubelet", "host": "node-1"},
+        "message": "MountVolume.SetUp failed for volume \"source\" : configmap \"app-source\" not found"
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::Event>::namespaced(client.clone(), &ns)
+        .create(&Default::default(), &event)
+        .await
+        .unwrap();
+    let (reason, message) = wait_for_failure(&client, &ns, "app").await;
+    assert_eq!(reason, "ConfigMapNotFound");
+    assert!(message.contains("\"app-source\""), "{message}");
+    eventually("the stuck Pod to be deleted", WAIT, || async {
+        pod_names(&client, &ns, "app")
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_missing_service_account_fails_the_build_without_a_pod() {
+    let Some((cp, _)) = setup() else { return };
+    let client = cp.client().await;
+    let ns = cp.namespace("nosa").await;
+    apply(cp, &ns, &manifest("app", "  serviceAccountName: builder\n"));
+    let (reason, message) = wait_for_failure(&client, &ns, "app").await;
+    assert_eq!(reason, "ServiceAccountNotFound");
+    assert!(message.contains("\"builder\""), "{message}");
+    assert!(pod_names(&client, &ns, "app").await.is_empty());
+}

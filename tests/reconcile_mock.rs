@@ -224,6 +224,24 @@ fn pending(at: Timestamp) -> SourceBuildStatus {
     )
 }
 
+fn events_path() -> &'static str {
+    "/api/v1/namespaces/team/events"
+}
+
+/// A core/v1 EventList with these Warning messages about the build Pod.
+fn event_list(messages: &[&str]) -> Value {
+    let items: Vec<Value> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            json!({"metadata": {"name": format!("e{i}"), "namespace": "team"},
+                   "involvedObject": {"kind": "Pod", "name": pod_name("app", 1), "namespace": "team"},
+                   "reason": "FailedMount", "type": "Warning", "message": m})
+        })
+        .collect();
+    json!({"kind": "EventList", "apiVersion": "v1", "metadata": {}, "items": items})
+}
+
 fn echo_status(sb: &SourceBuild) -> Value {
     serde_json::to_value(sb).unwrap()
 }
@@ -420,9 +438,10 @@ async fn a_finished_build_makes_no_request_at_all() {
     // Feed the recorded status back: a resync must be silent.
     let now = Timestamp::now();
     let target = sourcebuild::controller::plan::target(&sb, now);
-    let done = sourcebuild::controller::plan::plan(&sb, &target, Some(&pod), &[], &settings(), now)
-        .status
-        .unwrap();
+    let done =
+        sourcebuild::controller::plan::plan(&sb, &target, Some(&pod), &[], &[], &settings(), now)
+            .status
+            .unwrap();
     let sb = source_build(1, Some(done));
     let (bodies, events) = run(sb, harness(vec![pod]), vec![]).await;
     assert!(bodies.is_empty() && events.is_empty());
@@ -440,6 +459,8 @@ async fn a_pending_build_past_its_timeout_is_stopped() {
          "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]}),
     );
     let script = vec![
+        // A Pod none of whose containers started: its Events are read for a missing volume.
+        expect(Method::GET, events_path(), 200, event_list(&[])),
         expect(
             Method::DELETE,
             format!("/api/v1/namespaces/team/pods/{}", pod_name("app", 1)),
@@ -449,7 +470,7 @@ async fn a_pending_build_past_its_timeout_is_stopped() {
         expect(Method::PATCH, status_path(), 200, echo_status(&sb)),
     ];
     let (bodies, _) = run(sb, harness(vec![pod]), script).await;
-    let status = status_of(&bodies[1]);
+    let status = status_of(&bodies[2]);
     assert_eq!(status.condition("Succeeded").unwrap().reason, "Timeout");
     assert!(
         status
@@ -476,4 +497,74 @@ async fn an_invalid_spec_fails_without_a_pod() {
             .contains("spec.env[0].name")
     );
     assert_eq!(events, ["InvalidSpec"]);
+}
+
+#[tokio::test]
+async fn a_failed_mount_of_a_missing_secret_fails_the_build_at_once() {
+    let mut sb = source_build(1, Some(pending(Timestamp::now())));
+    sb.spec.output.push_secret_ref = Some(sourcebuild::api::SecretReference {
+        name: "regcred".into(),
+    });
+    let pod = pod_for(
+        &sb,
+        json!({"phase": "Pending", "initContainerStatuses": [
+            {"name": "prepare", "ready": false, "restartCount": 0, "image": "x", "imageID": "",
+             "state": {"waiting": {"reason": "PodInitializing"}}}]}),
+    );
+    let script = vec![
+        expect(
+            Method::GET,
+            events_path(),
+            200,
+            event_list(&[
+                "MountVolume.SetUp failed for volume \"push-secret\" : secret \"regcred\" not found",
+            ]),
+        ),
+        expect(
+            Method::DELETE,
+            format!("/api/v1/namespaces/team/pods/{}", pod_name("app", 1)),
+            200,
+            serde_json::to_value(&pod).unwrap(),
+        ),
+        expect(Method::PATCH, status_path(), 200, echo_status(&sb)),
+    ];
+    let (bodies, events) = run(sb, harness(vec![pod]), script).await;
+    let status = status_of(&bodies[2]);
+    let succeeded = status.condition("Succeeded").unwrap();
+    assert_eq!(
+        (status.phase, succeeded.reason.as_str()),
+        (Some(Phase::Failed), "SecretNotFound")
+    );
+    assert!(
+        succeeded.message.contains("regcred"),
+        "{}",
+        succeeded.message
+    );
+    assert_eq!(events, ["SecretNotFound"]);
+}
+
+#[tokio::test]
+async fn a_missing_service_account_fails_the_build_when_the_pod_is_refused() {
+    let mut sb = source_build(1, None);
+    sb.spec.service_account_name = Some("builder".into());
+    let refusal = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403,
+        "message": "pods \"app-build-1\" is forbidden: error looking up service account team/builder: serviceaccount \"builder\" not found"});
+    let script = vec![
+        expect(Method::POST, "/api/v1/namespaces/team/pods", 403, refusal),
+        expect(Method::PATCH, status_path(), 200, echo_status(&sb)),
+    ];
+    let (bodies, events) = run(sb, harness(vec![]), script).await;
+    let status = status_of(&bodies[1]);
+    let succeeded = status.condition("Succeeded").unwrap();
+    assert_eq!(
+        (status.phase, succeeded.reason.as_str()),
+        (Some(Phase::Failed), "ServiceAccountNotFound")
+    );
+    assert!(
+        succeeded.message.contains("\"builder\""),
+        "{}",
+        succeeded.message
+    );
+    assert_eq!(status.pod_name, None);
+    assert_eq!(events, ["ServiceAccountNotFound"]);
 }

@@ -16,7 +16,9 @@ use crate::api::{
     SourceBuildStatus, Trigger,
 };
 use crate::controller::status::{self, NewBuild};
-use crate::outcome::{BuildFailure, BuildOutcome, FailureReason, is_transient, observe};
+use crate::outcome::{
+    BuildFailure, BuildOutcome, FailureReason, is_transient, missing_reference, observe,
+};
 use crate::pod::{BuildSettings, build_pod, build_pod_name};
 use crate::validation::validate_spec;
 
@@ -122,6 +124,39 @@ pub fn target(sb: &SourceBuild, now: Timestamp) -> Target {
     existing(current)
 }
 
+/// How often a Pending build Pod's Events are read again for a missing Secret or ConfigMap.
+pub const PENDING_RECHECK: Duration = Duration::from_secs(5);
+
+/// The API server refused to create the build Pod (`message`). A missing ServiceAccount fails
+/// the build at once (the ServiceAccount admission plugin will refuse every retry); `None` for
+/// any other refusal, which the reconcile retries.
+pub fn creation_refused(
+    sb: &SourceBuild,
+    planned: &Plan,
+    message: &str,
+    now: Timestamp,
+) -> Option<Plan> {
+    let missing =
+        missing_reference(message).filter(|m| m.reason == FailureReason::ServiceAccountNotFound)?;
+    let started = planned.status.as_ref()?;
+    let generation = started.observed_generation?;
+    let failure = controller_failure(missing.reason, missing.describe(message));
+    let failed = status::failed(started, generation, None, &failure, None, now);
+    let old = sb.status.clone().unwrap_or_default();
+    let mut plan = Plan {
+        delete: planned.delete.clone(),
+        events: planned
+            .events
+            .iter()
+            .filter(|n| n.reason != "BuildStarted")
+            .cloned()
+            .collect(),
+        ..Plan::default()
+    };
+    record(&mut plan, &old, settle(sb, failed, None, now));
+    Some(plan)
+}
+
 /// Decides what to do for `target` (from [`target`]). `current` is the target's Pod if it
 /// exists; `others` are the SourceBuild's other build Pods; `pod_events` the messages of the
 /// current Pod's Warning Events (the kubelet's mount errors).
@@ -130,6 +165,7 @@ pub fn plan(
     target: &Target,
     current: Option<&Pod>,
     others: &[&Pod],
+    pod_events: &[String],
     settings: &BuildSettings,
     now: Timestamp,
 ) -> Plan {
@@ -191,7 +227,7 @@ pub fn plan(
             }
             Ok(()) => match current {
                 None => observe_missing_pod(&old, generation, name, now),
-                Some(pod) => observe_pod(sb, &old, generation, name, pod, now, &mut plan),
+                Some(pod) => observe_pod(sb, &old, pod, pod_events, now, &mut plan),
             },
         })
     };
@@ -247,15 +283,7 @@ fn start_build(
     if let Some(pod) = current {
         let mut begun = begun;
         begun.start_time = pod.metadata.creation_timestamp.clone().or(begun.start_time);
-        return observe_pod(
-            sb,
-            &begun,
-            start.generation,
-            &start.pod_name,
-            pod,
-            now,
-            plan,
-        );
+        return observe_pod(sb, &begun, pod, &[], now, plan);
     }
     match build_pod(sb, settings) {
         Ok(mut pod) => {
@@ -318,15 +346,18 @@ fn observe_missing_pod(
     )
 }
 
+/// The build in `pod` (of the SourceBuild's current generation) as status.
 fn observe_pod(
     sb: &SourceBuild,
     old: &SourceBuildStatus,
-    generation: i64,
-    name: &str,
     pod: &Pod,
+    pod_events: &[String],
     now: Timestamp,
     plan: &mut Plan,
 ) -> SourceBuildStatus {
+    let generation = sb.metadata.generation.unwrap_or(1);
+    let pod_name = pod.name_any();
+    let name = pod_name.as_str();
     // After a controller restart that lost the status write, the Pod's age is the next best start.
     let start = old
         .start_time
@@ -367,8 +398,23 @@ fn observe_pod(
             );
             status::failed(old, generation, Some(name), &failure, Some(start), now)
         }
+        BuildOutcome::Pending { .. }
+            if let Some((missing, event)) = pod_events
+                .iter()
+                .find_map(|m| missing_reference(m).map(|r| (r, m))) =>
+        {
+            // The kubelet retries the mount until the deadline; nothing in the build can fix
+            // a missing object, so the build fails now and its stuck Pod goes.
+            plan.delete.push(name.to_string());
+            let failure = controller_failure(
+                missing.reason,
+                format!("build Pod {name} cannot start: {}", missing.describe(event)),
+            );
+            status::failed(old, generation, Some(name), &failure, Some(start), now)
+        }
         BuildOutcome::Pending { message } => {
-            plan.requeue_after = Some(timeout.saturating_sub(elapsed));
+            // Mount errors arrive as Events, which do not wake the controller: look again soon.
+            plan.requeue_after = Some(timeout.saturating_sub(elapsed).min(PENDING_RECHECK));
             status::in_progress(
                 old,
                 generation,
@@ -615,7 +661,7 @@ mod tests {
             .iter()
             .filter(|p| p.name_any() != target.pod_name)
             .collect();
-        let plan = plan(sb, &target, current, &others, &settings(), now);
+        let plan = plan(sb, &target, current, &others, &[], &settings(), now);
         if let Some(status) = &plan.status {
             sb.status = Some(status.clone());
         }

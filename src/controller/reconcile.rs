@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource, ResourceExt};
@@ -14,7 +14,7 @@ use tracing::{debug, info, warn};
 
 use crate::api::{FIELD_MANAGER, SourceBuild};
 use crate::controller::events::EventSink;
-use crate::controller::plan::{Plan, plan, target};
+use crate::controller::plan::{Plan, creation_refused, plan, target};
 use crate::metrics::Metrics;
 use crate::pod::BuildSettings;
 
@@ -112,11 +112,17 @@ pub async fn reconcile(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action
         .map(AsRef::as_ref)
         .collect();
 
+    let pod_events = match current.as_deref() {
+        Some(pod) if is_waiting_to_start(pod) => warning_events(&ctx.client, pod).await?,
+        _ => Vec::new(),
+    };
+
     let plan = plan(
         &sb,
         &target,
         current.as_deref(),
         &others,
+        &pod_events,
         &ctx.settings,
         now,
     );
@@ -127,6 +133,40 @@ pub async fn reconcile(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action
         "planned"
     );
     execute(&sb, &namespace, &name, plan, &pods, &ctx).await
+}
+
+/// A Pod none of whose containers has started: a missing Secret or ConfigMap volume shows
+/// only in its Events then.
+fn is_waiting_to_start(pod: &Pod) -> bool {
+    let status = pod.status.as_ref();
+    let started = status
+        .and_then(|s| s.init_container_statuses.as_ref())
+        .into_iter()
+        .chain(status.and_then(|s| s.container_statuses.as_ref()))
+        .flatten()
+        .any(|c| c.state.as_ref().is_some_and(|st| st.waiting.is_none()));
+    pod.metadata.deletion_timestamp.is_none()
+        && status.and_then(|s| s.phase.as_deref()).unwrap_or("Pending") == "Pending"
+        && !started
+}
+
+/// Messages of the Warning Events the kubelet recorded about `pod` (core/v1, where the kubelet
+/// writes them), for example `FailedMount`.
+async fn warning_events(client: &Client, pod: &Pod) -> Result<Vec<String>, Error> {
+    let namespace = pod.namespace().unwrap_or_default();
+    let name = pod.name_any();
+    let events: Api<CoreEvent> = Api::namespaced(client.clone(), &namespace);
+    let mut selector = format!("involvedObject.kind=Pod,involvedObject.name={name},type=Warning");
+    if let Some(uid) = pod.uid() {
+        selector.push_str(&format!(",involvedObject.uid={uid}"));
+    }
+    let list = events
+        .list(&ListParams::default().fields(&selector))
+        .await
+        .map_err(api_error(format!(
+            "listing Events of Pod {namespace}/{name}"
+        )))?;
+    Ok(list.items.into_iter().filter_map(|e| e.message).collect())
 }
 
 async fn execute(
@@ -157,6 +197,17 @@ async fn execute(
             // Same deterministic name: our earlier attempt got there first.
             Err(e) if is_status(&e, 409) => {
                 debug!(pod = pod.name_any(), "build Pod already exists")
+            }
+            Err(kube::Error::Api(refusal))
+                if let Some(failed) =
+                    creation_refused(sb, &plan, &refusal.message, Timestamp::now()) =>
+            {
+                info!(
+                    pod = pod.name_any(),
+                    message = refusal.message,
+                    "build Pod refused"
+                );
+                return Box::pin(execute(sb, namespace, name, failed, pods, ctx)).await;
             }
             Err(e) => {
                 return Err(api_error(format!(

@@ -93,5 +93,7 @@ ConfigMaps: build Pods mount them, the controller only names them.
   verbs: ["create", "patch"]
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  # list: the kubelet reports a missing Secret or ConfigMap volume only as a FailedMount Event
+  # on the build Pod, read to fail the build at once instead of at its timeout.
+  verbs: ["create", "patch", "list"]
 {{- end }}
