@@ -73,8 +73,17 @@ step_helm() {
   sed 's/^/    /' "$out/default.objects"
   expect "default: a ClusterRole and a ClusterRoleBinding" \
     grep -qE '^ClusterRoleBinding sb-sourcebuild-operator' "$out/default.objects"
-  expect "default: no Role, no RoleBinding" \
-    bash -c "! grep -qE '^(Role|RoleBinding) ' '$out/default.objects'"
+  expect "default: no Role, no RoleBinding but leader election's" \
+    bash -c "! grep -E '^(Role|RoleBinding) ' '$out/default.objects' | grep -qv ' sb-sourcebuild-operator-leader-election sourcebuild-system$'"
+  expect "default: leader election: a Lease Role in the release namespace, --leader-elect, POD_NAME" bash -c "
+    grep -qE '^Role sb-sourcebuild-operator-leader-election sourcebuild-system$' '$out/default.objects' &&
+    grep -qE '^RoleBinding sb-sourcebuild-operator-leader-election sourcebuild-system$' '$out/default.objects' &&
+    grep -q -- '- --leader-elect' '$out/default.yaml' && grep -q 'fieldPath: metadata.name' '$out/default.yaml'"
+  expect "default: one replica, Recreate" bash -c "
+    grep -q 'replicas: 1' '$out/default.yaml' && grep -q 'type: Recreate' '$out/default.yaml'"
+  expect "replicaCount=2: RollingUpdate" bash -c "
+    '$helm' template sb '$chart' -n sourcebuild-system --set replicaCount=2 |
+      grep -q 'type: RollingUpdate'"
   expect "default: no --namespace flag" bash -c "! grep -q -- '--namespace' '$out/default.yaml'"
   expect "default: no ServiceMonitor" bash -c "! grep -q '^ServiceMonitor' '$out/default.objects'"
   expect "default: the controller's flags" grep -q -- '- --kaniko-image=ghcr.io/osscontainertools/kaniko:v' "$out/default.yaml"

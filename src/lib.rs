@@ -4,6 +4,7 @@
 pub mod api;
 pub mod controller;
 pub mod crd;
+pub mod leader;
 pub mod metrics;
 pub mod outcome;
 pub mod pod;
