@@ -555,3 +555,79 @@ async fn a_missing_service_account_fails_the_build_without_a_pod() {
     assert!(message.contains("\"builder\""), "{message}");
     assert!(pod_names(&client, &ns, "app").await.is_empty());
 }
+
+/// The value of the first sample line starting with `series` (name and labels).
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_builds_and_every_reconcile_log_line_names_its_source_build() {
+    let Some((cp, operator)) = setup() else {
+        return;
+    };
+    let client = cp.client().await;
+    let ns = cp.namespace("metrics").await;
+    for name in ["m1", "m2"] {
+        apply(cp, &ns, &manifest(name, ""));
+        let pod = format!("{name}-build-1");
+        wait_for_pod(&client, &ns, &pod).await;
+        mark_finished(&client, &ns, &pod, 0, DIGEST).await;
+        wait_for_build(&client, &ns, name, &pod, Phase::Succeeded).await;
+    }
+    apply(cp, &ns, &manifest("m3", ""));
+    wait_for_pod(&client, &ns, "m3-build-1").await;
+    mark_finished(&client, &ns, "m3-build-1", 1, ASSEMBLE_FAILED).await;
+    wait_for_build(&client, &ns, "m3", "m3-build-1", Phase::Failed).await;
+
+    let (_, metrics) = operator.http_get("/metrics").expect("/metrics answers");
+    // Other tests share this operator: counts are at least ours.
+    let at_least = |series: &str, n: f64| {
+        let value = sample(&metrics, series).unwrap_or_else(|| panic!("no {series}:\n{metrics}"));
+        assert!(value >= n, "{series} = {value} < {n}");
+    };
+    at_least("sourcebuild_builds_started_total", 3.0);
+    at_least(
+        r#"sourcebuild_builds_finished_total{result="Succeeded",reason="Succeeded"}"#,
+        2.0,
+    );
+    at_least(
+        r#"sourcebuild_builds_finished_total{result="Failed",reason="AssembleFailed"}"#,
+        1.0,
+    );
+    at_least(
+        r#"sourcebuild_build_duration_seconds_count{result="Succeeded"}"#,
+        2.0,
+    );
+    assert!(
+        sample(&metrics, "sourcebuild_reconciles_in_flight").is_some(),
+        "{metrics}"
+    );
+    // sourcebuild_api_request_failures_total has no series until a request fails (unit-tested
+    // in src/metrics.rs).
+
+    // Every line the reconciler logs names the SourceBuild; ours are there.
+    let log = operator.log();
+    let mut ours = 0;
+    for line in log.lines().filter(|l| l.starts_with('{')) {
+        let entry: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let target = entry["target"].as_str().unwrap_or_default();
+        if !target.starts_with("sourcebuild::controller::reconcile") {
+            continue;
+        }
+        let span = &entry["span"];
+        assert!(
+            span["namespace"].is_string() && span["sourcebuild"].is_string(),
+            "a reconcile line without namespace and name: {line}"
+        );
+        if span["namespace"] == ns.as_str() && entry["message"] == "created build Pod" {
+            ours += 1;
+        }
+    }
+    assert_eq!(
+        ours, 3,
+        "our three Pod creations, each with namespace and name"
+    );
+}

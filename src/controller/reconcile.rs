@@ -10,7 +10,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::api::{FIELD_MANAGER, SourceBuild};
 use crate::controller::events::EventSink;
@@ -43,6 +43,8 @@ pub enum Error {
     /// A call to the API server failed.
     #[error("{action} failed: {source}")]
     Api {
+        /// A short, fixed name of the request for metrics, for example `create_pod`.
+        operation: &'static str,
         /// What the controller was doing.
         action: String,
         /// The client's error.
@@ -54,17 +56,36 @@ pub enum Error {
     Serialize(#[from] serde_json::Error),
 }
 
-fn api_error(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+fn api_error(
+    operation: &'static str,
+    action: impl Into<String>,
+) -> impl FnOnce(kube::Error) -> Error {
     let action = action.into();
-    move |source| Error::Api { action, source }
+    move |source| Error::Api {
+        operation,
+        action,
+        source,
+    }
 }
 
 fn is_status(error: &kube::Error, code: u16) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == code)
 }
 
-/// Reconciles one SourceBuild.
+/// Reconciles one SourceBuild. Every log line of the reconcile carries the SourceBuild's
+/// `namespace` and name (as `sourcebuild`: the JSON formatter already uses a span's `name` key
+/// for the span's own name) through this span.
 pub async fn reconcile(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let span = info_span!(
+        "reconcile",
+        namespace = sb.namespace().unwrap_or_default(),
+        sourcebuild = sb.name_any(),
+    );
+    let _in_flight = ctx.metrics.reconcile_started();
+    reconcile_one(sb, ctx).instrument(span).await
+}
+
+async fn reconcile_one(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = sb
         .namespace()
         .ok_or_else(|| Error::NoNamespace(sb.name_any()))?;
@@ -102,7 +123,10 @@ pub async fn reconcile(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action
         current = pods
             .get_opt(current_name)
             .await
-            .map_err(api_error(format!("reading Pod {namespace}/{current_name}")))?
+            .map_err(api_error(
+                "get_pod",
+                format!("reading Pod {namespace}/{current_name}"),
+            ))?
             .filter(|pod| is_owned_by(pod, &sb))
             .map(Arc::new);
     }
@@ -163,9 +187,10 @@ async fn warning_events(client: &Client, pod: &Pod) -> Result<Vec<String>, Error
     let list = events
         .list(&ListParams::default().fields(&selector))
         .await
-        .map_err(api_error(format!(
-            "listing Events of Pod {namespace}/{name}"
-        )))?;
+        .map_err(api_error(
+            "list_events",
+            format!("listing Events of Pod {namespace}/{name}"),
+        ))?;
     Ok(list.items.into_iter().filter_map(|e| e.message).collect())
 }
 
@@ -181,7 +206,12 @@ async fn execute(
         match pods.delete(pod, &DeleteParams::background()).await {
             Ok(_) => info!(pod, "deleted build Pod"),
             Err(e) if is_status(&e, 404) => {}
-            Err(e) => return Err(api_error(format!("deleting Pod {namespace}/{pod}"))(e)),
+            Err(e) => {
+                return Err(api_error(
+                    "delete_pod",
+                    format!("deleting Pod {namespace}/{pod}"),
+                )(e));
+            }
         }
     }
     if let Some(pod) = &plan.create {
@@ -210,10 +240,10 @@ async fn execute(
                 return Box::pin(execute(sb, namespace, name, failed, pods, ctx)).await;
             }
             Err(e) => {
-                return Err(api_error(format!(
-                    "creating Pod {namespace}/{}",
-                    pod.name_any()
-                ))(e));
+                return Err(api_error(
+                    "create_pod",
+                    format!("creating Pod {namespace}/{}", pod.name_any()),
+                )(e));
             }
         }
     }
@@ -230,9 +260,10 @@ async fn execute(
             &Patch::Apply(&patch),
         )
         .await
-        .map_err(api_error(format!(
-            "updating status of SourceBuild {namespace}/{name}"
-        )))?;
+        .map_err(api_error(
+            "patch_status",
+            format!("updating status of SourceBuild {namespace}/{name}"),
+        ))?;
         if let Some(phase) = status.phase.filter(|p| p.is_final()) {
             let reason = status
                 .condition(crate::controller::status::SUCCEEDED)
@@ -264,7 +295,10 @@ fn is_owned_by(pod: &Pod, sb: &SourceBuild) -> bool {
 
 /// Retry policy for failed reconciles.
 pub fn error_policy(sb: Arc<SourceBuild>, error: &Error, ctx: Arc<Context>) -> Action {
-    warn!(namespace = sb.namespace(), name = sb.name_any(), %error, "reconcile failed");
+    warn!(namespace = sb.namespace(), sourcebuild = sb.name_any(), %error, "reconcile failed");
     ctx.metrics.reconcile_failed();
+    if let Error::Api { operation, .. } = error {
+        ctx.metrics.api_request_failed(operation);
+    }
     Action::requeue(Duration::from_secs(5))
 }
