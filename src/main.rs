@@ -92,9 +92,14 @@ impl ImageArgs {
 struct ControllerArgs {
     #[command(flatten)]
     images: ImageArgs,
-    /// Watch only this namespace (default: all namespaces).
-    #[arg(long, env = "SOURCEBUILD_NAMESPACE")]
-    namespace: Option<String>,
+    /// Watch only these namespaces: repeat the flag or give a comma-separated list
+    /// (default: all namespaces).
+    #[arg(
+        long = "namespace",
+        env = "SOURCEBUILD_NAMESPACE",
+        value_delimiter = ','
+    )]
+    namespaces: Vec<String>,
     /// Address for /metrics, /healthz and /readyz.
     #[arg(long, env = "SOURCEBUILD_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
@@ -234,7 +239,11 @@ fn run_controller(args: ControllerArgs) -> Result<()> {
             }
         });
         let config = ControllerConfig {
-            namespace: args.namespace,
+            namespaces: args
+                .namespaces
+                .into_iter()
+                .filter(|n| !n.is_empty())
+                .collect(),
             settings: args.images.settings(),
             instance: args.instance.clone(),
         };

@@ -153,3 +153,42 @@ async fn a_standby_replica_takes_over_when_the_leader_dies_and_a_graceful_stop_r
         second.log()
     );
 }
+
+#[tokio::test]
+async fn an_operator_watches_only_the_namespaces_it_is_given() {
+    let Some(cp) = setup() else { return };
+    let client = cp.client().await;
+    let first = cp.namespace("watched").await;
+    let second = cp.namespace("watched").await;
+    let third = cp.namespace("watched").await;
+    let outside = cp.namespace("unwatched").await;
+    // A comma-separated list and a repeated flag together.
+    let list = format!("{first},{second}");
+    let _operator = Operator::start(
+        cp,
+        &["--namespace", &list, "--namespace", &third],
+        &log_dir("sourcebuild-namespaces-"),
+    );
+    for ns in [&first, &second, &third, &outside] {
+        apply(cp, ns, "app");
+    }
+    for ns in [&first, &second, &third] {
+        wait_for_pod(&client, ns, "app-build-1").await;
+        eventually(&format!("status in {ns}"), WAIT, || async {
+            let sb = Api::<sourcebuild::api::SourceBuild>::namespaced(client.clone(), ns)
+                .get("app")
+                .await
+                .ok()?;
+            sb.status?.phase
+        })
+        .await;
+    }
+    // The three watched namespaces are done; the other one was never touched.
+    let sb = Api::<sourcebuild::api::SourceBuild>::namespaced(client.clone(), &outside)
+        .get("app")
+        .await
+        .unwrap();
+    assert_eq!(sb.status, None);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &outside);
+    assert!(pods.get_opt("app-build-1").await.unwrap().is_none());
+}

@@ -97,3 +97,12 @@ ConfigMaps: build Pods mount them, the controller only names them.
   # on the build Pod, read to fail the build at once instead of at its timeout.
   verbs: ["create", "patch", "list"]
 {{- end }}
+
+{{/*
+The namespaces to watch: watchNamespaces plus watchNamespace, without duplicates; empty for all.
+*/}}
+{{- define "sourcebuild-operator.watchNamespaces" -}}
+{{- $all := .Values.watchNamespaces | default list -}}
+{{- with .Values.watchNamespace }}{{- $all = append $all . -}}{{- end -}}
+{{- $all | uniq | join "," -}}
+{{- end }}
