@@ -568,3 +568,80 @@ async fn a_missing_service_account_fails_the_build_when_the_pod_is_refused() {
     assert_eq!(status.pod_name, None);
     assert_eq!(events, ["ServiceAccountNotFound"]);
 }
+
+#[tokio::test]
+async fn a_new_rebuild_value_creates_the_next_pod_of_the_same_generation() {
+    let pending = pending(Timestamp::now());
+    let built = source_build(1, Some(pending.clone()));
+    let pod = pod_for(&built, finished(0, DIGEST));
+    let done = sourcebuild::controller::plan::plan(
+        &built,
+        &sourcebuild::controller::plan::target(&built, Timestamp::now()),
+        Some(&pod),
+        &[],
+        &[],
+        &settings(),
+        Timestamp::now(),
+    )
+    .status
+    .unwrap();
+    let mut sb = source_build(1, Some(done));
+    sb.metadata
+        .annotations
+        .get_or_insert_default()
+        .insert("sourcebuild.dev/rebuild".into(), "2026-01-05".into());
+    let mut second = build_pod(&sb, &settings()).unwrap();
+    second.metadata.name = Some("app-build-1-2".into());
+    let script = vec![
+        expect(
+            Method::POST,
+            "/api/v1/namespaces/team/pods",
+            201,
+            serde_json::to_value(&second).unwrap(),
+        ),
+        expect(Method::PATCH, status_path(), 200, echo_status(&sb)),
+    ];
+    // The finished first Pod stays (retention keeps a few); nothing else is asked.
+    let (bodies, events) = run(sb, harness(vec![pod]), script).await;
+    let created: Pod = serde_json::from_value(bodies[0].clone()).unwrap();
+    assert_eq!(created.name_any(), "app-build-1-2");
+    let status = status_of(&bodies[1]);
+    assert_eq!(
+        (
+            status.phase,
+            status.build,
+            status.trigger,
+            status.rebuild.as_deref()
+        ),
+        (
+            Some(Phase::Pending),
+            Some(2),
+            Some(Trigger::Manual),
+            Some("2026-01-05")
+        )
+    );
+    assert_eq!(status.history.len(), 1, "the first build is in history");
+    assert_eq!(events, ["BuildStarted"]);
+}
+
+#[tokio::test]
+async fn suspending_deletes_the_running_pod_and_records_cancelled() {
+    let gen1 = source_build(1, Some(pending(Timestamp::now())));
+    let pod = pod_for(&gen1, running());
+    let mut sb = source_build(2, gen1.status.clone());
+    sb.spec.suspend = true;
+    let script = vec![
+        expect(
+            Method::DELETE,
+            format!("/api/v1/namespaces/team/pods/{}", pod_name("app", 1)),
+            200,
+            serde_json::to_value(&pod).unwrap(),
+        ),
+        expect(Method::PATCH, status_path(), 200, echo_status(&sb)),
+    ];
+    let (bodies, events) = run(sb, harness(vec![pod]), script).await;
+    let status = status_of(&bodies[1]);
+    assert_eq!(status.phase, Some(Phase::Cancelled));
+    assert_eq!(status.condition("Succeeded").unwrap().reason, "Cancelled");
+    assert_eq!(events, ["Superseded", "Cancelled"]);
+}
