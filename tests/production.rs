@@ -631,3 +631,46 @@ async fn metrics_count_builds_and_every_reconcile_log_line_names_its_source_buil
         "our three Pod creations, each with namespace and name"
     );
 }
+
+#[tokio::test]
+async fn out_of_range_history_retention_and_retry_values_are_refused() {
+    let Some((cp, _)) = setup() else { return };
+    let ns = cp.namespace("limits").await;
+    let refused = [
+        ("spec.historyLimit", "  historyLimit: 101\n"),
+        (
+            "spec.retention.failedLimit",
+            "  retention: {failedLimit: -1}\n",
+        ),
+        (
+            "spec.retention.ttlAfterFinished",
+            "  retention: {ttlAfterFinished: -5m}\n",
+        ),
+        ("spec.retry.limit", "  retry: {limit: 11}\n"),
+        ("spec.retry.backoff", "  retry: {backoff: 2h}\n"),
+        ("spec.retry.backoff", "  retry: {backoff: 0s}\n"),
+    ];
+    for (field, extra) in refused {
+        let mut child = cp
+            .kubectl()
+            .args(["apply", "-n", &ns, "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(manifest("limits", extra).as_bytes())
+                .unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "accepted {extra}");
+        assert!(stderr.contains(field), "{field} not named: {stderr}");
+    }
+}
