@@ -54,7 +54,8 @@ pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 
 /// A build of a container image from source, the Source-to-Image way.
 ///
-/// For each generation of the spec the controller runs one build Pod: it fetches the source,
+/// For each generation of the spec (and each requested rebuild or transient-failure retry) the
+/// controller runs one build Pod: it fetches the source,
 /// generates a Dockerfile that applies the S2I builder image and scripts, builds it with Kaniko
 /// and pushes the result. `status` records the image digest and where it came from.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]

@@ -23,8 +23,8 @@ use sourcebuild::{crd, prepare, render};
     about = "Build container images from source in Kubernetes, the Source-to-Image way",
     long_about = "Build container images from source in Kubernetes, the Source-to-Image way.\n\n\
         A SourceBuild names a source (git, ConfigMap or archive), an S2I builder image and an\n\
-        output image. The controller runs one build Pod per spec generation and records the\n\
-        pushed image's digest in status."
+        output image. The controller runs one build Pod per spec generation (and per rebuild\n\
+        request or retry) and records the pushed image's digest in status."
 )]
 struct Cli {
     #[command(subcommand)]
