@@ -66,6 +66,8 @@ step_helm() {
   expect "helm lint (default values)" "$helm" lint --strict "$chart"
   expect "helm lint (watchNamespace=team-a, serviceMonitor on)" "$helm" lint --strict "$chart" \
     --set watchNamespace=team-a --set serviceMonitor.enabled=true
+  expect "helm lint (watchNamespaces={team-a,team-b}, replicaCount=2)" "$helm" lint --strict "$chart" \
+    --set 'watchNamespaces={team-a,team-b}' --set replicaCount=2
 
   # Cluster-wide mode (the default).
   "$helm" template sb "$chart" -n sourcebuild-system >"$out/default.yaml" || helm_failed=1
@@ -73,8 +75,17 @@ step_helm() {
   sed 's/^/    /' "$out/default.objects"
   expect "default: a ClusterRole and a ClusterRoleBinding" \
     grep -qE '^ClusterRoleBinding sb-sourcebuild-operator' "$out/default.objects"
-  expect "default: no Role, no RoleBinding" \
-    bash -c "! grep -qE '^(Role|RoleBinding) ' '$out/default.objects'"
+  expect "default: no Role, no RoleBinding but leader election's" \
+    bash -c "! grep -E '^(Role|RoleBinding) ' '$out/default.objects' | grep -qv ' sb-sourcebuild-operator-leader-election sourcebuild-system$'"
+  expect "default: leader election: a Lease Role in the release namespace, --leader-elect, POD_NAME" bash -c "
+    grep -qE '^Role sb-sourcebuild-operator-leader-election sourcebuild-system$' '$out/default.objects' &&
+    grep -qE '^RoleBinding sb-sourcebuild-operator-leader-election sourcebuild-system$' '$out/default.objects' &&
+    grep -q -- '- --leader-elect' '$out/default.yaml' && grep -q 'fieldPath: metadata.name' '$out/default.yaml'"
+  expect "default: one replica, Recreate" bash -c "
+    grep -q 'replicas: 1' '$out/default.yaml' && grep -q 'type: Recreate' '$out/default.yaml'"
+  expect "replicaCount=2: RollingUpdate" bash -c "
+    '$helm' template sb '$chart' -n sourcebuild-system --set replicaCount=2 |
+      grep -q 'type: RollingUpdate'"
   expect "default: no --namespace flag" bash -c "! grep -q -- '--namespace' '$out/default.yaml'"
   expect "default: no ServiceMonitor" bash -c "! grep -q '^ServiceMonitor' '$out/default.objects'"
   expect "default: the controller's flags" grep -q -- '- --kaniko-image=ghcr.io/osscontainertools/kaniko:v' "$out/default.yaml"
@@ -102,6 +113,21 @@ step_helm() {
   expect "watchNamespace: the controller gets --namespace=team-a" \
     grep -q -- '- --namespace=team-a' "$out/ns.yaml"
   expect "serviceMonitor.enabled: a ServiceMonitor" grep -q '^ServiceMonitor ' "$out/ns.objects"
+
+  # Several namespaces.
+  "$helm" template sb "$chart" -n sourcebuild-system --set 'watchNamespaces={team-a,team-b}' \
+    --set watchNamespace=team-c >"$out/multi.yaml" || helm_failed=1
+  objects <"$out/multi.yaml" >"$out/multi.objects" || helm_failed=1
+  expect "watchNamespaces: a Role and a RoleBinding in each namespace" bash -c "
+    for ns in team-a team-b team-c; do
+      grep -qE \"^Role sb-sourcebuild-operator \$ns\\\$\" '$out/multi.objects' &&
+      grep -qE \"^RoleBinding sb-sourcebuild-operator \$ns\\\$\" '$out/multi.objects' || exit 1
+    done"
+  expect "watchNamespaces: no ClusterRole, no ClusterRoleBinding" \
+    bash -c "! grep -qE '^Cluster' '$out/multi.objects'"
+  expect "watchNamespaces: the controller gets --namespace=team-a,team-b,team-c" \
+    grep -q -- '- --namespace=team-a,team-b,team-c' "$out/multi.yaml"
+  reject "schema: watchNamespaces with a bad name" "$helm" template sb "$chart" --set 'watchNamespaces={Bad_NS}'
 
   # What the chart refuses.
   reject "schema: an unknown value" "$helm" template sb "$chart" --set nosuchvalue=1

@@ -54,10 +54,11 @@ pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 
 /// A build of a container image from source, the Source-to-Image way.
 ///
-/// For each generation of the spec the controller runs one build Pod: it fetches the source,
+/// For each generation of the spec (and each requested rebuild or transient-failure retry) the
+/// controller runs one build Pod: it fetches the source,
 /// generates a Dockerfile that applies the S2I builder image and scripts, builds it with Kaniko
 /// and pushes the result. `status` records the image digest and where it came from.
-#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "sourcebuild.dev",
     version = "v1alpha1",
@@ -112,6 +113,70 @@ pub struct SourceBuildSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253), pattern(OBJECT_NAME_PATTERN))]
     pub service_account_name: Option<String>,
+    /// While true no build runs: a running build is stopped (phase `Cancelled`) and none starts.
+    /// Setting it back to false builds the current spec.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
+    /// How many finished builds `status.history` keeps, newest first. Default 10, at most 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub history_limit: Option<i32>,
+    /// Which finished build Pods are kept (for their logs) and which are deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
+    /// Automatic retries of builds that failed for a transient reason (eviction, a node
+    /// deleting the Pod, a registry or network error while pushing). Default: no retries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+}
+
+/// Annotation whose new value asks for a rebuild of the current spec.
+pub const REBUILD_ANNOTATION: &str = "sourcebuild.dev/rebuild";
+
+/// Default for `spec.historyLimit`.
+pub const DEFAULT_HISTORY_LIMIT: usize = 10;
+/// Default for `spec.retention.succeededLimit`.
+pub const DEFAULT_SUCCEEDED_LIMIT: usize = 3;
+/// Default for `spec.retention.failedLimit`.
+pub const DEFAULT_FAILED_LIMIT: usize = 3;
+/// Default for `spec.retry.limit` when `spec.retry` is set.
+pub const DEFAULT_RETRY_LIMIT: i32 = 2;
+/// Default for `spec.retry.backoff`.
+pub const DEFAULT_RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_secs(10);
+/// The longest wait between two attempts, however often the backoff doubled.
+pub const MAX_RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Which finished build Pods are kept. A Pod is deleted when it is beyond its limit or older
+/// than `ttlAfterFinished`; Pods of unfinished builds are never touched.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Retention {
+    /// Succeeded build Pods kept, newest first. Default 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub succeeded_limit: Option<i32>,
+    /// Failed build Pods kept, newest first. Default 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub failed_limit: Option<i32>,
+    /// Finished build Pods older than this are deleted (Go duration). Default: kept by count only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = kube::core::Rule::new("duration(self) >= duration('0s')").message("ttlAfterFinished must not be negative"))]
+    pub ttl_after_finished: Option<kube::core::Duration>,
+}
+
+/// Retries of builds that failed for a transient reason.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Retry {
+    /// Retries after the first attempt. Default 2, at most 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 10))]
+    pub limit: Option<i32>,
+    /// Wait before the first retry, doubled for each further one, at most 1h. Default 10s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = kube::core::Rule::new("duration(self) > duration('0s') && duration(self) <= duration('1h')").message("backoff must be a positive duration of at most 1h"))]
+    pub backoff: Option<kube::core::Duration>,
 }
 
 /// Where the source comes from: exactly one of `git`, `configMap`, `archive`.
@@ -286,13 +351,69 @@ pub enum Phase {
     Succeeded,
     /// The build ended without an image; the `Succeeded` condition says why.
     Failed,
+    /// The build was stopped (or never started) because `spec.suspend` is true.
+    Cancelled,
 }
 
 impl Phase {
-    /// Succeeded or Failed: nothing will change for this generation any more.
+    /// Succeeded, Failed or Cancelled: this build will not change any more.
     pub fn is_final(self) -> bool {
-        matches!(self, Phase::Succeeded | Phase::Failed)
+        matches!(self, Phase::Succeeded | Phase::Failed | Phase::Cancelled)
     }
+}
+
+/// Why a build started.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Trigger {
+    /// A new spec generation (including the first).
+    ConfigChange,
+    /// A new value of the `sourcebuild.dev/rebuild` annotation.
+    Manual,
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Trigger::ConfigChange => "ConfigChange",
+            Trigger::Manual => "Manual",
+        })
+    }
+}
+
+/// One finished build, as `status.history` keeps it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildRecord {
+    /// The spec generation built.
+    pub generation: i64,
+    /// The build's number within its generation (1 for the first).
+    pub build: i64,
+    /// The attempt (1 unless retried).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<i32>,
+    /// Why it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<Trigger>,
+    /// The build Pod, when one was created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_name: Option<String>,
+    /// Succeeded, Failed or Cancelled.
+    pub phase: Phase,
+    /// The `Succeeded` condition's reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The commit the source resolved to, or the archive's sha256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_revision: Option<String>,
+    /// The pushed image's digest, on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// When the build started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
 }
 
 impl std::fmt::Display for Phase {
@@ -302,6 +423,7 @@ impl std::fmt::Display for Phase {
             Phase::Running => "Running",
             Phase::Succeeded => "Succeeded",
             Phase::Failed => "Failed",
+            Phase::Cancelled => "Cancelled",
         })
     }
 }
@@ -319,6 +441,23 @@ pub struct SourceBuildStatus {
     /// The build Pod of `observedGeneration`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_name: Option<String>,
+    /// The number of the current build within `observedGeneration`: 1 for the first, one more
+    /// for each rebuild or retry. Names its Pod (`<name>-build-<generation>-<build>` from 2 on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<i64>,
+    /// Why the current build started: `ConfigChange` or `Manual`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<Trigger>,
+    /// The value of the `sourcebuild.dev/rebuild` annotation already acted on: a rebuild starts
+    /// only when the annotation holds a different value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebuild: Option<String>,
+    /// The attempt of the current build: 1, plus one for each automatic retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<i32>,
+    /// When a failed build will be retried (`spec.retry`); unset when it will not be.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_time: Option<Time>,
     /// When the build started (the Pod was created).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
@@ -349,6 +488,9 @@ pub struct SourceBuildStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+    /// The last `spec.historyLimit` finished builds, newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<BuildRecord>,
 }
 
 impl SourceBuildStatus {
@@ -364,6 +506,31 @@ impl SourceBuildSpec {
         self.timeout
             .map(std::time::Duration::from)
             .unwrap_or(DEFAULT_TIMEOUT)
+    }
+
+    /// How many finished builds `status.history` keeps.
+    pub fn history_limit(&self) -> usize {
+        self.history_limit
+            .map_or(DEFAULT_HISTORY_LIMIT, |n| usize::try_from(n).unwrap_or(0))
+    }
+
+    /// Retries allowed after the first attempt: 0 without `spec.retry`.
+    pub fn retry_limit(&self) -> i32 {
+        self.retry
+            .as_ref()
+            .map_or(0, |r| r.limit.unwrap_or(DEFAULT_RETRY_LIMIT).max(0))
+    }
+
+    /// The wait before retry number `retry` (1 for the first): the backoff doubled for each
+    /// earlier retry, at most [`MAX_RETRY_BACKOFF`].
+    pub fn retry_backoff(&self, retry: i32) -> std::time::Duration {
+        let base = self
+            .retry
+            .as_ref()
+            .and_then(|r| r.backoff)
+            .map_or(DEFAULT_RETRY_BACKOFF, std::time::Duration::from);
+        let doublings = u32::try_from(retry.saturating_sub(1)).unwrap_or(0).min(20);
+        base.saturating_mul(1 << doublings).min(MAX_RETRY_BACKOFF)
     }
 }
 

@@ -5,6 +5,7 @@ pub mod api;
 pub mod builder_image;
 pub mod controller;
 pub mod crd;
+pub mod leader;
 pub mod metrics;
 pub mod outcome;
 pub mod pod;

@@ -10,6 +10,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand};
 use sourcebuild::controller::{self, ControllerConfig};
+use sourcebuild::leader::{self, LeaseConfig};
 use sourcebuild::metrics::{self, Metrics};
 use sourcebuild::pod::BuildSettings;
 use sourcebuild::telemetry::{self, LogFormat};
@@ -22,8 +23,8 @@ use sourcebuild::{crd, prepare, render};
     about = "Build container images from source in Kubernetes, the Source-to-Image way",
     long_about = "Build container images from source in Kubernetes, the Source-to-Image way.\n\n\
         A SourceBuild names a source (git, ConfigMap or archive), an S2I builder image and an\n\
-        output image. The controller runs one build Pod per spec generation and records the\n\
-        pushed image's digest in status."
+        output image. The controller runs one build Pod per spec generation (and per rebuild\n\
+        request or retry) and records the pushed image's digest in status."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -91,9 +92,14 @@ impl ImageArgs {
 struct ControllerArgs {
     #[command(flatten)]
     images: ImageArgs,
-    /// Watch only this namespace (default: all namespaces).
-    #[arg(long, env = "SOURCEBUILD_NAMESPACE")]
-    namespace: Option<String>,
+    /// Watch only these namespaces: repeat the flag or give a comma-separated list
+    /// (default: all namespaces).
+    #[arg(
+        long = "namespace",
+        env = "SOURCEBUILD_NAMESPACE",
+        value_delimiter = ','
+    )]
+    namespaces: Vec<String>,
     /// Address for /metrics, /healthz and /readyz.
     #[arg(long, env = "SOURCEBUILD_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
@@ -108,9 +114,26 @@ struct ControllerArgs {
     /// Log filter: a level (info, debug) or RUST_LOG-style directives.
     #[arg(long, env = "SOURCEBUILD_LOG_LEVEL", default_value = "info")]
     log_level: String,
-    /// This replica's name, shown as the reporting instance of Events.
+    /// This replica's name, shown as the reporting instance of Events and as the Lease holder.
     #[arg(long, env = "POD_NAME")]
     instance: Option<String>,
+    /// Elect a leader through a Lease, so that of several replicas only one reconciles.
+    #[arg(long, env = "SOURCEBUILD_LEADER_ELECT")]
+    leader_elect: bool,
+    /// Namespace of the Lease: the operator's own.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Name of the Lease.
+    #[arg(
+        long,
+        env = "SOURCEBUILD_LEASE_NAME",
+        default_value = "sourcebuild-operator"
+    )]
+    lease_name: String,
+    /// How long the Lease is valid without renewal: the longest a standby replica waits
+    /// after the leader died (at least 2s).
+    #[arg(long, env = "SOURCEBUILD_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    lease_duration: std::time::Duration,
 }
 
 #[derive(Args)]
@@ -224,11 +247,38 @@ fn run_controller(args: ControllerArgs) -> Result<()> {
             }
         });
         let config = ControllerConfig {
-            namespace: args.namespace,
+            namespaces: args
+                .namespaces
+                .into_iter()
+                .filter(|n| !n.is_empty())
+                .collect(),
             settings: args.images.settings(),
-            instance: args.instance,
+            instance: args.instance.clone(),
         };
-        controller::run(client, config, metrics, ready).await;
+        if !args.leader_elect {
+            controller::run(client, config, metrics, ready).await;
+            return Ok(());
+        }
+        let lease = LeaseConfig {
+            namespace: args.lease_namespace,
+            name: args.lease_name,
+            identity: args.instance.unwrap_or_else(|| {
+                format!(
+                    "sourcebuild-{}-{}",
+                    std::process::id(),
+                    std::time::UNIX_EPOCH.elapsed().map_or(0, |d| d.as_nanos())
+                )
+            }),
+            duration: args.lease_duration,
+        };
+        // A standby is healthy and ready: it only waits for the Lease. Holding readiness back
+        // would stall a rolling update that waits for the new replica to become ready.
+        ready.store(true, std::sync::atomic::Ordering::SeqCst);
+        let controller_client = client.clone();
+        leader::lead(client, &lease, leader::shutdown_signal(), move || {
+            controller::run(controller_client, config, metrics, ready)
+        })
+        .await?;
         Ok(())
     })
 }

@@ -12,6 +12,7 @@ use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -26,6 +27,29 @@ pub struct FinishedLabels {
     pub reason: String,
 }
 
+/// Labels of a build duration: how the build ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// `Succeeded`, `Failed` or `Cancelled`.
+    pub result: String,
+}
+
+/// Labels of a failed API request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    /// What the controller was doing, for example `create_pod` or `patch_status`.
+    pub operation: String,
+}
+
+/// Decrements the in-flight gauge when a reconcile ends, however it ends.
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// The operator's metrics. Cheap to clone: every clone updates the same series.
 #[derive(Clone)]
 pub struct Metrics {
@@ -34,7 +58,9 @@ pub struct Metrics {
     reconcile_errors: Counter,
     builds_started: Counter,
     builds_finished: Family<FinishedLabels, Counter>,
-    build_duration: Histogram,
+    build_duration: Family<ResultLabels, Histogram>,
+    in_flight: Gauge,
+    api_failures: Family<OperationLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -52,7 +78,21 @@ impl Metrics {
         let builds_started = Counter::default();
         let builds_finished = Family::<FinishedLabels, Counter>::default();
         // 5 s to about 85 min: S2I builds range from a quick script to a large dependency set.
-        let build_duration = Histogram::new(exponential_buckets(5.0, 2.0, 11));
+        let build_duration = Family::<ResultLabels, Histogram>::new_with_constructor(
+            (|| Histogram::new(exponential_buckets(5.0, 2.0, 11))) as fn() -> Histogram,
+        );
+        let in_flight = Gauge::default();
+        let api_failures = Family::<OperationLabels, Counter>::default();
+        registry.register(
+            "reconciles_in_flight",
+            "Reconciles running now (kube-runtime does not expose its queue depth)",
+            in_flight.clone(),
+        );
+        registry.register(
+            "api_request_failures",
+            "Kubernetes API requests of a reconcile that failed, by operation",
+            api_failures.clone(),
+        );
         registry.register(
             "reconciliations",
             "SourceBuild reconciles",
@@ -75,7 +115,7 @@ impl Metrics {
         );
         registry.register(
             "build_duration_seconds",
-            "Build Pod creation to final status",
+            "Build Pod creation to final status, by result",
             build_duration.clone(),
         );
         Self {
@@ -85,7 +125,24 @@ impl Metrics {
             builds_started,
             builds_finished,
             build_duration,
+            in_flight,
+            api_failures,
         }
+    }
+
+    /// A reconcile starts; it counts as in flight until the guard is dropped.
+    pub fn reconcile_started(&self) -> InFlight {
+        self.in_flight.inc();
+        InFlight(self.in_flight.clone())
+    }
+
+    /// An API request of a reconcile failed.
+    pub fn api_request_failed(&self, operation: &str) {
+        self.api_failures
+            .get_or_create(&OperationLabels {
+                operation: operation.to_string(),
+            })
+            .inc();
     }
 
     /// One reconcile ran.
@@ -112,7 +169,11 @@ impl Metrics {
             })
             .inc();
         if let Some(seconds) = seconds {
-            self.build_duration.observe(seconds);
+            self.build_duration
+                .get_or_create(&ResultLabels {
+                    result: phase.to_string(),
+                })
+                .observe(seconds);
         }
     }
 
@@ -190,8 +251,26 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("sourcebuild_build_duration_seconds_count 2"),
+            text.contains(r#"sourcebuild_build_duration_seconds_count{result="Failed"} 1"#),
             "{text}"
+        );
+        let guard = metrics.reconcile_started();
+        assert!(
+            metrics
+                .encode()
+                .contains("sourcebuild_reconciles_in_flight 1")
+        );
+        drop(guard);
+        assert!(
+            metrics
+                .encode()
+                .contains("sourcebuild_reconciles_in_flight 0")
+        );
+        metrics.api_request_failed("create_pod");
+        assert!(
+            metrics
+                .encode()
+                .contains(r#"sourcebuild_api_request_failures_total{operation="create_pod"} 1"#)
         );
     }
 

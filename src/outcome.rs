@@ -90,6 +90,12 @@ pub enum FailureReason {
     InvalidSpec,
     /// Kaniko exited 0 but did not report a well-formed digest.
     InvalidDigest,
+    /// A Secret the build mounts (git or push credentials) does not exist.
+    SecretNotFound,
+    /// The source ConfigMap does not exist.
+    ConfigMapNotFound,
+    /// `spec.serviceAccountName` does not exist.
+    ServiceAccountNotFound,
 }
 
 impl FailureReason {
@@ -109,6 +115,9 @@ impl FailureReason {
             FailureReason::PodDeleted => "PodDeleted",
             FailureReason::InvalidSpec => "InvalidSpec",
             FailureReason::InvalidDigest => "InvalidDigest",
+            FailureReason::SecretNotFound => "SecretNotFound",
+            FailureReason::ConfigMapNotFound => "ConfigMapNotFound",
+            FailureReason::ServiceAccountNotFound => "ServiceAccountNotFound",
         }
     }
 }
@@ -219,6 +228,25 @@ pub fn observe(pod: &Pod) -> BuildOutcome {
             );
         }
         _ => {}
+    }
+
+    // The kubelet cannot start a container whose Secret or ConfigMap is missing and retries
+    // until the timeout; nothing in the build can fix that, so it fails now.
+    for (container, reason, message) in view.stuck_waiting() {
+        if reason != "CreateContainerConfigError" {
+            continue;
+        }
+        if let Some(missing) = message.and_then(missing_reference) {
+            return failed(
+                missing.reason,
+                format!(
+                    "container {container} cannot start: {}",
+                    missing.describe(message.unwrap_or_default())
+                ),
+                None,
+                provenance,
+            );
+        }
     }
 
     if view.build_running() {
@@ -377,6 +405,116 @@ fn prepare_failed(t: &ContainerStateTerminated) -> BuildOutcome {
     };
     // prepare failed before any build context existed: there is no provenance to attach.
     failed(reason, message, None, None)
+}
+
+/// An object the build needs that the kubelet or the API server reported missing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MissingReference {
+    /// `SecretNotFound`, `ConfigMapNotFound` or `ServiceAccountNotFound`.
+    pub reason: FailureReason,
+    /// The object's kind as the message names it (`secret`, `configmap`, `serviceaccount`).
+    pub kind: String,
+    /// The missing object's name.
+    pub name: String,
+}
+
+impl MissingReference {
+    /// A status message naming the object, with the original text for context.
+    pub fn describe(&self, original: &str) -> String {
+        let kind = match self.reason {
+            FailureReason::SecretNotFound => "Secret",
+            FailureReason::ConfigMapNotFound => "ConfigMap",
+            _ => "ServiceAccount",
+        };
+        format!(
+            "{kind} {:?} not found ({})",
+            self.name,
+            bounded_head(original.trim(), QUOTE_MAX_BYTES)
+        )
+    }
+}
+
+/// Finds `secret "x" not found`, `configmap "x" not found` or `serviceaccount "x" not found`
+/// in a kubelet message (a `CreateContainerConfigError` waiting state, a `FailedMount` Event) or
+/// an API server refusal (the ServiceAccount admission plugin).
+pub fn missing_reference(text: &str) -> Option<MissingReference> {
+    static MISSING: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r#"\b(secret|configmap|serviceaccount)s? "([^"]+)" not found"#)
+            .expect("valid regex")
+    });
+    let captures = MISSING.captures(text)?;
+    let kind = captures[1].to_string();
+    let reason = match kind.as_str() {
+        "secret" => FailureReason::SecretNotFound,
+        "configmap" => FailureReason::ConfigMapNotFound,
+        _ => FailureReason::ServiceAccountNotFound,
+    };
+    Some(MissingReference {
+        reason,
+        kind,
+        name: captures[2].to_string(),
+    })
+}
+
+/// Whether retrying a build that failed with this reason, message and log can help: the cause
+/// is outside the build itself (the node, the network, a registry's server error). A bad
+/// source, Dockerfile, spec or credential fails the same way again, so it never qualifies.
+pub fn is_transient(reason: &str, message: &str, log: Option<&str>, pod: Option<&Pod>) -> bool {
+    let text = format!("{message}\n{}", log.unwrap_or(""));
+    match reason {
+        "Evicted" => true,
+        // Only a deletion the cluster made (node drain, taint manager, preemption, kubelet
+        // pressure) sets DisruptionTarget; a Pod a person deleted was meant to stop.
+        "PodDeleted" => pod.is_some_and(has_disruption_target),
+        "PushFailed" => {
+            if registry_refused(&text) {
+                return false;
+            }
+            // Kaniko checks push permissions before building, so a push that fails after the
+            // image was built (the digest was written) has passed authorization already.
+            text.contains("while pushing it") || network_or_server_error(&text)
+        }
+        "ImagePullFailed" => {
+            !registry_refused(&text)
+                && !text.contains("InvalidImageName")
+                && !text.contains("not found")
+                && !text.contains("manifest unknown")
+                && (text.contains("ErrImagePull") || text.contains("ImagePullBackOff"))
+        }
+        _ => false,
+    }
+}
+
+fn has_disruption_target(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c.type_ == "DisruptionTarget" && c.status == "True")
+        })
+}
+
+/// The registry said no: bad credentials or no permission (HTTP 401/403).
+fn registry_refused(text: &str) -> bool {
+    static REFUSED: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r"(?i)\b(UNAUTHORIZED|DENIED|forbidden|authentication required)\b|status(?: code)?:? ?40[13]\b|\b40[13] (Unauthorized|Forbidden)",
+        )
+        .expect("valid regex")
+    });
+    REFUSED.is_match(text)
+}
+
+/// A network failure or a 5xx (or 429) answer from the registry.
+fn network_or_server_error(text: &str) -> bool {
+    static TRANSIENT: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r"(?i)connection (refused|reset)|i/o timeout|TLS handshake timeout|no such host|broken pipe|unexpected EOF|: EOF\b|timeout exceeded|deadline exceeded|TOOMANYREQUESTS|status(?: code)?:? ?(5\d\d|429)\b|\b(500 Internal Server Error|502 Bad Gateway|503 Service Unavailable|504 Gateway Timeout|429 Too Many Requests)",
+        )
+        .expect("valid regex")
+    });
+    TRANSIENT.is_match(text)
 }
 
 /// Kaniko's own error texts (`cmd/executor/cmd/root.go`, `pkg/executor`, `pkg/commands/run.go`),
@@ -738,6 +876,140 @@ impl<'a> PodView<'a> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_missing_secret_or_config_map_fails_the_pending_pod() {
+        let waiting = |message: &str| {
+            serde_json::from_value::<Pod>(serde_json::json!({
+                "metadata": {"name": "app-build-1"},
+                "status": {"phase": "Pending", "containerStatuses": [{"name": "build", "ready": false,
+                    "restartCount": 0, "image": "kaniko", "imageID": "",
+                    "state": {"waiting": {"reason": "CreateContainerConfigError", "message": message}}}]}
+            }))
+            .unwrap()
+        };
+        let f = failure(observe(&waiting("secret \"regcred\" not found")));
+        assert_eq!(f.reason, FailureReason::SecretNotFound);
+        assert!(
+            f.message.contains("Secret \"regcred\" not found"),
+            "{}",
+            f.message
+        );
+        let f = failure(observe(&waiting("configmap \"app-source\" not found")));
+        assert_eq!(f.reason, FailureReason::ConfigMapNotFound);
+        // A missing key is not a missing object: the Pod waits (and times out) as before.
+        assert!(matches!(
+            observe(&waiting(
+                "couldn't find key password in Secret team/git-creds"
+            )),
+            BuildOutcome::Pending { .. }
+        ));
+        let refused = "pods \"app-build-1\" is forbidden: error looking up service account team/builder: serviceaccount \"builder\" not found";
+        let missing = missing_reference(refused).unwrap();
+        assert_eq!(
+            (missing.reason, missing.name.as_str()),
+            (FailureReason::ServiceAccountNotFound, "builder")
+        );
+        let mount =
+            "MountVolume.SetUp failed for volume \"push-secret\" : secret \"regcred\" not found";
+        assert_eq!(
+            missing_reference(mount).map(|m| m.name),
+            Some("regcred".to_string())
+        );
+    }
+
+    #[test]
+    fn only_transient_failures_are_retryable() {
+        let cases = [
+            (
+                "Evicted",
+                "The node was low on resource: memory.",
+                None,
+                true,
+            ),
+            (
+                "PushFailed",
+                "Kaniko built the image (sha256:x) but exited with code 1 while pushing it",
+                None,
+                true,
+            ),
+            (
+                "PushFailed",
+                "the image could not be pushed: error pushing image: failed to push to destination r/a:1: Put \"https://r/v2/\": dial tcp 10.0.0.1:443: connect: connection refused",
+                None,
+                true,
+            ),
+            (
+                "PushFailed",
+                "the image could not be pushed: error pushing image: PUT https://r/v2/a/manifests/1: unexpected status code 503 Service Unavailable",
+                None,
+                true,
+            ),
+            (
+                "PushFailed",
+                "the image could not be pushed: error checking push permissions -- make sure you entered the correct tag name, and that you are authenticated correctly, and try again: checking push permission for \"r/a:1\": POST https://r/v2/a/blobs/uploads/: UNAUTHORIZED: authentication required",
+                None,
+                false,
+            ),
+            (
+                "PushFailed",
+                "the image could not be pushed: error pushing image: unexpected status code 403 Forbidden",
+                None,
+                false,
+            ),
+            (
+                "PushFailed",
+                "the image could not be pushed: exit code 1",
+                None,
+                false,
+            ),
+            (
+                "ImagePullFailed",
+                "container build could not pull kaniko:1 within the build timeout: ImagePullBackOff: Back-off pulling image: dial tcp: i/o timeout",
+                None,
+                true,
+            ),
+            (
+                "ImagePullFailed",
+                "container build could not pull kaniko:1 within the build timeout: ErrImagePull: manifest unknown",
+                None,
+                false,
+            ),
+            (
+                "AssembleFailed",
+                "the assemble step failed: connection refused",
+                None,
+                false,
+            ),
+            ("InvalidSpec", "spec.env[0].value: newline", None, false),
+            (
+                "BuildFailed",
+                "Kaniko failed: 503 Service Unavailable",
+                None,
+                false,
+            ),
+            (
+                "PodDeleted",
+                "build Pod app-build-1 was deleted before the build finished",
+                None,
+                false,
+            ),
+        ];
+        for (reason, message, log, transient) in cases {
+            assert_eq!(
+                is_transient(reason, message, log, None),
+                transient,
+                "{reason}: {message}"
+            );
+        }
+        let drained: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "app-build-1"},
+            "status": {"phase": "Failed", "conditions": [{"type": "DisruptionTarget", "status": "True",
+                       "reason": "DeletionByTaintManager"}]}
+        }))
+        .unwrap();
+        assert!(is_transient("PodDeleted", "deleted", None, Some(&drained)));
+    }
     use super::*;
     use crate::api::{GitSource, Output, Source, SourceBuild, SourceBuildSpec};
     use crate::pod::{BuildSettings, build_pod};
@@ -773,6 +1045,7 @@ mod tests {
                 ..ResourceRequirements::default()
             }),
             service_account_name: None,
+            ..SourceBuildSpec::default()
         };
         let mut sb = SourceBuild::new("app", spec);
         sb.metadata.namespace = Some("team-a".to_string());
@@ -1288,6 +1561,9 @@ mod tests {
             FailureReason::PodDeleted,
             FailureReason::InvalidSpec,
             FailureReason::InvalidDigest,
+            FailureReason::SecretNotFound,
+            FailureReason::ConfigMapNotFound,
+            FailureReason::ServiceAccountNotFound,
         ];
         for reason in all {
             assert_eq!(reason.as_str(), format!("{reason:?}"));

@@ -127,7 +127,17 @@ fn truncated_prefix(s: &str, max: usize) -> &str {
 /// too long or has dots becomes a truncated, dot-free prefix plus a hash of the full name: two
 /// different SourceBuilds never share a Pod name through truncation or `.`/`-` mapping.
 pub fn pod_name(source_build_name: &str, generation: i64) -> String {
-    let suffix = format!("-build-{generation}");
+    build_pod_name(source_build_name, generation, 1)
+}
+
+/// The Pod name of build number `build` of `generation`: [`pod_name`] for the first build,
+/// `<name>-build-<generation>-<build>` for rebuilds and retries, shortened the same way.
+pub fn build_pod_name(source_build_name: &str, generation: i64, build: i64) -> String {
+    let suffix = if build <= 1 {
+        format!("-build-{generation}")
+    } else {
+        format!("-build-{generation}-{build}")
+    };
     let plain = format!("{source_build_name}{suffix}");
     if plain.len() <= MAX_LABEL_LEN && !source_build_name.contains('.') {
         return plain;
@@ -503,6 +513,7 @@ mod tests {
             cache: None,
             resources: None,
             service_account_name: Some("builder".to_string()),
+            ..SourceBuildSpec::default()
         }
     }
 
@@ -536,6 +547,14 @@ mod tests {
     #[test]
     fn pod_name_is_plain_when_it_fits() {
         assert_eq!(pod_name("app", 7), "app-build-7");
+        assert_eq!(build_pod_name("app", 7, 1), "app-build-7");
+        assert_eq!(build_pod_name("app", 7, 2), "app-build-7-2");
+        let long = "a".repeat(60);
+        let second = build_pod_name(&long, 7, 2);
+        assert!(
+            second.len() <= 63 && second.ends_with("-build-7-2"),
+            "{second}"
+        );
     }
 
     #[test]

@@ -336,6 +336,7 @@ mod tests {
             cache: None,
             resources: None,
             service_account_name: None,
+            ..SourceBuildSpec::default()
         }
     }
 

@@ -47,6 +47,7 @@ fn spec(source: Source, image: &str) -> SourceBuildSpec {
         cache: None,
         resources: None,
         service_account_name: None,
+        ..SourceBuildSpec::default()
     }
 }
 

@@ -16,10 +16,11 @@ use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
-use sourcebuild::api::{Phase, SourceBuild, SourceBuildStatus};
+use sourcebuild::api::{Phase, SourceBuild, SourceBuildStatus, Trigger};
 use sourcebuild::controller::events::EventSink;
 use sourcebuild::controller::plan::Note;
 use sourcebuild::controller::reconcile::{Context, reconcile};
+use sourcebuild::controller::status::NewBuild;
 use sourcebuild::metrics::Metrics;
 use sourcebuild::pod::{BuildSettings, build_pod, pod_name};
 use tower_test::mock::{self, Handle};
@@ -207,6 +208,40 @@ fn not_found() -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"})
 }
 
+/// The status right after the first build of generation 1 started at `at`.
+fn pending(at: Timestamp) -> SourceBuildStatus {
+    sourcebuild::controller::status::started(
+        &Default::default(),
+        &NewBuild {
+            generation: 1,
+            build: 1,
+            pod_name: pod_name("app", 1),
+            trigger: Trigger::ConfigChange,
+            attempt: 1,
+            rebuild: None,
+        },
+        at,
+    )
+}
+
+fn events_path() -> &'static str {
+    "/api/v1/namespaces/team/events"
+}
+
+/// A core/v1 EventList with these Warning messages about the build Pod.
+fn event_list(messages: &[&str]) -> Value {
+    let items: Vec<Value> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            json!({"metadata": {"name": format!("e{i}"), "namespace": "team"},
+                   "involvedObject": {"kind": "Pod", "name": pod_name("app", 1), "namespace": "team"},
+                   "reason": "FailedMount", "type": "Warning", "message": m})
+        })
+        .collect();
+    json!({"kind": "EventList", "apiVersion": "v1", "metadata": {}, "items": items})
+}
+
 fn echo_status(sb: &SourceBuild) -> Value {
     serde_json::to_value(sb).unwrap()
 }
@@ -253,12 +288,7 @@ async fn a_pod_that_already_exists_is_not_an_error() {
 
 #[tokio::test]
 async fn a_running_pod_moves_the_phase_to_running() {
-    let pending = sourcebuild::controller::status::started(
-        &Default::default(),
-        1,
-        &pod_name("app", 1),
-        Timestamp::now(),
-    );
+    let pending = pending(Timestamp::now());
     let sb = source_build(1, Some(pending));
     let pod = pod_for(&sb, running());
     let script = vec![expect(Method::PATCH, status_path(), 200, echo_status(&sb))];
@@ -270,12 +300,7 @@ async fn a_running_pod_moves_the_phase_to_running() {
 
 #[tokio::test]
 async fn success_records_the_digest_and_provenance() {
-    let pending = sourcebuild::controller::status::started(
-        &Default::default(),
-        1,
-        &pod_name("app", 1),
-        Timestamp::now(),
-    );
+    let pending = pending(Timestamp::now());
     let sb = source_build(1, Some(pending));
     let pod = pod_for(&sb, finished(0, DIGEST));
     let script = vec![expect(Method::PATCH, status_path(), 200, echo_status(&sb))];
@@ -297,12 +322,7 @@ async fn success_records_the_digest_and_provenance() {
 
 #[tokio::test]
 async fn a_failed_build_records_reason_and_log_snippet() {
-    let pending = sourcebuild::controller::status::started(
-        &Default::default(),
-        1,
-        &pod_name("app", 1),
-        Timestamp::now(),
-    );
+    let pending = pending(Timestamp::now());
     let sb = source_build(1, Some(pending));
     let log = "STEP 6/6: RUN [\"/usr/libexec/s2i/assemble\"]\nERROR: No matching distribution found for flask==99\n\
                error building image: error building stage: failed to execute command: waiting for process to exit: exit status 1";
@@ -369,12 +389,7 @@ async fn a_spec_change_stops_the_running_build_and_starts_the_new_one() {
 #[tokio::test]
 async fn a_restarted_controller_with_a_cold_cache_asks_before_creating() {
     // Status says the Pod was created; the cache does not have it yet; the API server does.
-    let pending = sourcebuild::controller::status::started(
-        &Default::default(),
-        1,
-        &pod_name("app", 1),
-        Timestamp::now(),
-    );
+    let pending = pending(Timestamp::now());
     let sb = source_build(1, Some(pending));
     let pod = pod_for(&sb, running());
     let script = vec![
@@ -392,12 +407,7 @@ async fn a_restarted_controller_with_a_cold_cache_asks_before_creating() {
 
 #[tokio::test]
 async fn a_pod_deleted_by_someone_else_fails_the_build() {
-    let pending = sourcebuild::controller::status::started(
-        &Default::default(),
-        1,
-        &pod_name("app", 1),
-        Timestamp::now(),
-    );
+    let pending = pending(Timestamp::now());
     let sb = source_build(1, Some(pending));
     let script = vec![
         expect(
@@ -417,12 +427,7 @@ async fn a_pod_deleted_by_someone_else_fails_the_build() {
 
 #[tokio::test]
 async fn a_finished_build_makes_no_request_at_all() {
-    let pending = sourcebuild::controller::status::started(
-        &Default::default(),
-        1,
-        &pod_name("app", 1),
-        Timestamp::now(),
-    );
+    let pending = pending(Timestamp::now());
     let sb = source_build(1, Some(pending));
     let pod = pod_for(&sb, finished(0, DIGEST));
     let (_, outcome) = {
@@ -431,8 +436,10 @@ async fn a_finished_build_makes_no_request_at_all() {
     };
     assert_eq!(outcome, ["BuildSucceeded"]);
     // Feed the recorded status back: a resync must be silent.
+    let now = Timestamp::now();
+    let target = sourcebuild::controller::plan::target(&sb, now);
     let done =
-        sourcebuild::controller::plan::plan(&sb, Some(&pod), &[], &settings(), Timestamp::now())
+        sourcebuild::controller::plan::plan(&sb, &target, Some(&pod), &[], &[], &settings(), now)
             .status
             .unwrap();
     let sb = source_build(1, Some(done));
@@ -443,12 +450,7 @@ async fn a_finished_build_makes_no_request_at_all() {
 #[tokio::test]
 async fn a_pending_build_past_its_timeout_is_stopped() {
     let long_ago = Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_hours(2);
-    let pending = sourcebuild::controller::status::started(
-        &Default::default(),
-        1,
-        &pod_name("app", 1),
-        long_ago,
-    );
+    let pending = pending(long_ago);
     let sb = source_build(1, Some(pending));
     let pod = pod_for(
         &sb,
@@ -457,6 +459,8 @@ async fn a_pending_build_past_its_timeout_is_stopped() {
          "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]}),
     );
     let script = vec![
+        // A Pod none of whose containers started: its Events are read for a missing volume.
+        expect(Method::GET, events_path(), 200, event_list(&[])),
         expect(
             Method::DELETE,
             format!("/api/v1/namespaces/team/pods/{}", pod_name("app", 1)),
@@ -466,7 +470,7 @@ async fn a_pending_build_past_its_timeout_is_stopped() {
         expect(Method::PATCH, status_path(), 200, echo_status(&sb)),
     ];
     let (bodies, _) = run(sb, harness(vec![pod]), script).await;
-    let status = status_of(&bodies[1]);
+    let status = status_of(&bodies[2]);
     assert_eq!(status.condition("Succeeded").unwrap().reason, "Timeout");
     assert!(
         status
@@ -493,4 +497,151 @@ async fn an_invalid_spec_fails_without_a_pod() {
             .contains("spec.env[0].name")
     );
     assert_eq!(events, ["InvalidSpec"]);
+}
+
+#[tokio::test]
+async fn a_failed_mount_of_a_missing_secret_fails_the_build_at_once() {
+    let mut sb = source_build(1, Some(pending(Timestamp::now())));
+    sb.spec.output.push_secret_ref = Some(sourcebuild::api::SecretReference {
+        name: "regcred".into(),
+    });
+    let pod = pod_for(
+        &sb,
+        json!({"phase": "Pending", "initContainerStatuses": [
+            {"name": "prepare", "ready": false, "restartCount": 0, "image": "x", "imageID": "",
+             "state": {"waiting": {"reason": "PodInitializing"}}}]}),
+    );
+    let script = vec![
+        expect(
+            Method::GET,
+            events_path(),
+            200,
+            event_list(&[
+                "MountVolume.SetUp failed for volume \"push-secret\" : secret \"regcred\" not found",
+            ]),
+        ),
+        expect(
+            Method::DELETE,
+            format!("/api/v1/namespaces/team/pods/{}", pod_name("app", 1)),
+            200,
+            serde_json::to_value(&pod).unwrap(),
+        ),
+        expect(Method::PATCH, status_path(), 200, echo_status(&sb)),
+    ];
+    let (bodies, events) = run(sb, harness(vec![pod]), script).await;
+    let status = status_of(&bodies[2]);
+    let succeeded = status.condition("Succeeded").unwrap();
+    assert_eq!(
+        (status.phase, succeeded.reason.as_str()),
+        (Some(Phase::Failed), "SecretNotFound")
+    );
+    assert!(
+        succeeded.message.contains("regcred"),
+        "{}",
+        succeeded.message
+    );
+    assert_eq!(events, ["SecretNotFound"]);
+}
+
+#[tokio::test]
+async fn a_missing_service_account_fails_the_build_when_the_pod_is_refused() {
+    let mut sb = source_build(1, None);
+    sb.spec.service_account_name = Some("builder".into());
+    let refusal = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403,
+        "message": "pods \"app-build-1\" is forbidden: error looking up service account team/builder: serviceaccount \"builder\" not found"});
+    let script = vec![
+        expect(Method::POST, "/api/v1/namespaces/team/pods", 403, refusal),
+        expect(Method::PATCH, status_path(), 200, echo_status(&sb)),
+    ];
+    let (bodies, events) = run(sb, harness(vec![]), script).await;
+    let status = status_of(&bodies[1]);
+    let succeeded = status.condition("Succeeded").unwrap();
+    assert_eq!(
+        (status.phase, succeeded.reason.as_str()),
+        (Some(Phase::Failed), "ServiceAccountNotFound")
+    );
+    assert!(
+        succeeded.message.contains("\"builder\""),
+        "{}",
+        succeeded.message
+    );
+    assert_eq!(status.pod_name, None);
+    assert_eq!(events, ["ServiceAccountNotFound"]);
+}
+
+#[tokio::test]
+async fn a_new_rebuild_value_creates_the_next_pod_of_the_same_generation() {
+    let pending = pending(Timestamp::now());
+    let built = source_build(1, Some(pending.clone()));
+    let pod = pod_for(&built, finished(0, DIGEST));
+    let done = sourcebuild::controller::plan::plan(
+        &built,
+        &sourcebuild::controller::plan::target(&built, Timestamp::now()),
+        Some(&pod),
+        &[],
+        &[],
+        &settings(),
+        Timestamp::now(),
+    )
+    .status
+    .unwrap();
+    let mut sb = source_build(1, Some(done));
+    sb.metadata
+        .annotations
+        .get_or_insert_default()
+        .insert("sourcebuild.dev/rebuild".into(), "2026-01-05".into());
+    let mut second = build_pod(&sb, &settings()).unwrap();
+    second.metadata.name = Some("app-build-1-2".into());
+    let script = vec![
+        expect(
+            Method::POST,
+            "/api/v1/namespaces/team/pods",
+            201,
+            serde_json::to_value(&second).unwrap(),
+        ),
+        expect(Method::PATCH, status_path(), 200, echo_status(&sb)),
+    ];
+    // The finished first Pod stays (retention keeps a few); nothing else is asked.
+    let (bodies, events) = run(sb, harness(vec![pod]), script).await;
+    let created: Pod = serde_json::from_value(bodies[0].clone()).unwrap();
+    assert_eq!(created.name_any(), "app-build-1-2");
+    let status = status_of(&bodies[1]);
+    assert_eq!(
+        (
+            status.phase,
+            status.build,
+            status.trigger,
+            status.rebuild.as_deref()
+        ),
+        (
+            Some(Phase::Pending),
+            Some(2),
+            Some(Trigger::Manual),
+            Some("2026-01-05")
+        )
+    );
+    assert_eq!(status.history.len(), 1, "the first build is in history");
+    assert_eq!(events, ["BuildStarted"]);
+}
+
+#[tokio::test]
+async fn suspending_deletes_the_running_pod_and_records_cancelled() {
+    let gen1 = source_build(1, Some(pending(Timestamp::now())));
+    let pod = pod_for(&gen1, running());
+    let mut sb = source_build(2, gen1.status.clone());
+    sb.spec.suspend = true;
+    let script = vec![
+        expect(
+            Method::DELETE,
+            format!("/api/v1/namespaces/team/pods/{}", pod_name("app", 1)),
+            200,
+            serde_json::to_value(&pod).unwrap(),
+        ),
+        expect(Method::PATCH, status_path(), 200, echo_status(&sb)),
+    ];
+    let (bodies, events) = run(sb, harness(vec![pod]), script).await;
+    let status = status_of(&bodies[1]);
+    assert_eq!(status.phase, Some(Phase::Cancelled));
+    assert_eq!(status.condition("Succeeded").unwrap().reason, "Cancelled");
+    assert_eq!(events, ["Superseded", "Cancelled"]);
 }

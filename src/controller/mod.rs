@@ -22,22 +22,77 @@ pub use reconcile::{Context, Error};
 /// How the operator runs.
 #[derive(Clone, Debug)]
 pub struct ControllerConfig {
-    /// Watch only this namespace; all namespaces when `None`.
-    pub namespace: Option<String>,
+    /// Watch only these namespaces; all namespaces when empty.
+    pub namespaces: Vec<String>,
     /// Images for build Pods.
     pub settings: BuildSettings,
     /// This replica's name, for Events.
     pub instance: Option<String>,
 }
 
-/// Runs the controller until SIGTERM or SIGINT. `ready` is flipped once both caches are filled.
+/// Runs the controller until SIGTERM or SIGINT. `ready` is flipped once every cache is filled.
+///
+/// With a list of namespaces each gets a controller of its own, with namespaced watches (which
+/// need only a Role there): a single reflector cannot merge several watch streams, since each
+/// stream's initial list would replace what the others had stored.
 pub async fn run(
     client: Client,
     config: ControllerConfig,
     metrics: Metrics,
     ready: Arc<std::sync::atomic::AtomicBool>,
 ) {
-    let (builds, pods): (Api<SourceBuild>, Api<Pod>) = match &config.namespace {
+    let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
+        vec![None]
+    } else {
+        let mut namespaces = config.namespaces.clone();
+        namespaces.sort();
+        namespaces.dedup();
+        namespaces.into_iter().map(Some).collect()
+    };
+    info!(namespaces = ?config.namespaces, "watching");
+    let events: Arc<dyn events::EventSink> =
+        Arc::new(controller_events(client.clone(), config.instance.clone()));
+    let mut filled = Vec::new();
+    let mut controllers = Vec::new();
+    for scope in scopes {
+        let (controller, scope_filled) = scoped(
+            client.clone(),
+            scope,
+            config.settings.clone(),
+            events.clone(),
+            metrics.clone(),
+        );
+        filled.extend(scope_filled);
+        controllers.push(controller);
+    }
+
+    tokio::spawn(async move {
+        for mut receiver in filled {
+            if receiver.wait_for(|filled| *filled).await.is_err() {
+                return;
+            }
+        }
+        ready.store(true, std::sync::atomic::Ordering::SeqCst);
+        info!("caches filled; ready");
+    });
+
+    futures::future::join_all(controllers).await;
+    info!("controller stopped");
+}
+
+/// The controller of one namespace (or of all, for `None`), and the receivers that turn true
+/// once its caches are filled.
+fn scoped(
+    client: Client,
+    namespace: Option<String>,
+    settings: BuildSettings,
+    events: Arc<dyn events::EventSink>,
+    metrics: Metrics,
+) -> (
+    impl std::future::Future<Output = ()>,
+    [tokio::sync::watch::Receiver<bool>; 2],
+) {
+    let (builds, pods): (Api<SourceBuild>, Api<Pod>) = match &namespace {
         Some(ns) => (
             Api::namespaced(client.clone(), ns),
             Api::namespaced(client.clone(), ns),
@@ -68,37 +123,28 @@ pub async fn run(
         .inspect(move |event| mark_filled(event, &builds_filled))
         .applied_objects();
 
-    let events = Arc::new(controller_events(client.clone(), config.instance.clone()));
     let context = Arc::new(Context {
         client,
         pods: pod_store,
         pods_ready: pods_ready.clone(),
-        settings: config.settings,
+        settings,
         events,
         metrics,
     });
 
-    tokio::spawn(async move {
-        let (mut builds_ready, mut pods_ready) = (builds_ready, pods_ready);
-        if builds_ready.wait_for(|filled| *filled).await.is_ok()
-            && pods_ready.wait_for(|filled| *filled).await.is_ok()
-        {
-            ready.store(true, std::sync::atomic::Ordering::SeqCst);
-            info!("caches filled; ready");
-        }
-    });
-
-    Controller::for_stream(build_events, build_store)
+    let controller = Controller::for_stream(build_events, build_store)
         .owns_stream(pod_events)
         .shutdown_on_signal()
         .run(reconcile::reconcile, reconcile::error_policy, context)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                warn!(%error, "reconcile loop");
+        .for_each(move |result| {
+            let namespace = namespace.clone();
+            async move {
+                if let Err(error) = result {
+                    warn!(%error, ?namespace, "reconcile loop");
+                }
             }
-        })
-        .await;
-    info!("controller stopped");
+        });
+    (controller, [builds_ready, pods_ready])
 }
 
 /// Flags a cache as filled once its first complete list has been stored.

@@ -3,20 +3,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::api::{FIELD_MANAGER, SourceBuild};
 use crate::controller::events::EventSink;
-use crate::controller::plan::{Plan, earlier_pod_names, plan};
+use crate::controller::plan::{Plan, creation_refused, plan, target};
 use crate::metrics::Metrics;
-use crate::pod::{BuildSettings, pod_name};
+use crate::pod::BuildSettings;
 
 /// What every reconcile shares.
 pub struct Context {
@@ -43,6 +43,8 @@ pub enum Error {
     /// A call to the API server failed.
     #[error("{action} failed: {source}")]
     Api {
+        /// A short, fixed name of the request for metrics, for example `create_pod`.
+        operation: &'static str,
         /// What the controller was doing.
         action: String,
         /// The client's error.
@@ -54,17 +56,36 @@ pub enum Error {
     Serialize(#[from] serde_json::Error),
 }
 
-fn api_error(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+fn api_error(
+    operation: &'static str,
+    action: impl Into<String>,
+) -> impl FnOnce(kube::Error) -> Error {
     let action = action.into();
-    move |source| Error::Api { action, source }
+    move |source| Error::Api {
+        operation,
+        action,
+        source,
+    }
 }
 
 fn is_status(error: &kube::Error, code: u16) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == code)
 }
 
-/// Reconciles one SourceBuild.
+/// Reconciles one SourceBuild. Every log line of the reconcile carries the SourceBuild's
+/// `namespace` and name (as `sourcebuild`: the JSON formatter already uses a span's `name` key
+/// for the span's own name) through this span.
 pub async fn reconcile(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let span = info_span!(
+        "reconcile",
+        namespace = sb.namespace().unwrap_or_default(),
+        sourcebuild = sb.name_any(),
+    );
+    let _in_flight = ctx.metrics.reconcile_started();
+    reconcile_one(sb, ctx).instrument(span).await
+}
+
+async fn reconcile_one(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = sb
         .namespace()
         .ok_or_else(|| Error::NoNamespace(sb.name_any()))?;
@@ -75,34 +96,59 @@ pub async fn reconcile(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action
     let _ = ctx.pods_ready.clone().wait_for(|filled| *filled).await;
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
 
-    let current_name = pod_name(&name, generation);
-    let mut current = cached_pod(&ctx.pods, &namespace, &current_name, &sb);
+    let now = Timestamp::now();
+    let target = target(&sb, now);
+    // Every build Pod of this SourceBuild in the cache: the current one, older ones to stop,
+    // finished ones for retention.
+    let owned: Vec<Arc<Pod>> = ctx
+        .pods
+        .state()
+        .into_iter()
+        .filter(|pod| pod.namespace().as_deref() == Some(namespace.as_str()))
+        .filter(|pod| is_owned_by(pod, &sb))
+        .collect();
+    let mut current = owned
+        .iter()
+        .find(|pod| pod.name_any() == target.pod_name)
+        .cloned();
     let status = sb.status.clone().unwrap_or_default();
     if current.is_none()
+        && target.start.is_none()
         && status.observed_generation == Some(generation)
-        && status.pod_name.as_deref() == Some(current_name.as_str())
+        && status.pod_name.as_deref() == Some(target.pod_name.as_str())
         && !status.phase.is_some_and(crate::api::Phase::is_final)
     {
         // The watch may lag behind our own create: ask the API server before calling it deleted.
+        let current_name = &target.pod_name;
         current = pods
-            .get_opt(&current_name)
+            .get_opt(current_name)
             .await
-            .map_err(api_error(format!("reading Pod {namespace}/{current_name}")))?
+            .map_err(api_error(
+                "get_pod",
+                format!("reading Pod {namespace}/{current_name}"),
+            ))?
             .filter(|pod| is_owned_by(pod, &sb))
             .map(Arc::new);
     }
-    let earlier: Vec<Arc<Pod>> = earlier_pod_names(&sb)
+    let others: Vec<&Pod> = owned
         .iter()
-        .filter_map(|pod| cached_pod(&ctx.pods, &namespace, pod, &sb))
+        .filter(|pod| pod.name_any() != target.pod_name)
+        .map(AsRef::as_ref)
         .collect();
-    let earlier: Vec<&Pod> = earlier.iter().map(AsRef::as_ref).collect();
+
+    let pod_events = match current.as_deref() {
+        Some(pod) if is_waiting_to_start(pod) => warning_events(&ctx.client, pod).await?,
+        _ => Vec::new(),
+    };
 
     let plan = plan(
         &sb,
+        &target,
         current.as_deref(),
-        &earlier,
+        &others,
+        &pod_events,
         &ctx.settings,
-        Timestamp::now(),
+        now,
     );
     debug!(
         create = plan.create.is_some(),
@@ -111,6 +157,41 @@ pub async fn reconcile(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action
         "planned"
     );
     execute(&sb, &namespace, &name, plan, &pods, &ctx).await
+}
+
+/// A Pod none of whose containers has started: a missing Secret or ConfigMap volume shows
+/// only in its Events then.
+fn is_waiting_to_start(pod: &Pod) -> bool {
+    let status = pod.status.as_ref();
+    let started = status
+        .and_then(|s| s.init_container_statuses.as_ref())
+        .into_iter()
+        .chain(status.and_then(|s| s.container_statuses.as_ref()))
+        .flatten()
+        .any(|c| c.state.as_ref().is_some_and(|st| st.waiting.is_none()));
+    pod.metadata.deletion_timestamp.is_none()
+        && status.and_then(|s| s.phase.as_deref()).unwrap_or("Pending") == "Pending"
+        && !started
+}
+
+/// Messages of the Warning Events the kubelet recorded about `pod` (core/v1, where the kubelet
+/// writes them), for example `FailedMount`.
+async fn warning_events(client: &Client, pod: &Pod) -> Result<Vec<String>, Error> {
+    let namespace = pod.namespace().unwrap_or_default();
+    let name = pod.name_any();
+    let events: Api<CoreEvent> = Api::namespaced(client.clone(), &namespace);
+    let mut selector = format!("involvedObject.kind=Pod,involvedObject.name={name},type=Warning");
+    if let Some(uid) = pod.uid() {
+        selector.push_str(&format!(",involvedObject.uid={uid}"));
+    }
+    let list = events
+        .list(&ListParams::default().fields(&selector))
+        .await
+        .map_err(api_error(
+            "list_events",
+            format!("listing Events of Pod {namespace}/{name}"),
+        ))?;
+    Ok(list.items.into_iter().filter_map(|e| e.message).collect())
 }
 
 async fn execute(
@@ -125,7 +206,12 @@ async fn execute(
         match pods.delete(pod, &DeleteParams::background()).await {
             Ok(_) => info!(pod, "deleted build Pod"),
             Err(e) if is_status(&e, 404) => {}
-            Err(e) => return Err(api_error(format!("deleting Pod {namespace}/{pod}"))(e)),
+            Err(e) => {
+                return Err(api_error(
+                    "delete_pod",
+                    format!("deleting Pod {namespace}/{pod}"),
+                )(e));
+            }
         }
     }
     if let Some(pod) = &plan.create {
@@ -142,11 +228,22 @@ async fn execute(
             Err(e) if is_status(&e, 409) => {
                 debug!(pod = pod.name_any(), "build Pod already exists")
             }
+            Err(kube::Error::Api(refusal))
+                if let Some(failed) =
+                    creation_refused(sb, &plan, &refusal.message, Timestamp::now()) =>
+            {
+                info!(
+                    pod = pod.name_any(),
+                    message = refusal.message,
+                    "build Pod refused"
+                );
+                return Box::pin(execute(sb, namespace, name, failed, pods, ctx)).await;
+            }
             Err(e) => {
-                return Err(api_error(format!(
-                    "creating Pod {namespace}/{}",
-                    pod.name_any()
-                ))(e));
+                return Err(api_error(
+                    "create_pod",
+                    format!("creating Pod {namespace}/{}", pod.name_any()),
+                )(e));
             }
         }
     }
@@ -163,9 +260,10 @@ async fn execute(
             &Patch::Apply(&patch),
         )
         .await
-        .map_err(api_error(format!(
-            "updating status of SourceBuild {namespace}/{name}"
-        )))?;
+        .map_err(api_error(
+            "patch_status",
+            format!("updating status of SourceBuild {namespace}/{name}"),
+        ))?;
         if let Some(phase) = status.phase.filter(|p| p.is_final()) {
             let reason = status
                 .condition(crate::controller::status::SUCCEEDED)
@@ -188,19 +286,6 @@ async fn execute(
     })
 }
 
-/// The cached Pod by name, if it belongs to this SourceBuild (a same-named Pod of someone else's
-/// is not ours to judge or delete).
-fn cached_pod(
-    store: &Store<Pod>,
-    namespace: &str,
-    name: &str,
-    sb: &SourceBuild,
-) -> Option<Arc<Pod>> {
-    store
-        .get(&ObjectRef::new(name).within(namespace))
-        .filter(|pod| is_owned_by(pod, sb))
-}
-
 fn is_owned_by(pod: &Pod, sb: &SourceBuild) -> bool {
     let uid = sb.uid();
     pod.owner_references()
@@ -210,7 +295,10 @@ fn is_owned_by(pod: &Pod, sb: &SourceBuild) -> bool {
 
 /// Retry policy for failed reconciles.
 pub fn error_policy(sb: Arc<SourceBuild>, error: &Error, ctx: Arc<Context>) -> Action {
-    warn!(namespace = sb.namespace(), name = sb.name_any(), %error, "reconcile failed");
+    warn!(namespace = sb.namespace(), sourcebuild = sb.name_any(), %error, "reconcile failed");
     ctx.metrics.reconcile_failed();
+    if let Error::Api { operation, .. } = error {
+        ctx.metrics.api_request_failed(operation);
+    }
     Action::requeue(Duration::from_secs(5))
 }

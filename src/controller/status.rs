@@ -7,7 +7,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::{Phase, SourceBuildStatus};
+use crate::api::{BuildRecord, Phase, SourceBuildStatus, Trigger};
 use crate::outcome::{BuildFailure, BuildResult};
 use crate::prepare::PrepareResult;
 
@@ -16,18 +16,52 @@ pub const READY: &str = "Ready";
 /// Condition type: outcome of the latest build.
 pub const SUCCEEDED: &str = "Succeeded";
 
-/// A build Pod was just created for `generation`.
-pub fn started(
-    old: &SourceBuildStatus,
-    generation: i64,
-    pod_name: &str,
-    now: Timestamp,
-) -> SourceBuildStatus {
-    let mut status = for_generation(old, generation);
+/// A build that starts in this reconcile: which one, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewBuild {
+    /// The spec generation it builds.
+    pub generation: i64,
+    /// Its number within the generation (1 for the first).
+    pub build: i64,
+    /// Its Pod's name.
+    pub pod_name: String,
+    /// Why it starts.
+    pub trigger: Trigger,
+    /// 1, plus one for each automatic retry.
+    pub attempt: i32,
+    /// The rebuild annotation's value when it started: acted on from now on.
+    pub rebuild: Option<String>,
+}
+
+/// A build starts: its Pod was just created, or is about to be refused (`pod` says which).
+/// Everything that described the previous build is dropped; `latestImage` and `history` stay.
+pub fn started(old: &SourceBuildStatus, new: &NewBuild, now: Timestamp) -> SourceBuildStatus {
+    let mut status = for_generation(old, new.generation);
+    status.completion_time = None;
+    status.log_snippet = None;
+    status.source_revision = None;
+    status.builder_image = None;
+    status.dockerfile_sha256 = None;
+    status.next_attempt_time = None;
     status.phase = Some(Phase::Pending);
-    status.pod_name = Some(pod_name.to_string());
+    status.pod_name = Some(new.pod_name.clone());
+    status.build = Some(new.build);
+    status.trigger = Some(new.trigger);
+    status.attempt = Some(new.attempt);
+    if new.rebuild.is_some() {
+        status.rebuild = new.rebuild.clone();
+    }
     status.start_time = Some(Time(now));
-    let message = format!("build Pod {pod_name} created for generation {generation}");
+    let generation = new.generation;
+    let retry = if new.attempt > 1 {
+        format!(", attempt {}", new.attempt)
+    } else {
+        String::new()
+    };
+    let message = format!(
+        "build Pod {} created for generation {generation} ({}{retry})",
+        new.pod_name, new.trigger
+    );
     set_condition(
         &mut status,
         SUCCEEDED,
@@ -47,6 +81,129 @@ pub fn started(
         now,
     );
     status
+}
+
+/// `spec.suspend` is true: the build of `generation` was stopped, or never started.
+pub fn cancelled(
+    old: &SourceBuildStatus,
+    generation: i64,
+    stopped: Option<&str>,
+    now: Timestamp,
+) -> SourceBuildStatus {
+    let mut status = for_generation(old, generation);
+    status.phase = Some(Phase::Cancelled);
+    status.next_attempt_time = None;
+    status.completion_time = Some(Time(now));
+    if old.observed_generation != Some(generation) {
+        // No build of this generation ever started: nothing describes one.
+        status.pod_name = None;
+        status.build = None;
+        status.trigger = None;
+        status.attempt = None;
+        status.start_time = None;
+    }
+    let message = match stopped {
+        Some(pod) => format!("spec.suspend is true: build Pod {pod} was stopped"),
+        None => "spec.suspend is true: no build runs".to_string(),
+    };
+    set_condition(
+        &mut status,
+        SUCCEEDED,
+        "False",
+        "Cancelled",
+        &message,
+        generation,
+        now,
+    );
+    set_condition(
+        &mut status,
+        READY,
+        "False",
+        "Cancelled",
+        &message,
+        generation,
+        now,
+    );
+    status
+}
+
+/// Records a failed build's retry time, with the plan in the condition message.
+pub fn retry_at(
+    mut status: SourceBuildStatus,
+    at: Timestamp,
+    attempt: i32,
+    limit: i32,
+) -> SourceBuildStatus {
+    status.next_attempt_time = Some(Time(at));
+    let note = format!(
+        " (transient; attempt {} of {} at {at})",
+        attempt + 1,
+        limit + 1
+    );
+    for condition in &mut status.conditions {
+        if !condition.message.ends_with(&note) {
+            condition.message.push_str(&note);
+        }
+    }
+    status
+}
+
+/// An unfinished build is being stopped (superseded by a newer build, or suspended): `history`
+/// records it as `Cancelled` with `reason`. A finished build is left as it is.
+pub fn close_unfinished(
+    old: &SourceBuildStatus,
+    reason: &str,
+    limit: usize,
+    now: Timestamp,
+) -> SourceBuildStatus {
+    let mut status = old.clone();
+    if status.phase.is_none_or(Phase::is_final) || status.build.is_none() {
+        return status;
+    }
+    let mut closed = status.clone();
+    closed.phase = Some(Phase::Cancelled);
+    closed.completion_time = Some(Time(now));
+    closed.conditions.retain(|c| c.type_ != SUCCEEDED);
+    let generation = closed.observed_generation.unwrap_or(0);
+    set_condition(&mut closed, SUCCEEDED, "False", reason, "", generation, now);
+    record_history(&mut closed, limit);
+    status.history = closed.history;
+    status
+}
+
+/// Adds the build `status` describes to `history` once it is final (newest first, at most
+/// `limit` entries). Idempotent: a build already recorded is not added again.
+pub fn record_history(status: &mut SourceBuildStatus, limit: usize) {
+    let (Some(phase), Some(generation), Some(build)) =
+        (status.phase, status.observed_generation, status.build)
+    else {
+        status.history.truncate(limit);
+        return;
+    };
+    if phase.is_final() {
+        let known = status
+            .history
+            .iter()
+            .any(|r| r.generation == generation && r.build == build);
+        if !known {
+            let succeeded = phase == Phase::Succeeded;
+            let record = BuildRecord {
+                generation,
+                build,
+                attempt: status.attempt,
+                trigger: status.trigger,
+                pod_name: status.pod_name.clone(),
+                phase,
+                reason: status.condition(SUCCEEDED).map(|c| c.reason.clone()),
+                source_revision: status.source_revision.clone(),
+                digest: status.digest.clone().filter(|_| succeeded),
+                start_time: status.start_time.clone(),
+                completion_time: status.completion_time.clone(),
+            };
+            status.history.insert(0, record);
+        }
+    }
+    status.history.truncate(limit);
 }
 
 /// The build of `generation` is under way (Pending or Running).
@@ -171,6 +328,7 @@ pub fn failed(
 fn for_generation(old: &SourceBuildStatus, generation: i64) -> SourceBuildStatus {
     let mut status = old.clone();
     if old.observed_generation != Some(generation) {
+        status.next_attempt_time = None;
         status.completion_time = None;
         status.log_snippet = None;
         status.source_revision = None;
@@ -237,6 +395,17 @@ mod tests {
         }
     }
 
+    fn first_build(generation: i64) -> NewBuild {
+        NewBuild {
+            generation,
+            build: 1,
+            pod_name: format!("app-build-{generation}"),
+            trigger: Trigger::ConfigChange,
+            attempt: 1,
+            rebuild: None,
+        }
+    }
+
     fn result() -> BuildResult {
         BuildResult {
             digest: format!("sha256:{}", "a".repeat(64)),
@@ -248,7 +417,7 @@ mod tests {
     #[test]
     fn a_build_moves_through_its_phases() {
         let s0 = SourceBuildStatus::default();
-        let s1 = started(&s0, 1, "app-build-1", at(0));
+        let s1 = started(&s0, &first_build(1), at(0));
         assert_eq!(s1.phase, Some(Phase::Pending));
         assert_eq!(s1.condition(SUCCEEDED).unwrap().status, "Unknown");
         assert_eq!(s1.condition(READY).unwrap().status, "False");
@@ -297,7 +466,7 @@ mod tests {
             Time(at(0)),
             at(60),
         );
-        let next = started(&good, 2, "app-build-2", at(100));
+        let next = started(&good, &first_build(2), at(100));
         assert_eq!(
             next.source_revision, None,
             "gen 1's commit must not describe gen 2"

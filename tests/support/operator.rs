@@ -152,6 +152,25 @@ impl Operator {
         }
     }
 
+    /// SIGTERMs the operator (graceful shutdown) and waits for it to exit; `None` when it was
+    /// not running or did not exit within `timeout` (then it is SIGKILLed).
+    pub fn terminate(&self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.lock().unwrap().take()?;
+        let pid = libc::pid_t::try_from(child.id()).ok()?;
+        // SAFETY: signalling a child process we spawned and have not reaped yet.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
     /// The operator's log so far (JSON lines).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -93,5 +93,16 @@ ConfigMaps: build Pods mount them, the controller only names them.
   verbs: ["create", "patch"]
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  # list: the kubelet reports a missing Secret or ConfigMap volume only as a FailedMount Event
+  # on the build Pod, read to fail the build at once instead of at its timeout.
+  verbs: ["create", "patch", "list"]
+{{- end }}
+
+{{/*
+The namespaces to watch: watchNamespaces plus watchNamespace, without duplicates; empty for all.
+*/}}
+{{- define "sourcebuild-operator.watchNamespaces" -}}
+{{- $all := .Values.watchNamespaces | default list -}}
+{{- with .Values.watchNamespace }}{{- $all = append $all . -}}{{- end -}}
+{{- $all | uniq | join "," -}}
 {{- end }}

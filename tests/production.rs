@@ -1,0 +1,676 @@
+//! Production behaviour on the real control plane: rebuilds, suspend, history and retention,
+//! retries. The operator runs from the Helm chart's RBAC; the tests play the kubelet by patching
+//! build Pods' status.
+
+mod support;
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use sourcebuild::api::{Phase, SourceBuild, Trigger};
+use support::operator::{Operator, install_chart};
+use support::{ControlPlane, control_plane, eventually};
+
+const DIGEST: &str = "sha256:5f0e1b6bd2f5fb0f3bc3b1d2c9e0e8f4a7c1d3e5f60718293a4b5c6d7e8f9a0b";
+const ASSEMBLE_FAILED: &str = "ERROR: No matching distribution found for flask==99\n\
+    error building image: error building stage: failed to execute command: waiting for process to exit: exit status 1";
+const WAIT: Duration = Duration::from_secs(30);
+
+fn setup() -> Option<(&'static ControlPlane, &'static Operator)> {
+    static OPERATOR: OnceLock<Operator> = OnceLock::new();
+    let cp = control_plane()?;
+    let operator = OPERATOR.get_or_init(|| {
+        install_chart(cp, &[]);
+        let logs = tempfile::Builder::new()
+            .prefix("sourcebuild-production-")
+            .tempdir()
+            .unwrap()
+            .keep();
+        eprintln!("operator log: {}", logs.join("operator.log").display());
+        Operator::start(cp, &[], &logs)
+    });
+    Some((cp, operator))
+}
+
+fn manifest(name: &str, extra_spec: &str) -> String {
+    format!(
+        "apiVersion: sourcebuild.dev/v1alpha1\nkind: SourceBuild\nmetadata:\n  name: {name}\nspec:\n  \
+         source:\n    git:\n      url: https://example.com/acme/app.git\n  \
+         output:\n    image: registry.example.com/team/{name}:1.0\n{extra_spec}"
+    )
+}
+
+fn kubectl(cp: &ControlPlane, args: &[&str], stdin: Option<&str>) {
+    let mut child = cp
+        .kubectl()
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn apply(cp: &ControlPlane, ns: &str, manifest: &str) {
+    kubectl(cp, &["apply", "-n", ns, "-f", "-"], Some(manifest));
+}
+
+fn annotate_rebuild(cp: &ControlPlane, ns: &str, name: &str, value: &str) {
+    kubectl(
+        cp,
+        &[
+            "annotate",
+            "-n",
+            ns,
+            "--overwrite",
+            &format!("sourcebuild/{name}"),
+            &format!("sourcebuild.dev/rebuild={value}"),
+        ],
+        None,
+    );
+}
+
+async fn get(client: &Client, ns: &str, name: &str) -> SourceBuild {
+    Api::<SourceBuild>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .unwrap()
+}
+
+async fn wait_for_pod(client: &Client, ns: &str, name: &str) -> Pod {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    eventually(&format!("Pod {ns}/{name}"), WAIT, || async {
+        pods.get_opt(name)
+            .await
+            .ok()
+            .flatten()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+    })
+    .await
+}
+
+/// Waits until status describes `pod` in `phase`.
+async fn wait_for_build(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    pod: &str,
+    phase: Phase,
+) -> SourceBuild {
+    let api: Api<SourceBuild> = Api::namespaced(client.clone(), ns);
+    eventually(
+        &format!("SourceBuild {ns}/{name}: {pod} {phase}"),
+        WAIT,
+        || async {
+            let sb = api.get(name).await.ok()?;
+            let status = sb.status.as_ref()?;
+            (status.phase == Some(phase) && status.pod_name.as_deref() == Some(pod)).then_some(sb)
+        },
+    )
+    .await
+}
+
+async fn pod_names(client: &Client, ns: &str, name: &str) -> Vec<String> {
+    let mut names: Vec<String> = Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels(&format!("sourcebuild.dev/name={name}")))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| p.name_any())
+        .collect();
+    names.sort();
+    names
+}
+
+async fn event_reasons(client: &Client, ns: &str, name: &str) -> Vec<String> {
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .filter_map(|e| e.reason)
+        .collect()
+}
+
+fn prepared() -> String {
+    json!({"prepared": {"revision": "0123456789abcdef0123456789abcdef01234567",
+                        "dockerfileSha256": format!("sha256:{}", "d".repeat(64)),
+                        "builderImage": "quay.io/sclorg/python-312-c9s:c9s"}})
+    .to_string()
+}
+
+fn terminated(name: &str, code: i32, message: &str) -> Value {
+    json!({"name": name, "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+           "state": {"terminated": {"exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" },
+                                    "message": message,
+                                    "startedAt": "2026-01-01T00:00:00Z", "finishedAt": "2026-01-01T00:00:01Z"}}})
+}
+
+async fn patch_pod_status(client: &Client, ns: &str, pod: &str, status: Value) {
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .patch_status(
+            pod,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({ "status": status })),
+        )
+        .await
+        .unwrap();
+}
+
+/// Plays the kubelet: Kaniko runs.
+async fn mark_running(client: &Client, ns: &str, pod: &str) {
+    let status = json!({"phase": "Running",
+        "initContainerStatuses": [terminated("prepare", 0, &prepared())],
+        "containerStatuses": [{"name": "build", "image": "kaniko:test", "imageID": "", "ready": true, "restartCount": 0,
+                               "state": {"running": {"startedAt": "2026-01-01T00:00:02Z"}}}]});
+    patch_pod_status(client, ns, pod, status).await;
+}
+
+/// Plays the kubelet: Kaniko ended with `code` and `message`.
+async fn mark_finished(client: &Client, ns: &str, pod: &str, code: i32, message: &str) {
+    let status = json!({"phase": if code == 0 { "Succeeded" } else { "Failed" },
+        "initContainerStatuses": [terminated("prepare", 0, &prepared())],
+        "containerStatuses": [terminated("build", code, message)]});
+    patch_pod_status(client, ns, pod, status).await;
+}
+
+#[tokio::test]
+async fn a_new_generation_builds_after_a_failure_and_a_rebuild_value_builds_once() {
+    let Some((cp, operator)) = setup() else {
+        return;
+    };
+    let client = cp.client().await;
+    let ns = cp.namespace("rebuild").await;
+    apply(
+        cp,
+        &ns,
+        &manifest("app", "  env: [{name: V, value: '1'}]\n"),
+    );
+    wait_for_pod(&client, &ns, "app-build-1").await;
+    mark_finished(&client, &ns, "app-build-1", 1, ASSEMBLE_FAILED).await;
+    wait_for_build(&client, &ns, "app", "app-build-1", Phase::Failed).await;
+
+    // The fix: a new generation builds although the last build failed.
+    apply(
+        cp,
+        &ns,
+        &manifest("app", "  env: [{name: V, value: '2'}]\n"),
+    );
+    wait_for_pod(&client, &ns, "app-build-2").await;
+    let sb = wait_for_build(&client, &ns, "app", "app-build-2", Phase::Pending).await;
+    let status = sb.status.unwrap();
+    assert_eq!(
+        (status.trigger, status.build, status.observed_generation),
+        (Some(Trigger::ConfigChange), Some(1), Some(2))
+    );
+    mark_finished(&client, &ns, "app-build-2", 0, DIGEST).await;
+    wait_for_build(&client, &ns, "app", "app-build-2", Phase::Succeeded).await;
+
+    // A manual rebuild of the same generation.
+    annotate_rebuild(cp, &ns, "app", "first");
+    wait_for_pod(&client, &ns, "app-build-2-2").await;
+    let sb = wait_for_build(&client, &ns, "app", "app-build-2-2", Phase::Pending).await;
+    let status = sb.status.unwrap();
+    assert_eq!(
+        (
+            status.trigger,
+            status.build,
+            status.rebuild.as_deref(),
+            status.observed_generation
+        ),
+        (Some(Trigger::Manual), Some(2), Some("first"), Some(2))
+    );
+    mark_finished(&client, &ns, "app-build-2-2", 0, DIGEST).await;
+    let sb = wait_for_build(&client, &ns, "app", "app-build-2-2", Phase::Succeeded).await;
+    let history = sb.status.unwrap().history;
+    assert_eq!(
+        history
+            .iter()
+            .map(|r| (r.generation, r.build, r.trigger, r.phase))
+            .collect::<Vec<_>>(),
+        [
+            (2, 2, Some(Trigger::Manual), Phase::Succeeded),
+            (2, 1, Some(Trigger::ConfigChange), Phase::Succeeded),
+            (1, 1, Some(Trigger::ConfigChange), Phase::Failed),
+        ]
+    );
+    assert_eq!(history[0].digest.as_deref(), Some(DIGEST));
+    assert_eq!(history[2].reason.as_deref(), Some("AssembleFailed"));
+
+    // A restart, and the same value written again: neither starts another build. A further
+    // value does, and its Pod name is the next one.
+    operator.kill_and_restart();
+    annotate_rebuild(cp, &ns, "app", "first");
+    annotate_rebuild(cp, &ns, "app", "second");
+    wait_for_pod(&client, &ns, "app-build-2-3").await;
+    wait_for_build(&client, &ns, "app", "app-build-2-3", Phase::Pending).await;
+    let names = pod_names(&client, &ns, "app").await;
+    assert_eq!(
+        names,
+        [
+            "app-build-1",
+            "app-build-2",
+            "app-build-2-2",
+            "app-build-2-3"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn suspend_cancels_the_running_build_and_resume_builds_again() {
+    let Some((cp, _)) = setup() else { return };
+    let client = cp.client().await;
+    let ns = cp.namespace("suspend").await;
+    apply(cp, &ns, &manifest("paused", ""));
+    wait_for_pod(&client, &ns, "paused-build-1").await;
+    mark_running(&client, &ns, "paused-build-1").await;
+    wait_for_build(&client, &ns, "paused", "paused-build-1", Phase::Running).await;
+
+    apply(cp, &ns, &manifest("paused", "  suspend: true\n"));
+    let api: Api<SourceBuild> = Api::namespaced(client.clone(), &ns);
+    let sb = eventually("phase Cancelled", WAIT, || async {
+        let sb = api.get("paused").await.ok()?;
+        (sb.status.as_ref()?.phase == Some(Phase::Cancelled)).then_some(sb)
+    })
+    .await;
+    let status = sb.status.unwrap();
+    let succeeded = status.condition("Succeeded").unwrap();
+    assert_eq!(
+        (succeeded.status.as_str(), succeeded.reason.as_str()),
+        ("False", "Cancelled")
+    );
+    assert!(
+        succeeded.message.contains("paused-build-1"),
+        "{succeeded:?}"
+    );
+    assert_eq!(status.history[0].phase, Phase::Cancelled);
+    eventually("the running Pod to be deleted", WAIT, || async {
+        pod_names(&client, &ns, "paused")
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    // Still suspended: a rebuild request does not start anything.
+    annotate_rebuild(cp, &ns, "paused", "now");
+    let reasons = eventually("the Cancelled Event", WAIT, || async {
+        let r = event_reasons(&client, &ns, "paused").await;
+        r.contains(&"Cancelled".to_string()).then_some(r)
+    })
+    .await;
+    assert!(reasons.contains(&"BuildStarted".to_string()), "{reasons:?}");
+    assert_eq!(
+        get(&client, &ns, "paused").await.status.unwrap().phase,
+        Some(Phase::Cancelled)
+    );
+    assert!(pod_names(&client, &ns, "paused").await.is_empty());
+
+    apply(cp, &ns, &manifest("paused", "  suspend: false\n"));
+    wait_for_pod(&client, &ns, "paused-build-3").await;
+    let sb = wait_for_build(&client, &ns, "paused", "paused-build-3", Phase::Pending).await;
+    assert_eq!(sb.status.unwrap().observed_generation, Some(3));
+}
+
+#[tokio::test]
+async fn history_is_bounded_and_finished_pods_beyond_retention_are_deleted() {
+    let Some((cp, _)) = setup() else { return };
+    let client = cp.client().await;
+    let ns = cp.namespace("retention").await;
+    let spec = "  historyLimit: 2\n  retention: {succeededLimit: 1, failedLimit: 1}\n";
+    apply(cp, &ns, &manifest("kept", spec));
+    // Four builds: failed, succeeded, failed, succeeded.
+    let builds = [
+        ("kept-build-1", 1, ASSEMBLE_FAILED),
+        ("kept-build-1-2", 0, DIGEST),
+        ("kept-build-1-3", 1, ASSEMBLE_FAILED),
+        ("kept-build-1-4", 0, DIGEST),
+    ];
+    for (i, (pod, code, message)) in builds.iter().enumerate() {
+        if i > 0 {
+            annotate_rebuild(cp, &ns, "kept", &i.to_string());
+        }
+        wait_for_pod(&client, &ns, pod).await;
+        mark_finished(&client, &ns, pod, *code, message).await;
+        let phase = if *code == 0 {
+            Phase::Succeeded
+        } else {
+            Phase::Failed
+        };
+        wait_for_build(&client, &ns, "kept", pod, phase).await;
+    }
+    let names = eventually("retention to delete the older Pods", WAIT, || async {
+        let names = pod_names(&client, &ns, "kept").await;
+        (names.len() == 2).then_some(names)
+    })
+    .await;
+    assert_eq!(names, ["kept-build-1-3", "kept-build-1-4"]);
+    let history = get(&client, &ns, "kept").await.status.unwrap().history;
+    assert_eq!(
+        history
+            .iter()
+            .map(|r| (r.build, r.phase))
+            .collect::<Vec<_>>(),
+        [(4, Phase::Succeeded), (3, Phase::Failed)]
+    );
+    assert!(
+        history
+            .iter()
+            .all(|r| r.start_time.is_some() && r.completion_time.is_some())
+    );
+}
+
+#[tokio::test]
+async fn a_finished_pod_older_than_its_ttl_is_deleted() {
+    let Some((cp, _)) = setup() else { return };
+    let client = cp.client().await;
+    let ns = cp.namespace("ttl").await;
+    apply(
+        cp,
+        &ns,
+        &manifest("brief", "  retention: {ttlAfterFinished: 2s}\n"),
+    );
+    wait_for_pod(&client, &ns, "brief-build-1").await;
+    // Finished "now", so the TTL runs from the moment this test marks it.
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let status = json!({"phase": "Succeeded",
+        "initContainerStatuses": [terminated("prepare", 0, &prepared())],
+        "containerStatuses": [{"name": "build", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 0, "reason": "Completed", "message": DIGEST, "finishedAt": now}}}]});
+    patch_pod_status(&client, &ns, "brief-build-1", status).await;
+    wait_for_build(&client, &ns, "brief", "brief-build-1", Phase::Succeeded).await;
+    eventually("the TTL to delete the Pod", WAIT, || async {
+        pod_names(&client, &ns, "brief")
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    // Status keeps what the build produced.
+    let sb = get(&client, &ns, "brief").await;
+    assert_eq!(sb.status.unwrap().digest.as_deref(), Some(DIGEST));
+}
+
+#[tokio::test]
+async fn an_eviction_is_retried_and_an_assemble_failure_is_not() {
+    let Some((cp, _)) = setup() else { return };
+    let client = cp.client().await;
+    let ns = cp.namespace("retry").await;
+    let retry = "  retry: {limit: 2, backoff: 1s}\n";
+    apply(cp, &ns, &manifest("flaky", retry));
+    wait_for_pod(&client, &ns, "flaky-build-1").await;
+    patch_pod_status(
+        &client,
+        &ns,
+        "flaky-build-1",
+        json!({"phase": "Failed", "reason": "Evicted",
+               "message": "The node was low on resource: ephemeral-storage."}),
+    )
+    .await;
+    let sb = wait_for_build(&client, &ns, "flaky", "flaky-build-1-2", Phase::Pending).await;
+    let status = sb.status.unwrap();
+    assert_eq!(
+        (status.attempt, status.trigger),
+        (Some(2), Some(Trigger::ConfigChange))
+    );
+    assert_eq!(status.history[0].reason.as_deref(), Some("Evicted"));
+    assert_eq!(status.history[0].attempt, Some(1));
+    let reasons = eventually("the Retrying Event", WAIT, || async {
+        let r = event_reasons(&client, &ns, "flaky").await;
+        r.contains(&"Retrying".to_string()).then_some(r)
+    })
+    .await;
+    assert!(reasons.contains(&"Evicted".to_string()), "{reasons:?}");
+    mark_finished(&client, &ns, "flaky-build-1-2", 0, DIGEST).await;
+    wait_for_build(&client, &ns, "flaky", "flaky-build-1-2", Phase::Succeeded).await;
+
+    apply(cp, &ns, &manifest("broken", retry));
+    wait_for_pod(&client, &ns, "broken-build-1").await;
+    mark_finished(&client, &ns, "broken-build-1", 1, ASSEMBLE_FAILED).await;
+    let sb = wait_for_build(&client, &ns, "broken", "broken-build-1", Phase::Failed).await;
+    assert_eq!(sb.status.as_ref().unwrap().next_attempt_time, None);
+    // Well past the backoff, still the one Pod.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(pod_names(&client, &ns, "broken").await, ["broken-build-1"]);
+}
+
+async fn wait_for_failure(client: &Client, ns: &str, name: &str) -> (String, String) {
+    let api: Api<SourceBuild> = Api::namespaced(client.clone(), ns);
+    eventually(&format!("SourceBuild {ns}/{name} Failed"), WAIT, || async {
+        let status = api.get(name).await.ok()?.status?;
+        if status.phase != Some(Phase::Failed) {
+            return None;
+        }
+        let c = status.condition("Succeeded")?;
+        Some((c.reason.clone(), c.message.clone()))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_missing_secret_reported_by_the_kubelet_fails_the_build_at_once() {
+    let Some((cp, _)) = setup() else { return };
+    let client = cp.client().await;
+    let ns = cp.namespace("nosecret").await;
+    apply(
+        cp,
+        &ns,
+        &manifest("app", "  timeout: 1h\n").replace(
+            "image: registry.example.com/team/app:1.0",
+            "image: registry.example.com/team/app:1.0\n    pushSecretRef: {name: regcred}",
+        ),
+    );
+    wait_for_pod(&client, &ns, "app-build-1").await;
+    // The kubelet's own words when a container's Secret is missing.
+    patch_pod_status(
+        &client,
+        &ns,
+        "app-build-1",
+        json!({"phase": "Pending", "containerStatuses": [{"name": "build", "image": "kaniko:test",
+            "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "CreateContainerConfigError",
+                                  "message": "secret \"regcred\" not found"}}}]}),
+    )
+    .await;
+    let (reason, message) = wait_for_failure(&client, &ns, "app").await;
+    assert_eq!(reason, "SecretNotFound");
+    assert!(message.contains("\"regcred\""), "{message}");
+}
+
+#[tokio::test]
+async fn a_failed_mount_event_of_a_missing_config_map_fails_the_build_at_once() {
+    let Some((cp, _)) = setup() else { return };
+    let client = cp.client().await;
+    let ns = cp.namespace("nocm").await;
+    let text = "apiVersion: sourcebuild.dev/v1alpha1\nkind: SourceBuild\nmetadata:\n  name: app\nspec:\n  \
+                timeout: 1h\n  source:\n    configMap: {name: app-source}\n  \
+                output: {image: registry.example.com/team/app:1.0}\n";
+    apply(cp, &ns, text);
+    let pod = wait_for_pod(&client, &ns, "app-build-1").await;
+    patch_pod_status(
+        &client,
+        &ns,
+        "app-build-1",
+        json!({"phase": "Pending", "initContainerStatuses": [{"name": "prepare", "image": "x",
+            "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "PodInitializing"}}}]}),
+    )
+    .await;
+    // The Event the kubelet records (core/v1, as the kubelet writes it).
+    let event: k8s_openapi::api::core::v1::Event = serde_json::from_value(json!({
+        "metadata": {"generateName": "app-build-1.", "namespace": ns},
+        "involvedObject": {"kind": "Pod", "apiVersion": "v1", "namespace": ns, "name": "app-build-1",
+                           "uid": pod.metadata.uid},
+        "reason": "FailedMount", "type": "Warning", "count": 1,
+        "source": {"component": "kubelet", "host": "node-1"},
+        "message": "MountVolume.SetUp failed for volume \"source\" : configmap \"app-source\" not found"
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::Event>::namespaced(client.clone(), &ns)
+        .create(&Default::default(), &event)
+        .await
+        .unwrap();
+    let (reason, message) = wait_for_failure(&client, &ns, "app").await;
+    assert_eq!(reason, "ConfigMapNotFound");
+    assert!(message.contains("\"app-source\""), "{message}");
+    eventually("the stuck Pod to be deleted", WAIT, || async {
+        pod_names(&client, &ns, "app")
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_missing_service_account_fails_the_build_without_a_pod() {
+    let Some((cp, _)) = setup() else { return };
+    let client = cp.client().await;
+    let ns = cp.namespace("nosa").await;
+    apply(cp, &ns, &manifest("app", "  serviceAccountName: builder\n"));
+    let (reason, message) = wait_for_failure(&client, &ns, "app").await;
+    assert_eq!(reason, "ServiceAccountNotFound");
+    assert!(message.contains("\"builder\""), "{message}");
+    assert!(pod_names(&client, &ns, "app").await.is_empty());
+}
+
+/// The value of the first sample line starting with `series` (name and labels).
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_builds_and_every_reconcile_log_line_names_its_source_build() {
+    let Some((cp, operator)) = setup() else {
+        return;
+    };
+    let client = cp.client().await;
+    let ns = cp.namespace("metrics").await;
+    for name in ["m1", "m2"] {
+        apply(cp, &ns, &manifest(name, ""));
+        let pod = format!("{name}-build-1");
+        wait_for_pod(&client, &ns, &pod).await;
+        mark_finished(&client, &ns, &pod, 0, DIGEST).await;
+        wait_for_build(&client, &ns, name, &pod, Phase::Succeeded).await;
+    }
+    apply(cp, &ns, &manifest("m3", ""));
+    wait_for_pod(&client, &ns, "m3-build-1").await;
+    mark_finished(&client, &ns, "m3-build-1", 1, ASSEMBLE_FAILED).await;
+    wait_for_build(&client, &ns, "m3", "m3-build-1", Phase::Failed).await;
+
+    let (_, metrics) = operator.http_get("/metrics").expect("/metrics answers");
+    // Other tests share this operator: counts are at least ours.
+    let at_least = |series: &str, n: f64| {
+        let value = sample(&metrics, series).unwrap_or_else(|| panic!("no {series}:\n{metrics}"));
+        assert!(value >= n, "{series} = {value} < {n}");
+    };
+    at_least("sourcebuild_builds_started_total", 3.0);
+    at_least(
+        r#"sourcebuild_builds_finished_total{result="Succeeded",reason="Succeeded"}"#,
+        2.0,
+    );
+    at_least(
+        r#"sourcebuild_builds_finished_total{result="Failed",reason="AssembleFailed"}"#,
+        1.0,
+    );
+    at_least(
+        r#"sourcebuild_build_duration_seconds_count{result="Succeeded"}"#,
+        2.0,
+    );
+    assert!(
+        sample(&metrics, "sourcebuild_reconciles_in_flight").is_some(),
+        "{metrics}"
+    );
+    // sourcebuild_api_request_failures_total has no series until a request fails (unit-tested
+    // in src/metrics.rs).
+
+    // Every line the reconciler logs names the SourceBuild; ours are there.
+    let log = operator.log();
+    let mut ours = 0;
+    for line in log.lines().filter(|l| l.starts_with('{')) {
+        let entry: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let target = entry["target"].as_str().unwrap_or_default();
+        if !target.starts_with("sourcebuild::controller::reconcile") {
+            continue;
+        }
+        let span = &entry["span"];
+        assert!(
+            span["namespace"].is_string() && span["sourcebuild"].is_string(),
+            "a reconcile line without namespace and name: {line}"
+        );
+        if span["namespace"] == ns.as_str() && entry["message"] == "created build Pod" {
+            ours += 1;
+        }
+    }
+    assert_eq!(
+        ours, 3,
+        "our three Pod creations, each with namespace and name"
+    );
+}
+
+#[tokio::test]
+async fn out_of_range_history_retention_and_retry_values_are_refused() {
+    let Some((cp, _)) = setup() else { return };
+    let ns = cp.namespace("limits").await;
+    let refused = [
+        ("spec.historyLimit", "  historyLimit: 101\n"),
+        (
+            "spec.retention.failedLimit",
+            "  retention: {failedLimit: -1}\n",
+        ),
+        (
+            "spec.retention.ttlAfterFinished",
+            "  retention: {ttlAfterFinished: -5m}\n",
+        ),
+        ("spec.retry.limit", "  retry: {limit: 11}\n"),
+        ("spec.retry.backoff", "  retry: {backoff: 2h}\n"),
+        ("spec.retry.backoff", "  retry: {backoff: 0s}\n"),
+    ];
+    for (field, extra) in refused {
+        let mut child = cp
+            .kubectl()
+            .args(["apply", "-n", &ns, "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(manifest("limits", extra).as_bytes())
+                .unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "accepted {extra}");
+        assert!(stderr.contains(field), "{field} not named: {stderr}");
+    }
+}
