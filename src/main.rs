@@ -124,6 +124,12 @@ struct PrepareArgs {
     /// Where the result is reported for the controller.
     #[arg(long, default_value = "/dev/termination-log")]
     termination_log: PathBuf,
+    /// Where the git credentials Secret is mounted (if the source names one).
+    #[arg(long, default_value = prepare::GIT_SECRET_DIR)]
+    git_secret_dir: PathBuf,
+    /// Where the ConfigMap source is mounted.
+    #[arg(long, default_value = prepare::CONFIGMAP_DIR)]
+    configmap_dir: PathBuf,
     /// Log format.
     #[arg(
         long,
@@ -227,7 +233,13 @@ fn run_controller(args: ControllerArgs) -> Result<()> {
 
 fn run_prepare(args: PrepareArgs) -> Result<()> {
     telemetry::init(args.log_format, "info").map_err(anyhow::Error::msg)?;
-    prepare::run(&args.workspace, &args.scratch, &args.termination_log)?;
+    prepare::run(
+        &args.workspace,
+        &args.scratch,
+        &args.termination_log,
+        &args.git_secret_dir,
+        &args.configmap_dir,
+    )?;
     Ok(())
 }
 

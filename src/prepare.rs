@@ -6,7 +6,7 @@
 //! termination message. Both types are the contract between `pod.rs`/`outcome.rs` and this step.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -247,11 +247,19 @@ pub fn prepare_workspace(
 /// What `sourcebuild prepare` does: read the request from [`REQUEST_ENV`], fetch the source
 /// into `scratch`, prepare `workspace`, and write a [`PrepareReport`] to `termination_log`
 /// whatever the outcome. The builder's metadata is not known yet here, so s2i's defaults apply.
-pub fn run(workspace: &Path, scratch: &Path, termination_log: &Path) -> Result<(), PrepareError> {
+/// `git_secret_dir` and `configmap_dir` are where the Pod mounts them ([`GIT_SECRET_DIR`],
+/// [`CONFIGMAP_DIR`]); other paths serve runs outside a Pod (the tests' pod runner).
+pub fn run(
+    workspace: &Path,
+    scratch: &Path,
+    termination_log: &Path,
+    git_secret_dir: &Path,
+    configmap_dir: &Path,
+) -> Result<(), PrepareError> {
     let outcome = read_request().and_then(|req| {
         let mounts = SourceMounts {
-            git_secret_dir: Some(PathBuf::from(GIT_SECRET_DIR)).filter(|dir| dir.is_dir()),
-            configmap_dir: PathBuf::from(CONFIGMAP_DIR),
+            git_secret_dir: Some(git_secret_dir.to_path_buf()).filter(|dir| dir.is_dir()),
+            configmap_dir: configmap_dir.to_path_buf(),
         };
         let source = crate::source::fetch(&req.source, &mounts, scratch)?;
         prepare_workspace(&source, &req, &BuilderMetadata::default(), workspace)
@@ -330,7 +338,7 @@ mod tests {
 
     fn fetched(revision: Option<&str>) -> FetchedSource {
         FetchedSource {
-            root: PathBuf::from("/nonexistent"),
+            root: std::path::PathBuf::from("/nonexistent"),
             revision: revision.map(str::to_string),
             location: "https://example.com/a.git".into(),
         }
