@@ -188,7 +188,6 @@ impl OutputAfterExit for Child {
     }
 }
 
-
 /// Exports `image` from `registry` into `rootfs`, starts its command there as its user on a free
 /// loopback port and returns the body of its answer to `GET /`.
 pub fn serve_image_once(registry: &Registry, image: &str, rootfs: &Path) -> String {

@@ -301,7 +301,12 @@ impl ThrowawayRoot {
         let dev = root.canonicalize().unwrap().join("dev");
         let mut binds: Vec<(CString, CString)> = CONTAINER_DEVICES
             .iter()
-            .map(|node| (cstring(&Path::new("/dev").join(node)), cstring(&dev.join(node))))
+            .map(|node| {
+                (
+                    cstring(&Path::new("/dev").join(node)),
+                    cstring(&dev.join(node)),
+                )
+            })
             .collect();
         binds.push((
             cstring(&termination_log.canonicalize().unwrap()),

@@ -3,6 +3,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod app;
+pub mod build_env;
 pub mod builder;
 pub mod control_plane;
 pub mod http;

@@ -256,16 +256,14 @@ impl Worker {
             .push(format!("{}/{}", job.namespace, job.name));
         let dir = self.dir.join(&job.namespace).join(&job.name);
         if let Err(error) = self.run_pod(&job, &dir) {
-            eprintln!(
-                "pod runner: {}/{}: {error}",
-                job.namespace, job.name
-            );
+            eprintln!("pod runner: {}/{}: {error}", job.namespace, job.name);
         }
     }
 
     /// True when the Pod is deleted or replaced (another uid), or the runner stops.
     fn is_gone(&self, job: &Job) -> bool {
-        if self.stop.load(Ordering::SeqCst) || self.shared.deleted.lock().unwrap().contains(&job.uid)
+        if self.stop.load(Ordering::SeqCst)
+            || self.shared.deleted.lock().unwrap().contains(&job.uid)
         {
             return true;
         }
@@ -304,8 +302,11 @@ impl Worker {
 
         // Volumes first, as the kubelet does: a missing ConfigMap or Secret keeps the Pod in
         // ContainerCreating.
-        let volumes = match self.materialise_volumes(job, dir, spec.volumes.as_deref().unwrap_or_default())
-        {
+        let volumes = match self.materialise_volumes(
+            job,
+            dir,
+            spec.volumes.as_deref().unwrap_or_default(),
+        ) {
             Ok(volumes) => volumes,
             Err(message) => {
                 self.patch_status(
@@ -337,7 +338,12 @@ impl Worker {
                 );
             }
             Ok(code) => {
-                let message = termination_message(prepare, code, &dir.join("prepare.termination-log"), &dir.join("prepare.log"));
+                let message = termination_message(
+                    prepare,
+                    code,
+                    &dir.join("prepare.termination-log"),
+                    &dir.join("prepare.log"),
+                );
                 terminated(prepare, code, reason(code), &message, &prepare_started)
             }
         };
@@ -541,7 +547,10 @@ impl Worker {
                     source.default_mode.unwrap_or(0o644),
                 )?;
             } else {
-                return Err(format!("volume {} has a type the runner cannot make", volume.name));
+                return Err(format!(
+                    "volume {} has a type the runner cannot make",
+                    volume.name
+                ));
             }
             paths.insert(volume.name.clone(), path);
         }
@@ -609,10 +618,14 @@ fn write_atomic_volume(
         Some(items) => items
             .iter()
             .map(|item| {
-                let bytes = data
-                    .get(&item.key)
-                    .ok_or_else(|| format!("couldn't find key {} in the volume's source", item.key))?;
-                Ok((item.path.clone(), bytes.as_slice(), item.mode.unwrap_or(default_mode)))
+                let bytes = data.get(&item.key).ok_or_else(|| {
+                    format!("couldn't find key {} in the volume's source", item.key)
+                })?;
+                Ok((
+                    item.path.clone(),
+                    bytes.as_slice(),
+                    item.mode.unwrap_or(default_mode),
+                ))
             })
             .collect::<Result<_, String>>()?,
         None => data
@@ -620,10 +633,7 @@ fn write_atomic_volume(
             .map(|(key, bytes)| (key.clone(), bytes.as_slice(), default_mode))
             .collect(),
     };
-    let stamp = format!(
-        "..{}",
-        chrono_like_stamp(std::time::SystemTime::now())
-    );
+    let stamp = format!("..{}", chrono_like_stamp(std::time::SystemTime::now()));
     let timestamped = dir.join(&stamp);
     std::fs::create_dir_all(&timestamped).map_err(|e| e.to_string())?;
     let mut top_level = std::collections::BTreeSet::new();
@@ -709,7 +719,11 @@ fn reason(code: i32) -> &'static str {
 
 fn now() -> String {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    serde_json::to_value(now).unwrap().as_str().unwrap().to_string()
+    serde_json::to_value(now)
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 fn image(container: &Container) -> &str {
@@ -728,7 +742,13 @@ fn running(container: &Container, started_at: &str) -> Value {
            "state": {"running": {"startedAt": started_at}}})
 }
 
-fn terminated(container: &Container, code: i32, reason: &str, message: &str, started_at: &str) -> Value {
+fn terminated(
+    container: &Container,
+    code: i32,
+    reason: &str,
+    message: &str,
+    started_at: &str,
+) -> Value {
     json!({"name": container.name, "image": image(container), "imageID": "", "ready": false,
            "restartCount": 0, "started": false,
            "state": {"terminated": {"exitCode": code, "reason": reason, "message": message,
