@@ -249,7 +249,8 @@ async fn sample_app_from_git_builds_serves_and_rebuilds_from_cache() {
 
     let work = tempfile::tempdir().unwrap();
     let rootfs = work.path().join("rootfs");
-    let answer = serve_image_once(&env.registry, &output, &rootfs);
+    // Blocking HTTP polling: off the async worker.
+    let answer = tokio::task::block_in_place(|| serve_image_once(&env.registry, &output, &rootfs));
     assert_eq!(
         std::fs::read_to_string(rootfs.join("opt/app-root/src/s2i-marker.txt")).unwrap(),
         "assembled by uid 1001\n"
@@ -388,7 +389,11 @@ async fn git_tag_and_commit_configmap_and_archive_sources() {
     assert_eq!(status.digest, Some(env.registry.digest(&image)));
     let work = tempfile::tempdir().unwrap();
     assert_eq!(
-        serve_image_once(&env.registry, &image, &work.path().join("cm")),
+        tokio::task::block_in_place(|| serve_image_once(
+            &env.registry,
+            &image,
+            &work.path().join("cm")
+        )),
         "hello from a ConfigMap (assembled by uid 1001)\n"
     );
 
