@@ -11,12 +11,14 @@ use std::time::Duration;
 
 use kube::api::Api;
 use sourcebuild::api::{Phase, SourceBuild};
-use support::app::serve_image_once;
+use support::app::serve_image_once_on;
 use support::build_env::BuildEnv;
 use support::{control_plane, eventually, repo_root};
 
 const NAME: &str = "hello-configmap";
 const EXAMPLE_OUTPUT: &str = "registry.example.com/team/hello:1.0";
+/// The port the example app listens on.
+const EXAMPLE_PORT: u16 = 8080;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "interactive: run through scripts/demo.sh"]
@@ -82,12 +84,20 @@ async fn demo() {
             status.latest_image.unwrap_or_default(),
             env.registry.digest(&output)
         ));
-        let rootfs = env.logs.join("hello-rootfs");
-        let answer =
-            tokio::task::block_in_place(|| serve_image_once(&env.registry, &output, &rootfs));
-        say(&format!(
-            "the image's command, started in a chroot of its filesystem, answers: {answer}"
-        ));
+        // The example's app.py listens on 8080 whatever PORT says.
+        if std::net::TcpListener::bind(("127.0.0.1", EXAMPLE_PORT)).is_ok() {
+            let rootfs = env.logs.join("hello-rootfs");
+            let answer = tokio::task::block_in_place(|| {
+                serve_image_once_on(&env.registry, &output, &rootfs, EXAMPLE_PORT)
+            });
+            say(&format!(
+                "the image's command, started in a chroot of its filesystem, answers: {answer}"
+            ));
+        } else {
+            say(&format!(
+                "port {EXAMPLE_PORT} is taken: not starting the image's app"
+            ));
+        }
         say(&format!(
             "pull it while this runs:\n  {crane} --insecure pull {registry}/team/hello@{digest} hello.tar"
         ));

@@ -191,9 +191,13 @@ impl OutputAfterExit for Child {
 /// Exports `image` from `registry` into `rootfs`, starts its command there as its user on a free
 /// loopback port and returns the body of its answer to `GET /`.
 pub fn serve_image_once(registry: &Registry, image: &str, rootfs: &Path) -> String {
+    serve_image_once_on(registry, image, rootfs, free_port())
+}
+
+/// [`serve_image_once`] on a given port (for an app that ignores `PORT` and has its own).
+pub fn serve_image_once_on(registry: &Registry, image: &str, rootfs: &Path, port: u16) -> String {
     let config = registry.config(image);
     registry.export(image, rootfs);
-    let port = free_port();
     let mut app_process = start_image_command(rootfs, &config, port);
     let answer = poll_http(&mut app_process, port);
     let _ = app_process.kill();
