@@ -11,7 +11,7 @@
 mod support;
 
 use std::io::Write;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
@@ -40,9 +40,10 @@ fn env() -> Option<(&'static ControlPlane, &'static BuildEnv)> {
 
 /// One test at a time: the runner builds one Pod at a time anyway, and this keeps each measured
 /// wall time free of other tests' builds.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+/// An async lock: it is held across the test's awaits, and each test has its own runtime.
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
 }
 
 fn kubectl_apply(cp: &ControlPlane, ns: &str, manifest: &str) {
@@ -201,7 +202,7 @@ fn report_time(what: &str, start: Instant) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sample_app_from_git_builds_serves_and_rebuilds_from_cache() {
     let Some((cp, env)) = env() else { return };
-    let _serial = serial();
+    let _serial = serial().await;
     let client = cp.client().await;
     let ns = cp.namespace("e2e-sample").await;
     let repo = app_repo();
@@ -301,7 +302,7 @@ async fn sample_app_from_git_builds_serves_and_rebuilds_from_cache() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn git_tag_and_commit_configmap_and_archive_sources() {
     let Some((cp, env)) = env() else { return };
-    let _serial = serial();
+    let _serial = serial().await;
     let client = cp.client().await;
     let ns = cp.namespace("e2e-sources").await;
     let repo = app_repo();
@@ -422,7 +423,7 @@ async fn git_tag_and_commit_configmap_and_archive_sources() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_have_precise_reasons() {
     let Some((cp, env)) = env() else { return };
-    let _serial = serial();
+    let _serial = serial().await;
     let client = cp.client().await;
     let ns = cp.namespace("e2e-failures").await;
     let repo = app_repo();
@@ -514,7 +515,7 @@ async fn failures_have_precise_reasons() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_pod_is_abandoned_and_never_restarted() {
     let Some((cp, env)) = env() else { return };
-    let _serial = serial();
+    let _serial = serial().await;
     let client = cp.client().await;
     let ns = cp.namespace("e2e-deleted").await;
     let repo = app_repo();
