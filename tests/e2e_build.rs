@@ -131,7 +131,8 @@ struct AppRepo {
     c2: String,
 }
 
-fn app_repo() -> AppRepo {
+/// `auth`: the basic-auth user and password the server requires, if any.
+fn app_repo(auth: Option<(&str, &str)>) -> AppRepo {
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("work");
     write_app(&work, Some(ASSEMBLE_HOOK));
@@ -152,7 +153,7 @@ fn app_repo() -> AppRepo {
     git(&work, &["commit", "-q", "-am", "main"]);
     let c2 = git(&work, &["rev-parse", "HEAD"]);
     git(dir.path(), &["clone", "-q", "--bare", "work", "app.git"]);
-    let server = git_http_server(dir.path().to_path_buf(), None);
+    let server = git_http_server(dir.path().to_path_buf(), auth);
     AppRepo {
         _dir: dir,
         server,
@@ -205,7 +206,7 @@ async fn sample_app_from_git_builds_serves_and_rebuilds_from_cache() {
     let _serial = serial().await;
     let client = cp.client().await;
     let ns = cp.namespace("e2e-sample").await;
-    let repo = app_repo();
+    let repo = app_repo(None);
     let output = format!("{}/apps/hello:1", env.registry.host());
     let spec = |timeout: &str| {
         source_build(
@@ -297,23 +298,37 @@ async fn sample_app_from_git_builds_serves_and_rebuilds_from_cache() {
     );
 }
 
-/// (3) Sources: git at a tag and at a commit (status records the resolved commit), a
-/// ConfigMap, an archive whose sha256 matches and one whose sha256 does not.
+/// (3) Sources: git at a tag and at a commit (status records the resolved commit), pushed with a
+/// push Secret; git credentials from a Secret, refused over plain HTTP; a ConfigMap, an archive whose sha256 matches and one whose sha256 does not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn git_tag_and_commit_configmap_and_archive_sources() {
     let Some((cp, env)) = env() else { return };
     let _serial = serial().await;
     let client = cp.client().await;
     let ns = cp.namespace("e2e-sources").await;
-    let repo = app_repo();
+    let repo = app_repo(None);
+    // Wants the credentials prepare reads from the git Secret's volume (the runner's copy of
+    // the real Secret), which prepare refuses to send over plain HTTP.
+    let guarded = app_repo(Some(("builder", "s3cret")));
     let registry = env.registry.host();
     let (archive, sum) = app_archive(ASSEMBLE_HOOK, "an archive");
     let archives = serve_bytes(archive);
+    let push_config = r#"{"auths": {}}"#;
+    kubectl_apply(
+        cp,
+        &ns,
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: git-creds\ntype: kubernetes.io/basic-auth\n\
+             stringData:\n  username: builder\n  password: s3cret\n---\n\
+             apiVersion: v1\nkind: Secret\nmetadata:\n  name: regcred\ntype: kubernetes.io/dockerconfigjson\n\
+             stringData:\n  .dockerconfigjson: '{push_config}'\n"
+        ),
+    );
 
     let git_spec = |revision: &str, image: &str| {
         format!(
             "  source:\n    git:\n      url: {}\n      revision: \"{revision}\"\n  \
-             output:\n    image: {registry}/apps/{image}:1\n",
+             output:\n    image: {registry}/apps/{image}:1\n    pushSecretRef: {{name: regcred}}\n",
             repo.server.url("/app.git")
         )
     };
@@ -326,6 +341,18 @@ async fn git_tag_and_commit_configmap_and_archive_sources() {
         cp,
         &ns,
         &source_build("at-commit", &git_spec(&repo.c1, "at-commit")),
+    );
+    kubectl_apply(
+        cp,
+        &ns,
+        &source_build(
+            "creds-in-clear",
+            &format!(
+                "  source:\n    git:\n      url: {}\n      secretRef: {{name: git-creds}}\n  \
+                 output:\n    image: {registry}/apps/creds-in-clear:1\n",
+                guarded.server.url("/app.git")
+            ),
+        ),
     );
     let configmap = format!(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app-source\ndata:\n  \
@@ -380,6 +407,17 @@ async fn git_tag_and_commit_configmap_and_archive_sources() {
         Some(env.registry.digest(&format!("{registry}/apps/at-tag:1")))
     );
 
+    // The push Secret's key, laid out as Kaniko's config.json like the kubelet does.
+    assert_eq!(
+        std::fs::read_to_string(
+            env.runner
+                .pod_dir(&ns, "at-tag-build-1")
+                .join("volumes/push-secret/config.json")
+        )
+        .unwrap(),
+        push_config
+    );
+
     let sb = finished(&client, &ns, "at-commit", 1).await;
     let status = expect_success(&sb, env, &ns);
     assert_eq!(status.source_revision.as_deref(), Some(repo.c1.as_str()));
@@ -409,6 +447,14 @@ async fn git_tag_and_commit_configmap_and_archive_sources() {
         )
     );
 
+    let sb = finished(&client, &ns, "creds-in-clear", 1).await;
+    let status = expect_failure(&sb, "SourceFetchFailed");
+    let message = &status.condition("Succeeded").unwrap().message;
+    assert!(
+        message.contains("refusing to send the git credentials"),
+        "{message}"
+    );
+
     let sb = finished(&client, &ns, "bad-sum", 1).await;
     let status = expect_failure(&sb, "SourceFetchFailed");
     let message = &status.condition("Succeeded").unwrap().message;
@@ -426,7 +472,7 @@ async fn failures_have_precise_reasons() {
     let _serial = serial().await;
     let client = cp.client().await;
     let ns = cp.namespace("e2e-failures").await;
-    let repo = app_repo();
+    let repo = app_repo(None);
     let registry = env.registry.host();
     let (broken, broken_sum) = app_archive(FAILING_ASSEMBLE_HOOK, "never");
     let archives = serve_bytes(broken);
@@ -518,7 +564,7 @@ async fn a_deleted_pod_is_abandoned_and_never_restarted() {
     let _serial = serial().await;
     let client = cp.client().await;
     let ns = cp.namespace("e2e-deleted").await;
-    let repo = app_repo();
+    let repo = app_repo(None);
     kubectl_apply(
         cp,
         &ns,
