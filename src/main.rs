@@ -147,6 +147,15 @@ struct PrepareArgs {
     /// Where the result is reported for the controller.
     #[arg(long, default_value = "/dev/termination-log")]
     termination_log: PathBuf,
+    /// Where the git credentials Secret is mounted (if the source names one).
+    #[arg(long, default_value = prepare::GIT_SECRET_DIR)]
+    git_secret_dir: PathBuf,
+    /// Where the ConfigMap source is mounted.
+    #[arg(long, default_value = prepare::CONFIGMAP_DIR)]
+    configmap_dir: PathBuf,
+    /// Where the registry credentials (a docker config.json) are mounted; missing: anonymous.
+    #[arg(long, default_value = prepare::REGISTRY_AUTH_DIR)]
+    registry_auth_dir: PathBuf,
     /// Log format.
     #[arg(
         long,
@@ -285,7 +294,19 @@ fn run_controller(args: ControllerArgs) -> Result<()> {
 
 fn run_prepare(args: PrepareArgs) -> Result<()> {
     telemetry::init(args.log_format, "info").map_err(anyhow::Error::msg)?;
-    prepare::run(&args.workspace, &args.scratch, &args.termination_log)?;
+    let mounts = prepare::PrepareMounts {
+        source: sourcebuild::source::SourceMounts {
+            git_secret_dir: Some(args.git_secret_dir).filter(|dir| dir.is_dir()),
+            configmap_dir: args.configmap_dir,
+        },
+        docker_config: args.registry_auth_dir.join(prepare::REGISTRY_AUTH_FILE),
+    };
+    prepare::run(
+        &args.workspace,
+        &args.scratch,
+        &args.termination_log,
+        &mounts,
+    )?;
     Ok(())
 }
 

@@ -284,10 +284,16 @@ impl Default for PrepareMounts {
 
 /// What `sourcebuild prepare` does: read the request from [`REQUEST_ENV`], read the builder
 /// image's config from its registry, fetch the source into `scratch`, prepare `workspace`, and
-/// write a [`PrepareReport`] to `termination_log` whatever the outcome.
-pub fn run(workspace: &Path, scratch: &Path, termination_log: &Path) -> Result<(), PrepareError> {
-    let outcome = read_request()
-        .and_then(|req| prepare_build(&req, &PrepareMounts::default(), workspace, scratch));
+/// write a [`PrepareReport`] to `termination_log` whatever the outcome. `mounts` are where the
+/// Pod mounts its inputs ([`PrepareMounts::default`]); other paths serve runs outside a Pod
+/// (the tests' pod runner).
+pub fn run(
+    workspace: &Path,
+    scratch: &Path,
+    termination_log: &Path,
+    mounts: &PrepareMounts,
+) -> Result<(), PrepareError> {
+    let outcome = read_request().and_then(|req| prepare_build(&req, mounts, workspace, scratch));
     write_report(&outcome, termination_log)?;
     outcome.map(|_| ())
 }
@@ -388,7 +394,7 @@ mod tests {
 
     fn fetched(revision: Option<&str>) -> FetchedSource {
         FetchedSource {
-            root: PathBuf::from("/nonexistent"),
+            root: std::path::PathBuf::from("/nonexistent"),
             revision: revision.map(str::to_string),
             location: "https://example.com/a.git".into(),
         }

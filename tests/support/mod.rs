@@ -2,11 +2,14 @@
 //! stopped by the tests themselves.
 #![allow(dead_code, unused_imports)]
 
+pub mod app;
+pub mod build_env;
 pub mod builder;
 pub mod control_plane;
 pub mod http;
 pub mod kaniko;
 pub mod operator;
+pub mod pod_runner;
 pub mod registry;
 pub mod tools;
 

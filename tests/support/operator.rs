@@ -76,6 +76,8 @@ pub struct Operator {
     args: Vec<String>,
     log: PathBuf,
     child: Mutex<Option<Child>>,
+    /// Whether the process dies with the thread that (re)started it (PR_SET_PDEATHSIG).
+    tied: bool,
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
     pub metrics_addr: String,
 }
@@ -83,6 +85,17 @@ pub struct Operator {
 impl Operator {
     /// Starts the operator as the chart's ServiceAccount, with `args` after `controller`.
     pub fn start(cp: &ControlPlane, args: &[&str], log_dir: &Path) -> Operator {
+        Self::start_with(cp, args, log_dir, false)
+    }
+
+    /// Like [`Operator::start`], but the process also dies (SIGKILL) when the calling thread
+    /// ends: for an operator kept in a static, started from a thread that lives as long as the
+    /// test binary, so that it cannot outlive it.
+    pub fn start_tied_to_thread(cp: &ControlPlane, args: &[&str], log_dir: &Path) -> Operator {
+        Self::start_with(cp, args, log_dir, true)
+    }
+
+    fn start_with(cp: &ControlPlane, args: &[&str], log_dir: &Path, tied: bool) -> Operator {
         let kubeconfig = cp.kubeconfig_for(
             &format!("system:serviceaccount:{CHART_NAMESPACE}:{SERVICE_ACCOUNT}"),
             &[
@@ -100,6 +113,7 @@ impl Operator {
             args: args.iter().map(|a| a.to_string()).collect(),
             log: log_dir.join("operator.log"),
             child: Mutex::new(None),
+            tied,
             metrics_addr: format!("127.0.0.1:{port}"),
         };
         operator.spawn();
@@ -112,7 +126,11 @@ impl Operator {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_sourcebuild"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sourcebuild"));
+        if self.tied {
+            super::tools::kill_with_parent(&mut command);
+        }
+        let child = command
             .arg("controller")
             .args(&self.args)
             .args([

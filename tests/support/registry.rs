@@ -146,22 +146,37 @@ impl Registry {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut archive = tar::Archive::new(child.stdout.take().unwrap());
+        // stderr is read on its own thread and stdout drained after the unpack: a crane still
+        // writing to a pipe nobody reads never exits, and the test would hang in wait().
+        let mut stderr_pipe = child.stderr.take().unwrap();
+        let stderr_reader = std::thread::spawn(move || {
+            let mut stderr = String::new();
+            let _ = stderr_pipe.read_to_string(&mut stderr);
+            stderr
+        });
+        let mut stdout = child.stdout.take().unwrap();
+        let mut archive = tar::Archive::new(&mut stdout);
         archive.set_preserve_permissions(true);
         archive.set_preserve_ownerships(true);
         archive.set_unpack_xattrs(false);
         std::fs::create_dir_all(dir).unwrap();
         let unpacked = archive.unpack(dir);
-        let mut stderr = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
+        if unpacked.is_err() {
+            let _ = child.kill();
+        }
+        let _ = std::io::copy(&mut stdout, &mut std::io::sink());
         let status = child.wait().unwrap();
-        assert!(status.success(), "crane export {image} failed: {stderr}");
-        unpacked.unwrap_or_else(|e| panic!("unpacking {image} into {}: {e}", dir.display()));
+        let stderr = stderr_reader.join().unwrap();
+        assert!(
+            unpacked.is_err() || status.success(),
+            "crane export {image} failed: {stderr}"
+        );
+        unpacked.unwrap_or_else(|e| {
+            panic!(
+                "unpacking {image} into {}: {e}\ncrane: {stderr}",
+                dir.display()
+            )
+        });
     }
 }
 
