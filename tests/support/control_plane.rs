@@ -35,7 +35,7 @@
 //! with the reason; `SOURCEBUILD_SKIP_CONTROL_PLANE=1` makes them return early instead, after a
 //! loud line on stderr (not captured by the test harness).
 mod pki;
-mod process;
+pub mod process;
 
 use std::future::Future;
 use std::io::{Read, Write};

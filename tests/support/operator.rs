@@ -153,6 +153,8 @@ impl Operator {
             .stderr(log)
             .spawn()
             .expect("start the operator");
+        // A shared operator lives in a static that is never dropped.
+        super::control_plane::process::kill_at_exit(child.id());
         *self.child.lock().unwrap() = Some(child);
     }
 

@@ -45,13 +45,28 @@ extern "C" fn clean_up_at_exit() {
     }
 }
 
-/// Register the `atexit` hook (once) and a directory for it to remove.
-pub fn remove_at_exit(dir: &Path) {
+fn register_at_exit_hook() {
     static REGISTER: std::sync::Once = std::sync::Once::new();
     REGISTER.call_once(|| {
         // SAFETY: registers a function with no preconditions.
         unsafe { libc::atexit(clean_up_at_exit) };
     });
+}
+
+/// Kill and reap a child when the test binary exits, for children held in statics (which are
+/// never dropped), such as the operator a whole test binary shares.
+pub fn kill_at_exit(pid: u32) {
+    register_at_exit_hook();
+    AT_EXIT
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .0
+        .push(pid);
+}
+
+/// Register the `atexit` hook (once) and a directory for it to remove.
+pub fn remove_at_exit(dir: &Path) {
+    register_at_exit_hook();
     AT_EXIT
         .lock()
         .unwrap_or_else(|p| p.into_inner())
