@@ -4,152 +4,18 @@
 
 mod support;
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
-use kube::{Client, ResourceExt};
-use serde_json::{Value, json};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams};
 use sourcebuild::api::{Phase, SourceBuild};
-use support::operator::{Operator, install_chart};
-use support::{ControlPlane, control_plane, eventually, repo_root};
+use support::operator::Operator;
+use support::sourcebuilds::*;
+use support::{ControlPlane, eventually, repo_root};
 
-const DIGEST: &str = "sha256:5f0e1b6bd2f5fb0f3bc3b1d2c9e0e8f4a7c1d3e5f60718293a4b5c6d7e8f9a0b";
-const WAIT: Duration = Duration::from_secs(30);
-
-/// The control plane and one operator for this test binary, or `None` when the control plane
-/// is skipped on purpose (see `support::control_plane`).
 fn setup() -> Option<(&'static ControlPlane, &'static Operator)> {
-    static OPERATOR: OnceLock<Operator> = OnceLock::new();
-    let cp = control_plane()?;
-    let operator = OPERATOR.get_or_init(|| {
-        install_chart(cp, &[]);
-        let logs = tempfile::Builder::new()
-            .prefix("sourcebuild-operator-")
-            .tempdir()
-            .unwrap()
-            .keep();
-        eprintln!("operator log: {}", logs.join("operator.log").display());
-        Operator::start(cp, &[], &logs)
-    });
-    Some((cp, operator))
-}
-
-async fn apply(cp: &ControlPlane, ns: &str, manifest: &str) {
-    let mut child = cp
-        .kubectl()
-        .args(["apply", "-n", ns, "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(manifest.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl apply: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn manifest(name: &str, extra_spec: &str) -> String {
-    format!(
-        "apiVersion: sourcebuild.dev/v1alpha1\nkind: SourceBuild\nmetadata:\n  name: {name}\nspec:\n  \
-         source:\n    git:\n      url: https://example.com/acme/app.git\n  \
-         output:\n    image: registry.example.com/team/{name}:1.0\n{extra_spec}"
-    )
-}
-
-async fn source_build(client: &Client, ns: &str, name: &str) -> SourceBuild {
-    Api::<SourceBuild>::namespaced(client.clone(), ns)
-        .get(name)
-        .await
-        .unwrap()
-}
-
-async fn wait_for_pod(client: &Client, ns: &str, name: &str) -> Pod {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    eventually(&format!("Pod {ns}/{name}"), WAIT, || async {
-        pods.get_opt(name).await.ok().flatten()
-    })
-    .await
-}
-
-async fn wait_for_phase(client: &Client, ns: &str, name: &str, phase: Phase) -> SourceBuild {
-    let api: Api<SourceBuild> = Api::namespaced(client.clone(), ns);
-    eventually(
-        &format!("SourceBuild {ns}/{name} {phase}"),
-        WAIT,
-        || async {
-            let sb = api.get(name).await.ok()?;
-            (sb.status.as_ref()?.phase == Some(phase)).then_some(sb)
-        },
-    )
-    .await
-}
-
-fn prepared() -> String {
-    json!({"prepared": {"revision": "0123456789abcdef0123456789abcdef01234567",
-                        "dockerfileSha256": format!("sha256:{}", "d".repeat(64)),
-                        "builderImage": "quay.io/sclorg/python-312-c9s:c9s"}})
-    .to_string()
-}
-
-fn terminated(name: &str, image: &str, code: i32, message: &str) -> Value {
-    json!({"name": name, "image": image, "imageID": "", "ready": false, "restartCount": 0,
-           "state": {"terminated": {"exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" },
-                                    "message": message,
-                                    "startedAt": "2026-01-01T00:00:00Z", "finishedAt": "2026-01-01T00:00:01Z"}}})
-}
-
-/// Plays the kubelet: the fetch step finished, Kaniko runs.
-async fn mark_running(client: &Client, ns: &str, pod: &str) {
-    let status = json!({"status": {"phase": "Running",
-        "initContainerStatuses": [terminated("prepare", "sourcebuild-operator:test", 0, &prepared())],
-        "containerStatuses": [{"name": "build", "image": "kaniko:test", "imageID": "", "ready": true, "restartCount": 0,
-                               "state": {"running": {"startedAt": "2026-01-01T00:00:02Z"}}}]}});
-    Api::<Pod>::namespaced(client.clone(), ns)
-        .patch_status(pod, &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .unwrap();
-}
-
-/// Plays the kubelet: Kaniko ended with `code` and `message` (its termination message).
-async fn mark_finished(client: &Client, ns: &str, pod: &str, code: i32, message: &str) {
-    let status = json!({"status": {"phase": if code == 0 { "Succeeded" } else { "Failed" },
-        "initContainerStatuses": [terminated("prepare", "sourcebuild-operator:test", 0, &prepared())],
-        "containerStatuses": [terminated("build", "kaniko:test", code, message)]}});
-    Api::<Pod>::namespaced(client.clone(), ns)
-        .patch_status(pod, &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .unwrap();
-}
-
-async fn event_reasons(client: &Client, ns: &str, name: &str) -> Vec<String> {
-    let events: Api<Event> = Api::namespaced(client.clone(), ns);
-    let mut list = events.list(&ListParams::default()).await.unwrap().items;
-    list.sort_by_key(|e| e.event_time.clone().map(|t| t.0));
-    list.into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .filter_map(|e| e.reason)
-        .collect()
-}
-
-async fn pods_of(client: &Client, ns: &str, name: &str) -> Vec<Pod> {
-    Api::<Pod>::namespaced(client.clone(), ns)
-        .list(&ListParams::default().labels(&format!("sourcebuild.dev/name={name}")))
-        .await
-        .unwrap()
-        .items
+    shared_operator("operator")
 }
 
 #[tokio::test]
@@ -158,7 +24,7 @@ async fn an_example_builds_to_succeeded_with_its_digest() {
     let client = cp.client().await;
     let ns = cp.namespace("example").await;
     let text = std::fs::read_to_string(repo_root().join("examples/configmap-app.yaml")).unwrap();
-    apply(cp, &ns, &text).await;
+    apply(cp, &ns, &text);
 
     let pod = wait_for_pod(&client, &ns, "hello-configmap-build-1").await;
     let spec = pod.spec.as_ref().unwrap();
@@ -222,7 +88,7 @@ async fn a_failed_build_names_its_reason_and_keeps_the_log_snippet() {
     let Some((cp, _)) = setup() else { return };
     let client = cp.client().await;
     let ns = cp.namespace("failed").await;
-    apply(cp, &ns, &manifest("broken", "")).await;
+    apply(cp, &ns, &manifest("broken", ""));
     wait_for_pod(&client, &ns, "broken-build-1").await;
     let log = "Collecting flask==99\nERROR: No matching distribution found for flask==99\n\
                error building image: error building stage: failed to execute command: waiting for process to exit: exit status 1";
@@ -258,8 +124,7 @@ async fn a_spec_change_supersedes_the_running_build() {
         cp,
         &ns,
         &manifest("app", "  env:\n  - {name: APP_FILE, value: v1.py}\n"),
-    )
-    .await;
+    );
     wait_for_pod(&client, &ns, "app-build-1").await;
     mark_running(&client, &ns, "app-build-1").await;
     wait_for_phase(&client, &ns, "app", Phase::Running).await;
@@ -268,8 +133,7 @@ async fn a_spec_change_supersedes_the_running_build() {
         cp,
         &ns,
         &manifest("app", "  env:\n  - {name: APP_FILE, value: v2.py}\n"),
-    )
-    .await;
+    );
     wait_for_pod(&client, &ns, "app-build-2").await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     eventually("the generation 1 Pod to go", WAIT, || async {
@@ -281,7 +145,7 @@ async fn a_spec_change_supersedes_the_running_build() {
     })
     .await;
     let sb = eventually("status for generation 2", WAIT, || async {
-        let sb = source_build(&client, &ns, "app").await;
+        let sb = get(&client, &ns, "app").await;
         (sb.status.as_ref()?.observed_generation == Some(2)).then_some(sb)
     })
     .await;
@@ -295,7 +159,7 @@ async fn deleting_a_source_build_collects_its_pods() {
     let Some((cp, _)) = setup() else { return };
     let client = cp.client().await;
     let ns = cp.namespace("gc").await;
-    apply(cp, &ns, &manifest("gone", "")).await;
+    apply(cp, &ns, &manifest("gone", ""));
     wait_for_pod(&client, &ns, "gone-build-1").await;
     Api::<SourceBuild>::namespaced(client.clone(), &ns)
         .delete("gone", &DeleteParams::foreground())
@@ -314,7 +178,7 @@ async fn a_pod_deleted_by_someone_else_fails_the_build() {
     let Some((cp, _)) = setup() else { return };
     let client = cp.client().await;
     let ns = cp.namespace("poddeleted").await;
-    apply(cp, &ns, &manifest("victim", "")).await;
+    apply(cp, &ns, &manifest("victim", ""));
     wait_for_pod(&client, &ns, "victim-build-1").await;
     wait_for_phase(&client, &ns, "victim", Phase::Pending).await;
     Api::<Pod>::namespaced(client.clone(), &ns)
@@ -345,7 +209,7 @@ async fn a_build_stuck_in_pending_times_out() {
     let Some((cp, _)) = setup() else { return };
     let client = cp.client().await;
     let ns = cp.namespace("timeout").await;
-    apply(cp, &ns, &manifest("stuck", "  timeout: 3s\n")).await;
+    apply(cp, &ns, &manifest("stuck", "  timeout: 3s\n"));
     let pod = wait_for_pod(&client, &ns, "stuck-build-1").await;
     assert_eq!(pod.spec.unwrap().active_deadline_seconds, Some(3));
     let sb = wait_for_phase(&client, &ns, "stuck", Phase::Failed).await;
@@ -373,7 +237,7 @@ async fn a_restarted_controller_finishes_the_build_without_a_second_pod() {
     };
     let client = cp.client().await;
     let ns = cp.namespace("restart").await;
-    apply(cp, &ns, &manifest("survivor", "")).await;
+    apply(cp, &ns, &manifest("survivor", ""));
     wait_for_pod(&client, &ns, "survivor-build-1").await;
     wait_for_phase(&client, &ns, "survivor", Phase::Pending).await;
 
@@ -549,7 +413,7 @@ async fn invalid_source_builds_are_refused_naming_the_field() {
     ];
     for (name, field, body) in &failed_by_the_controller {
         let text = spec(body).replace("name: bad", &format!("name: {name}"));
-        apply(cp, &ns, &text).await;
+        apply(cp, &ns, &text);
         let sb = wait_for_phase(&client, &ns, name, Phase::Failed).await;
         let succeeded = sb
             .status

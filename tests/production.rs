@@ -4,74 +4,22 @@
 
 mod support;
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::{Client, ResourceExt};
+use kube::api::Api;
+use kube::Client;
 use serde_json::{Value, json};
 use sourcebuild::api::{Phase, SourceBuild, Trigger};
-use support::operator::{Operator, install_chart};
-use support::{ControlPlane, control_plane, eventually};
-
-const DIGEST: &str = "sha256:5f0e1b6bd2f5fb0f3bc3b1d2c9e0e8f4a7c1d3e5f60718293a4b5c6d7e8f9a0b";
-const ASSEMBLE_FAILED: &str = "ERROR: No matching distribution found for flask==99\n\
-    error building image: error building stage: failed to execute command: waiting for process to exit: exit status 1";
-const WAIT: Duration = Duration::from_secs(30);
+use support::operator::Operator;
+use support::sourcebuilds::*;
+use support::{ControlPlane, eventually};
 
 fn setup() -> Option<(&'static ControlPlane, &'static Operator)> {
-    static OPERATOR: OnceLock<Operator> = OnceLock::new();
-    let cp = control_plane()?;
-    let operator = OPERATOR.get_or_init(|| {
-        install_chart(cp, &[]);
-        let logs = tempfile::Builder::new()
-            .prefix("sourcebuild-production-")
-            .tempdir()
-            .unwrap()
-            .keep();
-        eprintln!("operator log: {}", logs.join("operator.log").display());
-        Operator::start(cp, &[], &logs)
-    });
-    Some((cp, operator))
+    shared_operator("production")
 }
 
-fn manifest(name: &str, extra_spec: &str) -> String {
-    format!(
-        "apiVersion: sourcebuild.dev/v1alpha1\nkind: SourceBuild\nmetadata:\n  name: {name}\nspec:\n  \
-         source:\n    git:\n      url: https://example.com/acme/app.git\n  \
-         output:\n    image: registry.example.com/team/{name}:1.0\n{extra_spec}"
-    )
-}
-
-fn kubectl(cp: &ControlPlane, args: &[&str], stdin: Option<&str>) {
-    let mut child = cp
-        .kubectl()
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let mut input = child.stdin.take().unwrap();
-        if let Some(text) = stdin {
-            input.write_all(text.as_bytes()).unwrap();
-        }
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn apply(cp: &ControlPlane, ns: &str, manifest: &str) {
-    kubectl(cp, &["apply", "-n", ns, "-f", "-"], Some(manifest));
-}
+const ASSEMBLE_FAILED: &str = "ERROR: No matching distribution found for flask==99\n\
+    error building image: error building stage: failed to execute command: waiting for process to exit: exit status 1";
 
 fn annotate_rebuild(cp: &ControlPlane, ns: &str, name: &str, value: &str) {
     kubectl(
@@ -86,115 +34,6 @@ fn annotate_rebuild(cp: &ControlPlane, ns: &str, name: &str, value: &str) {
         ],
         None,
     );
-}
-
-async fn get(client: &Client, ns: &str, name: &str) -> SourceBuild {
-    Api::<SourceBuild>::namespaced(client.clone(), ns)
-        .get(name)
-        .await
-        .unwrap()
-}
-
-async fn wait_for_pod(client: &Client, ns: &str, name: &str) -> Pod {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    eventually(&format!("Pod {ns}/{name}"), WAIT, || async {
-        pods.get_opt(name)
-            .await
-            .ok()
-            .flatten()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-    })
-    .await
-}
-
-/// Waits until status describes `pod` in `phase`.
-async fn wait_for_build(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    pod: &str,
-    phase: Phase,
-) -> SourceBuild {
-    let api: Api<SourceBuild> = Api::namespaced(client.clone(), ns);
-    eventually(
-        &format!("SourceBuild {ns}/{name}: {pod} {phase}"),
-        WAIT,
-        || async {
-            let sb = api.get(name).await.ok()?;
-            let status = sb.status.as_ref()?;
-            (status.phase == Some(phase) && status.pod_name.as_deref() == Some(pod)).then_some(sb)
-        },
-    )
-    .await
-}
-
-async fn pod_names(client: &Client, ns: &str, name: &str) -> Vec<String> {
-    let mut names: Vec<String> = Api::<Pod>::namespaced(client.clone(), ns)
-        .list(&ListParams::default().labels(&format!("sourcebuild.dev/name={name}")))
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .map(|p| p.name_any())
-        .collect();
-    names.sort();
-    names
-}
-
-async fn event_reasons(client: &Client, ns: &str, name: &str) -> Vec<String> {
-    let events: Api<Event> = Api::namespaced(client.clone(), ns);
-    events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .filter_map(|e| e.reason)
-        .collect()
-}
-
-fn prepared() -> String {
-    json!({"prepared": {"revision": "0123456789abcdef0123456789abcdef01234567",
-                        "dockerfileSha256": format!("sha256:{}", "d".repeat(64)),
-                        "builderImage": "quay.io/sclorg/python-312-c9s:c9s"}})
-    .to_string()
-}
-
-fn terminated(name: &str, code: i32, message: &str) -> Value {
-    json!({"name": name, "image": "x", "imageID": "", "ready": false, "restartCount": 0,
-           "state": {"terminated": {"exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" },
-                                    "message": message,
-                                    "startedAt": "2026-01-01T00:00:00Z", "finishedAt": "2026-01-01T00:00:01Z"}}})
-}
-
-async fn patch_pod_status(client: &Client, ns: &str, pod: &str, status: Value) {
-    Api::<Pod>::namespaced(client.clone(), ns)
-        .patch_status(
-            pod,
-            &PatchParams::default(),
-            &Patch::Merge(&json!({ "status": status })),
-        )
-        .await
-        .unwrap();
-}
-
-/// Plays the kubelet: Kaniko runs.
-async fn mark_running(client: &Client, ns: &str, pod: &str) {
-    let status = json!({"phase": "Running",
-        "initContainerStatuses": [terminated("prepare", 0, &prepared())],
-        "containerStatuses": [{"name": "build", "image": "kaniko:test", "imageID": "", "ready": true, "restartCount": 0,
-                               "state": {"running": {"startedAt": "2026-01-01T00:00:02Z"}}}]});
-    patch_pod_status(client, ns, pod, status).await;
-}
-
-/// Plays the kubelet: Kaniko ended with `code` and `message`.
-async fn mark_finished(client: &Client, ns: &str, pod: &str, code: i32, message: &str) {
-    let status = json!({"phase": if code == 0 { "Succeeded" } else { "Failed" },
-        "initContainerStatuses": [terminated("prepare", 0, &prepared())],
-        "containerStatuses": [terminated("build", code, message)]});
-    patch_pod_status(client, ns, pod, status).await;
 }
 
 #[tokio::test]

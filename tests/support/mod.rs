@@ -11,6 +11,7 @@ pub mod kaniko;
 pub mod operator;
 pub mod pod_runner;
 pub mod registry;
+pub mod sourcebuilds;
 pub mod tools;
 
 pub use control_plane::*;
