@@ -326,8 +326,8 @@ pub struct ControlPlane {
     /// `https://127.0.0.1:PORT`
     pub server: String,
     pub admin_kubeconfig: PathBuf,
-    /// The API server's audit log (JSON lines): every request on Secrets and ConfigMaps, at
-    /// Metadata level.
+    /// The API server's audit log (JSON lines): every request on Secrets and ConfigMaps and every
+    /// Pod creation, at Metadata level.
     pub audit_log: PathBuf,
     pub binaries: Binaries,
     ca: pki::Ca,
@@ -477,13 +477,15 @@ impl ControlPlane {
 
         // An audit log of every request on Secrets and ConfigMaps, at Metadata level (who, which
         // verb, which object, the response code; never a body): tests/security.rs reads it to
-        // prove that the operator never asked for a Secret, not even a refused request. Only
-        // these two resources are logged, so it stays small.
+        // prove that the operator never asked for a Secret, not even a refused request. Pod
+        // creations are logged too, to show the operator's own requests are recorded under its
+        // certificate. Nothing else, so it stays small.
         let audit_policy = dir.join("audit-policy.yaml");
         write(
             &audit_policy,
             "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n\
              - level: Metadata\n  resources:\n  - group: \"\"\n    resources: [secrets, configmaps]\n\
+             - level: Metadata\n  verbs: [create]\n  resources:\n  - group: \"\"\n    resources: [pods]\n\
              - level: None\n",
         )?;
         let audit_log = dir.join("audit.log");

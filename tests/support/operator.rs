@@ -227,6 +227,21 @@ impl Operator {
         None
     }
 
+    /// The `X509SHA256=<hex>` credential id the API server records (in its audit log, as the
+    /// user's `authentication.kubernetes.io/credential-id`) for this process's client
+    /// certificate: it tells the operator's requests apart from a test's client with the same
+    /// ServiceAccount identity.
+    pub fn credential_id(&self) -> String {
+        use base64::Engine;
+        use sha2::Digest;
+        let pem = std::fs::read_to_string(self.kubeconfig.with_file_name("client.crt")).unwrap();
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .expect("the client certificate's PEM");
+        format!("X509SHA256={}", hex::encode(sha2::Sha256::digest(der)))
+    }
+
     /// The operator's log so far (JSON lines).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
