@@ -624,6 +624,10 @@ async fn build_pods_meet_baseline_and_prepare_and_the_operator_meet_restricted()
         "Pod Security warnings on the chart's Deployment: {stderr}"
     );
     // The same check on a Deployment of the build Pod's spec warns: the warning path works.
+    // (Without what a Deployment's Pods may not have: a Never restart policy and a deadline.)
+    let mut spec = spec;
+    spec.restart_policy = None;
+    spec.active_deadline_seconds = None;
     let build_deployment = json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "build-as-deployment"},
