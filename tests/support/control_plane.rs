@@ -326,6 +326,9 @@ pub struct ControlPlane {
     /// `https://127.0.0.1:PORT`
     pub server: String,
     pub admin_kubeconfig: PathBuf,
+    /// The API server's audit log (JSON lines): every request on Secrets and ConfigMaps and every
+    /// Pod creation, at Metadata level.
+    pub audit_log: PathBuf,
     pub binaries: Binaries,
     ca: pki::Ca,
     identities: AtomicUsize,
@@ -472,8 +475,26 @@ impl ControlPlane {
                 .is_some_and(|b| b.contains("\"health\":\"true\""))
         })?;
 
+        // An audit log of every request on Secrets and ConfigMaps, at Metadata level (who, which
+        // verb, which object, the response code; never a body): tests/security.rs reads it to
+        // prove that the operator never asked for a Secret, not even a refused request. Pod
+        // creations are logged too, to show the operator's own requests are recorded under its
+        // certificate. Nothing else, so it stays small.
+        let audit_policy = dir.join("audit-policy.yaml");
+        write(
+            &audit_policy,
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n\
+             - level: Metadata\n  resources:\n  - group: \"\"\n    resources: [secrets, configmaps]\n\
+             - level: Metadata\n  verbs: [create]\n  resources:\n  - group: \"\"\n    resources: [pods]\n\
+             - level: None\n",
+        )?;
+        let audit_log = dir.join("audit.log");
+
         // kube-apiserver, the way controller-runtime's envtest starts it, plus the controller
         // manager's needs (ServiceAccount admission stays on: the controller makes the accounts).
+        // The default admission plugins stay on, PodSecurity included (enabled by default since
+        // 1.25; nothing here disables it): namespaces labelled pod-security.kubernetes.io/enforce
+        // are enforced, dry runs included.
         let p = |name: &str| f(name).display().to_string();
         let args = vec![
             format!("--etcd-servers={etcd_url}"),
@@ -491,6 +512,11 @@ impl ControlPlane {
             format!("--service-account-issuer={server}/"),
             format!("--service-account-key-file={}", p("sa.pub")),
             format!("--service-account-signing-key-file={}", p("sa.key")),
+            format!("--audit-policy-file={}", audit_policy.display()),
+            format!("--audit-log-path={}", audit_log.display()),
+            // Written before the response is sent: a test reading the log after a request
+            // finds it there.
+            "--audit-log-mode=blocking".to_string(),
         ];
         group.spawn(
             "kube-apiserver",
@@ -549,6 +575,7 @@ impl ControlPlane {
             dir,
             server,
             admin_kubeconfig,
+            audit_log,
             binaries,
             ca,
             identities: AtomicUsize::new(0),

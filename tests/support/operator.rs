@@ -20,9 +20,19 @@ pub const SERVICE_ACCOUNT: &str = "sb-sourcebuild-operator";
 /// Renders the chart with `helm template` (extra `--set` values allowed) and applies every object
 /// with kubectl, as an operator install would.
 pub fn install_chart(cp: &ControlPlane, sets: &[&str]) -> String {
+    install_chart_release(cp, RELEASE, sets)
+}
+
+/// The chart rendered with `helm template` (release [`RELEASE`], namespace [`CHART_NAMESPACE`],
+/// CRDs included), not applied.
+pub fn render_chart(sets: &[&str]) -> String {
+    render_chart_release(RELEASE, sets)
+}
+
+fn render_chart_release(release: &str, sets: &[&str]) -> String {
     let helm = tool("helm");
     let mut cmd = Command::new(helm);
-    cmd.args(["template", RELEASE])
+    cmd.args(["template", release])
         .arg(repo_root().join("charts/sourcebuild-operator"))
         .args(["--namespace", CHART_NAMESPACE, "--include-crds"]);
     for set in sets {
@@ -34,8 +44,13 @@ pub fn install_chart(cp: &ControlPlane, sets: &[&str]) -> String {
         "helm template: {}",
         String::from_utf8_lossy(&rendered.stderr)
     );
-    let manifests = String::from_utf8(rendered.stdout).unwrap();
+    String::from_utf8(rendered.stdout).unwrap()
+}
 
+/// [`install_chart`] under another release name: its objects, ServiceAccount included, are
+/// named `<release>-sourcebuild-operator`, so its RBAC does not mix with the default release's.
+pub fn install_chart_release(cp: &ControlPlane, release: &str, sets: &[&str]) -> String {
+    let manifests = render_chart_release(release, sets);
     let ns = cp
         .kubectl()
         .args(["create", "namespace", CHART_NAMESPACE])
@@ -95,9 +110,30 @@ impl Operator {
         Self::start_with(cp, args, log_dir, true)
     }
 
+    /// Like [`Operator::start`], as another ServiceAccount of [`CHART_NAMESPACE`] (the one of a
+    /// release installed with [`install_chart_release`]).
+    pub fn start_as(
+        cp: &ControlPlane,
+        service_account: &str,
+        args: &[&str],
+        log_dir: &Path,
+    ) -> Operator {
+        Self::start_with_account(cp, service_account, args, log_dir, false)
+    }
+
     fn start_with(cp: &ControlPlane, args: &[&str], log_dir: &Path, tied: bool) -> Operator {
+        Self::start_with_account(cp, SERVICE_ACCOUNT, args, log_dir, tied)
+    }
+
+    fn start_with_account(
+        cp: &ControlPlane,
+        service_account: &str,
+        args: &[&str],
+        log_dir: &Path,
+        tied: bool,
+    ) -> Operator {
         let kubeconfig = cp.kubeconfig_for(
-            &format!("system:serviceaccount:{CHART_NAMESPACE}:{SERVICE_ACCOUNT}"),
+            &format!("system:serviceaccount:{CHART_NAMESPACE}:{service_account}"),
             &[
                 "system:serviceaccounts",
                 &format!("system:serviceaccounts:{CHART_NAMESPACE}"),
@@ -189,6 +225,21 @@ impl Operator {
         let _ = child.kill();
         let _ = child.wait();
         None
+    }
+
+    /// The `X509SHA256=<hex>` credential id the API server records (in its audit log, as the
+    /// user's `authentication.kubernetes.io/credential-id`) for this process's client
+    /// certificate: it tells the operator's requests apart from a test's client with the same
+    /// ServiceAccount identity.
+    pub fn credential_id(&self) -> String {
+        use base64::Engine;
+        use sha2::Digest;
+        let pem = std::fs::read_to_string(self.kubeconfig.with_file_name("client.crt")).unwrap();
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .expect("the client certificate's PEM");
+        format!("X509SHA256={}", hex::encode(sha2::Sha256::digest(der)))
     }
 
     /// The operator's log so far (JSON lines).

@@ -79,23 +79,27 @@ RBAC rules of the controller: exactly what it uses and no more. It never reads S
 ConfigMaps: build Pods mount them, the controller only names them.
 */}}
 {{- define "sourcebuild-operator.rules" -}}
+# SourceBuilds come from a watch (list + watch); nothing reads one by name.
 - apiGroups: ["sourcebuild.dev"]
   resources: ["sourcebuilds"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
+# Status is written with a patch of the status subresource, never read through it.
 - apiGroups: ["sourcebuild.dev"]
   resources: ["sourcebuilds/status"]
-  verbs: ["get", "patch"]
+  verbs: ["patch"]
+# get: the Pod watch may lag behind the controller's own create; create and delete: build Pods.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch", "create", "delete"]
+# The Events the controller publishes (events.k8s.io; patch: a repeated Event's series).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+# Read only: the kubelet reports a missing Secret or ConfigMap volume only as a FailedMount
+# Event on the build Pod, read to fail the build at once instead of at its timeout.
 - apiGroups: [""]
   resources: ["events"]
-  # list: the kubelet reports a missing Secret or ConfigMap volume only as a FailedMount Event
-  # on the build Pod, read to fail the build at once instead of at its timeout.
-  verbs: ["create", "patch", "list"]
+  verbs: ["list"]
 {{- end }}
 
 {{/*
