@@ -10,7 +10,6 @@
 
 mod support;
 
-use std::io::Write;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -44,29 +43,6 @@ fn env() -> Option<(&'static ControlPlane, &'static BuildEnv)> {
 async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
     static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     LOCK.lock().await
-}
-
-fn kubectl_apply(cp: &ControlPlane, ns: &str, manifest: &str) {
-    let mut child = cp
-        .kubectl()
-        .args(["apply", "-n", ns, "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(manifest.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl apply: {}\n{manifest}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A SourceBuild manifest; `spec` is the indented body under `spec:`.
@@ -220,7 +196,7 @@ async fn sample_app_from_git_builds_serves_and_rebuilds_from_cache() {
     };
 
     let start = Instant::now();
-    kubectl_apply(cp, &ns, &spec("30m"));
+    support::sourcebuilds::apply(cp, &ns, &spec("30m"));
     let sb = finished(&client, &ns, "hello", 1).await;
     let status = expect_success(&sb, env, &ns);
     let uncached = report_time("first build (cache empty)", start);
@@ -261,7 +237,7 @@ async fn sample_app_from_git_builds_serves_and_rebuilds_from_cache() {
 
     // (5) A new generation, same source, same Dockerfile: the timeout is not part of it.
     let start = Instant::now();
-    kubectl_apply(cp, &ns, &spec("31m"));
+    support::sourcebuilds::apply(cp, &ns, &spec("31m"));
     let sb = finished(&client, &ns, "hello", 2).await;
     let status = expect_success(&sb, env, &ns);
     let cached = report_time("second build (cache filled)", start);
@@ -314,7 +290,7 @@ async fn git_tag_and_commit_configmap_and_archive_sources() {
     let (archive, sum) = app_archive(ASSEMBLE_HOOK, "an archive");
     let archives = serve_bytes(archive);
     let push_config = r#"{"auths": {}}"#;
-    kubectl_apply(
+    support::sourcebuilds::apply(
         cp,
         &ns,
         &format!(
@@ -332,17 +308,17 @@ async fn git_tag_and_commit_configmap_and_archive_sources() {
             repo.server.url("/app.git")
         )
     };
-    kubectl_apply(
+    support::sourcebuilds::apply(
         cp,
         &ns,
         &source_build("at-tag", &git_spec("v1.0", "at-tag")),
     );
-    kubectl_apply(
+    support::sourcebuilds::apply(
         cp,
         &ns,
         &source_build("at-commit", &git_spec(&repo.c1, "at-commit")),
     );
-    kubectl_apply(
+    support::sourcebuilds::apply(
         cp,
         &ns,
         &source_build(
@@ -361,8 +337,8 @@ async fn git_tag_and_commit_configmap_and_archive_sources() {
         service = serde_json::to_string(support::app::SERVICE_PY).unwrap(),
         assemble = serde_json::to_string(ASSEMBLE_HOOK).unwrap(),
     );
-    kubectl_apply(cp, &ns, &configmap);
-    kubectl_apply(
+    support::sourcebuilds::apply(cp, &ns, &configmap);
+    support::sourcebuilds::apply(
         cp,
         &ns,
         &source_build(
@@ -383,13 +359,13 @@ async fn git_tag_and_commit_configmap_and_archive_sources() {
             archives.url("/app.tar.gz")
         )
     };
-    kubectl_apply(
+    support::sourcebuilds::apply(
         cp,
         &ns,
         &source_build("from-archive", &archive_spec(&sum, "from-archive")),
     );
     let wrong = "0".repeat(64);
-    kubectl_apply(
+    support::sourcebuilds::apply(
         cp,
         &ns,
         &source_build("bad-sum", &archive_spec(&wrong, "bad-sum")),
@@ -481,7 +457,7 @@ async fn failures_have_precise_reasons() {
         repo.server.url("/app.git")
     );
 
-    kubectl_apply(
+    support::sourcebuilds::apply(
         cp,
         &ns,
         &source_build(
@@ -491,7 +467,7 @@ async fn failures_have_precise_reasons() {
             ),
         ),
     );
-    kubectl_apply(
+    support::sourcebuilds::apply(
         cp,
         &ns,
         &source_build(
@@ -505,7 +481,7 @@ async fn failures_have_precise_reasons() {
     // Nothing listens there: the push (and Kaniko's push-permission check before the build)
     // cannot reach a registry.
     let nowhere = format!("127.0.0.1:{}", free_port());
-    kubectl_apply(
+    support::sourcebuilds::apply(
         cp,
         &ns,
         &source_build(
@@ -513,7 +489,7 @@ async fn failures_have_precise_reasons() {
             &format!("{git_source}  output:\n    image: {nowhere}/apps/refused:1\n"),
         ),
     );
-    kubectl_apply(
+    support::sourcebuilds::apply(
         cp,
         &ns,
         &source_build(
@@ -565,7 +541,7 @@ async fn a_deleted_pod_is_abandoned_and_never_restarted() {
     let client = cp.client().await;
     let ns = cp.namespace("e2e-deleted").await;
     let repo = app_repo(None);
-    kubectl_apply(
+    support::sourcebuilds::apply(
         cp,
         &ns,
         &source_build(

@@ -6,8 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use kube::api::Api;
 use kube::Client;
+use kube::api::Api;
 use serde_json::{Value, json};
 use sourcebuild::api::{Phase, SourceBuild, Trigger};
 use support::operator::Operator;

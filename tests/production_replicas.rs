@@ -36,32 +36,7 @@ fn log_dir(prefix: &str) -> PathBuf {
 }
 
 fn apply(cp: &ControlPlane, ns: &str, name: &str) {
-    let manifest = format!(
-        "apiVersion: sourcebuild.dev/v1alpha1\nkind: SourceBuild\nmetadata:\n  name: {name}\nspec:\n  \
-         source:\n    git:\n      url: https://example.com/acme/app.git\n  \
-         output:\n    image: registry.example.com/team/{name}:1.0\n"
-    );
-    let mut child = cp
-        .kubectl()
-        .args(["apply", "-n", ns, "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(manifest.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl apply: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::sourcebuilds::apply(cp, ns, &support::sourcebuilds::manifest(name, ""));
 }
 
 async fn wait_for_pod(client: &Client, ns: &str, name: &str) -> Pod {

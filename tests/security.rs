@@ -246,29 +246,6 @@ fn env() -> Option<(&'static ControlPlane, &'static BuildEnv)> {
     Some((cp, env))
 }
 
-fn kubectl_apply(cp: &ControlPlane, ns: &str, manifest: &str) {
-    let mut child = cp
-        .kubectl()
-        .args(["apply", "-n", ns, "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(manifest.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl apply: {}\n{manifest}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// `kubectl create --dry-run=server` of `manifest` in `ns`: (success, stderr with warnings).
 fn kubectl_dry_run(cp: &ControlPlane, ns: &str, manifest: &str) -> (bool, String) {
     let mut child = cp
@@ -498,8 +475,8 @@ async fn namespace_mode_grants_nothing_outside_the_watched_namespace() {
     let running = Operator::start_as(&cp, account, &["--namespace", &a], logs.path());
     let spec = "  source:\n    git:\n      url: https://example.com/acme/app.git\n  \
                 output:\n    image: registry.example.com/team/app:1.0\n";
-    kubectl_apply(&cp, &b, &source_build("app", spec));
-    kubectl_apply(&cp, &a, &source_build("app", spec));
+    support::sourcebuilds::apply(&cp, &b, &source_build("app", spec));
+    support::sourcebuilds::apply(&cp, &a, &source_build("app", spec));
     wait_for_pod(&admin, &a, "app-build-1").await;
     let in_a: Api<SourceBuild> = Api::namespaced(admin.clone(), &a);
     eventually("the SourceBuild in a to get a status", WAIT, || async {
@@ -538,7 +515,7 @@ async fn build_pods_meet_baseline_and_prepare_and_the_operator_meet_restricted()
 
     // A real create by the operator; the source is unreachable, so the runner's build of it
     // ends at once: the Pod's admission is the point.
-    kubectl_apply(
+    support::sourcebuilds::apply(
         cp,
         &baseline,
         &source_build(
@@ -690,7 +667,7 @@ async fn secret_values_never_leak_and_the_operator_never_requests_secrets() {
         repo_dir.path().to_path_buf(),
         Some(("builder", value.as_str())),
     );
-    kubectl_apply(
+    support::sourcebuilds::apply(
         cp,
         &ns,
         &format!(
@@ -700,7 +677,7 @@ async fn secret_values_never_leak_and_the_operator_never_requests_secrets() {
              stringData:\n  .dockerconfigjson: '{push_config}'\n"
         ),
     );
-    kubectl_apply(
+    support::sourcebuilds::apply(
         cp,
         &ns,
         &format!(
@@ -709,7 +686,7 @@ async fn secret_values_never_leak_and_the_operator_never_requests_secrets() {
             service = serde_json::to_string(support::app::SERVICE_PY).unwrap(),
         ),
     );
-    kubectl_apply(
+    support::sourcebuilds::apply(
         cp,
         &ns,
         &source_build(
@@ -721,7 +698,7 @@ async fn secret_values_never_leak_and_the_operator_never_requests_secrets() {
             ),
         ),
     );
-    kubectl_apply(
+    support::sourcebuilds::apply(
         cp,
         &ns,
         &source_build(
