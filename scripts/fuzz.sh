@@ -8,7 +8,7 @@
 # does (set FUZZ_TOOLCHAIN=nightly to use a nightly instead). cargo-fuzz itself is installed
 # once, pinned, into ${SOURCEBUILD_CACHE}/cargo-fuzz-VERSION with `cargo install --root`.
 # Corpora and crash artifacts stay in fuzz/corpus and fuzz/artifacts (git-ignored); the build
-# goes to ${SOURCEBUILD_CACHE}/cargo-target-fuzz (FUZZ_TARGET_DIR overrides it).
+# goes to ${SOURCEBUILD_CACHE}/fuzz-target (FUZZ_TARGET_DIR overrides it).
 # Exit status: non-zero when a target found a crash (its artifact path is printed).
 set -euo pipefail
 
@@ -33,7 +33,7 @@ else
   export RUSTC_BOOTSTRAP=1
   fuzz=(cargo fuzz)
 fi
-target_dir=${FUZZ_TARGET_DIR:-$cache/cargo-target-fuzz}
+target_dir=${FUZZ_TARGET_DIR:-$cache/fuzz-target}
 unset CARGO_TARGET_DIR
 
 cd "$repo"
@@ -48,24 +48,31 @@ status=0
 summary=()
 for target in "${targets[@]}"; do
   log=$(mktemp)
+  artifacts=fuzz/artifacts/$target
+  mkdir -p "$artifacts" "fuzz/corpus/$target"
+  before=$(find "$artifacts" -type f | wc -l)
   echo "fuzz.sh: running $target for ${seconds}s" >&2
   set +e
+  # cargo fuzz passes -artifact_prefix=fuzz/artifacts/<target>/ and the corpus fuzz/corpus/<target>.
   "${fuzz[@]}" run --target-dir "$target_dir" "$target" -- \
-    -max_total_time="$seconds" -rss_limit_mb=1024 -timeout=10 -print_final_stats=1 >"$log" 2>&1
+    -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 >"$log" 2>&1
   rc=$?
   set -e
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   if [[ -z $runs ]]; then
     runs=$(grep -oE '^#[0-9]+' "$log" | tail -1 | tr -d '#')
   fi
+  corpus=$(find "fuzz/corpus/$target" -type f | wc -l)
+  crashes=$(($(find "$artifacts" -type f | wc -l) - before))
   if [[ $rc -ne 0 ]]; then
     status=1
-    artifact=$(grep -oE 'fuzz/artifacts/[^ ]+' "$log" | tail -1 || true)
+    # A failure without an artifact (the build, a sanitizer abort before the input was saved)
+    # still counts as one.
+    [[ $crashes -gt 0 ]] || crashes=1
     tail -40 "$log" >&2
-    summary+=("$(printf '%-12s %10s executions  CRASH %s' "$target" "${runs:-?}" "${artifact:-(see log above)}")")
-  else
-    summary+=("$(printf '%-12s %10s executions  ok' "$target" "${runs:-?}")")
+    grep -oE 'fuzz/artifacts/[^ ]+' "$log" | sort -u | sed 's/^/fuzz.sh: crash input kept in /' >&2 || true
   fi
+  summary+=("fuzz $target: ${runs:-?} executions, $corpus corpus entries, $crashes crashes")
   rm -f "$log"
 done
 printf '%s\n' "${summary[@]}"
