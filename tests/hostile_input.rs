@@ -980,11 +980,12 @@ fn archive_bombs_stop_at_the_configured_limits_with_a_clear_error() {
         result.unwrap_err().to_string(),
         "archive has more than 10 entries"
     );
+    // The ten entries unpacked before the limit are removed again: nothing half-done.
     assert_eq!(
         std::fs::read_dir(tmp.path().join("tree/src"))
             .unwrap()
             .count(),
-        10
+        0
     );
 
     // A header that claims more bytes than the archive holds.
@@ -1239,4 +1240,41 @@ fn context_dirs_are_refused_by_name_or_stay_inside_the_source() {
         count.into_inner(),
         start.elapsed()
     );
+}
+
+/// A link that only escapes through another link (`a -> .`, `b -> a/..`): the archive is
+/// refused, and no link leading out of the destination is left behind, even on error.
+#[test]
+fn a_link_chain_escaping_through_a_dot_link_is_refused_and_removed() {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, target) in [("a", "."), ("b", "a/..")] {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_size(0);
+        header.set_mode(0o777);
+        builder.append_link(&mut header, name, target).unwrap();
+    }
+    let bytes = builder.into_inner().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let dest = root.path().join("dest");
+    std::fs::create_dir(&dest).unwrap();
+    let result = sourcebuild::source::archive::unpack_archive(
+        &bytes[..],
+        &dest,
+        &sourcebuild::source::ArchiveLimits::default(),
+        "test.tar",
+    );
+    assert!(result.is_err(), "an escaping link chain was accepted");
+    let dest = dest.canonicalize().unwrap();
+    for entry in std::fs::read_dir(&dest).unwrap() {
+        let path = entry.unwrap().path();
+        if let Ok(resolved) = path.canonicalize() {
+            assert!(
+                resolved.starts_with(&dest),
+                "{} resolves to {}",
+                path.display(),
+                resolved.display()
+            );
+        }
+    }
 }

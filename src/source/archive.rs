@@ -17,7 +17,8 @@
 //! | more file bytes than [`ArchiveLimits::max_unpacked_bytes`] | error [`ArchiveError::UnpackedTooLarge`] |
 //!
 //! Permission bits are kept without setuid, setgid and sticky; owners and times are not restored.
-//! On error the destination is left partially filled: the caller fails the build anyway.
+//! On error the destination is emptied again: a refused archive leaves nothing behind, not even a
+//! link whose escape only shows once the whole chain of links exists.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -367,14 +368,38 @@ pub fn unpack_archive<R: io::BufRead>(
         source,
     })?;
     // Shorter than two bytes: not gzip, and the tar reader reports what is wrong.
-    if head.starts_with(&[0x1f, 0x8b]) {
-        let stats = unpack(flate2::read::GzDecoder::new(reader), dest, limits, location)?;
-        Ok(Stats {
+    let result = if head.starts_with(&[0x1f, 0x8b]) {
+        unpack(flate2::read::GzDecoder::new(reader), dest, limits, location).map(|stats| Stats {
             gzip: true,
             ..stats
         })
     } else {
         unpack(reader, dest, limits, location)
+    };
+    if result.is_err() {
+        // A refused archive leaves nothing behind: entries unpacked before the fault, and links
+        // whose escape only shows once the whole chain exists (`a -> .`, `b -> a/..`).
+        empty_dir(dest);
+    }
+    result
+}
+
+/// Removes everything in `dir` without following links.
+fn empty_dir(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_dir = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+        let removed = if is_dir {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        if let Err(error) = removed {
+            tracing::warn!(path = %path.display(), %error, "could not remove a refused archive's entry");
+        }
     }
 }
 
