@@ -441,35 +441,24 @@ fn record(plan: &mut Plan, old: &SourceBuildStatus, new: SourceBuildStatus) {
         || new.observed_generation != old.observed_generation
         || new.build != old.build;
     if transition && let Some(phase) = new.phase {
-        let succeeded = new.condition(status::SUCCEEDED);
-        let note = match phase {
-            Phase::Pending => Note {
-                severity: Severity::Normal,
-                reason: "BuildStarted".into(),
-                message: succeeded.map(|c| c.message.clone()).unwrap_or_default(),
-            },
-            Phase::Running => Note {
-                severity: Severity::Normal,
-                reason: "BuildRunning".into(),
-                message: succeeded.map(|c| c.message.clone()).unwrap_or_default(),
-            },
-            Phase::Succeeded => Note {
-                severity: Severity::Normal,
-                reason: "BuildSucceeded".into(),
-                message: succeeded.map(|c| c.message.clone()).unwrap_or_default(),
-            },
-            Phase::Cancelled => Note {
-                severity: Severity::Normal,
-                reason: "Cancelled".into(),
-                message: succeeded.map(|c| c.message.clone()).unwrap_or_default(),
-            },
-            Phase::Failed => Note {
-                severity: Severity::Warning,
-                reason: succeeded
+        let succeeded = new.condition(status::SUCCEEDED).cloned();
+        let (severity, reason) = match phase {
+            Phase::Pending => (Severity::Normal, "BuildStarted".to_string()),
+            Phase::Running => (Severity::Normal, "BuildRunning".to_string()),
+            Phase::Succeeded => (Severity::Normal, "BuildSucceeded".to_string()),
+            Phase::Cancelled => (Severity::Normal, "Cancelled".to_string()),
+            Phase::Failed => (
+                Severity::Warning,
+                succeeded
+                    .as_ref()
                     .map(|c| c.reason.clone())
                     .unwrap_or_else(|| "BuildFailed".into()),
-                message: succeeded.map(|c| c.message.clone()).unwrap_or_default(),
-            },
+            ),
+        };
+        let note = Note {
+            severity,
+            reason,
+            message: succeeded.map(|c| c.message).unwrap_or_default(),
         };
         plan.events.push(note);
     }

@@ -62,24 +62,7 @@ pub fn started(old: &SourceBuildStatus, new: &NewBuild, now: Timestamp) -> Sourc
         "build Pod {} created for generation {generation} ({}{retry})",
         new.pod_name, new.trigger
     );
-    set_condition(
-        &mut status,
-        SUCCEEDED,
-        "Unknown",
-        "Pending",
-        &message,
-        generation,
-        now,
-    );
-    set_condition(
-        &mut status,
-        READY,
-        "False",
-        "Building",
-        &message,
-        generation,
-        now,
-    );
+    set_building(&mut status, "Pending", &message, generation, now);
     status
 }
 
@@ -226,24 +209,7 @@ pub fn in_progress(
     };
     let message = message.map(str::to_string).unwrap_or(default_message);
     let reason = phase.to_string();
-    set_condition(
-        &mut status,
-        SUCCEEDED,
-        "Unknown",
-        &reason,
-        &message,
-        generation,
-        now,
-    );
-    set_condition(
-        &mut status,
-        READY,
-        "False",
-        "Building",
-        &message,
-        generation,
-        now,
-    );
+    set_building(&mut status, &reason, &message, generation, now);
     status
 }
 
@@ -345,6 +311,20 @@ fn set_provenance(status: &mut SourceBuildStatus, provenance: Option<&PrepareRes
         status.builder_image = Some(p.builder_image.clone());
         status.dockerfile_sha256 = Some(p.dockerfile_sha256.clone());
     }
+}
+
+/// A build is under way: its outcome is Unknown and no image of this spec exists yet.
+fn set_building(
+    status: &mut SourceBuildStatus,
+    reason: &str,
+    message: &str,
+    generation: i64,
+    now: Timestamp,
+) {
+    set_condition(
+        status, SUCCEEDED, "Unknown", reason, message, generation, now,
+    );
+    set_condition(status, READY, "False", "Building", message, generation, now);
 }
 
 /// Sets a condition, keeping `lastTransitionTime` unless its status changed.
