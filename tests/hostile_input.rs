@@ -242,7 +242,8 @@ fn check_dockerfile(spec: &DockerfileSpec, parsed: &Parsed) -> Result<(), String
     let builder_differs = spec
         .builder_user
         .as_deref()
-        .is_some_and(|b| b != spec.user && !(is_root(b) && is_root(&spec.user)));
+        // Root spelled with another group (`:f`, `0:5`) is another account: USER is written.
+        .is_some_and(|b| !sourcebuild::s2i::scripts::same_user(b, &spec.user));
     if !is_root(&spec.user) || builder_differs {
         let user = next("USER")?;
         if user.value != [spec.user.clone()] {
