@@ -4,8 +4,14 @@
 #
 # Build stage and runtime share Debian 12 (bookworm), so the glibc the binary links against
 # is the one it runs with. Both tags are pinned; pin digests too when publishing.
+#
+# The two ARGs exist so that a build without access to public registries can name stand-ins of
+# the same content (scripts/operator-image.sh assembles them from Debian packages; the tests
+# build this very file with Kaniko that way). Their defaults are what a release uses.
+ARG RUST_IMAGE=rust:1.95.0-slim-bookworm
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
-FROM rust:1.95.0-slim-bookworm AS build
+FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 
 # Release profile settings for a small, reproducible binary, without touching Cargo.toml:
@@ -26,7 +32,7 @@ COPY crds ./crds
 RUN cargo build --release --locked --bin sourcebuild \
     && cp target/release/sourcebuild /sourcebuild
 
-FROM gcr.io/distroless/cc-debian12:nonroot
+FROM ${RUNTIME_IMAGE}
 COPY --from=build /sourcebuild /sourcebuild
 # distroless' nonroot user, numeric so runAsNonRoot can verify it.
 USER 65532:65532

@@ -4,11 +4,12 @@
 #   scripts/test.sh              run every step
 #   scripts/test.sh STEP...      run only these steps (names below)
 #
-# Steps: crd examples helm hadolint fmt clippy cargo-test
+# Steps: crd examples helm hadolint fmt clippy cargo-test fuzz
 # Every step runs even when an earlier one failed; the exit status is non-zero when any
 # step failed. Tools come from scripts/tools.sh (built once into the cache directory).
 # Environment:
 #   SOURCEBUILD_CACHE   cache root (default ~/.cache/sourcebuild-operator)
+#   FUZZ_SECONDS        how long the fuzz step runs each cargo-fuzz target (default 20)
 #   CARGO_TARGET_DIR    default $SOURCEBUILD_CACHE/cargo-target-<rustc version>, so a fresh
 #                       clone (CI) reuses the compiled dependencies
 set -uo pipefail
@@ -17,7 +18,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 export SOURCEBUILD_CACHE=${SOURCEBUILD_CACHE:-$HOME/.cache/sourcebuild-operator}
 chart=charts/sourcebuild-operator
-all_steps=(crd examples helm hadolint fmt clippy cargo-test)
+all_steps=(crd examples helm hadolint fmt clippy cargo-test fuzz)
 
 tool() { "$repo/scripts/tools.sh" "$1"; }
 
@@ -154,6 +155,9 @@ cargo_env() {
 step_fmt() { cargo fmt --all -- --check; }
 step_clippy() { cargo_env && cargo clippy --all-targets --locked -- -D warnings; }
 step_cargo-test() { cargo_env && cargo test --all-targets --locked; }
+# Every fuzz target for a bounded time from an empty corpus; a crash fails the step. The
+# sanitizer build lives in the cache (about 15 minutes the first time on 2 cores).
+step_fuzz() { scripts/fuzz.sh "${FUZZ_SECONDS:-20}"; }
 
 # --- runner ------------------------------------------------------------------------------
 

@@ -78,21 +78,48 @@ pub fn write_app(dir: &Path, assemble_hook: Option<&str>) {
 }
 
 /// Starts the image's `Entrypoint + Cmd` with its `Env` (plus `PORT`) and `WorkingDir`, as
-/// uid/gid from its `User` (gid 0), chrooted into `rootfs` with a fresh `/proc` in a private
-/// mount namespace.
+/// uid/gid from its `User` (gid 0 unless the `User` names one), chrooted into `rootfs` with a
+/// fresh `/proc` in a private mount namespace.
 pub fn start_image_command(rootfs: &Path, config: &serde_json::Value, port: u16) -> Child {
+    let mut command = image_command(rootfs, config, &[]);
+    command
+        .env("PORT", port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command.spawn().expect("starting the image's command")
+}
+
+/// The image's `Entrypoint + Cmd` (or `Entrypoint + args`, when `args` is not empty, as a Pod's
+/// `args` replace `Cmd`), set up as a container runtime would run it: its `Env`, `WorkingDir`
+/// and `User`, chrooted into `rootfs` with a fresh `/proc` in a private mount namespace. The
+/// network is the host's, so loopback servers are reachable. Not spawned; killed with its parent.
+pub fn image_command(rootfs: &Path, config: &serde_json::Value, args: &[String]) -> Command {
     let strings = |v: &serde_json::Value| -> Vec<String> {
         serde_json::from_value(v.clone()).unwrap_or_default()
     };
     let c = &config["config"];
     let mut argv = strings(&c["Entrypoint"]);
-    argv.extend(strings(&c["Cmd"]));
+    if args.is_empty() {
+        argv.extend(strings(&c["Cmd"]));
+    } else {
+        argv.extend(args.iter().cloned());
+    }
     assert!(!argv.is_empty(), "the image has no command: {c}");
-    let uid: libc::uid_t = match c["User"].as_str().unwrap_or("") {
-        "" | "root" => 0,
-        user => user.parse().expect("a numeric USER"),
+    let id = |s: &str| -> libc::uid_t {
+        match s {
+            "" | "root" => 0,
+            n => n.parse().expect("a numeric USER"),
+        }
     };
-    let workdir = c["WorkingDir"].as_str().unwrap_or("/").to_string();
+    let (uid, gid) = match c["User"].as_str().unwrap_or("").split_once(':') {
+        Some((user, group)) => (id(user), id(group)),
+        None => (id(c["User"].as_str().unwrap_or("")), 0),
+    };
+    let workdir = c["WorkingDir"]
+        .as_str()
+        .filter(|dir| !dir.is_empty())
+        .unwrap_or("/");
 
     std::fs::create_dir_all(rootfs.join("proc")).unwrap();
     let root = CString::new(rootfs.canonicalize().unwrap().as_os_str().as_bytes()).unwrap();
@@ -106,11 +133,6 @@ pub fn start_image_command(rootfs: &Path, config: &serde_json::Value, port: u16)
             command.env(name, value);
         }
     }
-    command
-        .env("PORT", port.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
     kill_with_parent(&mut command);
     // SAFETY: raw syscalls on C strings made before the fork.
     unsafe {
@@ -140,13 +162,13 @@ pub fn start_image_command(rootfs: &Path, config: &serde_json::Value, port: u16)
             check(libc::chroot(root.as_ptr()))?;
             check(libc::chdir(workdir.as_ptr()))?;
             check(libc::setgroups(0, std::ptr::null()))?;
-            check(libc::setgid(0))?;
+            check(libc::setgid(gid))?;
             check(libc::setuid(uid))?;
             Ok(())
         });
     }
     // argv[0] is resolved inside the chroot: exec happens after pre_exec.
-    command.spawn().expect("starting the image's command")
+    command
 }
 
 /// GETs `/` on the app's port until it answers or the process exits; the answer's body.

@@ -49,7 +49,42 @@ pub fn run_kaniko(
     destination: &str,
     extra_args: &[&str],
 ) -> KanikoResult {
-    let executor = tool("kaniko");
+    run_kaniko_with(
+        context_dir,
+        dockerfile,
+        destination,
+        extra_args,
+        &KanikoOptions::default(),
+    )
+}
+
+/// How [`run_kaniko_with`] runs the executor, beyond its arguments.
+pub struct KanikoOptions<'a> {
+    /// More host files (absolute paths) bound at the same path inside the throwaway root,
+    /// visible to RUN steps and never part of a layer: for example the host's CA bundle, where
+    /// the network to a package registry goes through a TLS proxy only the host trusts.
+    pub host_files: &'a [&'a str],
+    /// The executor is killed past this.
+    pub deadline: Duration,
+}
+
+impl Default for KanikoOptions<'_> {
+    fn default() -> Self {
+        KanikoOptions {
+            host_files: &[],
+            deadline: BUILD_DEADLINE,
+        }
+    }
+}
+
+/// [`run_kaniko`] with [`KanikoOptions`].
+pub fn run_kaniko_with(
+    context_dir: &Path,
+    dockerfile: &str,
+    destination: &str,
+    extra_args: &[&str],
+    options: &KanikoOptions,
+) -> KanikoResult {
     let root = tempfile::Builder::new()
         .prefix("sourcebuild-kaniko-root-")
         .tempdir()
@@ -57,11 +92,11 @@ pub fn run_kaniko(
     let log_path = root.path().with_extension("log");
     let result = run_in(
         root.path(),
-        &executor,
         context_dir,
         dockerfile,
         destination,
         extra_args,
+        options,
         &log_path,
     );
     let _ = std::fs::remove_file(&log_path);
@@ -70,21 +105,21 @@ pub fn run_kaniko(
 
 fn run_in(
     root: &Path,
-    executor: &Path,
     context_dir: &Path,
     dockerfile: &str,
     destination: &str,
     extra_args: &[&str],
+    options: &KanikoOptions,
     log_path: &Path,
 ) -> KanikoResult {
     for dir in ["kaniko/.docker", "proc", "dev", "workspace", "tmp"] {
         std::fs::create_dir_all(root.join(dir)).unwrap();
     }
-    std::fs::copy(executor, root.join("kaniko/executor")).unwrap();
+    std::fs::copy(tool("kaniko"), root.join("kaniko/executor")).unwrap();
     // Anonymous pulls and pushes: an empty Docker config, as the executor image has.
     std::fs::write(root.join("kaniko/.docker/config.json"), "{}").unwrap();
 
-    let mounts = ThrowawayRoot::new(root, context_dir);
+    let mounts = ThrowawayRoot::new(root, context_dir, options.host_files);
     let log = std::fs::File::create(log_path).unwrap();
     let mut command = Command::new("/kaniko/executor");
     command
@@ -112,7 +147,7 @@ fn run_in(
     let mut child = command
         .spawn()
         .expect("starting the Kaniko executor in a throwaway root");
-    let deadline = Instant::now() + BUILD_DEADLINE;
+    let deadline = Instant::now() + options.deadline;
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
@@ -244,6 +279,10 @@ struct ThrowawayRoot {
     dev_dir: CString,
     workspace_dir: CString,
     context: CString,
+    /// Host files bound at the same path inside the root: always `/etc/resolv.conf`, as a
+    /// container runtime does, so a RUN step that fetches (cargo, pip) resolves names. Kaniko
+    /// skips mount points, so they are neither overwritten by a base image nor snapshotted.
+    host_files: Vec<(CString, CString)>,
     dev: Dev,
     /// A host directory bound over `/kaniko/.docker` (the Pod's push Secret volume).
     docker_config: Option<(CString, CString)>,
@@ -268,6 +307,9 @@ struct ContainerDev {
     shm: CString,
 }
 
+/// What a container runtime binds into every container from the host.
+const RESOLV_CONF: &str = "/etc/resolv.conf";
+
 /// The device nodes a container runtime gives every container (runc's defaults).
 const CONTAINER_DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
@@ -276,13 +318,22 @@ fn cstring(path: &Path) -> CString {
 }
 
 impl ThrowawayRoot {
-    fn new(root: &Path, context: &Path) -> Self {
+    fn new(root: &Path, context: &Path, host_files: &[&str]) -> Self {
         let root = root.canonicalize().unwrap();
         ThrowawayRoot {
             proc_dir: cstring(&root.join("proc")),
             dev_dir: cstring(&root.join("dev")),
             workspace_dir: cstring(&root.join("workspace")),
             context: cstring(&context.canonicalize().unwrap()),
+            host_files: std::iter::once(RESOLV_CONF)
+                .chain(host_files.iter().copied())
+                .map(|file| {
+                    let target = root.join(file.trim_start_matches('/'));
+                    std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+                    std::fs::write(&target, "").unwrap();
+                    (cstring(Path::new(file)), cstring(&target))
+                })
+                .collect(),
             root: cstring(&root),
             dev: Dev::Host,
             docker_config: None,
@@ -297,7 +348,7 @@ impl ThrowawayRoot {
         termination_log: &Path,
         docker_config: Option<&Path>,
     ) -> Self {
-        let mut this = Self::new(root, context);
+        let mut this = Self::new(root, context, &[]);
         let dev = root.canonicalize().unwrap().join("dev");
         let mut binds: Vec<(CString, CString)> = CONTAINER_DEVICES
             .iter()
@@ -417,6 +468,15 @@ impl ThrowawayRoot {
                     target.as_ptr(),
                     none,
                     libc::MS_BIND | libc::MS_REC,
+                    std::ptr::null(),
+                ))?;
+            }
+            for (source, target) in &self.host_files {
+                check(libc::mount(
+                    source.as_ptr(),
+                    target.as_ptr(),
+                    none,
+                    libc::MS_BIND,
                     std::ptr::null(),
                 ))?;
             }
