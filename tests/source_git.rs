@@ -16,6 +16,7 @@ fn git_source(url: &str, revision: Option<&str>) -> Source {
             url: url.to_string(),
             revision: revision.map(Into::into),
             secret_ref: None,
+            poll_interval: None,
         }),
         ..Source::default()
     }

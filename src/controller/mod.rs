@@ -2,6 +2,7 @@
 
 pub mod events;
 pub mod plan;
+pub mod poll;
 pub mod reconcile;
 pub mod status;
 
