@@ -65,6 +65,10 @@ pub async fn check(git: GitSource) -> Poll {
     let asked = tokio::task::spawn_blocking(move || crate::source::git::ls_remote(&git));
     match tokio::time::timeout(POLL_TIMEOUT, asked).await {
         Ok(Ok(Ok(head))) => Poll::Head(head),
+        Ok(Ok(Err(crate::source::GitError::Unauthenticated { url, .. }))) => Poll::Failed(format!(
+            "{url} asks for credentials, and polling asks anonymously (the controller never \
+             reads Secrets)"
+        )),
         Ok(Ok(Err(error))) => Poll::Failed(error.to_string()),
         Ok(Err(join)) => Poll::Failed(format!("asking {url} for its head failed: {join}")),
         Err(_) => Poll::Failed(format!(

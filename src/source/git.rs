@@ -49,6 +49,15 @@ pub enum GitError {
         #[source]
         source: gix::Error,
     },
+    /// Connecting to the remote or listing its refs failed.
+    #[error("listing the refs of {url} failed: {source}")]
+    ListRefs {
+        /// The URL without userinfo.
+        url: String,
+        /// What gix reported.
+        #[source]
+        source: gix::Error,
+    },
     /// Listing the remote's refs worked, but none has the name asked for.
     #[error("{url} has no branch or tag {revision:?}")]
     HeadNotFound {
@@ -269,7 +278,19 @@ pub fn ls_remote(source: &GitSource) -> Result<String, GitError> {
         return Err(GitError::InsecureCredentials { url: location });
     }
     let revision_label = source.revision.clone().unwrap_or_else(|| "HEAD".into());
-    let failed = |source: gix::Error| classify(source, &location, &revision_label);
+    let failed = |source: gix::Error| {
+        if source.classify().is_unauthenticated() {
+            GitError::Unauthenticated {
+                url: location.clone(),
+                source,
+            }
+        } else {
+            GitError::ListRefs {
+                url: location.clone(),
+                source,
+            }
+        }
+    };
     let wanted: Vec<String> = match source.revision.as_deref() {
         None => vec!["HEAD".into()],
         Some(name) => vec![format!("refs/heads/{name}"), format!("refs/tags/{name}")],
@@ -293,8 +314,15 @@ pub fn ls_remote(source: &GitSource) -> Result<String, GitError> {
     let mut connection = remote
         .connect(gix::remote::Direction::Fetch)
         .map_err(failed)?;
-    if let Some(credentials) = credentials {
-        connection.set_credentials(credential_helper(credentials));
+    match credentials {
+        Some(credentials) => {
+            connection.set_credentials(credential_helper(credentials));
+        }
+        // Never the machine's credential helpers or a terminal prompt: the controller asks
+        // anonymously.
+        None => {
+            connection.set_credentials(|_| Ok(None));
+        }
     }
     let (ref_map, _) = connection
         .ref_map(gix::progress::Discard, Default::default())
