@@ -444,6 +444,17 @@ async fn metrics_count_builds_and_every_reconcile_log_line_names_its_source_buil
         sample(&metrics, "sourcebuild_reconciles_in_flight").is_some(),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("# HELP sourcebuild_queue_depth SourceBuilds waiting for a reconcile"),
+        "{metrics}"
+    );
+    // Every watch event our builds caused was picked up: the queue drains (other tests share
+    // the operator, so it is asked until it is seen empty).
+    eventually("the queue to drain", WAIT, || async {
+        let (_, metrics) = operator.http_get("/metrics")?;
+        (sample(&metrics, "sourcebuild_queue_depth")? == 0.0).then_some(())
+    })
+    .await;
     // sourcebuild_api_request_failures_total has no series until a request fails (unit-tested
     // in src/metrics.rs).
 

@@ -33,6 +33,8 @@ pub struct Context {
     pub events: Arc<dyn EventSink>,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// SourceBuilds a watch event asked to reconcile, for the queue depth metric.
+    pub pending: crate::controller::queue::Pending,
 }
 
 /// Why a reconcile failed; it is retried with backoff.
@@ -82,6 +84,8 @@ pub async fn reconcile(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action
         namespace = sb.namespace().unwrap_or_default(),
         sourcebuild = sb.name_any(),
     );
+    ctx.pending
+        .picked_up(&kube::runtime::reflector::ObjectRef::from_obj(&*sb));
     let _in_flight = ctx.metrics.reconcile_started();
     reconcile_one(sb, ctx).instrument(span).await
 }
