@@ -501,26 +501,7 @@ async fn out_of_range_history_retention_and_retry_values_are_refused() {
         ("spec.retry.backoff", "  retry: {backoff: 0s}\n"),
     ];
     for (field, extra) in refused {
-        let mut child = cp
-            .kubectl()
-            .args(["apply", "-n", &ns, "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(manifest("limits", extra).as_bytes())
-                .unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "accepted {extra}");
+        let stderr = apply_refused(cp, &ns, &manifest("limits", extra));
         assert!(stderr.contains(field), "{field} not named: {stderr}");
     }
 }
@@ -692,26 +673,7 @@ async fn poll_interval_below_a_minute_with_a_secret_or_on_a_commit_is_refused() 
         ),
     ];
     for (why, manifest) in refused {
-        let mut child = cp
-            .kubectl()
-            .args(["apply", "-n", &ns, "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(manifest.as_bytes())
-                .unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "accepted {manifest}");
+        let stderr = apply_refused(cp, &ns, &manifest);
         assert!(
             stderr.contains("spec.source.git.pollInterval") && stderr.contains(why),
             "{why}: {stderr}"

@@ -1051,15 +1051,13 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_head_the_latest_build_already_resolved_does_not_build_again() {
-        // A manual rebuild resolved the branch itself after it moved: polling then sees the
-        // commit that build already has.
-        let prepared_commit = "0123456789abcdef0123456789abcdef01234567";
+    /// A SourceBuild of the remote's HEAD polled every `interval`: the first look saw `a`, and
+    /// the first build (its Pod returned) succeeded at 10 s.
+    fn polled_and_built(interval: &str) -> (SourceBuild, Pod) {
         let mut sb = sb(
             1,
             json!({"source": {"git": {"url": "https://example.com/acme/app.git",
-                                                     "pollInterval": "1m"}}}),
+                                      "pollInterval": interval}}}),
         );
         poll_step(&mut sb, &[], Some(poll::Poll::Head(head('a'))), at(0));
         let done = pod_in(
@@ -1068,6 +1066,16 @@ mod tests {
             finished(0, DIGEST, "2023-11-14T22:14:00Z"),
         );
         poll_step(&mut sb, std::slice::from_ref(&done), None, at(10));
+        assert_eq!(sb.status.as_ref().unwrap().phase, Some(Phase::Succeeded));
+        (sb, done)
+    }
+
+    #[test]
+    fn a_head_the_latest_build_already_resolved_does_not_build_again() {
+        // A manual rebuild resolved the branch itself after it moved: polling then sees the
+        // commit that build already has.
+        let prepared_commit = "0123456789abcdef0123456789abcdef01234567";
+        let (mut sb, done) = polled_and_built("1m");
         assert_eq!(
             sb.status.as_ref().unwrap().source_revision.as_deref(),
             Some(prepared_commit)
@@ -1083,18 +1091,7 @@ mod tests {
 
     #[test]
     fn a_failed_look_is_reported_and_leaves_the_build_alone() {
-        let mut sb = sb(
-            1,
-            json!({"source": {"git": {"url": "https://example.com/acme/app.git",
-                                                     "pollInterval": "5m"}}}),
-        );
-        poll_step(&mut sb, &[], Some(poll::Poll::Head(head('a'))), at(0));
-        let done = pod_in(
-            &sb,
-            "app-build-1",
-            finished(0, DIGEST, "2023-11-14T22:14:00Z"),
-        );
-        poll_step(&mut sb, std::slice::from_ref(&done), None, at(10));
+        let (mut sb, done) = polled_and_built("5m");
         let (target, p) = poll_step(
             &mut sb,
             std::slice::from_ref(&done),
