@@ -1118,10 +1118,18 @@ mod tests {
         assert_eq!(status.source.unwrap().latest_revision, Some(head('a')));
         assert_eq!(p.requeue_after, Some(Duration::from_secs(300)));
 
-        // Suspended: no look at all. Polling turned off: its traces go.
+        // Suspended, or a secret the controller cannot use: no look at all. Polling turned
+        // off: its traces go.
+        assert!(poll::due(&sb, at(10_000)));
         sb.spec.suspend = true;
         assert!(!poll::due(&sb, at(10_000)));
         sb.spec.suspend = false;
+        let mut with_secret = sb.clone();
+        with_secret.spec.source.git.as_mut().unwrap().secret_ref =
+            Some(crate::api::SecretReference {
+                name: "git-creds".into(),
+            });
+        assert!(!poll::due(&with_secret, at(10_000)));
         sb.spec.source.git.as_mut().unwrap().poll_interval = None;
         sb.metadata.generation = Some(2);
         let (_, p) = poll_step(&mut sb, std::slice::from_ref(&done), None, at(10_000));

@@ -23,13 +23,15 @@ pub enum Poll {
     Failed(String),
 }
 
-/// Whether the remote should be asked now: polling is on, the SourceBuild is not suspended,
-/// and the interval has passed since the last look (or the spec changed since).
+/// Whether the remote should be asked now: polling is on, the SourceBuild is not suspended and
+/// its spec is valid, and the interval has passed since the last look (or the spec changed since).
 pub fn due(sb: &SourceBuild, now: Timestamp) -> bool {
     let Some(interval) = sb.spec.poll_interval() else {
         return false;
     };
-    if sb.spec.suspend {
+    // An invalid spec (pollInterval with a secretRef slipped past an older CRD, say) fails its
+    // build with InvalidSpec; polling it would only start more such builds.
+    if sb.spec.suspend || crate::validation::validate_spec(&sb.spec).is_err() {
         return false;
     }
     let generation = sb.metadata.generation.unwrap_or(1);
