@@ -205,6 +205,12 @@ pub struct Source {
 /// A git repository to clone.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.pollInterval) || !has(self.secretRef)"
+).message(POLL_WITH_SECRET_MESSAGE).field_path(".pollInterval"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.pollInterval) || !has(self.revision) || !self.revision.matches('^([0-9a-fA-F]{40}|[0-9a-fA-F]{64})$')"
+).message(POLL_WITH_COMMIT_MESSAGE).field_path(".pollInterval"))]
 pub struct GitSource {
     /// Clone URL: `https://`, `http://` or `git://`.
     #[schemars(length(min = 1, max = 2048), pattern("^(https?|git)://[^\\s]+$"))]
@@ -217,7 +223,24 @@ pub struct GitSource {
     /// fetch step. The controller never reads it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretReference>,
+    /// How often the controller asks the remote for the head of `revision` (a branch or tag;
+    /// the remote's HEAD when unset), building it when it moves (trigger `SourceChange`).
+    /// Go duration, at least 1m. Off when unset. Not allowed with `secretRef`: the controller
+    /// never reads Secrets, so it cannot authenticate to a private remote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = kube::core::Rule::new("duration(self) >= duration('1m')").message("pollInterval must be at least 1m"))]
+    pub poll_interval: Option<kube::core::Duration>,
 }
+
+/// The shortest `spec.source.git.pollInterval`: a remote is not asked more often than this.
+pub const MIN_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Why `pollInterval` and `secretRef` exclude each other (the CRD and the controller say the same).
+pub const POLL_WITH_SECRET_MESSAGE: &str = "pollInterval cannot be combined with secretRef: the controller never reads Secrets, so it cannot ask a private remote for its head; use the sourcebuild.dev/rebuild annotation (for example from a webhook) instead";
+
+/// Why `pollInterval` and a commit `revision` exclude each other.
+pub const POLL_WITH_COMMIT_MESSAGE: &str =
+    "pollInterval needs a branch or tag revision: a commit never moves";
 
 /// Files of a ConfigMap, laid out as a ConfigMap volume would.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -369,6 +392,8 @@ pub enum Trigger {
     ConfigChange,
     /// A new value of the `sourcebuild.dev/rebuild` annotation.
     Manual,
+    /// `spec.source.git.pollInterval` saw the branch's head move; the build pins that commit.
+    SourceChange,
 }
 
 impl std::fmt::Display for Trigger {
@@ -376,6 +401,7 @@ impl std::fmt::Display for Trigger {
         f.write_str(match self {
             Trigger::ConfigChange => "ConfigChange",
             Trigger::Manual => "Manual",
+            Trigger::SourceChange => "SourceChange",
         })
     }
 }
@@ -445,7 +471,7 @@ pub struct SourceBuildStatus {
     /// for each rebuild or retry. Names its Pod (`<name>-build-<generation>-<build>` from 2 on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<i64>,
-    /// Why the current build started: `ConfigChange` or `Manual`.
+    /// Why the current build started: `ConfigChange`, `Manual` or `SourceChange`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<Trigger>,
     /// The value of the `sourcebuild.dev/rebuild` annotation already acted on: a rebuild starts
@@ -491,6 +517,29 @@ pub struct SourceBuildStatus {
     /// The last `spec.historyLimit` finished builds, newest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<BuildRecord>,
+    /// What polling (`spec.source.git.pollInterval`) saw of the remote; unset without polling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourcePollStatus>,
+}
+
+/// What the controller last saw of a polled git remote.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SourcePollStatus {
+    /// The commit the branch (or tag, or the remote's HEAD) pointed at when last resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_revision: Option<String>,
+    /// When the remote was last asked, whether or not it answered (the `SourceReachable`
+    /// condition says how that went).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_checked: Option<Time>,
+    /// The spec generation whose remote `latestRevision` belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_generation: Option<i64>,
+    /// The head seen when the latest build started (the pinned commit of a `SourceChange`
+    /// build): a `SourceChange` build starts only for a head other than this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub built_revision: Option<String>,
 }
 
 impl SourceBuildStatus {
@@ -506,6 +555,15 @@ impl SourceBuildSpec {
         self.timeout
             .map(std::time::Duration::from)
             .unwrap_or(DEFAULT_TIMEOUT)
+    }
+
+    /// How often the git remote is polled: `None` when polling is off (or the source is not git).
+    pub fn poll_interval(&self) -> Option<std::time::Duration> {
+        self.source
+            .git
+            .as_ref()?
+            .poll_interval
+            .map(std::time::Duration::from)
     }
 
     /// How many finished builds `status.history` keeps.

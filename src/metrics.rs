@@ -60,6 +60,7 @@ pub struct Metrics {
     builds_finished: Family<FinishedLabels, Counter>,
     build_duration: Family<ResultLabels, Histogram>,
     in_flight: Gauge,
+    queue_depth: Gauge,
     api_failures: Family<OperationLabels, Counter>,
 }
 
@@ -82,11 +83,19 @@ impl Metrics {
             (|| Histogram::new(exponential_buckets(5.0, 2.0, 11))) as fn() -> Histogram,
         );
         let in_flight = Gauge::default();
+        let queue_depth = Gauge::default();
         let api_failures = Family::<OperationLabels, Counter>::default();
         registry.register(
             "reconciles_in_flight",
-            "Reconciles running now (kube-runtime does not expose its queue depth)",
+            "Reconciles running now",
             in_flight.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "SourceBuilds waiting for a reconcile: a watch event of the SourceBuild or of one of \
+             its build Pods arrived and no reconcile of it has started since (scheduled requeues \
+             are not counted)",
+            queue_depth.clone(),
         );
         registry.register(
             "api_request_failures",
@@ -126,6 +135,7 @@ impl Metrics {
             builds_finished,
             build_duration,
             in_flight,
+            queue_depth,
             api_failures,
         }
     }
@@ -134,6 +144,12 @@ impl Metrics {
     pub fn reconcile_started(&self) -> InFlight {
         self.in_flight.inc();
         InFlight(self.in_flight.clone())
+    }
+
+    /// How many SourceBuilds wait for a reconcile now.
+    pub fn set_queue_depth(&self, depth: usize) {
+        self.queue_depth
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
     }
 
     /// An API request of a reconcile failed.

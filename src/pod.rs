@@ -497,6 +497,7 @@ mod tests {
                     secret_ref: Some(SecretReference {
                         name: "git-creds".to_string(),
                     }),
+                    poll_interval: None,
                 }),
                 ..Source::default()
             },

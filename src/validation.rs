@@ -11,8 +11,9 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use crate::api::{
-    ENV_NAME_PATTERN, IMAGE_REFERENCE_PATTERN, LABEL_KEY_PATTERN, OBJECT_NAME_PATTERN,
-    SourceBuildSpec, USER_PATTERN,
+    ENV_NAME_PATTERN, IMAGE_REFERENCE_PATTERN, LABEL_KEY_PATTERN, MIN_POLL_INTERVAL,
+    OBJECT_NAME_PATTERN, POLL_WITH_COMMIT_MESSAGE, POLL_WITH_SECRET_MESSAGE, SourceBuildSpec,
+    USER_PATTERN,
 };
 
 static ENV_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(ENV_NAME_PATTERN).unwrap());
@@ -144,6 +145,20 @@ fn validate_source(spec: &SourceBuildSpec, errors: &mut Errors) {
         if let Some(secret) = &git.secret_ref {
             check_object_name(errors, "spec.source.git.secretRef.name", &secret.name);
         }
+        if let Some(interval) = git.poll_interval {
+            let field = "spec.source.git.pollInterval";
+            errors.check(
+                !interval.is_negative() && std::time::Duration::from(interval) >= MIN_POLL_INTERVAL,
+                field,
+                format!("must be at least 1m, got {interval}"),
+            );
+            errors.check(git.secret_ref.is_none(), field, POLL_WITH_SECRET_MESSAGE);
+            errors.check(
+                !git.revision.as_deref().is_some_and(is_commit_id),
+                field,
+                POLL_WITH_COMMIT_MESSAGE,
+            );
+        }
     }
     if let Some(config_map) = &source.config_map {
         check_object_name(errors, "spec.source.configMap.name", &config_map.name);
@@ -185,6 +200,11 @@ fn validate_source(spec: &SourceBuildSpec, errors: &mut Errors) {
     if let Some(dir) = &source.context_dir {
         check_relative_path(errors, "spec.source.contextDir", dir);
     }
+}
+
+/// A full SHA-1 or SHA-256 object name, as the CRD's rule spells it.
+fn is_commit_id(revision: &str) -> bool {
+    matches!(revision.len(), 40 | 64) && revision.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn validate_builder(spec: &SourceBuildSpec, errors: &mut Errors) {
@@ -320,6 +340,7 @@ mod tests {
                     url: "https://example.com/acme/app.git".into(),
                     revision: Some("main".into()),
                     secret_ref: None,
+                    poll_interval: None,
                 }),
                 ..Default::default()
             },
@@ -417,6 +438,21 @@ mod tests {
             ("spec.serviceAccountName", |s| {
                 s.service_account_name = Some("Builder_SA".into())
             }),
+            ("spec.source.git.pollInterval", |s| {
+                s.source.git.as_mut().unwrap().poll_interval = Some("30s".parse().unwrap())
+            }),
+            ("spec.source.git.pollInterval", |s| {
+                let git = s.source.git.as_mut().unwrap();
+                git.poll_interval = Some("5m".parse().unwrap());
+                git.secret_ref = Some(crate::api::SecretReference {
+                    name: "git-creds".into(),
+                });
+            }),
+            ("spec.source.git.pollInterval", |s| {
+                let git = s.source.git.as_mut().unwrap();
+                git.poll_interval = Some("5m".parse().unwrap());
+                git.revision = Some("0123456789abcdef0123456789abcdef01234567".into());
+            }),
         ];
         for (field, mutate) in cases {
             let mut spec = valid();
@@ -502,5 +538,21 @@ mod tests {
         let mut label = valid();
         label.output.labels.insert("bad key".into(), "v".into());
         assert!(cel_rejects(&label));
+        let poll = |interval: &str, secret: bool, revision: &str| {
+            let mut spec = valid();
+            let git = spec.source.git.as_mut().unwrap();
+            git.poll_interval = Some(interval.parse().unwrap());
+            git.revision = Some(revision.into());
+            git.secret_ref = secret.then(|| crate::api::SecretReference {
+                name: "git-creds".into(),
+            });
+            (cel_rejects(&spec), fields(&spec).is_empty())
+        };
+        // Both layers agree: refused by CEL exactly when the controller refuses it.
+        assert_eq!(poll("1m", false, "main"), (false, true));
+        assert_eq!(poll("59s", false, "main"), (true, false));
+        assert_eq!(poll("1m", true, "main"), (true, false));
+        assert_eq!(poll("1m", false, &"a".repeat(40)), (true, false));
+        assert_eq!(poll("1m", false, &"a".repeat(39)), (false, true));
     }
 }

@@ -59,6 +59,7 @@ fn git(secret: bool) -> Source {
             secret_ref: secret.then(|| SecretReference {
                 name: "git-creds".to_string(),
             }),
+            poll_interval: None,
         }),
         ..Source::default()
     }

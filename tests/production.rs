@@ -444,6 +444,17 @@ async fn metrics_count_builds_and_every_reconcile_log_line_names_its_source_buil
         sample(&metrics, "sourcebuild_reconciles_in_flight").is_some(),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("# HELP sourcebuild_queue_depth SourceBuilds waiting for a reconcile"),
+        "{metrics}"
+    );
+    // Every watch event our builds caused was picked up: the queue drains (other tests share
+    // the operator, so it is asked until it is seen empty).
+    eventually("the queue to drain", WAIT, || async {
+        let (_, metrics) = operator.http_get("/metrics")?;
+        (sample(&metrics, "sourcebuild_queue_depth")? == 0.0).then_some(())
+    })
+    .await;
     // sourcebuild_api_request_failures_total has no series until a request fails (unit-tested
     // in src/metrics.rs).
 
@@ -490,26 +501,190 @@ async fn out_of_range_history_retention_and_retry_values_are_refused() {
         ("spec.retry.backoff", "  retry: {backoff: 0s}\n"),
     ];
     for (field, extra) in refused {
-        let mut child = cp
-            .kubectl()
-            .args(["apply", "-n", &ns, "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(manifest("limits", extra).as_bytes())
-                .unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "accepted {extra}");
+        let stderr = apply_refused(cp, &ns, &manifest("limits", extra));
         assert!(stderr.contains(field), "{field} not named: {stderr}");
     }
+}
+
+/// The revision a build Pod's prepare step was told to check out.
+fn requested_revision(pod: &k8s_openapi::api::core::v1::Pod) -> Option<String> {
+    let env = pod.spec.as_ref()?.init_containers.as_ref()?[0]
+        .env
+        .as_ref()?;
+    let request = env
+        .iter()
+        .find(|e| e.name == sourcebuild::prepare::REQUEST_ENV)?
+        .value
+        .as_ref()?;
+    let request: sourcebuild::prepare::PrepareRequest = serde_json::from_str(request).ok()?;
+    request.source.git?.revision
+}
+
+/// Plays the kubelet: prepare checked out `commit`, Kaniko pushed.
+async fn mark_built(client: &Client, ns: &str, pod: &str, commit: &str) {
+    let prepared = json!({"prepared": {"revision": commit,
+        "dockerfileSha256": format!("sha256:{}", "d".repeat(64)),
+        "builderImage": "quay.io/sclorg/python-312-c9s:c9s"}})
+    .to_string();
+    let status = json!({"phase": "Succeeded",
+        "initContainerStatuses": [terminated("prepare", 0, &prepared)],
+        "containerStatuses": [terminated("build", 0, DIGEST)]});
+    patch_pod_status(client, ns, pod, status).await;
+}
+
+/// A poll interval (the 1m minimum) and the reconcile after it.
+const POLL_WAIT: Duration = Duration::from_secs(150);
+
+#[tokio::test]
+async fn a_polled_branch_that_moves_builds_once_per_move_pinned_to_the_commit_seen() {
+    let Some((cp, _)) = setup() else { return };
+    let client = cp.client().await;
+    let ns = cp.namespace("poll").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = support::make_repo(tmp.path());
+    let daemon = support::GitDaemon::start(&repo.base);
+    let url = daemon.url("repo.git");
+    let text = format!(
+        "apiVersion: sourcebuild.dev/v1alpha1\nkind: SourceBuild\nmetadata:\n  name: polled\nspec:\n  \
+         source:\n    git: {{url: '{url}', revision: main, pollInterval: 1m}}\n  \
+         output: {{image: registry.example.com/team/polled:1.0}}\n"
+    );
+    apply(cp, &ns, &text);
+    let api: Api<SourceBuild> = Api::namespaced(client.clone(), &ns);
+    let source_of = |sb: &SourceBuild| sb.status.as_ref().and_then(|s| s.source.clone());
+
+    // The first build is the spec's own; the first look saw main at c3.
+    let first = wait_for_pod(&client, &ns, "polled-build-1").await;
+    assert_eq!(requested_revision(&first).as_deref(), Some("main"));
+    let sb = eventually("the first look at the remote", WAIT, || async {
+        let sb = api.get("polled").await.ok()?;
+        source_of(&sb)?.latest_revision.is_some().then_some(sb)
+    })
+    .await;
+    let source = source_of(&sb).unwrap();
+    assert_eq!(source.latest_revision.as_deref(), Some(repo.c3.as_str()));
+    assert_eq!(sb.status.unwrap().trigger, Some(Trigger::ConfigChange));
+    mark_built(&client, &ns, "polled-build-1", &repo.c3).await;
+    wait_for_build(&client, &ns, "polled", "polled-build-1", Phase::Succeeded).await;
+
+    // The branch moves: one build, trigger SourceChange, of exactly the commit seen.
+    let work = repo.base.join("work");
+    std::fs::write(work.join("a.txt"), "four\n").unwrap();
+    support::git(&work, &["commit", "-q", "-am", "four"]);
+    let c4 = support::git(&work, &["rev-parse", "HEAD"]);
+    support::git(&work, &["push", "-q", "../repo.git", "main"]);
+    let pod = eventually("a build of the moved branch", POLL_WAIT, || async {
+        Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), &ns)
+            .get_opt("polled-build-1-2")
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
+    assert_eq!(requested_revision(&pod).as_deref(), Some(c4.as_str()));
+    let sb = wait_for_build(&client, &ns, "polled", "polled-build-1-2", Phase::Pending).await;
+    let status = sb.status.clone().unwrap();
+    assert_eq!(
+        (status.trigger, status.build),
+        (Some(Trigger::SourceChange), Some(2))
+    );
+    let source = source_of(&sb).unwrap();
+    assert_eq!(source.latest_revision.as_deref(), Some(c4.as_str()));
+    assert_eq!(source.built_revision.as_deref(), Some(c4.as_str()));
+    mark_built(&client, &ns, "polled-build-1-2", &c4).await;
+    let sb = wait_for_build(&client, &ns, "polled", "polled-build-1-2", Phase::Succeeded).await;
+    let status = sb.status.clone().unwrap();
+    assert_eq!(status.source_revision.as_deref(), Some(c4.as_str()));
+    assert_eq!(
+        (
+            status.history[0].trigger,
+            status.history[0].source_revision.as_deref()
+        ),
+        (Some(Trigger::SourceChange), Some(c4.as_str()))
+    );
+    let reasons = event_reasons(&client, &ns, "polled").await;
+    assert!(
+        reasons.contains(&"SourceChanged".to_string()),
+        "{reasons:?}"
+    );
+
+    // The next look sees the same head: nothing more is built.
+    let checked = source_of(&sb).unwrap().last_checked.unwrap();
+    let sb = eventually("the next look at the remote", POLL_WAIT, || async {
+        let sb = api.get("polled").await.ok()?;
+        (source_of(&sb)?.last_checked? > checked).then_some(sb)
+    })
+    .await;
+    assert_eq!(
+        source_of(&sb).unwrap().latest_revision.as_deref(),
+        Some(c4.as_str())
+    );
+    assert_eq!(
+        pod_names(&client, &ns, "polled").await,
+        ["polled-build-1", "polled-build-1-2"]
+    );
+
+    // The remote goes away: the look fails, says so, and the last build stands.
+    drop(daemon);
+    let sb = eventually("a failed look at the remote", POLL_WAIT, || async {
+        let sb = api.get("polled").await.ok()?;
+        let reachable = sb.status.as_ref()?.condition("SourceReachable")?.clone();
+        (reachable.status == "False").then_some((sb, reachable))
+    })
+    .await;
+    let (sb, reachable) = sb;
+    assert_eq!(reachable.reason, "PollFailed");
+    assert!(reachable.message.contains(&url), "{reachable:?}");
+    let status = sb.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::Succeeded));
+    assert_eq!(status.condition("Ready").unwrap().status, "True");
+    eventually("the SourcePollFailed Event", WAIT, || async {
+        let r = event_reasons(&client, &ns, "polled").await;
+        r.contains(&"SourcePollFailed".to_string()).then_some(())
+    })
+    .await;
+    // Still the two builds: one for the spec, one for the move.
+    assert_eq!(
+        pod_names(&client, &ns, "polled").await,
+        ["polled-build-1", "polled-build-1-2"]
+    );
+    assert_eq!(status.history.len(), 2);
+}
+
+#[tokio::test]
+async fn poll_interval_below_a_minute_with_a_secret_or_on_a_commit_is_refused() {
+    let Some((cp, _)) = setup() else { return };
+    let ns = cp.namespace("pollrules").await;
+    let git = |extra: &str| {
+        format!(
+            "apiVersion: sourcebuild.dev/v1alpha1\nkind: SourceBuild\nmetadata:\n  name: p\nspec:\n  \
+             source:\n    git: {{url: 'https://example.com/acme/app.git', {extra}}}\n  \
+             output: {{image: registry.example.com/team/p:1.0}}\n"
+        )
+    };
+    let refused = [
+        ("at least 1m", git("pollInterval: 30s")),
+        (
+            "cannot be combined with secretRef",
+            git("pollInterval: 5m, secretRef: {name: git-creds}"),
+        ),
+        (
+            "a commit never moves",
+            git(&format!("pollInterval: 5m, revision: '{}'", "a".repeat(40))),
+        ),
+    ];
+    for (why, manifest) in refused {
+        let stderr = apply_refused(cp, &ns, &manifest);
+        assert!(
+            stderr.contains("spec.source.git.pollInterval") && stderr.contains(why),
+            "{why}: {stderr}"
+        );
+    }
+    // The minimum itself is fine (a dry run: nothing is polled).
+    let accepted = git("pollInterval: 1m").replace("https://example.com", "git://127.0.0.1:9");
+    kubectl(
+        cp,
+        &["apply", "--dry-run=server", "-n", &ns, "-f", "-"],
+        Some(&accepted),
+    );
 }

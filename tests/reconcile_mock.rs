@@ -125,6 +125,7 @@ fn harness(pods: Vec<Pod>) -> Harness {
         settings: settings(),
         events: events.clone(),
         metrics: Metrics::new(),
+        pending: sourcebuild::controller::queue::Pending::new(Metrics::new()),
     });
     Harness {
         ctx,
@@ -219,6 +220,7 @@ fn pending(at: Timestamp) -> SourceBuildStatus {
             trigger: Trigger::ConfigChange,
             attempt: 1,
             rebuild: None,
+            revision: None,
         },
         at,
     )

@@ -16,6 +16,7 @@ fn git_source(url: &str, revision: Option<&str>) -> Source {
             url: url.to_string(),
             revision: revision.map(Into::into),
             secret_ref: None,
+            poll_interval: None,
         }),
         ..Source::default()
     }
@@ -277,4 +278,58 @@ fn missing_secret_file_names_the_file() {
         "{err:?}"
     );
     assert!(err.to_string().contains("password"), "{err}");
+}
+
+/// `ls_remote` of the GitSource `git_source` builds.
+fn head_of(url: &str, revision: Option<&str>) -> Result<String, GitError> {
+    sourcebuild::source::git::ls_remote(git_source(url, revision).git.as_ref().unwrap())
+}
+
+#[test]
+fn ls_remote_resolves_branches_tags_and_head_over_git_and_http() {
+    let s = served();
+    let url = s.daemon.url("repo.git");
+    assert_eq!(head_of(&url, None).unwrap(), s.repo.c3);
+    assert_eq!(head_of(&url, Some("main")).unwrap(), s.repo.c3);
+    assert_eq!(head_of(&url, Some("feature")).unwrap(), s.repo.feature);
+    // An annotated tag is peeled to its commit.
+    assert_eq!(head_of(&url, Some("v1.0")).unwrap(), s.repo.c2);
+    let server = git_http_server(s.repo.base.clone(), None);
+    let http = server.url("/repo.git");
+    assert_eq!(head_of(&http, Some("main")).unwrap(), s.repo.c3);
+    assert_eq!(head_of(&http, Some("v1.0")).unwrap(), s.repo.c2);
+
+    // The branch moves: the next look sees the new head, and nothing was fetched to see it.
+    let work = s.repo.base.join("work");
+    fs::write(work.join("a.txt"), "four\n").unwrap();
+    git(&work, &["commit", "-q", "-am", "four"]);
+    let c4 = git(&work, &["rev-parse", "HEAD"]);
+    git(&work, &["push", "-q", "../repo.git", "main"]);
+    assert_eq!(head_of(&url, Some("main")).unwrap(), c4);
+    assert_eq!(head_of(&http, None).unwrap(), c4);
+}
+
+#[test]
+fn ls_remote_failures_name_the_ref_and_the_url() {
+    let s = served();
+    let url = s.daemon.url("repo.git");
+    let missing = head_of(&url, Some("no-such-branch")).unwrap_err();
+    assert!(
+        matches!(missing, GitError::HeadNotFound { .. }),
+        "{missing:?}"
+    );
+    let text = missing.to_string();
+    assert!(
+        text.contains("no-such-branch") && text.contains(&url),
+        "{text}"
+    );
+    let server = git_http_server(s.repo.base.clone(), Some(("builder", "pw")));
+    let private = head_of(&server.url("/repo.git"), Some("main")).unwrap_err();
+    assert!(
+        matches!(private, GitError::Unauthenticated { .. }),
+        "{private:?}"
+    );
+    // Nothing listens there.
+    let closed = head_of("git://127.0.0.1:9/repo.git", None).unwrap_err();
+    assert!(closed.to_string().contains("127.0.0.1:9"), "{closed}");
 }

@@ -2,13 +2,16 @@
 
 pub mod events;
 pub mod plan;
+pub mod poll;
+pub mod queue;
 pub mod reconcile;
 pub mod status;
 
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
@@ -52,6 +55,8 @@ pub async fn run(
     info!(namespaces = ?config.namespaces, "watching");
     let events: Arc<dyn events::EventSink> =
         Arc::new(controller_events(client.clone(), config.instance.clone()));
+    // One set for every scope: the gauge counts them all.
+    let pending = queue::Pending::new(metrics.clone());
     let mut filled = Vec::new();
     let mut controllers = Vec::new();
     for scope in scopes {
@@ -61,6 +66,7 @@ pub async fn run(
             config.settings.clone(),
             events.clone(),
             metrics.clone(),
+            pending.clone(),
         );
         filled.extend(scope_filled);
         controllers.push(controller);
@@ -88,6 +94,7 @@ fn scoped(
     settings: BuildSettings,
     events: Arc<dyn events::EventSink>,
     metrics: Metrics,
+    pending: queue::Pending,
 ) -> (
     impl std::future::Future<Output = ()>,
     [tokio::sync::watch::Receiver<bool>; 2],
@@ -107,21 +114,31 @@ fn scoped(
     let (pods_filled, pods_ready) = tokio::sync::watch::channel(false);
 
     // Only our build Pods are watched and cached, without the managedFields we never read.
+    let (build_store, build_writer) = reflector::store();
     let (pod_store, pod_writer) = reflector::store();
+    let (pending_pods, known_builds) = (pending.clone(), build_store.clone());
     let pod_events = watcher(pods, watcher::Config::default().labels(MANAGED_BY_SELECTOR))
         .default_backoff()
         .modify(|pod| pod.managed_fields_mut().clear())
         .reflect(pod_writer)
         .inspect(move |event| mark_filled(event, &pods_filled))
-        .touched_objects();
+        .touched_objects()
+        .inspect_ok(move |pod| pending_pods.pod_changed(pod, &known_builds));
 
-    let (build_store, build_writer) = reflector::store();
+    let (pending_builds, deleted_builds) = (pending.clone(), pending.clone());
     let build_events = watcher(builds, watcher::Config::default().any_semantic())
         .default_backoff()
         .modify(|sb| sb.managed_fields_mut().clear())
         .reflect(build_writer)
         .inspect(move |event| mark_filled(event, &builds_filled))
-        .applied_objects();
+        // A deleted SourceBuild is never reconciled: it no longer waits.
+        .inspect_ok(move |event| {
+            if let watcher::Event::Delete(sb) = event {
+                deleted_builds.picked_up(&ObjectRef::from_obj(sb));
+            }
+        })
+        .applied_objects()
+        .inspect_ok(move |sb| pending_builds.triggered(ObjectRef::from_obj(sb)));
 
     let context = Arc::new(Context {
         client,
@@ -130,6 +147,7 @@ fn scoped(
         settings,
         events,
         metrics,
+        pending,
     });
 
     let controller = Controller::for_stream(build_events, build_store)

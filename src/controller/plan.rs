@@ -15,6 +15,7 @@ use crate::api::{
     DEFAULT_FAILED_LIMIT, DEFAULT_SUCCEEDED_LIMIT, Phase, REBUILD_ANNOTATION, SourceBuild,
     SourceBuildStatus, Trigger,
 };
+use crate::controller::poll;
 use crate::controller::status::{self, NewBuild};
 use crate::outcome::{
     BuildFailure, BuildOutcome, FailureReason, is_transient, missing_reference, observe,
@@ -71,7 +72,8 @@ pub struct Target {
 }
 
 /// Which build is current, and whether a new one starts: a new generation (also after a
-/// failure), a new value of the rebuild annotation, or a due retry. Nothing starts while
+/// failure), a new value of the rebuild annotation, a new head of a polled branch, or a due
+/// retry. Nothing starts while
 /// `spec.suspend` is true.
 pub fn target(sb: &SourceBuild, now: Timestamp) -> Target {
     let name = sb.name_any();
@@ -90,7 +92,7 @@ pub fn target(sb: &SourceBuild, now: Timestamp) -> Target {
         pod_name: build_pod_name(&name, generation, build),
         start: None,
     };
-    let starting = |build: i64, trigger: Trigger, attempt: i32| {
+    let starting = |build: i64, trigger: Trigger, attempt: i32, revision: Option<String>| {
         let pod_name = build_pod_name(&name, generation, build);
         Target {
             generation,
@@ -103,6 +105,7 @@ pub fn target(sb: &SourceBuild, now: Timestamp) -> Target {
                 trigger,
                 attempt,
                 rebuild: rebuild.clone(),
+                revision,
             }),
         }
     };
@@ -110,16 +113,25 @@ pub fn target(sb: &SourceBuild, now: Timestamp) -> Target {
         return existing(current);
     }
     if !same_generation {
-        return starting(1, Trigger::ConfigChange, 1);
+        return starting(1, Trigger::ConfigChange, 1, None);
     }
     if rebuild.is_some() && rebuild != old.rebuild {
-        return starting(current + 1, Trigger::Manual, 1);
+        return starting(current + 1, Trigger::Manual, 1, None);
+    }
+    if let Some(head) = poll::new_head(sb) {
+        return starting(current + 1, Trigger::SourceChange, 1, Some(head));
     }
     let retry_due = old.phase == Some(Phase::Failed)
         && old.next_attempt_time.as_ref().is_some_and(|t| t.0 <= now);
     if retry_due {
         let trigger = old.trigger.unwrap_or(Trigger::ConfigChange);
-        return starting(current + 1, trigger, old.attempt.unwrap_or(1) + 1);
+        // A retried SourceChange build builds the same commit again.
+        let revision = old
+            .source
+            .as_ref()
+            .and_then(|s| s.built_revision.clone())
+            .filter(|_| trigger == Trigger::SourceChange);
+        return starting(current + 1, trigger, old.attempt.unwrap_or(1) + 1, revision);
     }
     existing(current)
 }
@@ -246,7 +258,21 @@ pub fn plan(
     }
     // Retention judges the current Pod by the status already stored, not the one planned.
     retention(sb, sb.status.as_ref(), current, others, now, &mut plan);
+    if let Some(wait) = poll::next_check(sb, now) {
+        plan.requeue_after = Some(plan.requeue_after.map_or(wait, |r| r.min(wait)));
+    }
     plan
+}
+
+/// The SourceBuild with its git source pinned to `commit`, so the build Pod checks out exactly
+/// what polling saw (and the prepare step is not told to poll).
+fn pinned(sb: &SourceBuild, commit: &str) -> SourceBuild {
+    let mut pinned = sb.clone();
+    if let Some(git) = pinned.spec.source.git.as_mut() {
+        git.revision = Some(commit.to_string());
+        git.poll_interval = None;
+    }
+    pinned
 }
 
 /// A build starts: create its Pod, unless it exists already (a status write was lost), in
@@ -261,6 +287,21 @@ fn start_build(
     plan: &mut Plan,
 ) -> SourceBuildStatus {
     let begun = status::started(old, start, now);
+    let pinned_sb;
+    let sb = match &start.revision {
+        Some(commit) => {
+            if start.attempt == 1 {
+                plan.events.push(Note {
+                    severity: Severity::Normal,
+                    reason: "SourceChanged".into(),
+                    message: format!("{} moved to {commit}", poll::describe(sb)),
+                });
+            }
+            pinned_sb = pinned(sb, commit);
+            &pinned_sb
+        }
+        None => sb,
+    };
     if start.attempt > 1 {
         plan.events.push(Note {
             severity: Severity::Normal,
@@ -895,5 +936,236 @@ mod tests {
         assert_eq!(p.requeue_after, Some(Duration::from_secs(1800)));
         let (_, p) = step(&mut ttl, &[old], at(3600));
         assert_eq!(p.delete, ["app-build-1"]);
+    }
+
+    /// One reconcile with a look at the remote first, as the reconciler does it.
+    fn poll_step(
+        sb: &mut SourceBuild,
+        pods: &[Pod],
+        answer: Option<poll::Poll>,
+        now: Timestamp,
+    ) -> (Target, Plan) {
+        let stored = sb.clone();
+        let mut observed = poll::observe(&stored, answer.as_ref(), now);
+        let (target, planned) = step(&mut observed, pods, now);
+        let planned = poll::finish(planned, &stored, &observed, answer.as_ref());
+        if let Some(status) = &planned.status {
+            sb.status = Some(status.clone());
+        }
+        (target, planned)
+    }
+
+    fn head(commit: char) -> String {
+        commit.to_string().repeat(40)
+    }
+
+    fn pinned_revision(pod: &Pod) -> Option<String> {
+        let env = pod.spec.as_ref()?.init_containers.as_ref()?[0]
+            .env
+            .as_ref()?;
+        let request = env
+            .iter()
+            .find(|e| e.name == crate::prepare::REQUEST_ENV)?
+            .value
+            .as_ref()?;
+        let request: crate::prepare::PrepareRequest = serde_json::from_str(request).ok()?;
+        request.source.git?.revision
+    }
+
+    #[test]
+    fn a_moved_head_builds_once_pinned_to_the_commit_seen() {
+        let mut sb = sb(
+            1,
+            json!({"source": {"git": {"url": "https://example.com/acme/app.git",
+                                      "revision": "main", "pollInterval": "1m"}}}),
+        );
+        // The first look and the first build go together; that build covers the head seen.
+        assert!(poll::due(&sb, at(0)));
+        let (target, p) = poll_step(&mut sb, &[], Some(poll::Poll::Head(head('a'))), at(0));
+        assert_eq!(target.start.unwrap().trigger, Trigger::ConfigChange);
+        assert_eq!(
+            pinned_revision(p.create.as_ref().unwrap()).as_deref(),
+            Some("main")
+        );
+        let source = sb.status.as_ref().unwrap().source.clone().unwrap();
+        assert_eq!(source.latest_revision, Some(head('a')));
+        assert_eq!(source.built_revision, Some(head('a')));
+        assert_eq!(p.requeue_after, Some(Duration::from_secs(60)));
+        let first = pod_in(
+            &sb,
+            "app-build-1",
+            finished(0, DIGEST, "2023-11-14T22:14:00Z"),
+        );
+        poll_step(&mut sb, std::slice::from_ref(&first), None, at(10));
+        assert_eq!(sb.status.as_ref().unwrap().phase, Some(Phase::Succeeded));
+
+        // Not due yet; then due, same head: nothing starts, only the check time moves.
+        assert!(!poll::due(&sb, at(59)));
+        assert!(poll::due(&sb, at(60)));
+        let (target, p) = poll_step(
+            &mut sb,
+            std::slice::from_ref(&first),
+            Some(poll::Poll::Head(head('a'))),
+            at(60),
+        );
+        assert!(target.start.is_none() && p.create.is_none());
+        assert_eq!(
+            p.status.unwrap().source.unwrap().last_checked,
+            Some(Time(at(60)))
+        );
+
+        // The branch moved: one SourceChange build of exactly that commit.
+        let (target, p) = poll_step(
+            &mut sb,
+            std::slice::from_ref(&first),
+            Some(poll::Poll::Head(head('b'))),
+            at(120),
+        );
+        let start = target.start.unwrap();
+        assert_eq!(
+            (start.trigger, start.build, start.revision.clone()),
+            (Trigger::SourceChange, 2, Some(head('b')))
+        );
+        let created = p.create.clone().unwrap();
+        assert_eq!(created.name_any(), "app-build-1-2");
+        assert_eq!(pinned_revision(&created), Some(head('b')));
+        assert_eq!(reasons(&p), ["SourceChanged", "BuildStarted"]);
+        let status = sb.status.clone().unwrap();
+        assert_eq!(status.trigger, Some(Trigger::SourceChange));
+        assert_eq!(status.source.unwrap().built_revision, Some(head('b')));
+
+        // It fails; the same head, seen again, never builds a second time.
+        let second = pod_in(
+            &sb,
+            "app-build-1-2",
+            finished(1, ASSEMBLE_FAILED, "2023-11-14T22:16:00Z"),
+        );
+        let pods = [first, second];
+        poll_step(&mut sb, &pods, None, at(130));
+        assert_eq!(sb.status.as_ref().unwrap().phase, Some(Phase::Failed));
+        let (target, p) = poll_step(&mut sb, &pods, Some(poll::Poll::Head(head('b'))), at(180));
+        assert!(target.start.is_none() && p.create.is_none());
+        assert_eq!(
+            sb.status.as_ref().unwrap().history[0].trigger,
+            Some(Trigger::SourceChange)
+        );
+    }
+
+    /// A SourceBuild of the remote's HEAD polled every `interval`: the first look saw `a`, and
+    /// the first build (its Pod returned) succeeded at 10 s.
+    fn polled_and_built(interval: &str) -> (SourceBuild, Pod) {
+        let mut sb = sb(
+            1,
+            json!({"source": {"git": {"url": "https://example.com/acme/app.git",
+                                      "pollInterval": interval}}}),
+        );
+        poll_step(&mut sb, &[], Some(poll::Poll::Head(head('a'))), at(0));
+        let done = pod_in(
+            &sb,
+            "app-build-1",
+            finished(0, DIGEST, "2023-11-14T22:14:00Z"),
+        );
+        poll_step(&mut sb, std::slice::from_ref(&done), None, at(10));
+        assert_eq!(sb.status.as_ref().unwrap().phase, Some(Phase::Succeeded));
+        (sb, done)
+    }
+
+    #[test]
+    fn a_head_the_latest_build_already_resolved_does_not_build_again() {
+        // A manual rebuild resolved the branch itself after it moved: polling then sees the
+        // commit that build already has.
+        let prepared_commit = "0123456789abcdef0123456789abcdef01234567";
+        let (mut sb, done) = polled_and_built("1m");
+        assert_eq!(
+            sb.status.as_ref().unwrap().source_revision.as_deref(),
+            Some(prepared_commit)
+        );
+        let (target, _) = poll_step(
+            &mut sb,
+            std::slice::from_ref(&done),
+            Some(poll::Poll::Head(prepared_commit.into())),
+            at(60),
+        );
+        assert!(target.start.is_none());
+    }
+
+    #[test]
+    fn a_failed_look_is_reported_and_leaves_the_build_alone() {
+        let (mut sb, done) = polled_and_built("5m");
+        let (target, p) = poll_step(
+            &mut sb,
+            std::slice::from_ref(&done),
+            Some(poll::Poll::Failed("connection refused".into())),
+            at(300),
+        );
+        assert!(target.start.is_none() && p.create.is_none());
+        assert_eq!(reasons(&p), ["SourcePollFailed"]);
+        assert!(p.events[0].message.contains("connection refused"));
+        let status = p.status.unwrap();
+        assert_eq!(status.phase, Some(Phase::Succeeded));
+        assert_eq!(status.condition(status::SUCCEEDED).unwrap().status, "True");
+        let reachable = status.condition(status::SOURCE_REACHABLE).unwrap();
+        assert_eq!(
+            (reachable.status.as_str(), reachable.reason.as_str()),
+            ("False", "PollFailed")
+        );
+        assert!(
+            reachable
+                .message
+                .contains("HEAD of https://example.com/acme/app.git")
+        );
+        // The head seen before stays; the next look is one interval away.
+        assert_eq!(status.source.unwrap().latest_revision, Some(head('a')));
+        assert_eq!(p.requeue_after, Some(Duration::from_secs(300)));
+
+        // Suspended, or a secret the controller cannot use: no look at all. Polling turned
+        // off: its traces go.
+        assert!(poll::due(&sb, at(10_000)));
+        sb.spec.suspend = true;
+        assert!(!poll::due(&sb, at(10_000)));
+        sb.spec.suspend = false;
+        let mut with_secret = sb.clone();
+        with_secret.spec.source.git.as_mut().unwrap().secret_ref =
+            Some(crate::api::SecretReference {
+                name: "git-creds".into(),
+            });
+        assert!(!poll::due(&with_secret, at(10_000)));
+        sb.spec.source.git.as_mut().unwrap().poll_interval = None;
+        sb.metadata.generation = Some(2);
+        let (_, p) = poll_step(&mut sb, std::slice::from_ref(&done), None, at(10_000));
+        let status = p.status.unwrap();
+        assert_eq!(status.source, None);
+        assert!(status.condition(status::SOURCE_REACHABLE).is_none());
+    }
+
+    #[test]
+    fn a_new_spec_is_looked_at_at_once_and_a_head_of_the_old_one_means_nothing() {
+        let mut sb = sb(
+            1,
+            json!({"source": {"git": {"url": "https://example.com/acme/app.git",
+                                                     "revision": "main", "pollInterval": "1h"}}}),
+        );
+        poll_step(&mut sb, &[], Some(poll::Poll::Head(head('a'))), at(0));
+        sb.spec.source.git.as_mut().unwrap().revision = Some("release".into());
+        sb.metadata.generation = Some(2);
+        assert!(poll::due(&sb, at(1)));
+        // The new branch cannot be resolved: its build starts anyway, unpinned, and the old
+        // branch's head is forgotten rather than taken for the new one's.
+        let (target, p) = poll_step(
+            &mut sb,
+            &[],
+            Some(poll::Poll::Failed("no branch".into())),
+            at(1),
+        );
+        assert_eq!(target.start.unwrap().trigger, Trigger::ConfigChange);
+        assert_eq!(
+            pinned_revision(p.create.as_ref().unwrap()).as_deref(),
+            Some("release")
+        );
+        let source = sb.status.unwrap().source.unwrap();
+        assert_eq!(
+            (source.latest_revision, source.built_revision),
+            (None, None)
+        );
     }
 }

@@ -15,6 +15,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::api::{FIELD_MANAGER, SourceBuild};
 use crate::controller::events::EventSink;
 use crate::controller::plan::{Plan, creation_refused, plan, target};
+use crate::controller::poll;
 use crate::metrics::Metrics;
 use crate::pod::BuildSettings;
 
@@ -32,6 +33,8 @@ pub struct Context {
     pub events: Arc<dyn EventSink>,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// SourceBuilds a watch event asked to reconcile, for the queue depth metric.
+    pub pending: crate::controller::queue::Pending,
 }
 
 /// Why a reconcile failed; it is retried with backoff.
@@ -81,6 +84,8 @@ pub async fn reconcile(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action
         namespace = sb.namespace().unwrap_or_default(),
         sourcebuild = sb.name_any(),
     );
+    ctx.pending
+        .picked_up(&kube::runtime::reflector::ObjectRef::from_obj(&*sb));
     let _in_flight = ctx.metrics.reconcile_started();
     reconcile_one(sb, ctx).instrument(span).await
 }
@@ -97,6 +102,17 @@ async fn reconcile_one(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
 
     let now = Timestamp::now();
+    // A due look at a polled remote comes first: what it sees may start a build.
+    let poll = match &sb.spec.source.git {
+        Some(git) if poll::due(&sb, now) => {
+            let answer = poll::check(git.clone()).await;
+            debug!(?answer, "polled the git remote");
+            Some(answer)
+        }
+        _ => None,
+    };
+    let stored = sb;
+    let sb = poll::observe(&stored, poll.as_ref(), now);
     let target = target(&sb, now);
     // Every build Pod of this SourceBuild in the cache: the current one, older ones to stop,
     // finished ones for retention.
@@ -141,14 +157,19 @@ async fn reconcile_one(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action
         _ => Vec::new(),
     };
 
-    let plan = plan(
+    let plan = poll::finish(
+        plan(
+            &sb,
+            &target,
+            current.as_deref(),
+            &others,
+            &pod_events,
+            &ctx.settings,
+            now,
+        ),
+        &stored,
         &sb,
-        &target,
-        current.as_deref(),
-        &others,
-        &pod_events,
-        &ctx.settings,
-        now,
+        poll.as_ref(),
     );
     debug!(
         create = plan.create.is_some(),

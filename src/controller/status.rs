@@ -15,6 +15,8 @@ use crate::prepare::PrepareResult;
 pub const READY: &str = "Ready";
 /// Condition type: outcome of the latest build.
 pub const SUCCEEDED: &str = "Succeeded";
+/// Condition type: whether the last look at a polled git remote resolved its head.
+pub const SOURCE_REACHABLE: &str = "SourceReachable";
 
 /// A build that starts in this reconcile: which one, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +33,9 @@ pub struct NewBuild {
     pub attempt: i32,
     /// The rebuild annotation's value when it started: acted on from now on.
     pub rebuild: Option<String>,
+    /// The commit the build must check out instead of resolving the revision itself: the head
+    /// polling saw, for a `SourceChange` build and its retries.
+    pub revision: Option<String>,
 }
 
 /// A build starts: its Pod was just created, or is about to be refused (`pod` says which).
@@ -52,6 +57,14 @@ pub fn started(old: &SourceBuildStatus, new: &NewBuild, now: Timestamp) -> Sourc
         status.rebuild = new.rebuild.clone();
     }
     status.start_time = Some(Time(now));
+    if let Some(source) = status.source.as_mut() {
+        // What this build covers: the pinned commit, else the head just seen for this spec.
+        let seen = source
+            .latest_revision
+            .clone()
+            .filter(|_| source.checked_generation == Some(new.generation));
+        source.built_revision = new.revision.clone().or(seen);
+    }
     let generation = new.generation;
     let retry = if new.attempt > 1 {
         format!(", attempt {}", new.attempt)
@@ -63,6 +76,55 @@ pub fn started(old: &SourceBuildStatus, new: &NewBuild, now: Timestamp) -> Sourc
         new.pod_name, new.trigger
     );
     set_building(&mut status, "Pending", &message, generation, now);
+    status
+}
+
+/// The polled remote answered (`Ok(commit)`) or not (`Err(why)`) for the spec of `generation`;
+/// `what` names the ref and URL. A failure never touches the build's own phase or conditions.
+pub fn polled(
+    old: &SourceBuildStatus,
+    generation: i64,
+    head: Result<&str, &str>,
+    what: &str,
+    now: Timestamp,
+) -> SourceBuildStatus {
+    let mut status = old.clone();
+    let mut source = status.source.clone().unwrap_or_default();
+    if source.checked_generation != Some(generation) {
+        // A head seen for another spec (another URL or branch) means nothing for this one.
+        source.latest_revision = None;
+    }
+    source.checked_generation = Some(generation);
+    source.last_checked = Some(Time(now));
+    let (value, reason, message) = match head {
+        Ok(commit) => {
+            source.latest_revision = Some(commit.to_string());
+            ("True", "HeadResolved", format!("{what} is at {commit}"))
+        }
+        Err(why) => (
+            "False",
+            "PollFailed",
+            format!("could not resolve {what}: {why}"),
+        ),
+    };
+    status.source = Some(source);
+    set_condition(
+        &mut status,
+        SOURCE_REACHABLE,
+        value,
+        reason,
+        &message,
+        generation,
+        now,
+    );
+    status
+}
+
+/// Polling is off: nothing it recorded stays.
+pub fn not_polled(old: &SourceBuildStatus) -> SourceBuildStatus {
+    let mut status = old.clone();
+    status.source = None;
+    status.conditions.retain(|c| c.type_ != SOURCE_REACHABLE);
     status
 }
 
@@ -383,6 +445,7 @@ mod tests {
             trigger: Trigger::ConfigChange,
             attempt: 1,
             rebuild: None,
+            revision: None,
         }
     }
 

@@ -49,6 +49,23 @@ pub enum GitError {
         #[source]
         source: gix::Error,
     },
+    /// Connecting to the remote or listing its refs failed.
+    #[error("listing the refs of {url} failed: {source}")]
+    ListRefs {
+        /// The URL without userinfo.
+        url: String,
+        /// What gix reported.
+        #[source]
+        source: gix::Error,
+    },
+    /// Listing the remote's refs worked, but none has the name asked for.
+    #[error("{url} has no branch or tag {revision:?}")]
+    HeadNotFound {
+        /// The URL without userinfo.
+        url: String,
+        /// The revision as written in the spec, or `HEAD`.
+        revision: String,
+    },
     /// Credentials were given for a plain `http://` URL: gix never sends them in clear text.
     #[error("refusing to send the git credentials to {url} in clear text: use an https:// URL")]
     InsecureCredentials {
@@ -171,22 +188,7 @@ pub fn clone(
     };
     if let Some(credentials) = credentials {
         prepare = prepare.configure_connection(move |connection| {
-            let credentials = credentials.clone();
-            connection.set_credentials(move |action| match action {
-                gix::credentials::helper::Action::Get(context) => {
-                    Ok(Some(gix::credentials::protocol::Outcome {
-                        identity: gix::sec::identity::Account {
-                            username: credentials.username.clone(),
-                            password: credentials.password.clone(),
-                            oauth_refresh_token: None,
-                        },
-                        next: context.into(),
-                    }))
-                }
-                // Nothing to remember or forget: the Secret is the only store.
-                gix::credentials::helper::Action::Store(_)
-                | gix::credentials::helper::Action::Erase(_) => Ok(None),
-            });
+            connection.set_credentials(credential_helper(credentials.clone()));
             Ok(())
         });
     }
@@ -233,6 +235,113 @@ pub fn clone(
         commit: commit.to_hex().to_string(),
         location,
     })
+}
+
+/// Answers gix's credential requests from `credentials` alone: nothing is remembered or
+/// forgotten, the Secret (or the URL) is the only store.
+fn credential_helper(
+    credentials: Credentials,
+) -> impl FnMut(
+    gix::credentials::helper::Action,
+) -> gix::Result<Option<gix::credentials::protocol::Outcome>>
++ Send
++ Sync
++ 'static {
+    move |action| match action {
+        gix::credentials::helper::Action::Get(context) => {
+            Ok(Some(gix::credentials::protocol::Outcome {
+                identity: gix::sec::identity::Account {
+                    username: credentials.username.clone(),
+                    password: credentials.password.clone(),
+                    oauth_refresh_token: None,
+                },
+                next: context.into(),
+            }))
+        }
+        gix::credentials::helper::Action::Store(_) | gix::credentials::helper::Action::Erase(_) => {
+            Ok(None)
+        }
+    }
+}
+
+/// The commit `source.revision` (a branch or tag; the remote's HEAD when unset) points at on the
+/// remote now, like `git ls-remote URL REVISION`: only the refs are listed, nothing is fetched.
+/// A branch wins over a tag of the same name (as in the clone); an annotated tag is peeled to
+/// its commit. Blocking: run it on a blocking thread.
+///
+/// Anonymous, or with the URL's userinfo: polling never reads a Secret (see
+/// [`crate::api::POLL_WITH_SECRET_MESSAGE`]).
+pub fn ls_remote(source: &GitSource) -> Result<String, GitError> {
+    let (url, credentials) = parse_url(&source.url)?;
+    let location = url.to_bstring().to_string();
+    if credentials.is_some() && url.scheme == gix::url::Scheme::Http {
+        return Err(GitError::InsecureCredentials { url: location });
+    }
+    let revision_label = source.revision.clone().unwrap_or_else(|| "HEAD".into());
+    let failed = |source: gix::Error| {
+        if source.classify().is_unauthenticated() {
+            GitError::Unauthenticated {
+                url: location.clone(),
+                source,
+            }
+        } else {
+            GitError::ListRefs {
+                url: location.clone(),
+                source,
+            }
+        }
+    };
+    let wanted: Vec<String> = match source.revision.as_deref() {
+        None => vec!["HEAD".into()],
+        Some(name) => vec![format!("refs/heads/{name}"), format!("refs/tags/{name}")],
+    };
+    // gix lists refs through a repository's remote; an empty bare one in a temporary directory
+    // holds nothing but that remote's settings.
+    let scratch = tempfile::Builder::new()
+        .prefix("sourcebuild-ls-remote-")
+        .tempdir()
+        .map_err(|e| failed(gix::Error::from_error(e)))?;
+    let repo = gix::init_bare(scratch.path()).map_err(failed)?;
+    let remote = repo
+        .remote_at(url)
+        .map_err(failed)?
+        .with_fetch_tags(gix::remote::fetch::Tags::None)
+        .with_refspecs(
+            wanted.iter().map(String::as_str),
+            gix::remote::Direction::Fetch,
+        )
+        .map_err(failed)?;
+    let mut connection = remote
+        .connect(gix::remote::Direction::Fetch)
+        .map_err(failed)?;
+    match credentials {
+        Some(credentials) => {
+            connection.set_credentials(credential_helper(credentials));
+        }
+        // Never the machine's credential helpers or a terminal prompt: the controller asks
+        // anonymously.
+        None => {
+            connection.set_credentials(|_| Ok(None));
+        }
+    }
+    let (ref_map, _) = connection
+        .ref_map(gix::progress::Discard, Default::default())
+        .map_err(failed)?;
+    let head = wanted.iter().find_map(|name| {
+        ref_map.remote_refs.iter().find_map(|r| {
+            let (ref_name, target, peeled) = r.unpack();
+            (ref_name == name.as_str())
+                .then(|| peeled.or(target))
+                .flatten()
+        })
+    });
+    match head {
+        Some(commit) => Ok(commit.to_hex().to_string()),
+        None => Err(GitError::HeadNotFound {
+            url: location,
+            revision: revision_label,
+        }),
+    }
 }
 
 fn classify(source: gix::Error, url: &str, revision: &str) -> GitError {

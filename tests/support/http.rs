@@ -257,7 +257,11 @@ impl GitDaemon {
             .local_addr()
             .unwrap()
             .port();
+        // `git daemon` runs `git-daemon` as a child process: killing `git` alone would leave
+        // the daemon listening. Its own process group lets drop stop both.
+        use std::os::unix::process::CommandExt;
         let child = Command::new("git")
+            .process_group(0)
             .args([
                 "daemon",
                 "--reuseaddr",
@@ -289,6 +293,10 @@ impl GitDaemon {
 
 impl Drop for GitDaemon {
     fn drop(&mut self) {
+        if let Ok(group) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: signalling the process group we created for this daemon alone.
+            unsafe { libc::kill(-group, libc::SIGKILL) };
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -39,6 +39,27 @@ pub fn shared_operator(log_prefix: &str) -> Option<(&'static ControlPlane, &'sta
 
 /// Runs kubectl as the admin, feeding `stdin`; panics with kubectl's stderr on failure.
 pub fn kubectl(cp: &ControlPlane, args: &[&str], stdin: Option<&str>) {
+    let out = kubectl_output(cp, args, stdin);
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `kubectl apply -n ns -f -` of `text`, which the API server must refuse: kubectl's stderr.
+pub fn apply_refused(cp: &ControlPlane, ns: &str, text: &str) -> String {
+    let out = kubectl_output(cp, &["apply", "-n", ns, "-f", "-"], Some(text));
+    assert!(!out.status.success(), "accepted {text}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs kubectl as the admin, feeding `stdin`: its output, whether it succeeded or not.
+pub fn kubectl_output(
+    cp: &ControlPlane,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> std::process::Output {
     let mut child = cp
         .kubectl()
         .args(args)
@@ -54,12 +75,7 @@ pub fn kubectl(cp: &ControlPlane, args: &[&str], stdin: Option<&str>) {
             input.write_all(text.as_bytes()).unwrap();
         }
     }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    child.wait_with_output().unwrap()
 }
 
 /// `kubectl apply -n ns -f -` of `manifest`.
