@@ -207,8 +207,9 @@ async fn run_chart(
     rootfs: &Path,
     config: &serde_json::Value,
 ) {
-    let pinned = format!("{}/sourcebuild-operator@{digest}", registry.host());
     let repository = format!("{}/sourcebuild-operator", registry.host());
+    // The chart keeps the tag beside the digest for readability; the digest decides the pull.
+    let pinned = format!("{repository}:test@{digest}");
     let sets = [
         format!("image.repository={repository}"),
         "image.tag=test".to_string(),
