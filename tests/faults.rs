@@ -1,0 +1,392 @@
+//! Faults on the real control plane: the controller SIGKILLed at random points, kube-apiserver
+//! and etcd restarted, the network between controller and API server reset and stalled, the
+//! leader of two replicas killed again and again. Each test runs the same workload
+//! (`support/chaos.rs`: builds in waves, spec changes while builds run, a kubelet played by the
+//! test) on a control plane of its own, and checks the same invariants from the API server's
+//! records: exactly one build Pod per SourceBuild generation, every build final with its own
+//! Pod's digest, no status going backwards.
+//!
+//! The seed of each test's random choices is printed (`chaos seed N`); `SOURCEBUILD_CHAOS_SEED=N
+//! cargo test --test faults NAME` replays them. The tests run one at a time (each starts its own
+//! control plane; two at once on a small CI machine would measure the machine).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::{Api, Client};
+use support::chaos::{self, FaultContext, Happening, Workload};
+use support::control_plane::Component;
+use support::operator::{CHART_NAMESPACE, Operator, install_chart};
+use support::proxy::FaultProxy;
+use support::{ControlPlane, skip_control_plane};
+
+/// One fault test at a time.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A control plane of the test's own with the chart installed, a namespace and a log directory.
+struct Env {
+    cp: ControlPlane,
+    client: Client,
+    ns: String,
+    logs: PathBuf,
+}
+
+impl Env {
+    async fn start(prefix: &str) -> Option<Env> {
+        if skip_control_plane() {
+            return None;
+        }
+        let cp = tokio::task::block_in_place(ControlPlane::start).expect("own control plane");
+        let client = cp.client().await;
+        cp.install_crds(&client).await;
+        install_chart(&cp, &[]);
+        let ns = cp.namespace(prefix).await;
+        let logs = tempfile::Builder::new()
+            .prefix(&format!("sourcebuild-faults-{prefix}-"))
+            .tempdir()
+            .unwrap()
+            .keep();
+        eprintln!("operator logs: {}", logs.display());
+        Some(Env {
+            cp,
+            client,
+            ns,
+            logs,
+        })
+    }
+
+    fn log_dir(&self, name: &str) -> PathBuf {
+        let dir = self.logs.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}
+
+const KINDS: [Happening; 3] = [
+    Happening::PodCreated,
+    Happening::PodFinished,
+    Happening::Superseded,
+];
+
+/// The happening the `n`-th fault follows: each kind in turn (a seeded order), so a run with a
+/// few faults has struck at every kind.
+fn kind(order: &[Happening; 3], n: u64) -> Happening {
+    order[(n % 3) as usize]
+}
+
+fn shuffled(f: &mut FaultContext) -> [Happening; 3] {
+    let mut order = KINDS;
+    f.rng.shuffle(&mut order);
+    order
+}
+
+fn label(h: Happening, heard: bool) -> String {
+    if heard {
+        format!("after {h:?}")
+    } else {
+        "at a random moment".to_string()
+    }
+}
+
+fn total(faults: &BTreeMap<String, u64>) -> u64 {
+    faults.values().sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_the_controller_at_random_points_while_200_builds_run() {
+    let _serial = serial();
+    let Some(env) = Env::start("sigkill").await else {
+        return;
+    };
+    let seed = chaos::seed("sigkill_the_controller_at_random_points_while_200_builds_run");
+    let operator = Operator::start(&env.cp, &["--namespace", &env.ns], &env.log_dir("operator"));
+    let workload = Workload {
+        builds: 200,
+        wave: 20,
+        wave_every: Duration::from_millis(1500),
+        superseded: 0.25,
+        failing: 0.1,
+        deadline: Duration::from_secs(150),
+    };
+    let (report, kills) = chaos::run(&env.cp, &env.client, &env.ns, seed, workload, |mut f| {
+        let operator = &operator;
+        async move {
+            let mut kills = BTreeMap::new();
+            let order = shuffled(&mut f);
+            for n in 0.. {
+                let h = kind(&order, n);
+                let Some(heard) = f.next(h, Duration::from_secs(3)).await else {
+                    break;
+                };
+                // Right after it: the controller is reacting to it.
+                let delay = f.millis(0, 30);
+                tokio::time::sleep(delay).await;
+                operator.kill_and_restart();
+                *kills
+                    .entry(format!("SIGKILL {}", label(h, heard)))
+                    .or_insert(0) += 1;
+                let pause = f.millis(100, 700);
+                if !f.pause(pause).await {
+                    break;
+                }
+            }
+            kills
+        }
+    })
+    .await;
+    eprintln!(
+        "chaos (seed {seed}): {report}; controller SIGKILLed {} times and restarted: {kills:?}",
+        total(&kills)
+    );
+    for h in KINDS {
+        assert!(
+            kills.contains_key(&format!("SIGKILL after {h:?}")),
+            "no kill right after {h:?} (seed {seed}): {kills:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builds_finish_across_kube_apiserver_and_etcd_restarts() {
+    let _serial = serial();
+    let Some(env) = Env::start("restarts").await else {
+        return;
+    };
+    let seed = chaos::seed("builds_finish_across_kube_apiserver_and_etcd_restarts");
+    let _operator = Operator::start(&env.cp, &["--namespace", &env.ns], &env.log_dir("operator"));
+    let workload = Workload {
+        builds: 60,
+        wave: 10,
+        wave_every: Duration::from_millis(1500),
+        superseded: 0.25,
+        failing: 0.1,
+        deadline: Duration::from_secs(120),
+    };
+    let cp = &env.cp;
+    let (report, restarts) = chaos::run(cp, &env.client, &env.ns, seed, workload, |mut f| {
+        async move {
+            let mut restarts = BTreeMap::new();
+            let order = shuffled(&mut f);
+            // kube-apiserver, then etcd, in turn while builds are under way.
+            let components = [Component::KubeApiserver, Component::Etcd];
+            for n in 0.. {
+                let h = kind(&order, n);
+                if f.next(h, Duration::from_secs(3)).await.is_none() {
+                    break;
+                }
+                let component = components[(n % 2) as usize];
+                let down = f.millis(500, 3000);
+                cp.restart(component, down).await;
+                *restarts
+                    .entry(format!("{} restarts", component.process_name()))
+                    .or_insert(0) += 1;
+                let pause = f.millis(1000, 3000);
+                if !f.pause(pause).await {
+                    break;
+                }
+            }
+            restarts
+        }
+    })
+    .await;
+    eprintln!("chaos (seed {seed}): {report}; control plane restarts survived: {restarts:?}");
+    for c in ["kube-apiserver", "etcd"] {
+        assert!(
+            restarts.contains_key(&format!("{c} restarts")),
+            "{c} was never restarted during the run (seed {seed}): {restarts:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builds_finish_through_reset_and_stalled_connections_to_the_api_server() {
+    let _serial = serial();
+    let Some(env) = Env::start("network").await else {
+        return;
+    };
+    let seed = chaos::seed("builds_finish_through_reset_and_stalled_connections_to_the_api_server");
+    let upstream = env
+        .cp
+        .server
+        .trim_start_matches("https://")
+        .parse()
+        .expect("the API server's address");
+    let proxy = FaultProxy::start(upstream);
+    let server = format!("https://{}", proxy.addr());
+    let _operator = Operator::start_at(
+        &env.cp,
+        &server,
+        &["--namespace", &env.ns],
+        &env.log_dir("operator"),
+    );
+    let workload = Workload {
+        builds: 80,
+        wave: 10,
+        wave_every: Duration::from_millis(1000),
+        superseded: 0.25,
+        failing: 0.1,
+        deadline: Duration::from_secs(120),
+    };
+    let (report, faults) = chaos::run(&env.cp, &env.client, &env.ns, seed, workload, |mut f| {
+        let proxy = &proxy;
+        async move {
+            let mut faults = BTreeMap::new();
+            let order = shuffled(&mut f);
+            for n in 0.. {
+                let h = kind(&order, n);
+                let Some(heard) = f.next(h, Duration::from_secs(3)).await else {
+                    break;
+                };
+                let delay = f.millis(0, 30);
+                tokio::time::sleep(delay).await;
+                if f.rng.bool() {
+                    proxy.reset_all();
+                    *faults
+                        .entry(format!("reset {}", label(h, heard)))
+                        .or_insert(0) += 1;
+                } else {
+                    // Longer than a request takes, shorter than the clients' timeouts: the
+                    // held-back requests arrive late rather than never.
+                    let stall = f.millis(500, 5000);
+                    proxy.stall(stall);
+                    *faults
+                        .entry(format!("stall {}", label(h, heard)))
+                        .or_insert(0) += 1;
+                    tokio::time::sleep(stall).await;
+                }
+                let pause = f.millis(300, 1500);
+                if !f.pause(pause).await {
+                    break;
+                }
+            }
+            faults
+        }
+    })
+    .await;
+    let stats = proxy.stats();
+    eprintln!(
+        "chaos (seed {seed}): {report}; proxy: {} connections, {} resets, {} stalls: {faults:?}",
+        stats.connections, stats.resets, stats.stalls
+    );
+    assert!(
+        stats.resets > 0 && stats.stalls > 0,
+        "{stats:?} (seed {seed})"
+    );
+    // The operator really went through the proxy, and reconnected after resets.
+    assert!(stats.connections > stats.resets, "{stats:?} (seed {seed})");
+}
+
+async fn holder(client: &Client, lease: &str) -> Option<String> {
+    Api::<Lease>::namespaced(client.clone(), CHART_NAMESPACE)
+        .get_opt(lease)
+        .await
+        .ok()
+        .flatten()?
+        .spec?
+        .holder_identity
+        .filter(|h| !h.is_empty())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_of_two_replicas_never_makes_two_pods_for_one_generation() {
+    let _serial = serial();
+    let Some(env) = Env::start("leader").await else {
+        return;
+    };
+    let seed =
+        chaos::seed("killing_the_leader_of_two_replicas_never_makes_two_pods_for_one_generation");
+    let lease = "sourcebuild-faults";
+    let replica = |identity: &str| {
+        let args = [
+            "--leader-elect",
+            "--lease-namespace",
+            CHART_NAMESPACE,
+            "--lease-name",
+            lease,
+            "--lease-duration",
+            "3s",
+            "--instance",
+            identity,
+            "--namespace",
+            &env.ns,
+        ];
+        Operator::start(&env.cp, &args, &env.log_dir(identity))
+    };
+    let replicas = [
+        ("replica-a", replica("replica-a")),
+        ("replica-b", replica("replica-b")),
+    ];
+    let workload = Workload {
+        builds: 60,
+        wave: 10,
+        wave_every: Duration::from_millis(1500),
+        superseded: 0.25,
+        failing: 0.1,
+        deadline: Duration::from_secs(150),
+    };
+    let client = &env.client;
+    let (report, kills) = chaos::run(&env.cp, client, &env.ns, seed, workload, |mut f| {
+        let replicas = &replicas;
+        async move {
+            let mut kills = BTreeMap::new();
+            let order = shuffled(&mut f);
+            for n in 0.. {
+                // A replica that lost the Lease exits on purpose; it comes back as a standby.
+                for (_, r) in replicas {
+                    if r.ensure_running() {
+                        *kills
+                            .entry("replica exited and restarted".into())
+                            .or_insert(0) += 1;
+                    }
+                }
+                let h = kind(&order, n);
+                let Some(heard) = f.next(h, Duration::from_secs(4)).await else {
+                    break;
+                };
+                let delay = f.millis(0, 30);
+                tokio::time::sleep(delay).await;
+                let Some(leader) = holder(client, lease).await else {
+                    continue;
+                };
+                let Some((_, r)) = replicas.iter().find(|(id, _)| *id == leader) else {
+                    continue;
+                };
+                r.kill_and_restart();
+                *kills
+                    .entry(format!("leader SIGKILLed {}", label(h, heard)))
+                    .or_insert(0) += 1;
+                // The standby takes over once the Lease expires.
+                let pause = f.millis(1000, 4000);
+                if !f.pause(pause).await {
+                    break;
+                }
+            }
+            kills
+        }
+    })
+    .await;
+    let leader_kills: u64 = kills
+        .iter()
+        .filter(|(k, _)| k.starts_with("leader"))
+        .map(|(_, n)| n)
+        .sum();
+    eprintln!(
+        "chaos (seed {seed}): {report}; the leader was SIGKILLed {leader_kills} times: {kills:?}"
+    );
+    assert!(
+        leader_kills >= 3,
+        "too few leader kills to prove anything: {kills:?}"
+    );
+    // Both replicas led at some point.
+    for (id, r) in &replicas {
+        assert!(r.log().contains("\"leading\""), "{id} never led");
+    }
+}
