@@ -163,7 +163,7 @@ async fn builds_finish_across_kube_apiserver_and_etcd_restarts() {
     let seed = chaos::seed("builds_finish_across_kube_apiserver_and_etcd_restarts");
     let _operator = Operator::start(&env.cp, &["--namespace", &env.ns], &env.log_dir("operator"));
     let workload = Workload {
-        builds: 60,
+        builds: 40,
         wave: 10,
         wave_every: Duration::from_millis(1500),
         superseded: 0.25,
@@ -175,9 +175,10 @@ async fn builds_finish_across_kube_apiserver_and_etcd_restarts() {
         async move {
             let mut restarts = BTreeMap::new();
             let order = shuffled(&mut f);
-            // kube-apiserver, then etcd, in turn while builds are under way.
+            // kube-apiserver, then etcd, in turn while builds are under way; twice each (every
+            // outage slows the run by the clients' backoff, and more proves little more).
             let components = [Component::KubeApiserver, Component::Etcd];
-            for n in 0.. {
+            for n in 0..4 {
                 let h = kind(&order, n);
                 if f.next(h, Duration::from_secs(3)).await.is_none() {
                     break;
