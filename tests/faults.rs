@@ -256,14 +256,13 @@ async fn builds_finish_through_reset_and_stalled_connections_to_the_api_server()
                 } else {
                     // Longer than a request takes, shorter than the clients' timeouts: the
                     // held-back requests arrive late rather than never.
-                    let stall = f.millis(500, 5000);
+                    let stall = f.millis(300, 4000);
                     proxy.stall(stall);
                     *faults
                         .entry(format!("stall {}", label(h, heard)))
                         .or_insert(0) += 1;
-                    tokio::time::sleep(stall).await;
                 }
-                let pause = f.millis(300, 1500);
+                let pause = f.millis(100, 800);
                 if !f.pause(pause).await {
                     break;
                 }
