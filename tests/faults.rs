@@ -296,15 +296,26 @@ async fn holder(client: &Client, lease: &str) -> Option<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killing_the_leader_of_two_replicas_never_makes_two_pods_for_one_generation() {
+async fn killing_or_cutting_off_the_leader_of_two_replicas_never_makes_two_pods_for_one_generation()
+{
     let _serial = serial();
     let Some(env) = Env::start("leader").await else {
         return;
     };
-    let seed =
-        chaos::seed("killing_the_leader_of_two_replicas_never_makes_two_pods_for_one_generation");
+    let seed = chaos::seed(
+        "killing_or_cutting_off_the_leader_of_two_replicas_never_makes_two_pods_for_one_generation",
+    );
     let lease = "sourcebuild-faults";
-    let replica = |identity: &str| {
+    let lease_duration = Duration::from_secs(3);
+    let upstream: std::net::SocketAddr = env
+        .cp
+        .server
+        .trim_start_matches("https://")
+        .parse()
+        .expect("the API server's address");
+    // Each replica reaches the API server through a proxy of its own, to cut one off alone.
+    let replica = |identity: &'static str| {
+        let proxy = FaultProxy::start(upstream);
         let args = [
             "--leader-elect",
             "--lease-namespace",
@@ -318,12 +329,11 @@ async fn killing_the_leader_of_two_replicas_never_makes_two_pods_for_one_generat
             "--namespace",
             &env.ns,
         ];
-        Operator::start(&env.cp, &args, &env.log_dir(identity))
+        let server = format!("https://{}", proxy.addr());
+        let operator = Operator::start_at(&env.cp, &server, &args, &env.log_dir(identity));
+        (identity, operator, proxy)
     };
-    let replicas = [
-        ("replica-a", replica("replica-a")),
-        ("replica-b", replica("replica-b")),
-    ];
+    let replicas = [replica("replica-a"), replica("replica-b")];
     let workload = Workload {
         builds: 60,
         wave: 10,
@@ -333,20 +343,12 @@ async fn killing_the_leader_of_two_replicas_never_makes_two_pods_for_one_generat
         deadline: Duration::from_secs(150),
     };
     let client = &env.client;
-    let (report, kills) = chaos::run(&env.cp, client, &env.ns, seed, workload, |mut f| {
+    let (report, faults) = chaos::run(&env.cp, client, &env.ns, seed, workload, |mut f| {
         let replicas = &replicas;
         async move {
-            let mut kills = BTreeMap::new();
+            let mut faults = BTreeMap::new();
             let order = shuffled(&mut f);
             for n in 0.. {
-                // A replica that lost the Lease exits on purpose; it comes back as a standby.
-                for (_, r) in replicas {
-                    if r.ensure_running() {
-                        *kills
-                            .entry("replica exited and restarted".into())
-                            .or_insert(0) += 1;
-                    }
-                }
                 let h = kind(&order, n);
                 let Some(heard) = f.next(h, Duration::from_secs(4)).await else {
                     break;
@@ -356,37 +358,62 @@ async fn killing_the_leader_of_two_replicas_never_makes_two_pods_for_one_generat
                 let Some(leader) = holder(client, lease).await else {
                     continue;
                 };
-                let Some((_, r)) = replicas.iter().find(|(id, _)| *id == leader) else {
+                let Some((id, operator, proxy)) = replicas.iter().find(|(id, ..)| *id == leader)
+                else {
                     continue;
                 };
-                r.kill_and_restart();
-                *kills
-                    .entry(format!("leader SIGKILLed {}", label(h, heard)))
-                    .or_insert(0) += 1;
-                // The standby takes over once the Lease expires.
-                let pause = f.millis(1000, 4000);
+                if f.rng.bool() {
+                    operator.kill();
+                    *faults
+                        .entry(format!("leader SIGKILLed {}", label(h, heard)))
+                        .or_insert(0) += 1;
+                } else {
+                    // Alive but unreachable past its Lease: the other replica takes over, and
+                    // what the old leader had sent arrives late. It finds the Lease lost and exits.
+                    let stall = lease_duration + f.millis(1000, 3000);
+                    proxy.stall(stall);
+                    *faults
+                        .entry(format!("leader cut off {}", label(h, heard)))
+                        .or_insert(0) += 1;
+                }
+                // The standby takes over once the Lease expires; then the old leader comes back.
+                let taken = async {
+                    loop {
+                        if holder(client, lease).await.is_some_and(|h| h != *id) {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(20), taken).await;
+                for (_, operator, _) in replicas {
+                    if operator.ensure_running() {
+                        *faults.entry("replica restarted".into()).or_insert(0) += 1;
+                    }
+                }
+                let pause = f.millis(300, 1500);
                 if !f.pause(pause).await {
                     break;
                 }
             }
-            kills
+            faults
         }
     })
     .await;
-    let leader_kills: u64 = kills
+    let struck: u64 = faults
         .iter()
         .filter(|(k, _)| k.starts_with("leader"))
         .map(|(_, n)| n)
         .sum();
-    eprintln!(
-        "chaos (seed {seed}): {report}; the leader was SIGKILLed {leader_kills} times: {kills:?}"
-    );
+    eprintln!("chaos (seed {seed}): {report}; the leader was struck {struck} times: {faults:?}");
     assert!(
-        leader_kills >= 3,
-        "too few leader kills to prove anything: {kills:?}"
+        struck >= 3,
+        "too few faults on the leader to prove anything (seed {seed}): {faults:?}"
     );
-    // Both replicas led at some point.
-    for (id, r) in &replicas {
-        assert!(r.log().contains("\"leading\""), "{id} never led");
+    for (id, operator, _) in &replicas {
+        assert!(
+            operator.log().contains("\"leading\""),
+            "{id} never led (seed {seed})"
+        );
     }
 }
