@@ -47,6 +47,17 @@ pub enum LeaderError {
     Expired(String),
 }
 
+/// The server-side apply field manager of this replica's Lease writes. One per replica: the
+/// lease manager takes a free Lease with an apply that is not forced, so that of two replicas
+/// racing for it the second gets a conflict; under one shared manager name the API server sees
+/// no conflict and both replicas believed they held the Lease (found by `tests/faults.rs`: two
+/// replicas started together both led).
+pub fn lease_field_manager(identity: &str) -> String {
+    let name = format!("{}-lease-{identity}", crate::api::FIELD_MANAGER);
+    // The API server allows 128 characters.
+    name.chars().take(128).collect()
+}
+
 /// How long before the Lease's expiry (its renew time plus duration) the leader stops acting:
 /// room for the clock skew between replicas and a request in flight, so that it has stopped
 /// before a standby may take the Lease over.
@@ -131,7 +142,7 @@ where
         .with_duration(seconds)
         // Renew a third of the way before expiry: this also bounds the clock skew tolerated.
         .with_grace((seconds / 3).max(1))
-        .with_field_manager(format!("{}-lease", crate::api::FIELD_MANAGER))
+        .with_field_manager(lease_field_manager(&config.identity))
         .build()
         .await
         .map_err(error)?;
@@ -205,6 +216,12 @@ mod tests {
             }),
             ..Lease::default()
         }
+    }
+
+    #[test]
+    fn each_replica_writes_the_lease_under_its_own_field_manager() {
+        assert_ne!(lease_field_manager("pod-a"), lease_field_manager("pod-b"));
+        assert!(lease_field_manager(&"x".repeat(300)).chars().count() <= 128);
     }
 
     #[test]

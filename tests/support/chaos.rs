@@ -284,7 +284,19 @@ where
         rng: fastrand::Rng::with_seed(mix(seed, "faults")),
     };
     let wait = async {
-        let created = driver.await.expect("the workload driver");
+        // Spec changes wait for Pods, which wait for a controller: bounded too.
+        let waves = workload.builds.div_ceil(workload.wave.max(1)) as u32;
+        let created = tokio::time::timeout(workload.wave_every * waves + workload.deadline, driver)
+            .await
+            .unwrap_or_else(|_| {
+                let _ = done_tx.send(true);
+                panic!(
+                    "the workload did not get through its spec changes (seed {seed}); \
+                     unfinished:\n{}",
+                    unfinished(&shared).join("\n")
+                )
+            })
+            .expect("the workload driver");
         let deadline = tokio::time::Instant::now() + workload.deadline;
         loop {
             let unfinished = unfinished(&shared);
