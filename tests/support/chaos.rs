@@ -155,11 +155,6 @@ impl FaultContext {
         *self.done.borrow()
     }
 
-    /// A random pick of `choices`.
-    pub fn pick<T: Copy>(&mut self, choices: &[T]) -> T {
-        choices[self.rng.usize(..choices.len())]
-    }
-
     /// A random duration in `[min_ms, max_ms)` milliseconds.
     pub fn millis(&mut self, min_ms: u64, max_ms: u64) -> Duration {
         Duration::from_millis(self.rng.u64(min_ms..max_ms))
