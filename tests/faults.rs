@@ -14,7 +14,6 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -25,10 +24,11 @@ use support::operator::{CHART_NAMESPACE, Operator, install_chart};
 use support::proxy::FaultProxy;
 use support::{ControlPlane, skip_control_plane};
 
-/// One fault test at a time.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+/// One fault test at a time (an async lock: each test has a runtime of its own, and the guard
+/// is held across its awaits; a panicking test releases it as well).
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
 }
 
 /// A control plane of the test's own with the chart installed, a namespace and a log directory.
@@ -102,7 +102,7 @@ fn total(faults: &BTreeMap<String, u64>) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_the_controller_at_random_points_while_200_builds_run() {
-    let _serial = serial();
+    let _serial = serial().await;
     let Some(env) = Env::start("sigkill").await else {
         return;
     };
@@ -156,7 +156,7 @@ async fn sigkill_the_controller_at_random_points_while_200_builds_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn builds_finish_across_kube_apiserver_and_etcd_restarts() {
-    let _serial = serial();
+    let _serial = serial().await;
     let Some(env) = Env::start("restarts").await else {
         return;
     };
@@ -206,7 +206,7 @@ async fn builds_finish_across_kube_apiserver_and_etcd_restarts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn builds_finish_through_reset_and_stalled_connections_to_the_api_server() {
-    let _serial = serial();
+    let _serial = serial().await;
     let Some(env) = Env::start("network").await else {
         return;
     };
@@ -296,7 +296,7 @@ async fn holder(client: &Client, lease: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_or_cutting_off_the_leader_of_two_replicas_never_makes_two_pods_for_one_generation()
 {
-    let _serial = serial();
+    let _serial = serial().await;
     let Some(env) = Env::start("leader").await else {
         return;
     };
