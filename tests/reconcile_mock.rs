@@ -301,6 +301,24 @@ async fn a_running_pod_moves_the_phase_to_running() {
 }
 
 #[tokio::test]
+async fn a_status_computed_from_an_outdated_source_build_is_refused_not_written() {
+    // The write names the version it was computed from; the API server refuses it (409) when
+    // the object changed since (a stale cache, a late write of a replica that lost its Lease).
+    let mut sb = source_build(1, Some(pending(Timestamp::now())));
+    sb.metadata.resource_version = Some("42".into());
+    let pod = pod_for(&sb, finished(0, DIGEST));
+    let conflict = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                          "reason": "Conflict", "code": 409,
+                          "message": "the object has been modified; please apply your changes to the latest version and try again"});
+    let script = vec![expect(Method::PATCH, status_path(), 409, conflict)];
+    let (bodies, events) = run(sb, harness(vec![pod]), script).await;
+    assert_eq!(bodies[0]["metadata"]["resourceVersion"], "42");
+    assert_eq!(status_of(&bodies[0]).phase, Some(Phase::Succeeded));
+    // Not an error, and nothing announced for a transition that was not recorded.
+    assert!(events.is_empty(), "{events:?}");
+}
+
+#[tokio::test]
 async fn success_records_the_digest_and_provenance() {
     let pending = pending(Timestamp::now());
     let sb = source_build(1, Some(pending));

@@ -270,21 +270,33 @@ async fn execute(
     }
     if let Some(status) = &plan.status {
         let api: Api<SourceBuild> = Api::namespaced(ctx.client.clone(), namespace);
-        let patch = json!({
-            "apiVersion": SourceBuild::api_version(&()),
-            "kind": SourceBuild::kind(&()),
-            "status": status,
-        });
-        api.patch_status(
-            name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(api_error(
-            "patch_status",
-            format!("updating status of SourceBuild {namespace}/{name}"),
-        ))?;
+        let patch = status_patch(sb, status);
+        match api
+            .patch_status(
+                name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+        {
+            Ok(_) => {}
+            // The status was computed from an older SourceBuild than the stored one: a cache
+            // behind the last write, or the write of a replica that lost its Lease arriving
+            // late. Writing it would move status backwards; the newer object reconciles again.
+            Err(e) if is_status(&e, 409) => {
+                debug!(
+                    resource_version = sb.resource_version(),
+                    "status computed from an outdated SourceBuild; not written"
+                );
+                return Ok(Action::requeue(Duration::from_secs(1)));
+            }
+            Err(e) => {
+                return Err(api_error(
+                    "patch_status",
+                    format!("updating status of SourceBuild {namespace}/{name}"),
+                )(e));
+            }
+        }
         if let Some(phase) = status.phase.filter(|p| p.is_final()) {
             let reason = status
                 .condition(crate::controller::status::SUCCEEDED)
@@ -305,6 +317,23 @@ async fn execute(
         Some(after) => Action::requeue(after + Duration::from_secs(1)),
         None => Action::await_change(),
     })
+}
+
+/// The server-side apply body of a status write. It carries the resourceVersion of the
+/// SourceBuild the status was computed from, so the API server refuses it (409) once the object
+/// changed: a status decided from stale data, or delivered late, can never overwrite a newer one
+/// (found by `tests/faults.rs`: a leader cut off from the API server had a write in flight that
+/// landed after the new leader recorded the build's success, turning it back into Pending).
+pub fn status_patch(sb: &SourceBuild, status: &crate::api::SourceBuildStatus) -> serde_json::Value {
+    let mut patch = json!({
+        "apiVersion": SourceBuild::api_version(&()),
+        "kind": SourceBuild::kind(&()),
+        "status": status,
+    });
+    if let Some(version) = sb.resource_version() {
+        patch["metadata"] = json!({ "resourceVersion": version });
+    }
+    patch
 }
 
 fn is_owned_by(pod: &Pod, sb: &SourceBuild) -> bool {

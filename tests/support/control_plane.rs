@@ -332,16 +332,44 @@ pub struct ControlPlane {
     pub binaries: Binaries,
     ca: pki::Ca,
     identities: AtomicUsize,
-    /// pids of etcd, kube-apiserver and kube-controller-manager.
+    /// pids of etcd, kube-apiserver and kube-controller-manager as started (a
+    /// [`ControlPlane::restart`] gives the restarted one a new pid).
     pub pids: Vec<u32>,
+    /// etcd's client port (plain HTTP on 127.0.0.1).
+    pub etcd_port: u16,
     /// The thread that spawned the children and owns them (see `process.rs`).
     owner: Option<Owner>,
 }
 
-/// The owning thread: it waits for `stop` to close, then kills and reaps the children.
+/// The owning thread: it carries out restarts (children must be spawned by the thread that
+/// owns them, see `process.rs`) until `commands` closes, then kills and reaps the children.
 struct Owner {
-    stop: std::sync::mpsc::Sender<()>,
+    commands: std::sync::Mutex<std::sync::mpsc::Sender<Restart>>,
     thread: std::thread::JoinHandle<()>,
+}
+
+/// A request to the owning thread: restart one child, answer when it runs again.
+struct Restart {
+    component: Component,
+    down_for: Duration,
+    done: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+/// A control-plane process that [`ControlPlane::restart`] can crash and start again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Component {
+    Etcd,
+    KubeApiserver,
+}
+
+impl Component {
+    /// The child's name in the process group (and its log file's stem).
+    pub fn process_name(self) -> &'static str {
+        match self {
+            Component::Etcd => "etcd",
+            Component::KubeApiserver => "kube-apiserver",
+        }
+    }
 }
 
 impl ControlPlane {
@@ -354,7 +382,7 @@ impl ControlPlane {
     /// a tokio runtime's included.
     pub fn start() -> Result<Self, String> {
         let (tx, rx) = std::sync::mpsc::channel();
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let (commands, received) = std::sync::mpsc::channel::<Restart>();
         let thread = std::thread::Builder::new()
             .name("sourcebuild-control-plane".into())
             .spawn(move || {
@@ -366,9 +394,13 @@ impl ControlPlane {
                 let ok = result.is_ok();
                 let _ = tx.send(result);
                 if ok {
-                    // Returns when the ControlPlane (holding `stop`) is dropped. The shared one
+                    // Ends when the ControlPlane (holding the sender) is dropped. The shared one
                     // never is: the atexit hook kills its children when the process exits.
-                    let _ = stopped.recv();
+                    for restart in received {
+                        let result =
+                            group.restart(restart.component.process_name(), restart.down_for);
+                        let _ = restart.done.send(result);
+                    }
                 }
                 drop(group);
             })
@@ -376,7 +408,10 @@ impl ControlPlane {
         let mut cp = rx
             .recv()
             .map_err(|_| "the control-plane thread died while starting".to_string())??;
-        cp.owner = Some(Owner { stop, thread });
+        cp.owner = Some(Owner {
+            commands: std::sync::Mutex::new(commands),
+            thread,
+        });
         Ok(cp)
     }
 
@@ -580,6 +615,7 @@ impl ControlPlane {
             ca,
             identities: AtomicUsize::new(0),
             pids: Vec::new(),
+            etcd_port: etcd_client,
             owner: None,
         })
     }
@@ -594,6 +630,12 @@ impl ControlPlane {
     /// Write a kubeconfig for `user` in `groups` (at most 2), authenticated by a client
     /// certificate from the cluster's client CA, and return its path.
     pub fn kubeconfig_for(&self, user: &str, groups: &[&str]) -> PathBuf {
+        self.kubeconfig_for_at(&self.server, user, groups)
+    }
+
+    /// [`ControlPlane::kubeconfig_for`] with another server URL: the API server through a
+    /// proxy (`https://127.0.0.1:PORT`; its serving certificate is for 127.0.0.1).
+    pub fn kubeconfig_for_at(&self, server: &str, user: &str, groups: &[&str]) -> PathBuf {
         let n = self.identities.fetch_add(1, Ordering::SeqCst);
         let dir = self.dir.join("identities").join(n.to_string());
         std::fs::create_dir_all(&dir).expect("create identity dir");
@@ -605,7 +647,7 @@ impl ControlPlane {
         write(&dir.join("client.key"), &c.key).expect("write key");
         let path = dir.join("kubeconfig");
         let yaml = kubeconfig_yaml(
-            &self.server,
+            server,
             &self.dir.join("pki/ca.crt"),
             &dir.join("client.crt"),
             &dir.join("client.key"),
@@ -722,6 +764,40 @@ impl ControlPlane {
         names
     }
 
+    /// Crashes `component` (SIGKILL), leaves it down for `down_for`, starts it again on the same
+    /// ports with the same certificates and data directory, and returns once the API server
+    /// answers `/readyz` again (its etcd check included). For fault tests on a control plane of
+    /// their own ([`ControlPlane::start`]): every client of this control plane sees the outage.
+    pub async fn restart(&self, component: Component, down_for: Duration) {
+        let owner = self.owner.as_ref().expect("a started control plane");
+        let (done, result) = tokio::sync::oneshot::channel();
+        owner
+            .commands
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(Restart {
+                component,
+                down_for,
+                done,
+            })
+            .expect("the control-plane thread runs");
+        result
+            .await
+            .expect("the control-plane thread answers")
+            .unwrap_or_else(|e| panic!("restart {component:?}: {e}"));
+        let client = self.client().await;
+        eventually(
+            &format!("kube-apiserver /readyz after restarting {component:?}"),
+            STARTUP_TIMEOUT,
+            || async {
+                let req = http::Request::get("/readyz").body(Vec::new()).ok()?;
+                let text = client.request_text(req).await.ok()?;
+                (text.trim() == "ok").then_some(())
+            },
+        )
+        .await;
+    }
+
     /// `kubectl --kubeconfig <admin>`, ready for arguments.
     pub fn kubectl(&self) -> std::process::Command {
         let mut cmd = std::process::Command::new(&self.binaries.kubectl);
@@ -733,7 +809,7 @@ impl ControlPlane {
 impl Drop for ControlPlane {
     fn drop(&mut self) {
         if let Some(owner) = self.owner.take() {
-            drop(owner.stop);
+            drop(owner.commands);
             let _ = owner.thread.join();
         }
         if std::env::var(KEEP_ENV).is_err() {

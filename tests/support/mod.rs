@@ -5,11 +5,13 @@
 pub mod app;
 pub mod build_env;
 pub mod builder;
+pub mod chaos;
 pub mod control_plane;
 pub mod http;
 pub mod kaniko;
 pub mod operator;
 pub mod pod_runner;
+pub mod proxy;
 pub mod registry;
 pub mod sourcebuilds;
 pub mod tools;

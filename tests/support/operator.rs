@@ -121,6 +121,12 @@ impl Operator {
         Self::start_with_account(cp, service_account, args, log_dir, false)
     }
 
+    /// Like [`Operator::start`], but the operator reaches the API server at `server` (a proxy
+    /// in front of it, see `proxy.rs`).
+    pub fn start_at(cp: &ControlPlane, server: &str, args: &[&str], log_dir: &Path) -> Operator {
+        Self::start_with_account_at(cp, server, SERVICE_ACCOUNT, args, log_dir, false)
+    }
+
     fn start_with(cp: &ControlPlane, args: &[&str], log_dir: &Path, tied: bool) -> Operator {
         Self::start_with_account(cp, SERVICE_ACCOUNT, args, log_dir, tied)
     }
@@ -132,7 +138,19 @@ impl Operator {
         log_dir: &Path,
         tied: bool,
     ) -> Operator {
-        let kubeconfig = cp.kubeconfig_for(
+        Self::start_with_account_at(cp, &cp.server, service_account, args, log_dir, tied)
+    }
+
+    fn start_with_account_at(
+        cp: &ControlPlane,
+        server: &str,
+        service_account: &str,
+        args: &[&str],
+        log_dir: &Path,
+        tied: bool,
+    ) -> Operator {
+        let kubeconfig = cp.kubeconfig_for_at(
+            server,
             &format!("system:serviceaccount:{CHART_NAMESPACE}:{service_account}"),
             &[
                 "system:serviceaccounts",
@@ -198,6 +216,24 @@ impl Operator {
     pub fn kill_and_restart(&self) {
         self.kill();
         self.spawn();
+    }
+
+    /// Starts the operator again if it is not running (killed, or exited on its own, as a
+    /// replica that lost its Lease does). True when it had to.
+    pub fn ensure_running(&self) -> bool {
+        let mut child = self.child.lock().unwrap();
+        let running = child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)));
+        if running {
+            return false;
+        }
+        if let Some(mut dead) = child.take() {
+            let _ = dead.wait();
+        }
+        drop(child);
+        self.spawn();
+        true
     }
 
     /// SIGKILLs the operator.

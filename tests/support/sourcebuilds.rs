@@ -209,19 +209,28 @@ pub async fn patch_pod_status(client: &Client, ns: &str, pod: &str, status: Valu
         .unwrap();
 }
 
-/// Plays the kubelet: the fetch step finished, Kaniko runs.
-pub async fn mark_running(client: &Client, ns: &str, pod: &str) {
-    let status = json!({"phase": "Running",
+/// The Pod status the kubelet writes once the fetch step finished and Kaniko runs.
+pub fn running_status() -> Value {
+    json!({"phase": "Running",
         "initContainerStatuses": [terminated("prepare", 0, &prepared())],
         "containerStatuses": [{"name": "build", "image": "kaniko:test", "imageID": "", "ready": true, "restartCount": 0,
-                               "state": {"running": {"startedAt": "2026-01-01T00:00:02Z"}}}]});
-    patch_pod_status(client, ns, pod, status).await;
+                               "state": {"running": {"startedAt": "2026-01-01T00:00:02Z"}}}]})
+}
+
+/// The Pod status the kubelet writes once Kaniko ended with `code` and `message` (its
+/// termination message).
+pub fn finished_status(code: i32, message: &str) -> Value {
+    json!({"phase": if code == 0 { "Succeeded" } else { "Failed" },
+        "initContainerStatuses": [terminated("prepare", 0, &prepared())],
+        "containerStatuses": [terminated("build", code, message)]})
+}
+
+/// Plays the kubelet: the fetch step finished, Kaniko runs.
+pub async fn mark_running(client: &Client, ns: &str, pod: &str) {
+    patch_pod_status(client, ns, pod, running_status()).await;
 }
 
 /// Plays the kubelet: Kaniko ended with `code` and `message` (its termination message).
 pub async fn mark_finished(client: &Client, ns: &str, pod: &str, code: i32, message: &str) {
-    let status = json!({"phase": if code == 0 { "Succeeded" } else { "Failed" },
-        "initContainerStatuses": [terminated("prepare", 0, &prepared())],
-        "containerStatuses": [terminated("build", code, message)]});
-    patch_pod_status(client, ns, pod, status).await;
+    patch_pod_status(client, ns, pod, finished_status(code, message)).await;
 }

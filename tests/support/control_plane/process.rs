@@ -78,6 +78,8 @@ pub fn remove_at_exit(dir: &Path) {
 pub struct Proc {
     pub name: String,
     pub log: PathBuf,
+    program: PathBuf,
+    args: Vec<String>,
     child: Child,
 }
 
@@ -120,6 +122,49 @@ impl ProcessGroup {
         log: &Path,
     ) -> Result<&mut Proc, String> {
         let out = File::create(log).map_err(|e| format!("create {}: {e}", log.display()))?;
+        let child = Self::spawn_child(name, program, args, out)?;
+        self.procs.push(Proc {
+            name: name.to_string(),
+            log: log.to_path_buf(),
+            program: program.to_path_buf(),
+            args: args.to_vec(),
+            child,
+        });
+        Ok(self.procs.last_mut().expect("just pushed"))
+    }
+
+    /// SIGKILLs the child `name` (a crash, no graceful shutdown), waits `down_for`, and starts it
+    /// again with the same program and arguments (so the same ports, certificates and data
+    /// directory), its output appended to the same log.
+    pub fn restart(&mut self, name: &str, down_for: std::time::Duration) -> Result<(), String> {
+        let proc = self
+            .procs
+            .iter_mut()
+            .find(|p| p.name == name)
+            .ok_or_else(|| format!("no child named {name}"))?;
+        let old = proc.child.id();
+        let _ = proc.child.kill();
+        let _ = proc.child.wait();
+        AT_EXIT
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .retain(|pid| *pid != old);
+        std::thread::sleep(down_for);
+        let out = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&proc.log)
+            .map_err(|e| format!("open {}: {e}", proc.log.display()))?;
+        proc.child = Self::spawn_child(name, &proc.program, &proc.args, out)?;
+        Ok(())
+    }
+
+    fn spawn_child(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        out: File,
+    ) -> Result<Child, String> {
         let err = out.try_clone().map_err(|e| format!("dup log fd: {e}"))?;
         let parent = std::process::id() as libc::pid_t;
         let mut cmd = Command::new(program);
@@ -152,12 +197,7 @@ impl ProcessGroup {
             .unwrap_or_else(|p| p.into_inner())
             .0
             .push(child.id());
-        self.procs.push(Proc {
-            name: name.to_string(),
-            log: log.to_path_buf(),
-            child,
-        });
-        Ok(self.procs.last_mut().expect("just pushed"))
+        Ok(child)
     }
 
     pub fn pids(&self) -> Vec<u32> {
