@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use sourcebuild::api::{Phase, SourceBuild, SourceBuildStatus, Trigger};
 use sourcebuild::controller::events::EventSink;
 use sourcebuild::controller::plan::Note;
+use sourcebuild::controller::pod_index::PodIndex;
 use sourcebuild::controller::reconcile::{Context, reconcile};
 use sourcebuild::controller::status::NewBuild;
 use sourcebuild::metrics::Metrics;
@@ -118,9 +119,11 @@ struct Harness {
 fn harness(pods: Vec<Pod>) -> Harness {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let events = Arc::new(RecordedEvents::default());
+    let store = store_with(pods);
     let ctx = Arc::new(Context {
         client: Client::new(service, "default"),
-        pods: store_with(pods),
+        pod_index: PodIndex::from_store(&store),
+        pods: store,
         pods_ready: tokio::sync::watch::channel(true).1,
         settings: settings(),
         events: events.clone(),

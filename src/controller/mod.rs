@@ -2,6 +2,7 @@
 
 pub mod events;
 pub mod plan;
+pub mod pod_index;
 pub mod reconcile;
 pub mod status;
 
@@ -14,8 +15,9 @@ use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
 use crate::api::SourceBuild;
+use crate::controller::pod_index::PodIndex;
 use crate::metrics::Metrics;
-use crate::pod::{BuildSettings, MANAGED_BY_SELECTOR};
+use crate::pod::{BuildSettings, MANAGED_BY_SELECTOR, prune_for_cache};
 
 pub use reconcile::{Context, Error};
 
@@ -106,13 +108,20 @@ fn scoped(
     let (builds_filled, builds_ready) = tokio::sync::watch::channel(false);
     let (pods_filled, pods_ready) = tokio::sync::watch::channel(false);
 
-    // Only our build Pods are watched and cached, without the managedFields we never read.
+    // Only our build Pods are watched and cached, without what the controller never reads.
     let (pod_store, pod_writer) = reflector::store();
+    let pod_index = PodIndex::default();
+    let (index, indexed_store) = (pod_index.clone(), pod_store.clone());
     let pod_events = watcher(pods, watcher::Config::default().labels(MANAGED_BY_SELECTOR))
         .default_backoff()
-        .modify(|pod| pod.managed_fields_mut().clear())
+        .modify(prune_for_cache)
         .reflect(pod_writer)
-        .inspect(move |event| mark_filled(event, &pods_filled))
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                index.apply(event, &indexed_store);
+            }
+            mark_filled(event, &pods_filled)
+        })
         .touched_objects();
 
     let (build_store, build_writer) = reflector::store();
@@ -126,6 +135,7 @@ fn scoped(
     let context = Arc::new(Context {
         client,
         pods: pod_store,
+        pod_index,
         pods_ready: pods_ready.clone(),
         settings,
         events,

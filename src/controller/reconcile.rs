@@ -15,6 +15,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::api::{FIELD_MANAGER, SourceBuild};
 use crate::controller::events::EventSink;
 use crate::controller::plan::{Plan, creation_refused, plan, target};
+use crate::controller::pod_index::PodIndex;
 use crate::metrics::Metrics;
 use crate::pod::BuildSettings;
 
@@ -24,6 +25,8 @@ pub struct Context {
     pub client: Client,
     /// Build Pods, from a label-selected watch.
     pub pods: Store<Pod>,
+    /// `pods` by owning SourceBuild.
+    pub pod_index: PodIndex,
     /// Turns true once `pods` holds a complete list.
     pub pods_ready: tokio::sync::watch::Receiver<bool>,
     /// Images the build Pods use.
@@ -100,13 +103,10 @@ async fn reconcile_one(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action
     let target = target(&sb, now);
     // Every build Pod of this SourceBuild in the cache: the current one, older ones to stop,
     // finished ones for retention.
-    let owned: Vec<Arc<Pod>> = ctx
-        .pods
-        .state()
-        .into_iter()
-        .filter(|pod| pod.namespace().as_deref() == Some(namespace.as_str()))
-        .filter(|pod| is_owned_by(pod, &sb))
-        .collect();
+    let owned: Vec<Arc<Pod>> = match sb.uid() {
+        Some(uid) => ctx.pod_index.owned(&uid, &ctx.pods),
+        None => Vec::new(),
+    };
     let mut current = owned
         .iter()
         .find(|pod| pod.name_any() == target.pod_name)
