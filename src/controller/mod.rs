@@ -5,6 +5,7 @@ pub mod plan;
 pub mod pod_index;
 pub mod reconcile;
 pub mod status;
+pub mod status_memo;
 
 use std::sync::Arc;
 
@@ -136,6 +137,7 @@ fn scoped(
         client,
         pods: pod_store,
         pod_index,
+        status_memo: Default::default(),
         pods_ready: pods_ready.clone(),
         settings,
         events,
