@@ -22,6 +22,12 @@ use crate::pod::{BuildSettings, MANAGED_BY_SELECTOR, prune_for_cache};
 
 pub use reconcile::{Context, Error};
 
+/// Reconciles running at once (per watched scope). Each makes one to three API requests, so this
+/// keeps a restart over thousands of SourceBuilds from opening thousands of requests at once
+/// (they would only queue in the API server's priority level) while leaving far more
+/// parallelism than a build rate of thousands a minute needs.
+pub const MAX_CONCURRENT_RECONCILES: u16 = 64;
+
 /// How the operator runs.
 #[derive(Clone, Debug)]
 pub struct ControllerConfig {
@@ -145,6 +151,9 @@ fn scoped(
     });
 
     let controller = Controller::for_stream(build_events, build_store)
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(MAX_CONCURRENT_RECONCILES),
+        )
         .owns_stream(pod_events)
         .shutdown_on_signal()
         .run(reconcile::reconcile, reconcile::error_policy, context)
