@@ -60,6 +60,8 @@ struct Args {
     full: bool,
     scenarios: Vec<String>,
     out: Option<PathBuf>,
+    /// `--scale N`: SourceBuilds of the scale scenario instead of 10,000.
+    scale: Option<usize>,
 }
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -67,6 +69,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
         full: false,
         scenarios: Vec::new(),
         out: None,
+        scale: None,
     };
     let mut args = args.peekable();
     while let Some(arg) = args.next() {
@@ -76,12 +79,16 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
                 let dir = args.next().ok_or("--out needs a directory")?;
                 parsed.out = Some(PathBuf::from(dir));
             }
+            "--scale" => {
+                let n = args.next().ok_or("--scale needs a number")?;
+                parsed.scale = Some(n.parse().map_err(|e| format!("--scale {n:?}: {e}"))?);
+            }
             name if SCENARIOS.contains(&name) => parsed.scenarios.push(name.to_string()),
             // libtest's options, passed by `cargo test` to every target.
             "--nocapture" | "--quiet" | "-q" | "--show-output" => {}
             other => {
                 return Err(format!(
-                    "unknown argument {other:?}: expected scenarios ({}), --out DIR",
+                    "unknown argument {other:?}: expected scenarios ({}), --out DIR, --scale N",
                     SCENARIOS.join(", ")
                 ));
             }
@@ -138,8 +145,11 @@ async fn run(args: &Args, sizes: &Sizes, out: &Path) -> Result<Report, String> {
     let mut report = Report {
         mode: if args.full { "full" } else { "smoke" }.into(),
         command: format!(
-            "cargo bench --bench controller -- {}",
-            args.scenarios.join(" ")
+            "cargo bench --bench controller -- {}{}",
+            args.scenarios.join(" "),
+            args.scale
+                .map(|n| format!(" --scale {n}"))
+                .unwrap_or_default()
         ),
         started: k8s_openapi::jiff::Timestamp::now()
             .round(k8s_openapi::jiff::Unit::Second)
@@ -175,6 +185,7 @@ async fn run(args: &Args, sizes: &Sizes, out: &Path) -> Result<Report, String> {
             let (ns, load) = cluster.load("bench-steady", &spec).await?;
             finished.push(ns);
             report.steady = Some(load);
+            save_partial(&report, out);
         }
         if wants("burst") {
             eprintln!("bench: burst");
@@ -191,6 +202,7 @@ async fn run(args: &Args, sizes: &Sizes, out: &Path) -> Result<Report, String> {
             let (ns, load) = cluster.load("bench-burst", &spec).await?;
             finished.push(ns);
             report.burst = Some(load);
+            save_partial(&report, out);
         }
         if wants("resync") {
             eprintln!("bench: resync");
@@ -204,10 +216,13 @@ async fn run(args: &Args, sizes: &Sizes, out: &Path) -> Result<Report, String> {
                 finished.push(cluster.load("bench-resync", &spec).await?.0);
             }
             report.resync = Some(cluster.resync(&finished).await?);
+            save_partial(&report, out);
         }
         if wants("scale") {
             eprintln!("bench: scale");
-            report.scale = Some(scale(&mut cluster, sizes.scale).await?);
+            let n = args.scale.unwrap_or(sizes.scale);
+            report.scale = Some(scale(&mut cluster, n).await?);
+            save_partial(&report, out);
         }
     }
     if wants("prepare") {
@@ -262,8 +277,13 @@ async fn scale(cluster: &mut Cluster, n: usize) -> Result<Scale, String> {
         )
         .await;
     let cold_start_s = started.elapsed().as_secs_f64();
-    let took = took?;
-    let _ = took;
+    let cold_start_complete = match took {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("bench: cold start: {e}");
+            false
+        }
+    };
     let cold_start_reconciles = cluster.operator_progress().map_or(0, |p| p.0);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = cluster.api_counts().await?;
@@ -281,6 +301,7 @@ async fn scale(cluster: &mut Cluster, n: usize) -> Result<Scale, String> {
         fill,
         rss_settled_mib,
         cold_start_s,
+        cold_start_complete,
         cold_start_reconciles,
         cold_start_writes: apimetrics::operator_writes(&delta),
         cold_start_requests: apimetrics::by_label(&delta),
@@ -310,6 +331,13 @@ fn machine() -> Machine {
         memory_gib: memory_kib / 1024.0 / 1024.0,
         load_average_at_start: load,
         kubernetes: String::new(),
+    }
+}
+
+/// What was measured so far, so that an interrupted run keeps it.
+fn save_partial(report: &Report, out: &Path) {
+    if let Err(e) = write_outputs(report, out) {
+        eprintln!("bench: could not save the partial report: {e}");
     }
 }
 
