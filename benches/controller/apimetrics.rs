@@ -53,12 +53,10 @@ impl RequestKey {
         if !self.is_write() {
             return false;
         }
-        match (self.resource.as_str(), self.subresource.as_str()) {
-            ("pods", "") => true,
-            ("sourcebuilds", "status") => true,
-            ("events", _) => true,
-            _ => false,
-        }
+        matches!(
+            (self.resource.as_str(), self.subresource.as_str()),
+            ("pods", "") | ("sourcebuilds", "status") | ("events", _)
+        )
     }
 }
 
@@ -76,7 +74,6 @@ pub fn parse(text: &str) -> Result<Counts, String> {
             .rsplit_once('}')
             .ok_or_else(|| format!("no closing brace in {line:?}"))?;
         let value: f64 = value
-            .trim()
             .split_whitespace()
             .next()
             .unwrap_or("")

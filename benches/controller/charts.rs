@@ -33,8 +33,7 @@ pub fn latency_cdf(title: &str, series: &[Series]) -> Result<String, String> {
         .flat_map(|s| s.samples.iter().copied())
         .filter(|v| *v > 0.0)
         .fold(max, f64::min)
-        .min(1.0)
-        .max(0.01);
+        .clamp(0.01, 1.0);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (900, 520)).into_drawing_area();
