@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use sourcebuild::api::{Phase, SourceBuild, SourceBuildStatus, Trigger};
 use sourcebuild::controller::events::EventSink;
 use sourcebuild::controller::plan::Note;
+use sourcebuild::controller::pod_index::PodIndex;
 use sourcebuild::controller::reconcile::{Context, reconcile};
 use sourcebuild::controller::status::NewBuild;
 use sourcebuild::metrics::Metrics;
@@ -118,9 +119,12 @@ struct Harness {
 fn harness(pods: Vec<Pod>) -> Harness {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let events = Arc::new(RecordedEvents::default());
+    let store = store_with(pods);
     let ctx = Arc::new(Context {
         client: Client::new(service, "default"),
-        pods: store_with(pods),
+        pod_index: PodIndex::from_store(&store),
+        pods: store,
+        status_memo: Default::default(),
         pods_ready: tokio::sync::watch::channel(true).1,
         settings: settings(),
         events: events.clone(),
@@ -472,12 +476,13 @@ async fn a_pending_build_past_its_timeout_is_stopped() {
     let long_ago = Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_hours(2);
     let pending = pending(long_ago);
     let sb = source_build(1, Some(pending));
-    let pod = pod_for(
+    let mut pod = pod_for(
         &sb,
         json!({"phase": "Pending", "containerStatuses": [
         {"name": "build", "ready": false, "restartCount": 0, "image": "kaniko", "imageID": "",
          "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]}),
     );
+    pod.metadata.creation_timestamp = Some(Time(long_ago));
     let script = vec![
         // A Pod none of whose containers started: its Events are read for a missing volume.
         expect(Method::GET, events_path(), 200, event_list(&[])),
@@ -519,6 +524,29 @@ async fn an_invalid_spec_fails_without_a_pod() {
     assert_eq!(events, ["InvalidSpec"]);
 }
 
+/// `pod`, created `seconds` ago.
+fn aged(mut pod: Pod, seconds: i64) -> Pod {
+    let at = Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(seconds);
+    pod.metadata.creation_timestamp = Some(Time(at));
+    pod
+}
+
+#[tokio::test]
+async fn a_new_pending_pods_events_are_not_read() {
+    // Just created: the kubelet has not tried to mount anything yet, so a LIST of its Events
+    // would only cost every build a request: the status is written without one.
+    let sb = source_build(1, Some(pending(Timestamp::now())));
+    let pod = pod_for(
+        &sb,
+        json!({"phase": "Pending", "initContainerStatuses": [
+            {"name": "prepare", "ready": false, "restartCount": 0, "image": "x", "imageID": "",
+             "state": {"waiting": {"reason": "PodInitializing"}}}]}),
+    );
+    let script = vec![expect(Method::PATCH, status_path(), 200, echo_status(&sb))];
+    let (bodies, _) = run(sb, harness(vec![pod]), script).await;
+    assert_eq!(status_of(&bodies[0]).phase, Some(Phase::Pending));
+}
+
 #[tokio::test]
 async fn a_failed_mount_of_a_missing_secret_fails_the_build_at_once() {
     let mut sb = source_build(1, Some(pending(Timestamp::now())));
@@ -531,6 +559,8 @@ async fn a_failed_mount_of_a_missing_secret_fails_the_build_at_once() {
             {"name": "prepare", "ready": false, "restartCount": 0, "image": "x", "imageID": "",
              "state": {"waiting": {"reason": "PodInitializing"}}}]}),
     );
+    // The kubelet has tried to mount for a few seconds.
+    let pod = aged(pod, 3);
     let script = vec![
         expect(
             Method::GET,

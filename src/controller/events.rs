@@ -1,8 +1,12 @@
 //! Kubernetes Events on SourceBuilds, behind a small trait so tests can see what was published.
 
 use async_trait::async_trait;
-use kube::Resource;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::Event as K8sEvent;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{ObjectMeta, PostParams};
+use kube::{Api, Resource};
 use tracing::warn;
 
 use crate::api::SourceBuild;
@@ -15,38 +19,73 @@ pub trait EventSink: Send + Sync {
     async fn publish(&self, sb: &SourceBuild, note: &Note);
 }
 
-/// Publishes through the `events.k8s.io` API.
+/// Publishes through the `events.k8s.io` API, one create per Event.
+///
+/// Not kube-runtime's `Recorder`: it keeps every Event it published for six minutes (to count
+/// repeats as a series) and scans them all on each publish, which at thousands of builds a
+/// minute is tens of MiB and most of the operator's CPU. Our Events are one per phase
+/// transition of one build, so they never repeat and there is nothing to count.
 pub struct KubeEvents {
-    recorder: Recorder,
+    client: kube::Client,
+    instance: Option<String>,
 }
 
 impl KubeEvents {
     /// `instance` tells replicas apart (the Pod name); the controller name is fixed.
     pub fn new(client: kube::Client, instance: Option<String>) -> Self {
-        let reporter = Reporter {
-            controller: crate::api::FIELD_MANAGER.to_string(),
-            instance,
-        };
-        Self {
-            recorder: Recorder::new(client, reporter),
-        }
+        Self { client, instance }
+    }
+}
+
+/// The Event for `note` about the object `regarding`, as the Events API wants it (the same
+/// fields kube-runtime's `Recorder` fills).
+pub fn event_for(
+    note: &Note,
+    regarding: ObjectReference,
+    instance: Option<&str>,
+    now: Timestamp,
+) -> K8sEvent {
+    let controller = crate::api::FIELD_MANAGER;
+    K8sEvent {
+        action: Some("Build".into()),
+        reason: Some(note.reason.clone()),
+        note: Some(truncate(&note.message, 1024)),
+        event_time: Some(MicroTime(now)),
+        type_: Some(
+            match note.severity {
+                Severity::Normal => "Normal",
+                Severity::Warning => "Warning",
+            }
+            .into(),
+        ),
+        reporting_controller: Some(controller.into()),
+        reporting_instance: Some(instance.unwrap_or(controller).into()),
+        metadata: ObjectMeta {
+            namespace: regarding.namespace.clone(),
+            name: Some(format!(
+                "{}.{:x}",
+                regarding.name.as_deref().unwrap_or(controller),
+                now.as_nanosecond()
+            )),
+            ..Default::default()
+        },
+        regarding: Some(regarding),
+        ..Default::default()
     }
 }
 
 #[async_trait]
 impl EventSink for KubeEvents {
     async fn publish(&self, sb: &SourceBuild, note: &Note) {
-        let event = Event {
-            type_: match note.severity {
-                Severity::Normal => EventType::Normal,
-                Severity::Warning => EventType::Warning,
-            },
-            reason: note.reason.clone(),
-            note: Some(truncate(&note.message, 1024)),
-            action: "Build".into(),
-            secondary: None,
-        };
-        if let Err(error) = self.recorder.publish(&event, &sb.object_ref(&())).await {
+        let event = event_for(
+            note,
+            sb.object_ref(&()),
+            self.instance.as_deref(),
+            Timestamp::now(),
+        );
+        let namespace = event.metadata.namespace.clone().unwrap_or_default();
+        let events: Api<K8sEvent> = Api::namespaced(self.client.clone(), &namespace);
+        if let Err(error) = events.create(&PostParams::default(), &event).await {
             warn!(%error, reason = note.reason, "could not publish Event");
         }
     }
@@ -66,12 +105,50 @@ fn truncate(text: &str, limit: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::truncate;
+    use super::*;
 
     #[test]
     fn truncation_respects_char_boundaries() {
         assert_eq!(truncate("abc", 10), "abc");
         assert_eq!(truncate("ééé", 3), "é");
         assert_eq!(truncate(&"x".repeat(2000), 1024).len(), 1024);
+    }
+
+    #[test]
+    fn event_names_the_object_reason_and_reporter() {
+        let regarding = ObjectReference {
+            api_version: Some("sourcebuild.dev/v1alpha1".into()),
+            kind: Some("SourceBuild".into()),
+            name: Some("app".into()),
+            namespace: Some("team".into()),
+            uid: Some("u-1".into()),
+            ..Default::default()
+        };
+        let note = Note {
+            severity: Severity::Warning,
+            reason: "AssembleFailed".into(),
+            message: "x".repeat(3000),
+        };
+        let now: Timestamp = "2026-12-02T03:00:00Z".parse().unwrap();
+        let e = event_for(&note, regarding.clone(), Some("op-0"), now);
+        assert_eq!(e.metadata.namespace.as_deref(), Some("team"));
+        assert_eq!(
+            e.metadata.name.as_deref(),
+            Some(format!("app.{:x}", now.as_nanosecond()).as_str())
+        );
+        assert_eq!(e.type_.as_deref(), Some("Warning"));
+        assert_eq!(e.reason.as_deref(), Some("AssembleFailed"));
+        assert_eq!(e.note.as_ref().map(String::len), Some(1024));
+        assert_eq!(e.regarding, Some(regarding.clone()));
+        assert_eq!(
+            e.reporting_controller.as_deref(),
+            Some(crate::api::FIELD_MANAGER)
+        );
+        assert_eq!(e.reporting_instance.as_deref(), Some("op-0"));
+        let e = event_for(&note, regarding, None, now);
+        assert_eq!(
+            e.reporting_instance.as_deref(),
+            Some(crate::api::FIELD_MANAGER)
+        );
     }
 }

@@ -2,10 +2,12 @@
 
 pub mod events;
 pub mod plan;
+pub mod pod_index;
 pub mod poll;
 pub mod queue;
 pub mod reconcile;
 pub mod status;
+pub mod status_memo;
 
 use std::sync::Arc;
 
@@ -17,10 +19,17 @@ use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
 use crate::api::SourceBuild;
+use crate::controller::pod_index::PodIndex;
 use crate::metrics::Metrics;
-use crate::pod::{BuildSettings, MANAGED_BY_SELECTOR};
+use crate::pod::{BuildSettings, MANAGED_BY_SELECTOR, prune_for_cache};
 
 pub use reconcile::{Context, Error};
+
+/// Reconciles running at once (per watched scope). Each makes one to three API requests, so this
+/// keeps a restart over thousands of SourceBuilds from opening thousands of requests at once
+/// (they would only queue in the API server's priority level) while leaving far more
+/// parallelism than a build rate of thousands a minute needs.
+pub const MAX_CONCURRENT_RECONCILES: u16 = 64;
 
 /// How the operator runs.
 #[derive(Clone, Debug)]
@@ -113,15 +122,22 @@ fn scoped(
     let (builds_filled, builds_ready) = tokio::sync::watch::channel(false);
     let (pods_filled, pods_ready) = tokio::sync::watch::channel(false);
 
-    // Only our build Pods are watched and cached, without the managedFields we never read.
+    // Only our build Pods are watched and cached, without what the controller never reads.
     let (build_store, build_writer) = reflector::store();
     let (pod_store, pod_writer) = reflector::store();
     let (pending_pods, known_builds) = (pending.clone(), build_store.clone());
+    let pod_index = PodIndex::default();
+    let (index, indexed_store) = (pod_index.clone(), pod_store.clone());
     let pod_events = watcher(pods, watcher::Config::default().labels(MANAGED_BY_SELECTOR))
         .default_backoff()
-        .modify(|pod| pod.managed_fields_mut().clear())
+        .modify(prune_for_cache)
         .reflect(pod_writer)
-        .inspect(move |event| mark_filled(event, &pods_filled))
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                index.apply(event, &indexed_store);
+            }
+            mark_filled(event, &pods_filled)
+        })
         .touched_objects()
         .inspect_ok(move |pod| pending_pods.pod_changed(pod, &known_builds));
 
@@ -143,6 +159,8 @@ fn scoped(
     let context = Arc::new(Context {
         client,
         pods: pod_store,
+        pod_index,
+        status_memo: Default::default(),
         pods_ready: pods_ready.clone(),
         settings,
         events,
@@ -151,6 +169,9 @@ fn scoped(
     });
 
     let controller = Controller::for_stream(build_events, build_store)
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(MAX_CONCURRENT_RECONCILES),
+        )
         .owns_stream(pod_events)
         .shutdown_on_signal()
         .run(reconcile::reconcile, reconcile::error_policy, context)

@@ -15,7 +15,9 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::api::{FIELD_MANAGER, SourceBuild};
 use crate::controller::events::EventSink;
 use crate::controller::plan::{Plan, creation_refused, plan, target};
+use crate::controller::pod_index::PodIndex;
 use crate::controller::poll;
+use crate::controller::status_memo::StatusMemo;
 use crate::metrics::Metrics;
 use crate::pod::BuildSettings;
 
@@ -25,6 +27,10 @@ pub struct Context {
     pub client: Client,
     /// Build Pods, from a label-selected watch.
     pub pods: Store<Pod>,
+    /// `pods` by owning SourceBuild.
+    pub pod_index: PodIndex,
+    /// Our last status writes the SourceBuild cache does not show yet.
+    pub status_memo: StatusMemo,
     /// Turns true once `pods` holds a complete list.
     pub pods_ready: tokio::sync::watch::Receiver<bool>,
     /// Images the build Pods use.
@@ -116,13 +122,10 @@ async fn reconcile_one(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action
     let target = target(&sb, now);
     // Every build Pod of this SourceBuild in the cache: the current one, older ones to stop,
     // finished ones for retention.
-    let owned: Vec<Arc<Pod>> = ctx
-        .pods
-        .state()
-        .into_iter()
-        .filter(|pod| pod.namespace().as_deref() == Some(namespace.as_str()))
-        .filter(|pod| is_owned_by(pod, &sb))
-        .collect();
+    let owned: Vec<Arc<Pod>> = match sb.uid() {
+        Some(uid) => ctx.pod_index.owned(&uid, &ctx.pods),
+        None => Vec::new(),
+    };
     let mut current = owned
         .iter()
         .find(|pod| pod.name_any() == target.pod_name)
@@ -152,8 +155,13 @@ async fn reconcile_one(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action
         .map(AsRef::as_ref)
         .collect();
 
+    // A missing volume shows in the kubelet's Events only after its first mount attempts, so a
+    // young Pod's Events are not read (a LIST per new Pod would be on every build's path); the
+    // plan looks again after PENDING_RECHECK.
     let pod_events = match current.as_deref() {
-        Some(pod) if is_waiting_to_start(pod) => warning_events(&ctx.client, pod).await?,
+        Some(pod) if is_waiting_to_start(pod) && age(pod, now) >= EVENTS_AFTER => {
+            warning_events(&ctx.client, pod).await?
+        }
         _ => Vec::new(),
     };
 
@@ -178,6 +186,17 @@ async fn reconcile_one(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action
         "planned"
     );
     execute(&sb, &namespace, &name, plan, &pods, &ctx).await
+}
+
+/// How old a Pending Pod must be before its Events are read.
+const EVENTS_AFTER: Duration = Duration::from_secs(2);
+
+fn age(pod: &Pod, now: Timestamp) -> Duration {
+    pod.metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| Duration::try_from(now.duration_since(t.0)).unwrap_or_default())
+        .unwrap_or(Duration::MAX)
 }
 
 /// A Pod none of whose containers has started: a missing Secret or ConfigMap volume shows
@@ -268,6 +287,15 @@ async fn execute(
             }
         }
     }
+    let uid = sb.uid().unwrap_or_default();
+    if let Some(status) = &plan.status
+        && ctx.status_memo.is_repeat(&uid, sb.status.as_ref(), status)
+    {
+        // Planned from a cached SourceBuild older than our last write: that write (and its
+        // Events) happened already.
+        debug!("status already written; the cache has not caught up");
+        return Ok(Action::await_change());
+    }
     if let Some(status) = &plan.status {
         let api: Api<SourceBuild> = Api::namespaced(ctx.client.clone(), namespace);
         let patch = status_patch(sb, status);
@@ -279,7 +307,7 @@ async fn execute(
             )
             .await
         {
-            Ok(_) => {}
+            Ok(_) => ctx.status_memo.wrote(&uid, status),
             // The status was computed from an older SourceBuild than the stored one: a cache
             // behind the last write, or the write of a replica that lost its Lease arriving
             // late. Writing it would move status backwards; the newer object reconciles again.

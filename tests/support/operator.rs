@@ -85,6 +85,9 @@ pub fn install_chart_release(cp: &ControlPlane, release: &str, sets: &[&str]) ->
     manifests
 }
 
+/// The tests' `--log-level`: every reconcile's decisions, for a post-mortem.
+const DEBUG: &str = "info,sourcebuild=debug";
+
 /// The `sourcebuild controller` process. Restartable; killed on drop.
 pub struct Operator {
     kubeconfig: PathBuf,
@@ -95,6 +98,8 @@ pub struct Operator {
     tied: bool,
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
     pub metrics_addr: String,
+    /// `--log-level`: debug for the tests' post-mortems, info for a benchmark (as deployed).
+    log_level: String,
 }
 
 impl Operator {
@@ -118,17 +123,23 @@ impl Operator {
         args: &[&str],
         log_dir: &Path,
     ) -> Operator {
-        Self::start_with_account(cp, service_account, args, log_dir, false)
+        Self::start_with_account(cp, service_account, args, log_dir, false, DEBUG)
     }
 
     /// Like [`Operator::start`], but the operator reaches the API server at `server` (a proxy
     /// in front of it, see `proxy.rs`).
     pub fn start_at(cp: &ControlPlane, server: &str, args: &[&str], log_dir: &Path) -> Operator {
-        Self::start_with_account_at(cp, server, SERVICE_ACCOUNT, args, log_dir, false)
+        Self::start_with_account_at(cp, server, SERVICE_ACCOUNT, args, log_dir, false, DEBUG)
     }
 
     fn start_with(cp: &ControlPlane, args: &[&str], log_dir: &Path, tied: bool) -> Operator {
-        Self::start_with_account(cp, SERVICE_ACCOUNT, args, log_dir, tied)
+        Self::start_with_account(cp, SERVICE_ACCOUNT, args, log_dir, tied, DEBUG)
+    }
+
+    /// Like [`Operator::start`], logging at `info` as the chart deploys it (debug logging of
+    /// every reconcile would be part of what a benchmark measures).
+    pub fn start_for_benchmark(cp: &ControlPlane, args: &[&str], log_dir: &Path) -> Operator {
+        Self::start_with_account(cp, SERVICE_ACCOUNT, args, log_dir, false, "info")
     }
 
     fn start_with_account(
@@ -137,8 +148,17 @@ impl Operator {
         args: &[&str],
         log_dir: &Path,
         tied: bool,
+        log_level: &str,
     ) -> Operator {
-        Self::start_with_account_at(cp, &cp.server, service_account, args, log_dir, tied)
+        Self::start_with_account_at(
+            cp,
+            &cp.server,
+            service_account,
+            args,
+            log_dir,
+            tied,
+            log_level,
+        )
     }
 
     fn start_with_account_at(
@@ -148,6 +168,7 @@ impl Operator {
         args: &[&str],
         log_dir: &Path,
         tied: bool,
+        log_level: &str,
     ) -> Operator {
         let kubeconfig = cp.kubeconfig_for_at(
             server,
@@ -169,6 +190,7 @@ impl Operator {
             child: Mutex::new(None),
             tied,
             metrics_addr: format!("127.0.0.1:{port}"),
+            log_level: log_level.to_string(),
         };
         operator.spawn();
         operator
@@ -193,7 +215,7 @@ impl Operator {
                 "--log-format",
                 "json",
                 "--log-level",
-                "info,sourcebuild=debug",
+                &self.log_level,
             ])
             .args([
                 "--kaniko-image",
@@ -234,6 +256,11 @@ impl Operator {
         drop(child);
         self.spawn();
         true
+    }
+
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.lock().unwrap().as_ref().map(Child::id)
     }
 
     /// SIGKILLs the operator.

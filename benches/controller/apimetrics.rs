@@ -1,0 +1,185 @@
+//! Counting API requests from the API server's own `apiserver_request_total` (Prometheus text
+//! format), so the figures do not depend on the operator reporting itself honestly.
+//!
+//! The counter has no user label, so requests are told apart by what they touch: the operator
+//! alone creates and deletes build Pods, writes SourceBuild status and Events; the benchmark
+//! alone creates SourceBuilds and writes Pod status (in the kubelet's place).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// One series of `apiserver_request_total`, without `code`, `component`, `dry_run`, `scope`
+/// (summed over them).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct RequestKey {
+    pub group: String,
+    pub resource: String,
+    pub subresource: String,
+    pub verb: String,
+}
+
+impl RequestKey {
+    /// `pods POST`, `sourcebuilds/status APPLY`, `events.k8s.io events POST`.
+    pub fn label(&self) -> String {
+        let mut s = String::new();
+        if !self.group.is_empty() {
+            s.push_str(&self.group);
+            s.push(' ');
+        }
+        s.push_str(&self.resource);
+        if !self.subresource.is_empty() {
+            s.push('/');
+            s.push_str(&self.subresource);
+        }
+        s.push(' ');
+        s.push_str(&self.verb);
+        s
+    }
+
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self.verb.as_str(),
+            "POST" | "PUT" | "PATCH" | "APPLY" | "DELETE" | "DELETECOLLECTION"
+        )
+    }
+
+    pub fn is_event(&self) -> bool {
+        self.resource == "events"
+    }
+
+    /// A write only the operator makes (see the module comment).
+    pub fn is_operator_write(&self) -> bool {
+        if !self.is_write() {
+            return false;
+        }
+        matches!(
+            (self.resource.as_str(), self.subresource.as_str()),
+            ("pods", "") | ("sourcebuilds", "status") | ("events", _)
+        )
+    }
+}
+
+/// Request counts by key.
+pub type Counts = BTreeMap<RequestKey, u64>;
+
+/// Parses the `apiserver_request_total` series of a `/metrics` page.
+pub fn parse(text: &str) -> Result<Counts, String> {
+    let mut counts = Counts::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let (labels, value) = rest
+            .rsplit_once('}')
+            .ok_or_else(|| format!("no closing brace in {line:?}"))?;
+        let value: f64 = value
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .parse()
+            .map_err(|e| format!("value of {line:?}: {e}"))?;
+        let labels = parse_labels(labels).map_err(|e| format!("{e} in {line:?}"))?;
+        let get = |name: &str| labels.get(name).cloned().unwrap_or_default();
+        let key = RequestKey {
+            group: get("group"),
+            resource: get("resource"),
+            subresource: get("subresource"),
+            verb: get("verb"),
+        };
+        *counts.entry(key).or_default() += value as u64;
+    }
+    if counts.is_empty() {
+        return Err("no apiserver_request_total series in the metrics text".into());
+    }
+    Ok(counts)
+}
+
+/// `a="x",b="y\"z"` into a map (Prometheus label values escape `\`, `"` and newline).
+pub fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut labels = BTreeMap::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.peek() == Some(&',') || chars.peek() == Some(&' ') {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            return Ok(labels);
+        }
+        let name: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        if chars.next() != Some('"') {
+            return Err(format!("label {name} has no quoted value"));
+        }
+        let mut value = String::new();
+        loop {
+            match chars.next() {
+                Some('\\') => match chars.next() {
+                    Some('n') => value.push('\n'),
+                    Some(c) => value.push(c),
+                    None => return Err("dangling escape".into()),
+                },
+                Some('"') => break,
+                Some(c) => value.push(c),
+                None => return Err(format!("unterminated value of label {name}")),
+            }
+        }
+        labels.insert(name.trim().to_string(), value);
+    }
+}
+
+/// The value of an unlabelled sample `name` in a Prometheus text page.
+pub fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?;
+        rest.starts_with(' ')
+            .then(|| rest.split_whitespace().next()?.parse().ok())
+            .flatten()
+    })
+}
+
+/// `after - before`, keeping only keys that grew.
+pub fn diff(before: &Counts, after: &Counts) -> Counts {
+    after
+        .iter()
+        .filter_map(|(k, v)| {
+            let grown = v.saturating_sub(before.get(k).copied().unwrap_or(0));
+            (grown > 0).then(|| (k.clone(), grown))
+        })
+        .collect()
+}
+
+/// The operator's writes in a diff: all of them and the Events among them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Writes {
+    /// Every operator write, Events included.
+    pub total: u64,
+    /// Writes of Events (`events` of either API group).
+    pub events: u64,
+    /// Writes other than Events: Pods and SourceBuild status.
+    pub objects: u64,
+    /// Each operator write by resource and verb.
+    pub by_kind: BTreeMap<String, u64>,
+}
+
+pub fn operator_writes(delta: &Counts) -> Writes {
+    let mut w = Writes::default();
+    for (k, v) in delta.iter().filter(|(k, _)| k.is_operator_write()) {
+        w.total += v;
+        if k.is_event() {
+            w.events += v;
+        } else {
+            w.objects += v;
+        }
+        *w.by_kind.entry(k.label()).or_default() += v;
+    }
+    w
+}
+
+/// Every request of a diff by resource and verb, for the record.
+pub fn by_label(delta: &Counts) -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    for (k, v) in delta {
+        *m.entry(k.label()).or_default() += v;
+    }
+    m
+}

@@ -1,0 +1,535 @@
+//! The benchmark's cluster: a real control plane, the chart, the operator as its
+//! ServiceAccount, and the benchmark playing the users (creating SourceBuilds) and the kubelet
+//! (finishing build Pods). Every time is taken by the benchmark's own watches
+//! (creationTimestamp has one-second resolution).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use sourcebuild::api::{Phase, SourceBuild};
+use sourcebuild::pod::{LABEL_NAME, MANAGED_BY_SELECTOR};
+
+use crate::apimetrics::{self, Counts};
+use crate::report::{Load, Resync};
+use crate::stats::summarize;
+use crate::support::ControlPlane;
+use crate::support::operator::{Operator, install_chart};
+use crate::support::sourcebuilds::{DIGEST, prepared, terminated};
+
+pub struct Cluster {
+    pub cp: ControlPlane,
+    pub admin: Client,
+    pub operator: Arc<Operator>,
+    /// SourceBuilds created so far, in all namespaces (a restarted operator reconciles them all).
+    pub sourcebuilds: usize,
+    pub namespaces: Vec<String>,
+    pub rss: RssSampler,
+}
+
+impl Cluster {
+    pub async fn start(log_dir: &Path) -> Result<Self, String> {
+        let cp = tokio::task::spawn_blocking(ControlPlane::start)
+            .await
+            .map_err(|e| e.to_string())??;
+        let admin = cp.client().await;
+        let operator = tokio::task::block_in_place(|| {
+            install_chart(&cp, &[]);
+            Arc::new(Operator::start_for_benchmark(&cp, &[], log_dir))
+        });
+        let cluster = Cluster {
+            cp,
+            admin,
+            operator,
+            sourcebuilds: 0,
+            namespaces: Vec::new(),
+            rss: RssSampler::default(),
+        };
+        cluster.wait_operator_ready().await?;
+        Ok(cluster)
+    }
+
+    pub async fn wait_operator_ready(&self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Some((200, _)) = self.operator.http_get("/readyz") {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(format!(
+            "the operator was not ready within 60 s; its log:\n{}",
+            tail(&self.operator.log(), 3000)
+        ))
+    }
+
+    /// `apiserver_request_total` now.
+    pub async fn api_counts(&self) -> Result<Counts, String> {
+        let request = http::Request::get("/metrics")
+            .body(Vec::new())
+            .map_err(|e| e.to_string())?;
+        let text = self
+            .admin
+            .request_text(request)
+            .await
+            .map_err(|e| format!("GET /metrics of the API server: {e}"))?;
+        apimetrics::parse(&text)
+    }
+
+    /// The operator's reconcile counter and reconciles in flight; `None` while it does not serve.
+    pub fn operator_progress(&self) -> Option<(u64, u64)> {
+        let (code, text) = self.operator.http_get("/metrics")?;
+        if code != 200 {
+            return None;
+        }
+        let reconciles = apimetrics::sample(&text, "sourcebuild_reconciliations_total")?;
+        let in_flight = apimetrics::sample(&text, "sourcebuild_reconciles_in_flight")?;
+        Some((reconciles as u64, in_flight as u64))
+    }
+
+    /// Waits until the operator has counted `reconciles` reconciles and none runs, then
+    /// `quiet` more; the time it took until the count was reached.
+    pub async fn wait_reconciled(
+        &self,
+        reconciles: u64,
+        quiet: Duration,
+        timeout: Duration,
+    ) -> Result<Duration, String> {
+        let started = Instant::now();
+        loop {
+            if let Some((done, in_flight)) = self.operator_progress() {
+                if done >= reconciles && in_flight == 0 {
+                    let took = started.elapsed();
+                    tokio::time::sleep(quiet).await;
+                    return Ok(took);
+                }
+                if started.elapsed() > timeout {
+                    return Err(format!(
+                        "the operator reconciled {done} of {reconciles} within {timeout:?}"
+                    ));
+                }
+            } else if started.elapsed() > timeout {
+                return Err("the operator's metrics never answered".into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn namespace(&mut self, prefix: &str) -> String {
+        let ns = self.cp.namespace(prefix).await;
+        self.namespaces.push(ns.clone());
+        ns
+    }
+
+    /// Runs one load in a fresh namespace and measures it.
+    pub async fn load(&mut self, prefix: &str, spec: &LoadSpec) -> Result<(String, Load), String> {
+        let ns = self.namespace(prefix).await;
+        let tracker = Tracker::start(self.admin.clone(), &ns, spec.kubelet.clone()).await?;
+        let before = self.api_counts().await?;
+        let rss_from = self.rss.len();
+        let started = Instant::now();
+        let api: Api<SourceBuild> = Api::namespaced(self.admin.clone(), &ns);
+        let names: Vec<String> = (0..spec.builds).map(|i| format!("b{i:05}")).collect();
+        match spec.rate_per_s {
+            Some(rate) => {
+                let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                let mut creates = Vec::new();
+                for name in &names {
+                    tick.tick().await;
+                    let (api, name) = (api.clone(), name.clone());
+                    creates.push(tokio::spawn(async move { create(&api, &name).await }));
+                }
+                for c in creates {
+                    c.await.map_err(|e| e.to_string())??;
+                }
+            }
+            None => {
+                futures::stream::iter(names.iter())
+                    .map(|name| create(&api, name))
+                    .buffer_unordered(spec.create_concurrency)
+                    .try_collect::<Vec<()>>()
+                    .await?;
+            }
+        }
+        self.sourcebuilds += spec.builds;
+        // Generous: the API server on a shared 2-core machine managed about 15 builds/s.
+        let deadline = Duration::from_secs(120) + Duration::from_millis(100 * spec.builds as u64);
+        let done = tracker.wait_all_done(spec.builds, deadline).await;
+        // The operator's last writes (an Event after a status) land after status is seen.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let after = self.api_counts().await?;
+        let elapsed = started.elapsed();
+        if let Err(e) = done {
+            eprintln!("bench: {ns}: {e} after {elapsed:?}");
+        }
+        let delta = apimetrics::diff(&before, &after);
+        let writes = apimetrics::operator_writes(&delta);
+        let times = tracker.snapshot();
+        let succeeded = times.values().filter(|t| t.status.is_some()).count();
+        let create_to_pod: Vec<f64> = times
+            .values()
+            .filter_map(|t| Some(t.pod? - t.created?))
+            .collect();
+        let finish_to_status: Vec<f64> = times
+            .values()
+            .filter_map(|t| Some(t.status? - t.pod_finished?))
+            .collect();
+        let first_created = times
+            .values()
+            .filter_map(|t| t.created)
+            .fold(f64::MAX, f64::min);
+        let last_pod = times.values().filter_map(|t| t.pod).fold(0.0, f64::max);
+        let span_s = ((last_pod - first_created) / 1000.0).max(0.001);
+        let per = |n: u64| n as f64 / succeeded.max(1) as f64;
+        tracker.stop();
+        Ok((
+            ns,
+            Load {
+                builds: spec.builds,
+                rate_per_s: spec.rate_per_s,
+                create_to_pod_ms: summarize(&create_to_pod),
+                finish_to_status_ms: summarize(&finish_to_status),
+                create_to_pod_span_s: span_s,
+                throughput_per_min: create_to_pod.len() as f64 / span_s * 60.0,
+                succeeded,
+                writes_per_build: per(writes.total),
+                object_writes_per_build: per(writes.objects),
+                event_writes_per_build: per(writes.events),
+                writes,
+                requests: apimetrics::by_label(&delta),
+                operator_rss_max_mib: self.rss.max_since(rss_from),
+                samples_create_to_pod: create_to_pod,
+                samples_finish_to_status: finish_to_status,
+            },
+        ))
+    }
+
+    /// Touches every SourceBuild of `namespaces` (an annotation: no spec change) and counts
+    /// what the operator writes for it; nothing is due, so it should write nothing.
+    pub async fn resync(&self, namespaces: &[String]) -> Result<Resync, String> {
+        let mut targets = Vec::new();
+        for ns in namespaces {
+            let api: Api<SourceBuild> = Api::namespaced(self.admin.clone(), ns);
+            let list = api
+                .list(&Default::default())
+                .await
+                .map_err(|e| format!("list SourceBuilds in {ns}: {e}"))?;
+            targets.extend(
+                list.items
+                    .into_iter()
+                    .map(|sb| (api.clone(), sb.name_any())),
+            );
+        }
+        let (reconciled, _) = self.operator_progress().ok_or("operator metrics")?;
+        let before = self.api_counts().await?;
+        let started = Instant::now();
+        let touch = json!({"metadata": {"annotations": {"bench.sourcebuild.dev/touched": "1"}}});
+        futures::stream::iter(targets.iter())
+            .map(|(api, name)| {
+                let touch = &touch;
+                async move {
+                    api.patch(name, &PatchParams::default(), &Patch::Merge(touch))
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| format!("annotate SourceBuild {name}: {e}"))
+                }
+            })
+            .buffer_unordered(32)
+            .try_collect::<Vec<()>>()
+            .await?;
+        self.wait_reconciled(
+            reconciled + targets.len() as u64,
+            Duration::ZERO,
+            Duration::from_secs(300),
+        )
+        .await?;
+        let seconds = started.elapsed().as_secs_f64();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let after = self.api_counts().await?;
+        let delta = apimetrics::diff(&before, &after);
+        Ok(Resync {
+            sourcebuilds: targets.len(),
+            seconds,
+            writes: apimetrics::operator_writes(&delta),
+            requests: apimetrics::by_label(&delta),
+        })
+    }
+}
+
+async fn create(api: &Api<SourceBuild>, name: &str) -> Result<(), String> {
+    let sb: SourceBuild = serde_json::from_value(json!({
+        "apiVersion": "sourcebuild.dev/v1alpha1",
+        "kind": "SourceBuild",
+        "metadata": {"name": name},
+        "spec": {
+            "source": {"git": {"url": "https://example.com/acme/app.git"}},
+            "output": {"image": format!("registry.example.com/bench/{name}:1.0")}
+        }
+    }))
+    .map_err(|e| e.to_string())?;
+    api.create(&PostParams::default(), &sb)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("create SourceBuild {name}: {e}"))
+}
+
+fn tail(text: &str, max: usize) -> &str {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+/// How many builds, how fast, and how the kubelet behaves.
+pub struct LoadSpec {
+    pub builds: usize,
+    /// Creates per second; `None`: all at once, `create_concurrency` in flight.
+    pub rate_per_s: Option<f64>,
+    pub create_concurrency: usize,
+    pub kubelet: Kubelet,
+}
+
+/// What the benchmark does, in the kubelet's place, to each build Pod.
+#[derive(Clone, Debug)]
+pub struct Kubelet {
+    /// Report the fetch step done and Kaniko running before finishing (a real build's path).
+    pub running_step: bool,
+    /// How long the "build" takes.
+    pub build_time: Duration,
+    /// Pod status writes in flight at most.
+    pub concurrency: usize,
+}
+
+/// When each SourceBuild (by name) was seen in each state, in ms since the tracker started.
+#[derive(Clone, Debug, Default)]
+pub struct Times {
+    pub created: Option<f64>,
+    pub pod: Option<f64>,
+    pub pod_finished: Option<f64>,
+    pub status: Option<f64>,
+}
+
+/// Watches SourceBuilds and build Pods of a namespace and plays the kubelet there.
+pub struct Tracker {
+    times: Arc<Mutex<HashMap<String, Times>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Tracker {
+    pub async fn start(client: Client, ns: &str, kubelet: Kubelet) -> Result<Self, String> {
+        let base = Instant::now();
+        let since = move || base.elapsed().as_secs_f64() * 1000.0;
+        let times: Arc<Mutex<HashMap<String, Times>>> = Arc::default();
+        let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(2);
+
+        let sbs: Api<SourceBuild> = Api::namespaced(client.clone(), ns);
+        let t = times.clone();
+        let ready = ready_tx.clone();
+        let watch_builds = tokio::spawn(async move {
+            let mut stream = watcher(sbs, watcher::Config::default()).boxed();
+            while let Some(event) = stream.next().await {
+                let now = since();
+                let sb = match event {
+                    Ok(watcher::Event::Apply(sb) | watcher::Event::InitApply(sb)) => sb,
+                    Ok(watcher::Event::InitDone) => {
+                        let _ = ready.send(()).await;
+                        continue;
+                    }
+                    _ => continue,
+                };
+                let mut times = t.lock().unwrap();
+                let entry = times.entry(sb.name_any()).or_default();
+                entry.created.get_or_insert(now);
+                let status = sb.status.as_ref();
+                if status.is_some_and(|s| s.phase == Some(Phase::Succeeded) && s.digest.is_some()) {
+                    entry.status.get_or_insert(now);
+                }
+            }
+        });
+
+        let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+        let (started_tx, mut started_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let t = times.clone();
+        let watch_pods = tokio::spawn(async move {
+            let config = watcher::Config::default().labels(MANAGED_BY_SELECTOR);
+            let mut stream = watcher(pods, config).boxed();
+            while let Some(event) = stream.next().await {
+                let now = since();
+                let pod = match event {
+                    Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => pod,
+                    Ok(watcher::Event::InitDone) => {
+                        let _ = ready_tx.send(()).await;
+                        continue;
+                    }
+                    _ => continue,
+                };
+                let Some(owner) = pod.labels().get(LABEL_NAME).cloned() else {
+                    continue;
+                };
+                let finished =
+                    pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Succeeded");
+                let mut times = t.lock().unwrap();
+                let entry = times.entry(owner).or_default();
+                if entry.pod.is_none() {
+                    entry.pod = Some(now);
+                    let _ = started_tx.send(pod.name_any());
+                }
+                if finished {
+                    entry.pod_finished.get_or_insert(now);
+                }
+            }
+        });
+
+        let pods: Api<Pod> = Api::namespaced(client, ns);
+        let slots = Arc::new(tokio::sync::Semaphore::new(kubelet.concurrency));
+        let kubelet_task = tokio::spawn(async move {
+            while let Some(name) = started_rx.recv().await {
+                let (pods, slots, kubelet) = (pods.clone(), slots.clone(), kubelet.clone());
+                tokio::spawn(async move {
+                    if kubelet.running_step {
+                        let _slot = slots.acquire().await;
+                        let status = json!({"phase": "Running",
+                            "initContainerStatuses": [terminated("prepare", 0, &prepared())],
+                            "containerStatuses": [{"name": "build", "image": "kaniko:test", "imageID": "",
+                                "ready": true, "restartCount": 0,
+                                "state": {"running": {"startedAt": "2026-01-01T00:00:02Z"}}}]});
+                        patch_status(&pods, &name, status).await;
+                    }
+                    tokio::time::sleep(kubelet.build_time).await;
+                    let _slot = slots.acquire().await;
+                    let status = json!({"phase": "Succeeded",
+                        "initContainerStatuses": [terminated("prepare", 0, &prepared())],
+                        "containerStatuses": [terminated("build", 0, DIGEST)]});
+                    patch_status(&pods, &name, status).await;
+                });
+            }
+        });
+        for _ in 0..2 {
+            tokio::time::timeout(Duration::from_secs(30), ready_rx.recv())
+                .await
+                .map_err(|_| format!("the benchmark's watches in {ns} did not start"))?;
+        }
+        Ok(Tracker {
+            times,
+            tasks: vec![watch_builds, watch_pods, kubelet_task],
+        })
+    }
+
+    pub fn snapshot(&self) -> HashMap<String, Times> {
+        self.times.lock().unwrap().clone()
+    }
+
+    /// Waits until `n` SourceBuilds have status with the digest.
+    pub async fn wait_all_done(&self, n: usize, timeout: Duration) -> Result<(), String> {
+        let started = Instant::now();
+        loop {
+            let done = self
+                .times
+                .lock()
+                .unwrap()
+                .values()
+                .filter(|t| t.status.is_some())
+                .count();
+            if done >= n {
+                return Ok(());
+            }
+            if started.elapsed() > timeout {
+                return Err(format!(
+                    "only {done} of {n} builds succeeded within {timeout:?}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn stop(self) {
+        for t in self.tasks {
+            t.abort();
+        }
+    }
+}
+
+async fn patch_status(pods: &Api<Pod>, name: &str, status: serde_json::Value) {
+    let patch = json!({ "status": status });
+    if let Err(e) = pods
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        eprintln!("bench: kubelet: status of Pod {name}: {e}");
+    }
+}
+
+/// The operator's resident memory, sampled every 250 ms by a thread while it runs.
+#[derive(Clone, Default)]
+pub struct RssSampler {
+    samples: Arc<Mutex<Vec<(f64, f64)>>>,
+}
+
+impl RssSampler {
+    /// Samples the process `pid()` names (it changes when the operator restarts) until dropped
+    /// by the returned guard.
+    pub fn run(&self, pid: impl Fn() -> Option<u32> + Send + 'static) -> Sampling {
+        let samples = self.samples.clone();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let base = Instant::now();
+        std::thread::spawn(move || {
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Some(mib) = pid().and_then(rss_mib) {
+                    samples
+                        .lock()
+                        .unwrap()
+                        .push((base.elapsed().as_secs_f64(), mib));
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        });
+        Sampling(stop)
+    }
+
+    pub fn len(&self) -> usize {
+        self.samples.lock().unwrap().len()
+    }
+
+    pub fn max_since(&self, from: usize) -> f64 {
+        self.samples.lock().unwrap()[from..]
+            .iter()
+            .map(|s| s.1)
+            .fold(0.0, f64::max)
+    }
+
+    pub fn since(&self, from: usize) -> Vec<(f64, f64)> {
+        self.samples.lock().unwrap()[from..].to_vec()
+    }
+}
+
+/// Sampling goes on until this is dropped.
+pub struct Sampling(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Sampling {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// `VmRSS` of a process, in MiB.
+pub fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}

@@ -1,0 +1,273 @@
+//! What one benchmark run measured: the JSON record and the Markdown table of the goals.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::apimetrics::Writes;
+use crate::stats::Summary;
+
+/// Everything one run measured, written as `report.json`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    /// `full` (`cargo bench`) or `smoke` (tiny sizes, to keep the command working).
+    pub mode: String,
+    /// The command that produced it.
+    pub command: String,
+    /// UTC start time (RFC 3339).
+    pub started: String,
+    pub machine: Machine,
+    pub steady: Option<Load>,
+    pub burst: Option<Load>,
+    pub resync: Option<Resync>,
+    pub scale: Option<Scale>,
+    pub prepare: Option<Prepare>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Machine {
+    pub cpus: usize,
+    pub memory_gib: f64,
+    /// 1-minute load average when the run started (other work on the machine).
+    pub load_average_at_start: f64,
+    pub kubernetes: String,
+}
+
+/// A load of builds: steady (`rate_per_s` set) or a burst (all at once).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Load {
+    pub builds: usize,
+    /// SourceBuilds created per second; `None` for a burst.
+    pub rate_per_s: Option<f64>,
+    /// SourceBuild seen by a watch -> its build Pod seen by a watch (ms).
+    pub create_to_pod_ms: Summary,
+    /// Pod seen Succeeded -> SourceBuild status seen with the digest (ms).
+    pub finish_to_status_ms: Summary,
+    /// First SourceBuild seen -> last build Pod seen (s).
+    pub create_to_pod_span_s: f64,
+    /// Build Pods created per minute over that span.
+    pub throughput_per_min: f64,
+    /// Builds that reached Succeeded with the digest in status.
+    pub succeeded: usize,
+    /// The operator's writes (from apiserver_request_total).
+    pub writes: Writes,
+    pub writes_per_build: f64,
+    pub object_writes_per_build: f64,
+    pub event_writes_per_build: f64,
+    /// Every API request during the load, by resource and verb (the benchmark's own included).
+    pub requests: BTreeMap<String, u64>,
+    pub operator_rss_max_mib: f64,
+    /// The raw latencies, for the charts (not in the JSON: thousands of numbers).
+    #[serde(skip)]
+    pub samples_create_to_pod: Vec<f64>,
+    #[serde(skip)]
+    pub samples_finish_to_status: Vec<f64>,
+}
+
+/// Every SourceBuild touched (an annotation), nothing to do: the operator must not write.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Resync {
+    pub sourcebuilds: usize,
+    /// Touch of the first -> operator's reconcile count covers all (s).
+    pub seconds: f64,
+    pub writes: Writes,
+    pub requests: BTreeMap<String, u64>,
+}
+
+/// Many finished builds: memory, and a restart of the operator over them.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Scale {
+    pub sourcebuilds: usize,
+    pub pods: usize,
+    /// The fill (a burst of `sourcebuilds` creates, each built).
+    pub fill: Load,
+    /// Operator RSS once every build finished and the operator was idle (MiB).
+    pub rss_settled_mib: f64,
+    /// Operator process start -> every SourceBuild reconciled (s).
+    pub cold_start_s: f64,
+    /// Whether every SourceBuild was reconciled before the benchmark gave up waiting.
+    pub cold_start_complete: bool,
+    /// Reconciles counted by the operator during the cold start.
+    pub cold_start_reconciles: u64,
+    pub cold_start_writes: Writes,
+    pub cold_start_requests: BTreeMap<String, u64>,
+    /// RSS after the cold start (MiB).
+    pub rss_after_cold_start_mib: f64,
+    /// RSS samples of the whole scenario: (seconds since the scenario began, MiB).
+    pub rss_samples: Vec<(f64, f64)>,
+}
+
+/// `sourcebuild prepare` of a generated git repository against `git clone --depth 1` + a copy.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Prepare {
+    pub files: usize,
+    pub runs: usize,
+    /// Median wall time of `sourcebuild prepare` (s).
+    pub prepare_s: f64,
+    /// Median wall time of `git clone --depth 1` then `cp -r` of the checkout (s).
+    pub clone_and_copy_s: f64,
+    pub ratio: f64,
+}
+
+fn ms(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0} ms")
+    } else {
+        format!("{v:.1} ms")
+    }
+}
+
+/// The goals of issue 6 against what this run measured, as a Markdown table.
+pub fn goals_table(r: &Report) -> String {
+    let mut rows: Vec<[String; 3]> = Vec::new();
+    if let Some(s) = &r.steady {
+        rows.push([
+            format!(
+                "SourceBuild -> build Pod, steady {:.0}/s for {} builds",
+                s.rate_per_s.unwrap_or(0.0),
+                s.builds
+            ),
+            "p50 <= 20 ms, p99 <= 100 ms".into(),
+            format!(
+                "p50 {}, p99 {} (max {})",
+                ms(s.create_to_pod_ms.p50),
+                ms(s.create_to_pod_ms.p99),
+                ms(s.create_to_pod_ms.max)
+            ),
+        ]);
+        rows.push([
+            "Pod finished -> status with digest, steady load".into(),
+            "p99 <= 100 ms".into(),
+            format!(
+                "p50 {}, p99 {}",
+                ms(s.finish_to_status_ms.p50),
+                ms(s.finish_to_status_ms.p99)
+            ),
+        ]);
+    }
+    if let Some(b) = &r.burst {
+        rows.push([
+            format!("SourceBuild -> build Pod, burst of {} creates", b.builds),
+            "p99 <= 2 s".into(),
+            format!(
+                "p50 {}, p99 {}",
+                ms(b.create_to_pod_ms.p50),
+                ms(b.create_to_pod_ms.p99)
+            ),
+        ]);
+        rows.push([
+            "throughput, create -> Pod, one replica (burst)".into(),
+            ">= 3,000 builds/min".into(),
+            format!(
+                "{:.0} builds/min ({} Pods in {:.1} s)",
+                b.throughput_per_min, b.builds, b.create_to_pod_span_s
+            ),
+        ]);
+    }
+    for (name, load) in [("steady", &r.steady), ("burst", &r.burst)] {
+        if let Some(l) = load {
+            rows.push([
+                format!("API writes per successful build ({name})"),
+                "<= 3".into(),
+                format!(
+                    "{:.2} ({:.2} Pod + status, {:.2} Events)",
+                    l.writes_per_build, l.object_writes_per_build, l.event_writes_per_build
+                ),
+            ]);
+        }
+    }
+    if let Some(z) = &r.resync {
+        rows.push([
+            format!(
+                "API writes on a no-op resync of {} SourceBuilds",
+                z.sourcebuilds
+            ),
+            "0".into(),
+            format!("{} (all reconciled in {:.1} s)", z.writes.total, z.seconds),
+        ]);
+    }
+    if let Some(s) = &r.scale {
+        rows.push([
+            format!(
+                "controller RSS with {} SourceBuilds and {} build Pods",
+                s.sourcebuilds, s.pods
+            ),
+            "<= 50 MiB".into(),
+            format!(
+                "{:.1} MiB settled, {:.1} MiB after a restart, peak {:.1} MiB",
+                s.rss_settled_mib, s.rss_after_cold_start_mib, s.fill.operator_rss_max_mib
+            ),
+        ]);
+        rows.push([
+            format!("cold start with {} finished SourceBuilds", s.sourcebuilds),
+            "<= 10 s, 0 writes".into(),
+            format!(
+                "{}{:.1} s, {} writes",
+                if s.cold_start_complete {
+                    ""
+                } else {
+                    "not done after "
+                },
+                s.cold_start_s,
+                s.cold_start_writes.total
+            ),
+        ]);
+        rows.push([
+            format!("throughput, burst of {} creates", s.sourcebuilds),
+            ">= 3,000 builds/min".into(),
+            format!(
+                "{:.0} builds/min, create -> Pod p99 {}",
+                s.fill.throughput_per_min,
+                ms(s.fill.create_to_pod_ms.p99)
+            ),
+        ]);
+    }
+    if let Some(p) = &r.prepare {
+        rows.push([
+            format!(
+                "`prepare` of a {}-file git repository vs `git clone --depth 1` + copy",
+                p.files
+            ),
+            "<= 1.2x".into(),
+            format!(
+                "{:.2}x ({:.2} s vs {:.2} s, median of {})",
+                p.ratio, p.prepare_s, p.clone_and_copy_s, p.runs
+            ),
+        ]);
+    }
+    let mut out = String::from("| measure | goal | result |\n|---|---|---|\n");
+    for [a, b, c] in rows {
+        let _ = writeln!(out, "| {a} | {b} | {c} |");
+    }
+    out
+}
+
+/// The whole Markdown page of a run: the machine, the command, the table and the requests.
+pub fn markdown(r: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# Controller benchmark ({} run, {})\n",
+        r.mode, r.started
+    );
+    let _ = writeln!(
+        out,
+        "Machine: {} CPUs, {:.0} GiB, load average {:.2} at start; Kubernetes {}. Command: `{}`\n",
+        r.machine.cpus,
+        r.machine.memory_gib,
+        r.machine.load_average_at_start,
+        r.machine.kubernetes,
+        r.command
+    );
+    out.push_str(&goals_table(r));
+    for (name, load) in [("steady", &r.steady), ("burst", &r.burst)] {
+        if let Some(l) = load {
+            let _ = writeln!(out, "\nOperator writes, {name} ({} builds):\n", l.builds);
+            for (k, v) in &l.writes.by_kind {
+                let _ = writeln!(out, "- `{k}`: {v}");
+            }
+        }
+    }
+    out
+}

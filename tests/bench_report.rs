@@ -1,0 +1,195 @@
+//! Unit tests of the controller benchmark's pure pieces (benches/controller: percentiles, API
+//! request counting, the Markdown table, the charts). A `harness = false` bench runs no
+//! `#[test]`, so they are compiled and run here.
+#![allow(dead_code)]
+
+#[path = "../benches/controller/apimetrics.rs"]
+mod apimetrics;
+#[path = "../benches/controller/charts.rs"]
+mod charts;
+#[path = "../benches/controller/report.rs"]
+mod report;
+#[path = "../benches/controller/stats.rs"]
+mod stats;
+
+mod apimetrics_tests {
+    use super::apimetrics::*;
+
+    const PAGE: &str = r#"# HELP apiserver_request_total [STABLE] Counter of apiserver requests
+# TYPE apiserver_request_total counter
+apiserver_request_total{code="201",component="apiserver",dry_run="",group="",resource="pods",scope="resource",subresource="",verb="POST",version="v1"} 12
+apiserver_request_total{code="409",component="apiserver",dry_run="",group="",resource="pods",scope="resource",subresource="",verb="POST",version="v1"} 1
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="sourcebuild.dev",resource="sourcebuilds",scope="resource",subresource="status",verb="APPLY",version="v1alpha1"} 24
+apiserver_request_total{code="201",component="apiserver",dry_run="",group="events.k8s.io",resource="events",scope="resource",subresource="",verb="POST",version="v1"} 36
+apiserver_request_total{code="201",component="apiserver",dry_run="",group="sourcebuild.dev",resource="sourcebuilds",scope="resource",subresource="",verb="POST",version="v1alpha1"} 12
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="pods",scope="resource",subresource="status",verb="PATCH",version="v1"} 24
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="pods",scope="namespace",subresource="",verb="LIST",version="v1"} 3
+apiserver_request_duration_seconds_bucket{le="0.1",verb="GET"} 4
+"#;
+
+    #[test]
+    fn parses_and_sums_over_codes() {
+        let counts = parse(PAGE).unwrap();
+        let pods_post = RequestKey {
+            group: String::new(),
+            resource: "pods".into(),
+            subresource: String::new(),
+            verb: "POST".into(),
+        };
+        assert_eq!(counts[&pods_post], 13);
+        assert_eq!(counts.len(), 6);
+    }
+
+    #[test]
+    fn operator_writes_leave_out_the_benchmarks_own() {
+        let delta = parse(PAGE).unwrap();
+        let w = operator_writes(&delta);
+        assert_eq!(w.objects, 13 + 24);
+        assert_eq!(w.events, 36);
+        assert_eq!(w.total, 13 + 24 + 36);
+        assert_eq!(w.by_kind["sourcebuild.dev sourcebuilds/status APPLY"], 24);
+        assert!(!w.by_kind.keys().any(|k| k.contains("pods/status")));
+    }
+
+    #[test]
+    fn diff_keeps_what_grew() {
+        let before = parse(PAGE).unwrap();
+        let after = parse(&PAGE.replace("} 12\n", "} 15\n")).unwrap();
+        let d = diff(&before, &after);
+        assert_eq!(d.values().sum::<u64>(), 6, "{d:?}");
+        assert!(diff(&before, &before).is_empty());
+    }
+
+    #[test]
+    fn unlabelled_sample() {
+        let text = "# TYPE x counter\nsourcebuild_reconciliations_total 12\nsourcebuild_reconciliations_total_extra 3\nsourcebuild_reconciles_in_flight 0\n";
+        assert_eq!(
+            sample(text, "sourcebuild_reconciliations_total"),
+            Some(12.0)
+        );
+        assert_eq!(sample(text, "sourcebuild_reconciles_in_flight"), Some(0.0));
+        assert_eq!(sample(text, "missing"), None);
+    }
+
+    #[test]
+    fn escaped_label_values_and_bad_lines() {
+        let labels = parse_labels(r#"a="x\"y",b="\\",c="""#).unwrap();
+        assert_eq!(labels["a"], "x\"y");
+        assert_eq!(labels["b"], "\\");
+        assert_eq!(labels["c"], "");
+        assert!(parse("apiserver_request_total{verb=\"GET\" 3").is_err());
+        assert!(parse("apiserver_request_total{verb=\"GET\"} x").is_err());
+        assert!(parse("something_else 1").is_err());
+    }
+}
+
+mod charts_tests {
+    use super::charts::*;
+
+    #[test]
+    fn cdf_is_an_svg_with_its_text() {
+        let a: Vec<f64> = (1..=200).map(|i| f64::from(i) * 0.5).collect();
+        let svg = latency_cdf(
+            "create -> Pod",
+            &[
+                Series {
+                    name: "steady",
+                    samples: &a,
+                },
+                Series {
+                    name: "burst",
+                    samples: &[],
+                },
+            ],
+        )
+        .unwrap();
+        assert!(svg.starts_with("<svg"), "{}", &svg[..80.min(svg.len())]);
+        assert!(svg.contains("create -&gt; Pod") || svg.contains("create -> Pod"));
+        assert!(svg.contains("steady (n = 200)"));
+        assert!(svg.contains("<polyline"));
+    }
+
+    #[test]
+    fn rss_chart_has_the_goal_line() {
+        let svg = rss_over_time("RSS", &[(0.0, 10.0), (1.0, 20.0), (2.0, 18.0)], 50.0).unwrap();
+        assert!(svg.contains("goal 50 MiB"));
+        assert!(svg.contains("operator RSS (MiB)"));
+    }
+}
+
+mod report_tests {
+    use super::report::*;
+    use super::stats::Summary;
+
+    fn load(p99: f64) -> Load {
+        Load {
+            builds: 1200,
+            rate_per_s: Some(20.0),
+            create_to_pod_ms: Summary {
+                count: 1200,
+                p50: 8.25,
+                p99,
+                max: 300.0,
+                ..Default::default()
+            },
+            writes_per_build: 7.0,
+            object_writes_per_build: 4.0,
+            event_writes_per_build: 3.0,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn table_has_a_row_per_measured_goal() {
+        let report = Report {
+            steady: Some(load(42.0)),
+            ..Default::default()
+        };
+        let table = goals_table(&report);
+        assert!(table.starts_with("| measure | goal | result |\n|---|---|---|\n"));
+        assert!(
+            table.contains("| SourceBuild -> build Pod, steady 20/s for 1200 builds | p50 <= 20 ms, p99 <= 100 ms | p50 8.2 ms, p99 42.0 ms (max 300 ms) |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| 7.00 (4.00 Pod + status, 3.00 Events) |"),
+            "{table}"
+        );
+        assert_eq!(table.lines().count(), 2 + 3, "{table}");
+        assert!(!table.contains("burst"));
+    }
+
+    #[test]
+    fn empty_report_is_just_the_header() {
+        assert_eq!(goals_table(&Report::default()).lines().count(), 2);
+    }
+}
+
+mod stats_tests {
+    use super::stats::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), Some(50.0));
+        assert_eq!(percentile(&v, 99.0), Some(99.0));
+        assert_eq!(percentile(&v, 100.0), Some(100.0));
+        assert_eq!(percentile(&[7.0], 99.0), Some(7.0));
+        assert_eq!(percentile(&[], 50.0), None);
+        // 10 samples: p99 is the largest, p50 the 5th.
+        let ten: Vec<f64> = (1..=10).map(f64::from).collect();
+        assert_eq!(percentile(&ten, 99.0), Some(10.0));
+        assert_eq!(percentile(&ten, 50.0), Some(5.0));
+    }
+
+    #[test]
+    fn summary_of_unsorted_samples() {
+        let s = summarize(&[30.0, 10.0, 20.0, 40.0]);
+        assert_eq!(s.count, 4);
+        assert_eq!(s.p50, 20.0);
+        assert_eq!(s.p99, 40.0);
+        assert_eq!(s.max, 40.0);
+        assert_eq!(s.mean, 25.0);
+        assert_eq!(summarize(&[]), Summary::default());
+    }
+}
