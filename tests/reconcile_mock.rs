@@ -18,6 +18,7 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use sourcebuild::api::{Phase, SourceBuild, SourceBuildStatus, Trigger};
 use sourcebuild::controller::events::EventSink;
+use sourcebuild::controller::mount_failures::MountFailures;
 use sourcebuild::controller::plan::Note;
 use sourcebuild::controller::pod_index::PodIndex;
 use sourcebuild::controller::reconcile::{Context, reconcile};
@@ -123,6 +124,7 @@ fn harness(pods: Vec<Pod>) -> Harness {
     let ctx = Arc::new(Context {
         client: Client::new(service, "default"),
         pod_index: PodIndex::from_store(&store),
+        mount_failures: MountFailures::default(),
         pods: store,
         status_memo: Default::default(),
         pods_ready: tokio::sync::watch::channel(true).1,
@@ -230,22 +232,14 @@ fn pending(at: Timestamp) -> SourceBuildStatus {
     )
 }
 
-fn events_path() -> &'static str {
-    "/api/v1/namespaces/team/events"
-}
-
-/// A core/v1 EventList with these Warning messages about the build Pod.
-fn event_list(messages: &[&str]) -> Value {
-    let items: Vec<Value> = messages
-        .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            json!({"metadata": {"name": format!("e{i}"), "namespace": "team"},
-                   "involvedObject": {"kind": "Pod", "name": pod_name("app", 1), "namespace": "team"},
-                   "reason": "FailedMount", "type": "Warning", "message": m})
-        })
-        .collect();
-    json!({"kind": "EventList", "apiVersion": "v1", "metadata": {}, "items": items})
+/// The kubelet's core/v1 FailedMount Event about `pod`, as the Event watch delivers it.
+fn failed_mount(pod: &Pod, message: &str) -> k8s_openapi::api::core::v1::Event {
+    serde_json::from_value(json!({
+        "metadata": {"name": format!("{}.1", pod.name_any()), "namespace": "team"},
+        "involvedObject": {"kind": "Pod", "name": pod.name_any(), "namespace": "team",
+                           "uid": pod.metadata.uid},
+        "reason": "FailedMount", "type": "Warning", "message": message}))
+    .unwrap()
 }
 
 fn echo_status(sb: &SourceBuild) -> Value {
@@ -301,7 +295,8 @@ async fn a_running_pod_moves_the_phase_to_running() {
     let (bodies, events) = run(sb, harness(vec![pod]), script).await;
     let status = status_of(&bodies[0]);
     assert_eq!(status.phase, Some(Phase::Running));
-    assert_eq!(events, ["BuildRunning"]);
+    // Start and end have Events; the move to Running is in the status only.
+    assert!(events.is_empty(), "{events:?}");
 }
 
 #[tokio::test]
@@ -484,8 +479,7 @@ async fn a_pending_build_past_its_timeout_is_stopped() {
     );
     pod.metadata.creation_timestamp = Some(Time(long_ago));
     let script = vec![
-        // A Pod none of whose containers started: its Events are read for a missing volume.
-        expect(Method::GET, events_path(), 200, event_list(&[])),
+        // No request for the Pod's Events: mount failures come from a watch.
         expect(
             Method::DELETE,
             format!("/api/v1/namespaces/team/pods/{}", pod_name("app", 1)),
@@ -495,7 +489,7 @@ async fn a_pending_build_past_its_timeout_is_stopped() {
         expect(Method::PATCH, status_path(), 200, echo_status(&sb)),
     ];
     let (bodies, _) = run(sb, harness(vec![pod]), script).await;
-    let status = status_of(&bodies[2]);
+    let status = status_of(&bodies[1]);
     assert_eq!(status.condition("Succeeded").unwrap().reason, "Timeout");
     assert!(
         status
@@ -524,24 +518,20 @@ async fn an_invalid_spec_fails_without_a_pod() {
     assert_eq!(events, ["InvalidSpec"]);
 }
 
-/// `pod`, created `seconds` ago.
-fn aged(mut pod: Pod, seconds: i64) -> Pod {
-    let at = Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(seconds);
-    pod.metadata.creation_timestamp = Some(Time(at));
-    pod
-}
-
 #[tokio::test]
-async fn a_new_pending_pods_events_are_not_read() {
-    // Just created: the kubelet has not tried to mount anything yet, so a LIST of its Events
-    // would only cost every build a request: the status is written without one.
+async fn a_pending_pods_events_are_never_listed() {
+    // Mount failures come from a watch on the kubelet's Events: a Pending Pod, new or a minute
+    // old, costs no request but the status write.
     let sb = source_build(1, Some(pending(Timestamp::now())));
-    let pod = pod_for(
+    let mut pod = pod_for(
         &sb,
         json!({"phase": "Pending", "initContainerStatuses": [
             {"name": "prepare", "ready": false, "restartCount": 0, "image": "x", "imageID": "",
              "state": {"waiting": {"reason": "PodInitializing"}}}]}),
     );
+    pod.metadata.creation_timestamp = Some(Time(
+        Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(60),
+    ));
     let script = vec![expect(Method::PATCH, status_path(), 200, echo_status(&sb))];
     let (bodies, _) = run(sb, harness(vec![pod]), script).await;
     assert_eq!(status_of(&bodies[0]).phase, Some(Phase::Pending));
@@ -559,17 +549,18 @@ async fn a_failed_mount_of_a_missing_secret_fails_the_build_at_once() {
             {"name": "prepare", "ready": false, "restartCount": 0, "image": "x", "imageID": "",
              "state": {"waiting": {"reason": "PodInitializing"}}}]}),
     );
-    // The kubelet has tried to mount for a few seconds.
-    let pod = aged(pod, 3);
-    let script = vec![
-        expect(
-            Method::GET,
-            events_path(),
-            200,
-            event_list(&[
-                "MountVolume.SetUp failed for volume \"push-secret\" : secret \"regcred\" not found",
-            ]),
+    let mut pod = pod;
+    pod.metadata.uid = Some("pod-uid-1".into());
+    let h = harness(vec![pod.clone()]);
+    let owner = h.ctx.mount_failures.record(
+        &failed_mount(
+            &pod,
+            "MountVolume.SetUp failed for volume \"push-secret\" : secret \"regcred\" not found",
         ),
+        &h.ctx.pods,
+    );
+    assert_eq!(owner.map(|o| o.name), Some("app".to_string()));
+    let script = vec![
         expect(
             Method::DELETE,
             format!("/api/v1/namespaces/team/pods/{}", pod_name("app", 1)),
@@ -578,8 +569,8 @@ async fn a_failed_mount_of_a_missing_secret_fails_the_build_at_once() {
         ),
         expect(Method::PATCH, status_path(), 200, echo_status(&sb)),
     ];
-    let (bodies, events) = run(sb, harness(vec![pod]), script).await;
-    let status = status_of(&bodies[2]);
+    let (bodies, events) = run(sb, h, script).await;
+    let status = status_of(&bodies[1]);
     let succeeded = status.condition("Succeeded").unwrap();
     assert_eq!(
         (status.phase, succeeded.reason.as_str()),

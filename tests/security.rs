@@ -105,7 +105,7 @@ fn documented(watched: bool, with_leases: bool) -> BTreeMap<Key, BTreeSet<String
             &["get", "list", "watch", "create", "delete"],
         );
         put("events.k8s.io", "events", "", &["create", "patch"]);
-        put("", "events", "", &["list"]);
+        put("", "events", "", &["list", "watch"]);
     }
     if with_leases {
         put(

@@ -1,6 +1,7 @@
 //! The operator: watches SourceBuilds and their build Pods and keeps status up to date.
 
 pub mod events;
+pub mod mount_failures;
 pub mod plan;
 pub mod pod_index;
 pub mod poll;
@@ -12,13 +13,14 @@ pub mod status_memo;
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
 use crate::api::SourceBuild;
+use crate::controller::mount_failures::MountFailures;
 use crate::controller::pod_index::PodIndex;
 use crate::metrics::Metrics;
 use crate::pod::{BuildSettings, MANAGED_BY_SELECTOR, prune_for_cache};
@@ -108,13 +110,19 @@ fn scoped(
     impl std::future::Future<Output = ()>,
     [tokio::sync::watch::Receiver<bool>; 2],
 ) {
-    let (builds, pods): (Api<SourceBuild>, Api<Pod>) = match &namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client.clone())),
-    };
+    let (builds, pods, kubelet_events): (Api<SourceBuild>, Api<Pod>, Api<CoreEvent>) =
+        match &namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => (
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+            ),
+        };
 
     // A reflector store's `wait_until_ready` wakes only one waiter (it wraps a oneshot receiver,
     // which keeps a single waker), so readiness is taken from the streams themselves and shared
@@ -127,7 +135,9 @@ fn scoped(
     let (pod_store, pod_writer) = reflector::store();
     let (pending_pods, known_builds) = (pending.clone(), build_store.clone());
     let pod_index = PodIndex::default();
-    let (index, indexed_store) = (pod_index.clone(), pod_store.clone());
+    let mount_failures = MountFailures::default();
+    let (index, failures, indexed_store) =
+        (pod_index.clone(), mount_failures.clone(), pod_store.clone());
     let pod_events = watcher(pods, watcher::Config::default().labels(MANAGED_BY_SELECTOR))
         .default_backoff()
         .modify(prune_for_cache)
@@ -135,6 +145,7 @@ fn scoped(
         .inspect(move |event| {
             if let Ok(event) = event {
                 index.apply(event, &indexed_store);
+                failures.apply(event, &indexed_store);
             }
             mark_filled(event, &pods_filled)
         })
@@ -156,10 +167,20 @@ fn scoped(
         .applied_objects()
         .inspect_ok(move |sb| pending_builds.triggered(ObjectRef::from_obj(sb)));
 
+    // Mount failures wake the owning SourceBuild; nothing of these Events is cached.
+    let (failures, known_pods) = (mount_failures.clone(), pod_store.clone());
+    let failed_mounts = watcher(
+        kubelet_events,
+        watcher::Config::default().fields(mount_failures::FIELD_SELECTOR),
+    )
+    .default_backoff()
+    .touched_objects();
+
     let context = Arc::new(Context {
         client,
         pods: pod_store,
         pod_index,
+        mount_failures,
         status_memo: Default::default(),
         pods_ready: pods_ready.clone(),
         settings,
@@ -173,6 +194,9 @@ fn scoped(
             kube::runtime::controller::Config::default().concurrency(MAX_CONCURRENT_RECONCILES),
         )
         .owns_stream(pod_events)
+        .watches_stream(failed_mounts, move |event| {
+            failures.record(&event, &known_pods)
+        })
         .shutdown_on_signal()
         .run(reconcile::reconcile, reconcile::error_policy, context)
         .for_each(move |result| {

@@ -136,9 +136,6 @@ pub fn target(sb: &SourceBuild, now: Timestamp) -> Target {
     existing(current)
 }
 
-/// How often a Pending build Pod's Events are read again for a missing Secret or ConfigMap.
-pub const PENDING_RECHECK: Duration = Duration::from_secs(5);
-
 /// The API server refused to create the build Pod (`message`). A missing ServiceAccount fails
 /// the build at once (the ServiceAccount admission plugin will refuse every retry); `None` for
 /// any other refusal, which the reconcile retries.
@@ -454,8 +451,9 @@ fn observe_pod(
             status::failed(old, generation, Some(name), &failure, Some(start), now)
         }
         BuildOutcome::Pending { message } => {
-            // Mount errors arrive as Events, which do not wake the controller: look again soon.
-            plan.requeue_after = Some(timeout.saturating_sub(elapsed).min(PENDING_RECHECK));
+            // A mount failure wakes the controller through the kubelet's Event (see
+            // `mount_failures`); otherwise only the timeout needs a look.
+            plan.requeue_after = Some(timeout.saturating_sub(elapsed));
             status::in_progress(
                 old,
                 generation,
@@ -473,7 +471,7 @@ fn observe_pod(
     }
 }
 
-/// Keeps the status only if it changed, with an Event for each phase transition.
+/// Keeps the status only if it changed, with an Event when a build starts and when it ends.
 fn record(plan: &mut Plan, old: &SourceBuildStatus, new: SourceBuildStatus) {
     if &new == old {
         return;
@@ -481,32 +479,37 @@ fn record(plan: &mut Plan, old: &SourceBuildStatus, new: SourceBuildStatus) {
     let transition = new.phase != old.phase
         || new.observed_generation != old.observed_generation
         || new.build != old.build;
-    if transition && let Some(phase) = new.phase {
-        let succeeded = new.condition(status::SUCCEEDED).cloned();
-        let (severity, reason) = match phase {
-            Phase::Pending => (Severity::Normal, "BuildStarted".to_string()),
-            Phase::Running => (Severity::Normal, "BuildRunning".to_string()),
-            Phase::Succeeded => (Severity::Normal, "BuildSucceeded".to_string()),
-            Phase::Cancelled => (Severity::Normal, "Cancelled".to_string()),
-            Phase::Failed => (
-                Severity::Warning,
-                succeeded
-                    .as_ref()
-                    .map(|c| c.reason.clone())
-                    .unwrap_or_else(|| "BuildFailed".into()),
-            ),
-        };
-        let note = Note {
-            severity,
-            reason,
-            message: succeeded.map(|c| c.message).unwrap_or_default(),
-        };
+    if transition && let Some(note) = new.phase.and_then(|phase| transition_note(phase, &new)) {
         plan.events.push(note);
     }
     if new.phase.is_some_and(Phase::is_final) {
         plan.requeue_after = None;
     }
     plan.status = Some(new);
+}
+
+/// The Event of entering `phase`. Running has none: the phase shows it, the Pod's own Events
+/// tell the details, and an Event is an API write on every build's path.
+fn transition_note(phase: Phase, new: &SourceBuildStatus) -> Option<Note> {
+    let succeeded = new.condition(status::SUCCEEDED).cloned();
+    let (severity, reason) = match phase {
+        Phase::Running => return None,
+        Phase::Pending => (Severity::Normal, "BuildStarted".to_string()),
+        Phase::Succeeded => (Severity::Normal, "BuildSucceeded".to_string()),
+        Phase::Cancelled => (Severity::Normal, "Cancelled".to_string()),
+        Phase::Failed => (
+            Severity::Warning,
+            succeeded
+                .as_ref()
+                .map(|c| c.reason.clone())
+                .unwrap_or_else(|| "BuildFailed".into()),
+        ),
+    };
+    Some(Note {
+        severity,
+        reason,
+        message: succeeded.map(|c| c.message).unwrap_or_default(),
+    })
 }
 
 fn controller_failure(reason: FailureReason, message: String) -> BuildFailure {
@@ -700,6 +703,24 @@ mod tests {
 
     fn reasons(plan: &Plan) -> Vec<&str> {
         plan.events.iter().map(|n| n.reason.as_str()).collect()
+    }
+
+    #[test]
+    fn a_pending_pod_is_looked_at_again_only_at_its_timeout() {
+        // A mount failure wakes the controller through its Event watch, so a Pending Pod
+        // (waiting for a node or an image) needs no timer but the timeout's.
+        let mut sb = sb(1, json!({"timeout": "10m"}));
+        let (_, p) = step(&mut sb, &[], at(0));
+        assert!(p.create.is_some());
+        let pending = pod_in(
+            &sb,
+            "app-build-1",
+            json!({"phase": "Pending", "containerStatuses": [{"name": "build", "ready": false,
+                   "restartCount": 0, "image": "x", "imageID": "",
+                   "state": {"waiting": {"reason": "ContainerCreating"}}}]}),
+        );
+        let (_, p) = step(&mut sb, &[pending], at(120));
+        assert_eq!(p.requeue_after, Some(Duration::from_secs(480)));
     }
 
     #[test]

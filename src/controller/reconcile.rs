@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource, ResourceExt};
@@ -14,6 +14,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::api::{FIELD_MANAGER, SourceBuild};
 use crate::controller::events::EventSink;
+use crate::controller::mount_failures::MountFailures;
 use crate::controller::plan::{Plan, creation_refused, plan, target};
 use crate::controller::pod_index::PodIndex;
 use crate::controller::poll;
@@ -29,6 +30,8 @@ pub struct Context {
     pub pods: Store<Pod>,
     /// `pods` by owning SourceBuild.
     pub pod_index: PodIndex,
+    /// The kubelet's mount failures on build Pods, from a watch on its Events.
+    pub mount_failures: MountFailures,
     /// Our last status writes the SourceBuild cache does not show yet.
     pub status_memo: StatusMemo,
     /// Turns true once `pods` holds a complete list.
@@ -155,13 +158,9 @@ async fn reconcile_one(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action
         .map(AsRef::as_ref)
         .collect();
 
-    // A missing volume shows in the kubelet's Events only after its first mount attempts, so a
-    // young Pod's Events are not read (a LIST per new Pod would be on every build's path); the
-    // plan looks again after PENDING_RECHECK.
+    // A missing volume shows only in the kubelet's Events, which a watch records.
     let pod_events = match current.as_deref() {
-        Some(pod) if is_waiting_to_start(pod) && age(pod, now) >= EVENTS_AFTER => {
-            warning_events(&ctx.client, pod).await?
-        }
+        Some(pod) if is_waiting_to_start(pod) => ctx.mount_failures.messages(pod),
         _ => Vec::new(),
     };
 
@@ -188,17 +187,6 @@ async fn reconcile_one(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action
     execute(&sb, &namespace, &name, plan, &pods, &ctx).await
 }
 
-/// How old a Pending Pod must be before its Events are read.
-const EVENTS_AFTER: Duration = Duration::from_secs(2);
-
-fn age(pod: &Pod, now: Timestamp) -> Duration {
-    pod.metadata
-        .creation_timestamp
-        .as_ref()
-        .map(|t| Duration::try_from(now.duration_since(t.0)).unwrap_or_default())
-        .unwrap_or(Duration::MAX)
-}
-
 /// A Pod none of whose containers has started: a missing Secret or ConfigMap volume shows
 /// only in its Events then.
 fn is_waiting_to_start(pod: &Pod) -> bool {
@@ -212,26 +200,6 @@ fn is_waiting_to_start(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_none()
         && status.and_then(|s| s.phase.as_deref()).unwrap_or("Pending") == "Pending"
         && !started
-}
-
-/// Messages of the Warning Events the kubelet recorded about `pod` (core/v1, where the kubelet
-/// writes them), for example `FailedMount`.
-async fn warning_events(client: &Client, pod: &Pod) -> Result<Vec<String>, Error> {
-    let namespace = pod.namespace().unwrap_or_default();
-    let name = pod.name_any();
-    let events: Api<CoreEvent> = Api::namespaced(client.clone(), &namespace);
-    let mut selector = format!("involvedObject.kind=Pod,involvedObject.name={name},type=Warning");
-    if let Some(uid) = pod.uid() {
-        selector.push_str(&format!(",involvedObject.uid={uid}"));
-    }
-    let list = events
-        .list(&ListParams::default().fields(&selector))
-        .await
-        .map_err(api_error(
-            "list_events",
-            format!("listing Events of Pod {namespace}/{name}"),
-        ))?;
-    Ok(list.items.into_iter().filter_map(|e| e.message).collect())
 }
 
 async fn execute(

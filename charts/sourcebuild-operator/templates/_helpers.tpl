@@ -96,10 +96,11 @@ ConfigMaps: build Pods mount them, the controller only names them.
   resources: ["events"]
   verbs: ["create", "patch"]
 # Read only: the kubelet reports a missing Secret or ConfigMap volume only as a FailedMount
-# Event on the build Pod, read to fail the build at once instead of at its timeout.
+# Event on the build Pod, watched (field-selected to FailedMount) to fail the build at once
+# instead of at its timeout.
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["list"]
+  verbs: ["list", "watch"]
 {{- end }}
 
 {{/*
