@@ -4,7 +4,8 @@
 //! its ServiceAccount (so API Priority and Fairness applies), plays the users and the kubelet,
 //! and measures with its own watches and the API server's `apiserver_request_total`.
 //! Scenarios, in this order: `steady`, `burst`, `resync`, `scale` (memory and cold start),
-//! `prepare`; none named means all. Writes `report.json`, `report.md` and SVG charts to DIR.
+//! `ceiling` (the API server's own Pod-create rate), `prepare`; none named means all. Writes
+//! `report.json`, `report.md` and SVG charts to DIR.
 //!
 //! Without `--bench` (as `cargo test --all-targets` runs it) every scenario runs at a tiny size
 //! and the output files are checked to be well-formed: a smoke run that keeps the command
@@ -14,6 +15,7 @@
 mod support;
 
 mod apimetrics;
+mod ceiling;
 mod charts;
 mod cluster;
 mod prepare;
@@ -26,7 +28,7 @@ use std::time::{Duration, Instant};
 use cluster::{Cluster, Kubelet, LoadSpec};
 use report::{Machine, Report, Scale};
 
-const SCENARIOS: [&str; 5] = ["steady", "burst", "resync", "scale", "prepare"];
+const SCENARIOS: [&str; 6] = ["steady", "burst", "resync", "scale", "ceiling", "prepare"];
 
 /// The sizes of a run.
 struct Sizes {
@@ -158,7 +160,7 @@ async fn run(args: &Args, sizes: &Sizes, out: &Path) -> Result<Report, String> {
         machine: machine(),
         ..Default::default()
     };
-    let needs_cluster = SCENARIOS[..4].iter().any(|s| wants(s));
+    let needs_cluster = SCENARIOS[..5].iter().any(|s| wants(s));
     if needs_cluster {
         let mut cluster = Cluster::start(out).await?;
         report.machine.kubernetes = cluster
@@ -222,6 +224,11 @@ async fn run(args: &Args, sizes: &Sizes, out: &Path) -> Result<Report, String> {
             eprintln!("bench: scale");
             let n = args.scale.unwrap_or(sizes.scale);
             report.scale = Some(scale(&mut cluster, n).await?);
+            save_partial(&report, out);
+        }
+        if wants("ceiling") {
+            eprintln!("bench: ceiling");
+            report.ceiling = Some(ceiling::measure(&mut cluster, sizes.burst).await?);
             save_partial(&report, out);
         }
     }

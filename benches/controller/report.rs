@@ -22,6 +22,7 @@ pub struct Report {
     pub burst: Option<Load>,
     pub resync: Option<Resync>,
     pub scale: Option<Scale>,
+    pub ceiling: Option<Ceiling>,
     pub prepare: Option<Prepare>,
 }
 
@@ -96,6 +97,27 @@ pub struct Scale {
     pub rss_after_cold_start_mib: f64,
     /// RSS samples of the whole scenario: (seconds since the scenario began, MiB).
     pub rss_samples: Vec<(f64, f64)>,
+}
+
+/// The API server's own rate of build Pod creates, no controller involved.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Ceiling {
+    /// Creates in flight at once.
+    pub concurrency: usize,
+    /// As the cluster admin (`system:masters`, exempt from API Priority and Fairness).
+    pub admin: CreateRate,
+    /// As the operator's ServiceAccount.
+    pub operator_service_account: CreateRate,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CreateRate {
+    pub pods: usize,
+    /// First create sent -> last create answered (s).
+    pub seconds: f64,
+    pub per_min: f64,
+    /// Each create's round trip (ms).
+    pub create_ms: Summary,
 }
 
 /// `sourcebuild prepare` of a generated git repository against `git clone --depth 1` + a copy.
@@ -222,6 +244,29 @@ pub fn goals_table(r: &Report) -> String {
                 ms(s.fill.create_to_pod_ms.p99)
             ),
         ]);
+    }
+    if let Some(c) = &r.ceiling {
+        for (who, rate) in [
+            ("as admin", &c.admin),
+            (
+                "as the operator's ServiceAccount",
+                &c.operator_service_account,
+            ),
+        ] {
+            rows.push([
+                format!(
+                    "the API server alone: {} build Pod creates, {} in flight, {who}",
+                    rate.pods, c.concurrency
+                ),
+                "(the ceiling of create -> Pod)".into(),
+                format!(
+                    "{:.0} Pods/min (create p50 {}, p99 {})",
+                    rate.per_min,
+                    ms(rate.create_ms.p50),
+                    ms(rate.create_ms.p99)
+                ),
+            ]);
+        }
     }
     if let Some(p) = &r.prepare {
         rows.push([

@@ -1,0 +1,110 @@
+//! The `ceiling` scenario: how fast the API server itself creates build Pods on this machine,
+//! with no controller in the way. Every SourceBuild costs one Pod create, so this rate bounds
+//! the operator's create -> Pod throughput, and with it how fast any burst can drain. Measured
+//! twice: as the cluster admin (exempt from API Priority and Fairness) and as the operator's
+//! own ServiceAccount (the identity the operator runs as, subject to APF like in a cluster).
+
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::{Api, Client};
+use serde_json::json;
+use sourcebuild::api::SourceBuild;
+use sourcebuild::pod::{BuildSettings, build_pod};
+
+use crate::cluster::Cluster;
+use crate::report::{Ceiling, CreateRate};
+use crate::stats::summarize;
+use crate::support::operator::{CHART_NAMESPACE, SERVICE_ACCOUNT};
+
+/// Creates in flight at once: the burst scenario's create concurrency.
+pub const CONCURRENCY: usize = 32;
+
+pub async fn measure(cluster: &mut Cluster, pods: usize) -> Result<Ceiling, String> {
+    let template = template()?;
+    let admin = cluster.admin.clone();
+    let operator = cluster
+        .cp
+        .client_for_service_account(CHART_NAMESPACE, SERVICE_ACCOUNT)
+        .await;
+    let mut rates = Vec::new();
+    for (who, client) in [("admin", admin), ("operator", operator)] {
+        let ns = cluster.namespace(&format!("bench-ceiling-{who}")).await;
+        rates.push(create_all(&client, &ns, &template, pods).await?);
+        // The next measure starts from an API server without these Pods' watch traffic.
+        Api::<Pod>::namespaced(cluster.admin.clone(), &ns)
+            .delete_collection(&DeleteParams::background(), &ListParams::default())
+            .await
+            .map_err(|e| format!("delete the Pods of {ns}: {e}"))?;
+    }
+    let operator = rates.pop().unwrap_or_default();
+    let admin = rates.pop().unwrap_or_default();
+    Ok(Ceiling {
+        concurrency: CONCURRENCY,
+        admin,
+        operator_service_account: operator,
+    })
+}
+
+/// A build Pod as the operator makes it, without the labels and owner that would bring it to
+/// the operator's watch: only the API server's work is measured.
+fn template() -> Result<Pod, String> {
+    let sb: SourceBuild = serde_json::from_value(json!({
+        "apiVersion": "sourcebuild.dev/v1alpha1", "kind": "SourceBuild",
+        "metadata": {"name": "ceiling", "namespace": "x", "uid": "00000000-0000-0000-0000-000000000000",
+                     "generation": 1},
+        "spec": {
+            "source": {"git": {"url": "https://example.com/acme/app.git"}},
+            "output": {"image": "registry.example.com/bench/ceiling:1.0"}
+        }
+    }))
+    .map_err(|e| e.to_string())?;
+    let settings = BuildSettings {
+        default_builder_image: "registry.example.com/s2i/builder:1".into(),
+        kaniko_image: "registry.example.com/kaniko/executor:v1".into(),
+        prepare_image: "registry.example.com/sourcebuild/operator:0.1.0".into(),
+        insecure_registries: vec![],
+    };
+    let mut pod = build_pod(&sb, &settings).map_err(|e| e.to_string())?;
+    pod.metadata.labels = None;
+    pod.metadata.owner_references = None;
+    pod.metadata.namespace = None;
+    Ok(pod)
+}
+
+async fn create_all(
+    client: &Client,
+    ns: &str,
+    template: &Pod,
+    pods: usize,
+) -> Result<CreateRate, String> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let started = Instant::now();
+    let latencies: Vec<f64> = futures::stream::iter(0..pods)
+        .map(|i| {
+            let (api, mut pod) = (api.clone(), template.clone());
+            pod.metadata.name = Some(format!("ceiling-{i:05}"));
+            async move {
+                let at = Instant::now();
+                api.create(&PostParams::default(), &pod)
+                    .await
+                    .map_err(|e| format!("create Pod {i} in {ns}: {e}"))?;
+                Ok::<f64, String>(at.elapsed().as_secs_f64() * 1000.0)
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect()
+        .await?;
+    let seconds = started
+        .elapsed()
+        .max(Duration::from_millis(1))
+        .as_secs_f64();
+    Ok(CreateRate {
+        pods,
+        seconds,
+        per_min: pods as f64 / seconds * 60.0,
+        create_ms: summarize(&latencies),
+    })
+}
