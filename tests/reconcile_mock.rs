@@ -686,3 +686,52 @@ async fn suspending_deletes_the_running_pod_and_records_cancelled() {
     assert_eq!(status.condition("Succeeded").unwrap().reason, "Cancelled");
     assert_eq!(events, ["Superseded", "Cancelled"]);
 }
+
+#[tokio::test]
+async fn a_cache_behind_our_own_write_plans_from_the_write() {
+    // The Pod watch wakes the reconcile again before the SourceBuild watch shows the status
+    // just written: the second reconcile starts from the API server's answer to that write, so
+    // it neither writes the same status again nor publishes its Event twice.
+    let mut sb = source_build(1, Some(pending(Timestamp::now())));
+    sb.metadata.resource_version = Some("10".into());
+    let pod = pod_for(&sb, running());
+    let h = harness(vec![pod]);
+    let Harness {
+        ctx,
+        events,
+        mut handle,
+    } = h;
+    let server = tokio::spawn(async move {
+        let (request, send) = handle.next_request().await.expect("a status write");
+        assert_eq!(
+            (request.method(), request.uri().path()),
+            (&Method::PATCH, status_path())
+        );
+        let body: Value =
+            serde_json::from_slice(&request.into_body().collect_bytes().await.unwrap()).unwrap();
+        assert_eq!(body["metadata"]["resourceVersion"], "10", "{body}");
+        // The API server's answer: the object as stored, one version on.
+        let mut stored: Value = serde_json::to_value(source_build(1, None)).unwrap();
+        stored["status"] = body["status"].clone();
+        stored["metadata"]["resourceVersion"] = json!("11");
+        send.send_response(
+            Response::builder()
+                .status(200)
+                .body(Body::from(serde_json::to_vec(&stored).unwrap()))
+                .unwrap(),
+        );
+        if let Some((request, _)) = handle.next_request().await {
+            panic!("unexpected request {} {}", request.method(), request.uri());
+        }
+    });
+    let stale = Arc::new(sb);
+    reconcile(stale.clone(), ctx.clone()).await.unwrap();
+    reconcile(stale, ctx.clone()).await.unwrap();
+    assert_eq!(ctx.status_memo.len(), 1);
+    drop(ctx);
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(events.0.lock().unwrap().is_empty(), "no Event for Running");
+}

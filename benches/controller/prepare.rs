@@ -80,15 +80,20 @@ pub fn measure(files: usize, runs: usize) -> Prepare {
         configmap_dir: base.path().join("no-configmap"),
     };
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let (mut fetches, mut workspaces) = (Vec::new(), Vec::new());
     for _ in 0..runs {
         // Alternate, so that neither always runs with warmer caches.
         let dir = tempfile::tempdir().expect("temporary directory");
         let started = Instant::now();
         let fetched = sourcebuild::source::fetch(&req.source, &mounts, &dir.path().join("scratch"))
             .expect("prepare: fetch");
+        let fetched_at = started.elapsed().as_secs_f64();
         prepare_workspace(&fetched, &req, &builder, &dir.path().join("workspace"))
             .expect("prepare: workspace");
-        ours.push(started.elapsed().as_secs_f64());
+        let total = started.elapsed().as_secs_f64();
+        ours.push(total);
+        fetches.push(fetched_at);
+        workspaces.push(total - fetched_at);
 
         let dir = tempfile::tempdir().expect("temporary directory");
         let started = Instant::now();
@@ -108,6 +113,8 @@ pub fn measure(files: usize, runs: usize) -> Prepare {
     Prepare {
         files,
         runs,
+        fetch_s: median(fetches),
+        workspace_s: median(workspaces),
         prepare_s,
         clone_and_copy_s,
         ratio: prepare_s / clone_and_copy_s,

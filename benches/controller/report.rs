@@ -125,8 +125,11 @@ pub struct CreateRate {
 pub struct Prepare {
     pub files: usize,
     pub runs: usize,
-    /// Median wall time of `sourcebuild prepare` (s).
+    /// Median wall time of `sourcebuild prepare` (s), and of its two parts: the git fetch and
+    /// checkout, then laying out the build context from the checkout.
     pub prepare_s: f64,
+    pub fetch_s: f64,
+    pub workspace_s: f64,
     /// Median wall time of `git clone --depth 1` then `cp -r` of the checkout (s).
     pub clone_and_copy_s: f64,
     pub ratio: f64,
@@ -276,8 +279,8 @@ pub fn goals_table(r: &Report) -> String {
             ),
             "<= 1.2x".into(),
             format!(
-                "{:.2}x ({:.2} s vs {:.2} s, median of {})",
-                p.ratio, p.prepare_s, p.clone_and_copy_s, p.runs
+                "{:.2}x ({:.2} s vs {:.2} s, median of {}; fetch {:.2} s, context {:.2} s)",
+                p.ratio, p.prepare_s, p.clone_and_copy_s, p.runs, p.fetch_s, p.workspace_s
             ),
         ]);
     }

@@ -153,6 +153,8 @@ fn scoped(
         .inspect_ok(move |pod| pending_pods.pod_changed(pod, &known_builds));
 
     let (pending_builds, deleted_builds) = (pending.clone(), pending.clone());
+    let status_memo = status_memo::StatusMemo::default();
+    let forget_written = status_memo.clone();
     let build_events = watcher(builds, watcher::Config::default().any_semantic())
         .default_backoff()
         .modify(|sb| sb.managed_fields_mut().clear())
@@ -162,6 +164,9 @@ fn scoped(
         .inspect_ok(move |event| {
             if let watcher::Event::Delete(sb) = event {
                 deleted_builds.picked_up(&ObjectRef::from_obj(sb));
+                if let Some(uid) = sb.uid() {
+                    forget_written.forget(&uid);
+                }
             }
         })
         .applied_objects()
@@ -181,7 +186,7 @@ fn scoped(
         pods: pod_store,
         pod_index,
         mount_failures,
-        status_memo: Default::default(),
+        status_memo,
         pods_ready: pods_ready.clone(),
         settings,
         events,

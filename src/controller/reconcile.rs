@@ -32,7 +32,7 @@ pub struct Context {
     pub pod_index: PodIndex,
     /// The kubelet's mount failures on build Pods, from a watch on its Events.
     pub mount_failures: MountFailures,
-    /// Our last status writes the SourceBuild cache does not show yet.
+    /// Our last status writes the SourceBuild cache does not show yet (read-your-writes).
     pub status_memo: StatusMemo,
     /// Turns true once `pods` holds a complete list.
     pub pods_ready: tokio::sync::watch::Receiver<bool>,
@@ -100,6 +100,8 @@ pub async fn reconcile(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action
 }
 
 async fn reconcile_one(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // The cache may not show our last status write yet; plan from what is really stored.
+    let sb = ctx.status_memo.freshest(sb);
     let namespace = sb
         .namespace()
         .ok_or_else(|| Error::NoNamespace(sb.name_any()))?;
@@ -255,15 +257,6 @@ async fn execute(
             }
         }
     }
-    let uid = sb.uid().unwrap_or_default();
-    if let Some(status) = &plan.status
-        && ctx.status_memo.is_repeat(&uid, sb.status.as_ref(), status)
-    {
-        // Planned from a cached SourceBuild older than our last write: that write (and its
-        // Events) happened already.
-        debug!("status already written; the cache has not caught up");
-        return Ok(Action::await_change());
-    }
     if let Some(status) = &plan.status {
         let api: Api<SourceBuild> = Api::namespaced(ctx.client.clone(), namespace);
         let patch = status_patch(sb, status);
@@ -275,7 +268,9 @@ async fn execute(
             )
             .await
         {
-            Ok(_) => ctx.status_memo.wrote(&uid, status),
+            Ok(written) => ctx
+                .status_memo
+                .wrote(sb.resource_version().as_deref(), written),
             // The status was computed from an older SourceBuild than the stored one: a cache
             // behind the last write, or the write of a replica that lost its Lease arriving
             // late. Writing it would move status backwards; the newer object reconciles again.
