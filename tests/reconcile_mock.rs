@@ -125,6 +125,7 @@ fn harness(pods: Vec<Pod>) -> Harness {
         client: Client::new(service, "default"),
         pod_index: PodIndex::from_store(&store),
         mount_failures: MountFailures::default(),
+        created_pods: Default::default(),
         pods: store,
         status_memo: Default::default(),
         pods_ready: tokio::sync::watch::channel(true).1,
@@ -734,4 +735,61 @@ async fn a_cache_behind_our_own_write_plans_from_the_write() {
         .unwrap()
         .unwrap();
     assert!(events.0.lock().unwrap().is_empty(), "no Event for Running");
+}
+
+#[tokio::test]
+async fn a_pod_just_created_is_not_fetched_while_its_watch_event_is_on_the_way() {
+    let mut sb = source_build(1, None);
+    sb.metadata.resource_version = Some("10".into());
+    let Harness {
+        ctx,
+        events,
+        mut handle,
+    } = harness(vec![]);
+    let server = tokio::spawn(async move {
+        let mut written = None;
+        for (method, path) in [
+            (Method::POST, "/api/v1/namespaces/team/pods"),
+            (Method::PATCH, status_path()),
+        ] {
+            let (request, send) = handle.next_request().await.expect("a request");
+            assert_eq!((request.method(), request.uri().path()), (&method, path));
+            let body: Value =
+                serde_json::from_slice(&request.into_body().collect_bytes().await.unwrap())
+                    .unwrap();
+            let answer = if method == Method::POST {
+                body
+            } else {
+                let mut stored: Value = serde_json::to_value(source_build(1, None)).unwrap();
+                stored["status"] = body["status"].clone();
+                stored["metadata"]["resourceVersion"] = json!("11");
+                written = Some(stored.clone());
+                stored
+            };
+            send.send_response(
+                Response::builder()
+                    .status(if method == Method::POST { 201 } else { 200 })
+                    .body(Body::from(serde_json::to_vec(&answer).unwrap()))
+                    .unwrap(),
+            );
+        }
+        // No GET of the Pod: it was created a moment ago.
+        if let Some((request, _)) = handle.next_request().await {
+            panic!("unexpected request {} {}", request.method(), request.uri());
+        }
+        written.unwrap()
+    });
+    reconcile(Arc::new(sb), ctx.clone()).await.unwrap();
+    assert_eq!(ctx.created_pods.len(), 1);
+    // The SourceBuild watch shows our status write; the Pod watch has not delivered the Pod.
+    let mut cached = source_build(1, Some(pending(Timestamp::now())));
+    cached.metadata.resource_version = Some("11".into());
+    reconcile(Arc::new(cached), ctx.clone()).await.unwrap();
+    drop(ctx);
+    let written = tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(written["status"]["podName"], json!(pod_name("app", 1)));
+    assert_eq!(*events.0.lock().unwrap(), ["BuildStarted"]);
 }

@@ -1,5 +1,6 @@
 //! The operator: watches SourceBuilds and their build Pods and keeps status up to date.
 
+pub mod created_pods;
 pub mod events;
 pub mod mount_failures;
 pub mod plan;
@@ -136,8 +137,13 @@ fn scoped(
     let (pending_pods, known_builds) = (pending.clone(), build_store.clone());
     let pod_index = PodIndex::default();
     let mount_failures = MountFailures::default();
-    let (index, failures, indexed_store) =
-        (pod_index.clone(), mount_failures.clone(), pod_store.clone());
+    let created_pods = created_pods::CreatedPods::default();
+    let (index, failures, seen, indexed_store) = (
+        pod_index.clone(),
+        mount_failures.clone(),
+        created_pods.clone(),
+        pod_store.clone(),
+    );
     let pod_events = watcher(pods, watcher::Config::default().labels(MANAGED_BY_SELECTOR))
         .default_backoff()
         .modify(prune_for_cache)
@@ -146,6 +152,7 @@ fn scoped(
             if let Ok(event) = event {
                 index.apply(event, &indexed_store);
                 failures.apply(event, &indexed_store);
+                seen.apply(event);
             }
             mark_filled(event, &pods_filled)
         })
@@ -186,6 +193,7 @@ fn scoped(
         pods: pod_store,
         pod_index,
         mount_failures,
+        created_pods,
         status_memo,
         pods_ready: pods_ready.clone(),
         settings,

@@ -13,6 +13,7 @@ use serde_json::json;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::api::{FIELD_MANAGER, SourceBuild};
+use crate::controller::created_pods::CreatedPods;
 use crate::controller::events::EventSink;
 use crate::controller::mount_failures::MountFailures;
 use crate::controller::plan::{Plan, creation_refused, plan, target};
@@ -32,6 +33,8 @@ pub struct Context {
     pub pod_index: PodIndex,
     /// The kubelet's mount failures on build Pods, from a watch on its Events.
     pub mount_failures: MountFailures,
+    /// Build Pods we created that the Pod watch has not shown yet.
+    pub created_pods: CreatedPods,
     /// Our last status writes the SourceBuild cache does not show yet (read-your-writes).
     pub status_memo: StatusMemo,
     /// Turns true once `pods` holds a complete list.
@@ -142,8 +145,16 @@ async fn reconcile_one(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action
         && status.pod_name.as_deref() == Some(target.pod_name.as_str())
         && !status.phase.is_some_and(crate::api::Phase::is_final)
     {
-        // The watch may lag behind our own create: ask the API server before calling it deleted.
         let current_name = &target.pod_name;
+        if ctx.created_pods.awaiting(&namespace, current_name) {
+            // Created by us a moment ago: its watch event reconciles this SourceBuild again.
+            debug!(pod = %current_name, "build Pod created, not in the cache yet");
+            return Ok(Action::requeue(
+                crate::controller::created_pods::TRUSTED_FOR,
+            ));
+        }
+        // The watch may lag behind a create of an earlier run of the controller: ask the API
+        // server before calling the Pod deleted.
         current = pods
             .get_opt(current_name)
             .await
@@ -232,6 +243,7 @@ async fn execute(
         match pods.create(&params, pod).await {
             Ok(created) => {
                 info!(pod = created.name_any(), "created build Pod");
+                ctx.created_pods.created(namespace, &created.name_any());
                 ctx.metrics.build_started();
             }
             // Same deterministic name: our earlier attempt got there first.

