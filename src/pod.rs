@@ -8,9 +8,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, KeyToPath, Pod,
-    PodSecurityContext, PodSpec, ResourceRequirements, SeccompProfile, SecretVolumeSource,
-    SecurityContext, Volume, VolumeMount,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerStatus, EmptyDirVolumeSource, EnvVar,
+    KeyToPath, Pod, PodSecurityContext, PodSpec, PodStatus, ResourceRequirements, SeccompProfile,
+    SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -468,9 +468,33 @@ pub fn build_pod(sb: &SourceBuild, settings: &BuildSettings) -> Result<Pod, PodE
 /// spec we wrote (env with the prepare request, volumes, mounts, security contexts) is most
 /// of each Pod. Kept: metadata without managedFields; of the spec, the active deadline and
 /// each container's name, image, args (Kaniko's `--destination`) and resource limits
-/// (an OOM message names the limit); the whole status.
+/// (an OOM message names the limit); of the status, the phase, reason, message, conditions
+/// and each container's name and state (what the kubelet adds beside them, such as image
+/// digests, container IDs, volume mounts, resources and addresses, is never read).
 pub fn prune_for_cache(pod: &mut Pod) {
     pod.metadata.managed_fields = None;
+    if let Some(status) = pod.status.take() {
+        let slim = |c: ContainerStatus| ContainerStatus {
+            name: c.name,
+            state: c.state,
+            ready: c.ready,
+            restart_count: c.restart_count,
+            ..Default::default()
+        };
+        pod.status = Some(PodStatus {
+            phase: status.phase,
+            reason: status.reason,
+            message: status.message,
+            conditions: status.conditions,
+            init_container_statuses: status
+                .init_container_statuses
+                .map(|cs| cs.into_iter().map(slim).collect()),
+            container_statuses: status
+                .container_statuses
+                .map(|cs| cs.into_iter().map(slim).collect()),
+            ..Default::default()
+        });
+    }
     if let Some(spec) = pod.spec.take() {
         let slim = |c: Container| Container {
             name: c.name,
@@ -1010,12 +1034,29 @@ mod tests {
                 "image": "x", "imageID": "", "ready": false, "restartCount": 0,
                 "state": {"waiting": {"reason": "ImagePullBackOff", "message": "pull access denied"}}}]}),
         ];
-        for status in statuses {
+        for mut status in statuses {
+            // What a real kubelet writes beside the fields the controller reads.
+            status["hostIP"] = "10.0.0.7".into();
+            status["podIP"] = "10.244.1.9".into();
+            status["qosClass"] = "Burstable".into();
+            for list in ["initContainerStatuses", "containerStatuses"] {
+                for c in status[list].as_array_mut().into_iter().flatten() {
+                    c["containerID"] = "containerd://0123456789abcdef".into();
+                    c["volumeMounts"] =
+                        serde_json::json!([{"name": "workspace", "mountPath": "/workspace"}]);
+                }
+            }
             let mut pod = full.clone();
             pod.status = Some(serde_json::from_value(status.clone()).unwrap());
             let mut pruned = pod.clone();
             prune_for_cache(&mut pruned);
             assert_eq!(observe(&pruned), observe(&pod), "{status}");
+            let kept = pruned.status.unwrap();
+            assert_eq!((kept.host_ip, kept.qos_class), (None, None));
+            let containers = kept.init_container_statuses.into_iter().flatten();
+            for c in containers.chain(kept.container_statuses.into_iter().flatten()) {
+                assert_eq!((c.container_id, c.volume_mounts), (None, None));
+            }
         }
         let mut pruned = full.clone();
         prune_for_cache(&mut pruned);
