@@ -51,14 +51,14 @@ impl CreatedPods {
     /// Follows the build Pod watch: a Pod it shows (or shows deleted) is no longer awaited; a
     /// re-list's end leaves the cache authoritative.
     pub fn apply(&self, event: &watcher::Event<Pod>) {
-        let mut unseen = self.unseen.lock().unwrap_or_else(|e| e.into_inner());
+        let unseen = || self.unseen.lock().unwrap_or_else(|e| e.into_inner());
         match event {
             watcher::Event::Apply(pod)
             | watcher::Event::InitApply(pod)
             | watcher::Event::Delete(pod) => {
-                unseen.remove(&(pod.namespace().unwrap_or_default(), pod.name_any()));
+                unseen().remove(&(pod.namespace().unwrap_or_default(), pod.name_any()));
             }
-            watcher::Event::InitDone => unseen.clear(),
+            watcher::Event::InitDone => unseen().clear(),
             watcher::Event::Init => {}
         }
     }

@@ -40,16 +40,18 @@ impl MountFailures {
             // An Event of an earlier Pod of the same name.
             return None;
         }
+        // The same owner lookup as the Controller's own `owns` mapping.
         let owner = pod
             .owner_references()
             .iter()
-            .find(|o| o.controller == Some(true) && o.kind == "SourceBuild")?;
+            .filter(|o| o.controller == Some(true))
+            .find_map(|o| ObjectRef::from_owner_ref(Some(namespace), o, ()))?;
         let mut map = self.by_pod.write().unwrap_or_else(|e| e.into_inner());
         let messages = map.entry(uid).or_default();
         if !messages.iter().any(|m| m == message) && messages.len() < MESSAGES_PER_POD {
             messages.push(message.to_string());
         }
-        Some(ObjectRef::new(&owner.name).within(namespace))
+        Some(owner)
     }
 
     /// The mount failures recorded for `pod`.

@@ -36,21 +36,21 @@ impl StatusMemo {
     /// The SourceBuild to plan from: our last write's answer while `cached` is a version that
     /// write replaced, otherwise `cached` (and the entry goes).
     pub fn freshest(&self, cached: Arc<SourceBuild>) -> Arc<SourceBuild> {
-        let Some(uid) = cached.uid() else {
+        // Runs at the start of every reconcile: borrow, never clone, uid and version.
+        let Some(uid) = cached.metadata.uid.as_deref() else {
             return cached;
         };
         let mut map = self.by_uid.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(entry) = map.get(&uid) else {
+        let Some(entry) = map.get(uid) else {
             return cached;
         };
-        match cached.resource_version() {
-            Some(version) if entry.superseded.contains(&version) => entry.written.clone(),
-            _ => {
-                // Caught up, or changed by someone else since: the cache knows best.
-                map.remove(&uid);
-                cached
-            }
+        let version = cached.metadata.resource_version.as_deref();
+        if version.is_some_and(|v| entry.superseded.iter().any(|s| s == v)) {
+            return entry.written.clone();
         }
+        // Caught up, or changed by someone else since: the cache knows best.
+        map.remove(uid);
+        cached
     }
 
     /// Records a successful status write: `based_on` is the resourceVersion the write was
