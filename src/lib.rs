@@ -6,6 +6,7 @@ pub mod builder_image;
 pub mod controller;
 pub mod crd;
 pub mod leader;
+pub mod memory;
 pub mod metrics;
 pub mod outcome;
 pub mod pod;

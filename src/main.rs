@@ -255,6 +255,9 @@ fn run_controller(args: ControllerArgs) -> Result<()> {
                 tracing::error!(%error, "metrics server stopped");
             }
         });
+        tokio::spawn(sourcebuild::memory::return_freed_memory(
+            sourcebuild::memory::TRIM_PERIOD,
+        ));
         let config = ControllerConfig {
             namespaces: args
                 .namespaces

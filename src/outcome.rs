@@ -1021,6 +1021,23 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+    /// Every case here is also observed through the controller's cache, which keeps a narrowed
+    /// Pod: narrowing must never change what a Pod says.
+    fn observe(pod: &Pod) -> BuildOutcome {
+        let full = super::observe(pod);
+        let cached = crate::controller::build_pod::BuildPod::from_pod(pod).to_pod();
+        assert_eq!(
+            super::observe(&cached),
+            full,
+            "the cached Pod reads differently"
+        );
+        assert_eq!(
+            is_transient("PodDeleted", "deleted", None, Some(&cached)),
+            is_transient("PodDeleted", "deleted", None, Some(pod)),
+        );
+        full
+    }
+
     const DIGEST: &str = "sha256:4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945";
 
     fn pod() -> Pod {

@@ -8,9 +8,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerStatus, EmptyDirVolumeSource, EnvVar,
-    KeyToPath, Pod, PodSecurityContext, PodSpec, PodStatus, ResourceRequirements, SeccompProfile,
-    SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    Capabilities, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, KeyToPath, Pod,
+    PodSecurityContext, PodSpec, ResourceRequirements, SeccompProfile, SecretVolumeSource,
+    SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -461,60 +461,6 @@ pub fn build_pod(sb: &SourceBuild, settings: &BuildSettings) -> Result<Pod, PodE
         }),
         status: None,
     })
-}
-
-/// Strips a build Pod down to what the controller reads (plan, outcome, retention), before it
-/// is cached: with thousands of build Pods the cache is most of the operator's memory, and the
-/// spec we wrote (env with the prepare request, volumes, mounts, security contexts) is most
-/// of each Pod. Kept: metadata without managedFields; of the spec, the active deadline and
-/// each container's name, image, args (Kaniko's `--destination`) and resource limits
-/// (an OOM message names the limit); of the status, the phase, reason, message, conditions
-/// and each container's name and state (what the kubelet adds beside them, such as image
-/// digests, container IDs, volume mounts, resources and addresses, is never read).
-pub fn prune_for_cache(pod: &mut Pod) {
-    pod.metadata.managed_fields = None;
-    if let Some(status) = pod.status.take() {
-        let slim = |c: ContainerStatus| ContainerStatus {
-            name: c.name,
-            state: c.state,
-            ready: c.ready,
-            restart_count: c.restart_count,
-            ..Default::default()
-        };
-        pod.status = Some(PodStatus {
-            phase: status.phase,
-            reason: status.reason,
-            message: status.message,
-            conditions: status.conditions,
-            init_container_statuses: status
-                .init_container_statuses
-                .map(|cs| cs.into_iter().map(slim).collect()),
-            container_statuses: status
-                .container_statuses
-                .map(|cs| cs.into_iter().map(slim).collect()),
-            ..Default::default()
-        });
-    }
-    if let Some(spec) = pod.spec.take() {
-        let slim = |c: Container| Container {
-            name: c.name,
-            image: c.image,
-            args: c.args,
-            resources: c.resources.map(|r| ResourceRequirements {
-                limits: r.limits,
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        pod.spec = Some(PodSpec {
-            active_deadline_seconds: spec.active_deadline_seconds,
-            init_containers: spec
-                .init_containers
-                .map(|cs| cs.into_iter().map(slim).collect()),
-            containers: spec.containers.into_iter().map(slim).collect(),
-            ..Default::default()
-        });
-    }
 }
 
 #[cfg(test)]
@@ -1014,59 +960,5 @@ mod tests {
         spec.timeout = Some("90m500ms".parse().unwrap());
         let pod = build_pod(&source_build("app", spec), &settings()).unwrap();
         assert_eq!(pod.spec.unwrap().active_deadline_seconds, Some(5401));
-    }
-
-    #[test]
-    fn pruned_pod_is_observed_the_same_and_is_smaller() {
-        use crate::outcome::observe;
-        let sb = source_build("app", git_spec());
-        let mut full = build_pod(&sb, &settings()).unwrap();
-        full.spec.as_mut().unwrap().active_deadline_seconds = Some(600);
-        let statuses = [
-            serde_json::json!({"phase": "Succeeded", "containerStatuses": [{"name": "build",
-                "image": "x", "imageID": "", "ready": false, "restartCount": 0,
-                "state": {"terminated": {"exitCode": 0, "message": "sha256:5f0e1b6bd2f5fb0f3bc3b1d2c9e0e8f4a7c1d3e5f60718293a4b5c6d7e8f9a0b"}}}]}),
-            serde_json::json!({"phase": "Failed", "containerStatuses": [{"name": "build",
-                "image": "x", "imageID": "", "ready": false, "restartCount": 0,
-                "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}),
-            serde_json::json!({"phase": "Failed", "reason": "DeadlineExceeded", "message": "Pod was active too long"}),
-            serde_json::json!({"phase": "Pending", "initContainerStatuses": [{"name": "prepare",
-                "image": "x", "imageID": "", "ready": false, "restartCount": 0,
-                "state": {"waiting": {"reason": "ImagePullBackOff", "message": "pull access denied"}}}]}),
-        ];
-        for mut status in statuses {
-            // What a real kubelet writes beside the fields the controller reads.
-            status["hostIP"] = "10.0.0.7".into();
-            status["podIP"] = "10.244.1.9".into();
-            status["qosClass"] = "Burstable".into();
-            for list in ["initContainerStatuses", "containerStatuses"] {
-                for c in status[list].as_array_mut().into_iter().flatten() {
-                    c["containerID"] = "containerd://0123456789abcdef".into();
-                    c["volumeMounts"] =
-                        serde_json::json!([{"name": "workspace", "mountPath": "/workspace"}]);
-                }
-            }
-            let mut pod = full.clone();
-            pod.status = Some(serde_json::from_value(status.clone()).unwrap());
-            let mut pruned = pod.clone();
-            prune_for_cache(&mut pruned);
-            assert_eq!(observe(&pruned), observe(&pod), "{status}");
-            let kept = pruned.status.unwrap();
-            assert_eq!((kept.host_ip, kept.qos_class), (None, None));
-            let containers = kept.init_container_statuses.into_iter().flatten();
-            for c in containers.chain(kept.container_statuses.into_iter().flatten()) {
-                assert_eq!((c.container_id, c.volume_mounts), (None, None));
-            }
-        }
-        let mut pruned = full.clone();
-        prune_for_cache(&mut pruned);
-        let size = |p: &Pod| serde_json::to_string(p).unwrap().len();
-        assert!(
-            size(&pruned) * 2 < size(&full),
-            "pruned {} bytes of {}",
-            size(&pruned),
-            size(&full)
-        );
-        assert_eq!(pruned.metadata, full.metadata);
     }
 }

@@ -17,6 +17,7 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use sourcebuild::api::{Phase, SourceBuild, SourceBuildStatus, Trigger};
+use sourcebuild::controller::build_pod::BuildPod;
 use sourcebuild::controller::events::EventSink;
 use sourcebuild::controller::mount_failures::MountFailures;
 use sourcebuild::controller::plan::Note;
@@ -100,12 +101,13 @@ fn finished(code: i32, message: &str) -> Value {
            "containerStatuses": [terminated("build", code, message.to_string())]})
 }
 
-fn store_with(pods: Vec<Pod>) -> reflector::Store<Pod> {
-    let mut writer: Writer<Pod> = Writer::default();
+/// The Pods as the controller's cache holds them.
+fn store_with(pods: Vec<Pod>) -> reflector::Store<BuildPod> {
+    let mut writer: Writer<BuildPod> = Writer::default();
     let store = writer.as_reader();
     writer.apply_watcher_event(&watcher::Event::Init);
     for pod in pods {
-        writer.apply_watcher_event(&watcher::Event::InitApply(pod));
+        writer.apply_watcher_event(&watcher::Event::InitApply(BuildPod::from_pod(&pod)));
     }
     writer.apply_watcher_event(&watcher::Event::InitDone);
     store

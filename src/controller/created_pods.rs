@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Pod;
+use crate::controller::build_pod::BuildPod;
 use kube::ResourceExt;
 use kube::runtime::watcher;
 
@@ -50,7 +50,7 @@ impl CreatedPods {
 
     /// Follows the build Pod watch: a Pod it shows (or shows deleted) is no longer awaited; a
     /// re-list's end leaves the cache authoritative.
-    pub fn apply(&self, event: &watcher::Event<Pod>) {
+    pub fn apply(&self, event: &watcher::Event<BuildPod>) {
         let unseen = || self.unseen.lock().unwrap_or_else(|e| e.into_inner());
         match event {
             watcher::Event::Apply(pod)
@@ -78,7 +78,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn pod(namespace: &str, name: &str) -> Pod {
+    fn pod(namespace: &str, name: &str) -> BuildPod {
         serde_json::from_value(json!({"metadata": {"name": name, "namespace": namespace}})).unwrap()
     }
 

@@ -1,5 +1,6 @@
 //! The operator: watches SourceBuilds and their build Pods and keeps status up to date.
 
+pub mod build_pod;
 pub mod created_pods;
 pub mod events;
 pub mod mount_failures;
@@ -14,17 +15,18 @@ pub mod status_memo;
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
+use k8s_openapi::api::core::v1::Event as CoreEvent;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
-use crate::api::SourceBuild;
+use crate::api::{REBUILD_ANNOTATION, SourceBuild};
+use crate::controller::build_pod::BuildPod;
 use crate::controller::mount_failures::MountFailures;
 use crate::controller::pod_index::PodIndex;
 use crate::metrics::Metrics;
-use crate::pod::{BuildSettings, MANAGED_BY_SELECTOR, prune_for_cache};
+use crate::pod::{BuildSettings, MANAGED_BY_SELECTOR};
 
 pub use reconcile::{Context, Error};
 
@@ -98,6 +100,21 @@ pub async fn run(
     info!("controller stopped");
 }
 
+/// Drops what the controller never reads of a cached SourceBuild's metadata: managedFields,
+/// labels, and annotations but the rebuild request (kubectl's last-applied-configuration alone
+/// is a copy of the whole object). Status writes are patches of the status subresource, so
+/// nothing pruned here is ever written back.
+pub fn prune_source_build(sb: &mut SourceBuild) {
+    sb.managed_fields_mut().clear();
+    sb.metadata.labels = None;
+    if let Some(annotations) = sb.metadata.annotations.as_mut() {
+        annotations.retain(|key, _| key == REBUILD_ANNOTATION);
+        if annotations.is_empty() {
+            sb.metadata.annotations = None;
+        }
+    }
+}
+
 /// The controller of one namespace (or of all, for `None`), and the receivers that turn true
 /// once its caches are filled.
 fn scoped(
@@ -111,7 +128,7 @@ fn scoped(
     impl std::future::Future<Output = ()>,
     [tokio::sync::watch::Receiver<bool>; 2],
 ) {
-    let (builds, pods, kubelet_events): (Api<SourceBuild>, Api<Pod>, Api<CoreEvent>) =
+    let (builds, pods, kubelet_events): (Api<SourceBuild>, Api<BuildPod>, Api<CoreEvent>) =
         match &namespace {
             Some(ns) => (
                 Api::namespaced(client.clone(), ns),
@@ -131,7 +148,7 @@ fn scoped(
     let (builds_filled, builds_ready) = tokio::sync::watch::channel(false);
     let (pods_filled, pods_ready) = tokio::sync::watch::channel(false);
 
-    // Only our build Pods are watched and cached, without what the controller never reads.
+    // Only our build Pods are watched, and cached as `BuildPod`s: what the controller reads.
     let (build_store, build_writer) = reflector::store();
     let (pod_store, pod_writer) = reflector::store();
     let (pending_pods, known_builds) = (pending.clone(), build_store.clone());
@@ -146,7 +163,6 @@ fn scoped(
     );
     let pod_events = watcher(pods, watcher::Config::default().labels(MANAGED_BY_SELECTOR))
         .default_backoff()
-        .modify(prune_for_cache)
         .reflect(pod_writer)
         .inspect(move |event| {
             if let Ok(event) = event {
@@ -164,7 +180,7 @@ fn scoped(
     let forget_written = status_memo.clone();
     let build_events = watcher(builds, watcher::Config::default().any_semantic())
         .default_backoff()
-        .modify(|sb| sb.managed_fields_mut().clear())
+        .modify(prune_source_build)
         .reflect(build_writer)
         .inspect(move |event| mark_filled(event, &builds_filled))
         // A deleted SourceBuild is never reconciled: it no longer waits.

@@ -8,6 +8,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use k8s_openapi::api::core::v1::{Event, Pod};
+
+use crate::controller::build_pod::BuildPod;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
@@ -30,7 +32,7 @@ pub struct MountFailures {
 impl MountFailures {
     /// Records `event` if it is about one of our build Pods (one that `pods` holds, with the
     /// same uid) and returns the SourceBuild that owns the Pod, to be reconciled.
-    pub fn record(&self, event: &Event, pods: &Store<Pod>) -> Option<ObjectRef<SourceBuild>> {
+    pub fn record(&self, event: &Event, pods: &Store<BuildPod>) -> Option<ObjectRef<SourceBuild>> {
         let about = &event.involved_object;
         let message = event.message.as_deref()?;
         let (namespace, name) = (about.namespace.as_deref()?, about.name.as_deref()?);
@@ -69,7 +71,7 @@ impl MountFailures {
 
     /// Follows the build Pod watch: a deleted Pod's entry goes; a re-list's end keeps only the
     /// Pods `store` still holds.
-    pub fn apply(&self, event: &watcher::Event<Pod>, store: &Store<Pod>) {
+    pub fn apply(&self, event: &watcher::Event<BuildPod>, store: &Store<BuildPod>) {
         match event {
             watcher::Event::Delete(pod) => {
                 if let Some(uid) = pod.metadata.uid.as_deref() {
@@ -108,7 +110,7 @@ mod tests {
     use kube::runtime::reflector;
     use serde_json::json;
 
-    fn pod(name: &str, uid: &str, owner: Option<&str>) -> Pod {
+    fn pod(name: &str, uid: &str, owner: Option<&str>) -> BuildPod {
         let owners = owner
             .map(|o| {
                 json!([{"apiVersion": "sourcebuild.dev/v1alpha1", "kind": "SourceBuild",
@@ -130,7 +132,7 @@ mod tests {
         .unwrap()
     }
 
-    fn store_of(pods: &[Pod]) -> Store<Pod> {
+    fn store_of(pods: &[BuildPod]) -> Store<BuildPod> {
         let (store, mut writer) = reflector::store();
         writer.apply_watcher_event(&watcher::Event::Init);
         for p in pods {
@@ -152,7 +154,7 @@ mod tests {
         assert_eq!(owner, Some(ObjectRef::new("app").within("team")));
         // The kubelet repeats the Event (its count goes up): still one message.
         failures.record(&failed_mount("app-build-1", None, MISSING), &store);
-        assert_eq!(failures.messages(&build), [MISSING]);
+        assert_eq!(failures.messages(&build.to_pod()), [MISSING]);
     }
 
     #[test]
@@ -170,7 +172,7 @@ mod tests {
             assert_eq!(failures.record(&event, &store), None);
         }
         assert!(failures.is_empty());
-        assert!(failures.messages(&stale).is_empty());
+        assert!(failures.messages(&stale.to_pod()).is_empty());
     }
 
     #[test]
@@ -184,7 +186,7 @@ mod tests {
         failures.record(&failed_mount("a-build-1", Some("pa"), MISSING), &store);
         failures.record(&failed_mount("b-build-1", Some("pb"), MISSING), &store);
         failures.apply(&watcher::Event::Delete(a.clone()), &store);
-        assert!(failures.messages(&a).is_empty());
+        assert!(failures.messages(&a.to_pod()).is_empty());
         assert_eq!(failures.len(), 1);
         // A re-list that no longer holds b.
         let empty = store_of(&[]);

@@ -687,14 +687,23 @@ mod tests {
     const ASSEMBLE_FAILED: &str = "error building image: error building stage: failed to execute command: waiting for process to exit: exit status 1";
 
     /// Runs the plan with the Pods as the cache would hold them, and feeds its status back.
+    /// Every plan is also made from the full Pods, and must not differ.
     fn step(sb: &mut SourceBuild, pods: &[Pod], now: Timestamp) -> (Target, Plan) {
         let target = target(sb, now);
-        let current = pods.iter().find(|p| p.name_any() == target.pod_name);
-        let others: Vec<&Pod> = pods
+        let plan_from = |pods: &[Pod]| {
+            let current = pods.iter().find(|p| p.name_any() == target.pod_name);
+            let others: Vec<&Pod> = pods
+                .iter()
+                .filter(|p| p.name_any() != target.pod_name)
+                .collect();
+            plan(sb, &target, current, &others, &[], &settings(), now)
+        };
+        let cached: Vec<Pod> = pods
             .iter()
-            .filter(|p| p.name_any() != target.pod_name)
+            .map(|p| crate::controller::build_pod::BuildPod::from_pod(p).to_pod())
             .collect();
-        let plan = plan(sb, &target, current, &others, &[], &settings(), now);
+        let plan = plan_from(&cached);
+        assert_eq!(plan, plan_from(pods), "the cached Pods plan differently");
         if let Some(status) = &plan.status {
             sb.status = Some(status.clone());
         }

@@ -2,21 +2,23 @@
 //! scanning the whole cache (with 10,000 build Pods a scan per reconcile made a restart
 //! quadratic).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use k8s_openapi::api::core::v1::Pod;
+use crate::controller::build_pod::BuildPod;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 
-/// Owner uid -> references of the Pods it controls. Kept beside the reflector's store and fed
-/// by the same watch events; a reference the store no longer holds is simply skipped.
+/// Owner uid -> names of the Pods it controls (a Pod lives in its owner's namespace). Kept
+/// beside the reflector's store and fed by the same watch events; a name the store no longer
+/// holds is simply skipped. Names only, in a Vec: an owner has one Pod per build, and with
+/// 10,000 owners a set of full object references per owner cost half a KiB each.
 #[derive(Clone, Default)]
 pub struct PodIndex {
-    by_owner: Arc<RwLock<HashMap<String, HashSet<ObjectRef<Pod>>>>>,
+    by_owner: Arc<RwLock<HashMap<String, Vec<String>>>>,
 }
 
-fn controller_uid(pod: &Pod) -> Option<&str> {
+fn controller_uid(pod: &BuildPod) -> Option<&str> {
     pod.metadata
         .owner_references
         .as_ref()?
@@ -28,15 +30,16 @@ fn controller_uid(pod: &Pod) -> Option<&str> {
 impl PodIndex {
     /// Records what one watch event says (after the store applied it). A re-list's end
     /// rebuilds the index from the store, which drops Pods deleted while the watch was down.
-    pub fn apply(&self, event: &watcher::Event<Pod>, store: &Store<Pod>) {
+    pub fn apply(&self, event: &watcher::Event<BuildPod>, store: &Store<BuildPod>) {
         match event {
             watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => self.insert(pod),
             watcher::Event::Delete(pod) => {
-                if let Some(uid) = controller_uid(pod) {
+                if let (Some(uid), Some(name)) = (controller_uid(pod), pod.metadata.name.as_deref())
+                {
                     let mut map = self.by_owner.write().unwrap_or_else(|e| e.into_inner());
-                    if let Some(set) = map.get_mut(uid) {
-                        set.remove(&ObjectRef::from_obj(pod));
-                        if set.is_empty() {
+                    if let Some(names) = map.get_mut(uid) {
+                        names.retain(|n| n != name);
+                        if names.is_empty() {
                             map.remove(uid);
                         }
                     }
@@ -48,49 +51,62 @@ impl PodIndex {
     }
 
     /// An index of what `store` holds now.
-    pub fn from_store(store: &Store<Pod>) -> Self {
+    pub fn from_store(store: &Store<BuildPod>) -> Self {
         let index = Self::default();
         index.rebuild(store);
         index
     }
 
-    fn rebuild(&self, store: &Store<Pod>) {
-        let mut fresh: HashMap<String, HashSet<ObjectRef<Pod>>> = HashMap::new();
+    fn rebuild(&self, store: &Store<BuildPod>) {
+        let mut fresh: HashMap<String, Vec<String>> = HashMap::new();
         for pod in store.state() {
-            if let Some(uid) = controller_uid(&pod) {
-                fresh
-                    .entry(uid.to_string())
-                    .or_default()
-                    .insert(ObjectRef::from_obj(pod.as_ref()));
-            }
+            add(&mut fresh, &pod);
         }
+        fresh.values_mut().for_each(|names| names.shrink_to_fit());
         *self.by_owner.write().unwrap_or_else(|e| e.into_inner()) = fresh;
     }
 
-    fn insert(&self, pod: &Pod) {
-        if let Some(uid) = controller_uid(pod) {
-            self.by_owner
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(uid.to_string())
-                .or_default()
-                .insert(ObjectRef::from_obj(pod));
-        }
+    fn insert(&self, pod: &BuildPod) {
+        add(
+            &mut self.by_owner.write().unwrap_or_else(|e| e.into_inner()),
+            pod,
+        );
     }
 
-    /// The cached Pods the object with `owner_uid` controls.
-    pub fn owned(&self, owner_uid: &str, store: &Store<Pod>) -> Vec<Arc<Pod>> {
-        let refs: Vec<ObjectRef<Pod>> = self
+    /// The cached Pods in `namespace` the object with `owner_uid` controls.
+    pub fn owned(
+        &self,
+        owner_uid: &str,
+        namespace: &str,
+        store: &Store<BuildPod>,
+    ) -> Vec<Arc<BuildPod>> {
+        let names: Vec<String> = self
             .by_owner
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(owner_uid)
-            .map(|set| set.iter().cloned().collect())
+            .cloned()
             .unwrap_or_default();
-        refs.iter()
-            .filter_map(|r| store.get(r))
+        names
+            .into_iter()
+            .filter_map(|name| store.get(&ObjectRef::new(&name).within(namespace)))
             .filter(|pod| controller_uid(pod) == Some(owner_uid))
             .collect()
+    }
+}
+
+fn add(map: &mut HashMap<String, Vec<String>>, pod: &BuildPod) {
+    let (Some(uid), Some(name)) = (controller_uid(pod), pod.metadata.name.as_deref()) else {
+        return;
+    };
+    let names = match map.get_mut(uid) {
+        Some(names) => names,
+        None => map
+            .entry(uid.to_string())
+            .or_insert_with(|| Vec::with_capacity(1)),
+    };
+    if !names.iter().any(|n| n == name) {
+        names.push(name.to_string());
     }
 }
 
@@ -100,8 +116,8 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
     use kube::runtime::reflector;
 
-    fn pod(name: &str, owner: &str) -> Pod {
-        let mut pod = Pod::default();
+    fn pod(name: &str, owner: &str) -> BuildPod {
+        let mut pod = BuildPod::default();
         pod.metadata.name = Some(name.into());
         pod.metadata.namespace = Some("ns".into());
         pod.metadata.owner_references = Some(vec![OwnerReference {
@@ -117,9 +133,9 @@ mod tests {
 
     #[test]
     fn follows_the_watch_and_the_store() {
-        let (store, mut writer) = reflector::store::<Pod>();
+        let (store, mut writer) = reflector::store::<BuildPod>();
         let index = PodIndex::default();
-        let mut feed = |event: watcher::Event<Pod>| {
+        let mut feed = |event: watcher::Event<BuildPod>| {
             writer.apply_watcher_event(&event);
             index.apply(&event, &store);
         };
@@ -128,7 +144,7 @@ mod tests {
         feed(watcher::Event::Apply(pod("b-1", "uid-b")));
         let names = |uid: &str| {
             let mut v: Vec<String> = index
-                .owned(uid, &store)
+                .owned(uid, "ns", &store)
                 .iter()
                 .map(|p| p.metadata.name.clone().unwrap())
                 .collect();

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::core::v1::Pod;
+use crate::controller::build_pod::BuildPod;
 use kube::Resource;
 use kube::runtime::reflector::{ObjectRef, Store};
 
@@ -47,7 +47,7 @@ impl Pending {
 
     /// A build Pod changed: its owning SourceBuild is triggered, if it still exists (the
     /// controller does not reconcile a SourceBuild that is gone, so it would never leave).
-    pub fn pod_changed(&self, pod: &Pod, builds: &Store<SourceBuild>) {
+    pub fn pod_changed(&self, pod: &BuildPod, builds: &Store<SourceBuild>) {
         let namespace = pod.meta().namespace.as_deref();
         for owner in pod.meta().owner_references.iter().flatten() {
             if let Some(key) = ObjectRef::<SourceBuild>::from_owner_ref(namespace, owner, ())
@@ -93,7 +93,7 @@ mod tests {
         .unwrap()
     }
 
-    fn pod_of(owner: &str) -> Pod {
+    fn pod_of(owner: &str) -> BuildPod {
         serde_json::from_value(json!({
             "metadata": {"name": format!("{owner}-build-1"), "namespace": "team",
                 "ownerReferences": [{"apiVersion": "sourcebuild.dev/v1alpha1", "kind": "SourceBuild",

@@ -13,6 +13,7 @@ use serde_json::json;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::api::{FIELD_MANAGER, SourceBuild};
+use crate::controller::build_pod::BuildPod;
 use crate::controller::created_pods::CreatedPods;
 use crate::controller::events::EventSink;
 use crate::controller::mount_failures::MountFailures;
@@ -28,7 +29,7 @@ pub struct Context {
     /// API client, with the operator's own identity.
     pub client: Client,
     /// Build Pods, from a label-selected watch.
-    pub pods: Store<Pod>,
+    pub pods: Store<BuildPod>,
     /// `pods` by owning SourceBuild.
     pub pod_index: PodIndex,
     /// The kubelet's mount failures on build Pods, from a watch on its Events.
@@ -131,7 +132,12 @@ async fn reconcile_one(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action
     // Every build Pod of this SourceBuild in the cache: the current one, older ones to stop,
     // finished ones for retention.
     let owned: Vec<Arc<Pod>> = match sb.uid() {
-        Some(uid) => ctx.pod_index.owned(&uid, &ctx.pods),
+        Some(uid) => ctx
+            .pod_index
+            .owned(&uid, &namespace, &ctx.pods)
+            .iter()
+            .map(|pod| Arc::new(pod.to_pod()))
+            .collect(),
         None => Vec::new(),
     };
     let mut current = owned

@@ -1,0 +1,496 @@
+//! Build Pods as the controller caches them.
+//!
+//! With thousands of builds, cached Pods are most of the operator's memory. k8s-openapi's `Pod`
+//! is wide before it holds anything (size_of: Pod 2,248 B, PodSpec 1,440 B, Container 2,144 B,
+//! ContainerStatus 752 B), and deserializing one allocates everything the API server sends
+//! (managedFields, the spec we wrote, the kubelet's status) only for most of it to be dropped.
+//! [`BuildPod`] is a v1 Pod that keeps, straight from the watch's JSON, only what the controller
+//! reads (plan, outcome, retention, the indexes); everything else is skipped while parsing.
+//! The reconciler turns the Pods of the one SourceBuild it works on back into `Pod`s with
+//! [`BuildPod::to_pod`], so the pure code keeps k8s-openapi's types.
+//!
+//! What is kept: metadata name, namespace, uid, resourceVersion, creation and deletion
+//! timestamps, and the controller owner reference (labels, annotations and managedFields are
+//! not read); of the spec, the active deadline and per container its name, image, memory limit
+//! (an OOM message names it) and Kaniko's `--destination=` argument; of the status, phase,
+//! reason, message, the conditions outcome reads (`PodScheduled` when false, `DisruptionTarget`)
+//! and per container its name, readiness, restart count and state without the container ID.
+
+use std::borrow::Cow;
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::{
+    Container, ContainerState, ContainerStatus, Pod, PodCondition, PodSpec, PodStatus,
+    ResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use serde::{Deserialize, Deserializer};
+
+/// The Kaniko argument outcome reads: where the image is pushed.
+const DESTINATION_ARG: &str = "--destination=";
+
+/// A build Pod, narrowed to what the controller reads (see the module's comment).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct BuildPod {
+    #[serde(default, deserialize_with = "narrow_metadata")]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    spec: Option<Spec>,
+    #[serde(default)]
+    status: Option<Status>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+struct Spec {
+    #[serde(default)]
+    active_deadline_seconds: Option<i64>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    init_containers: Vec<ContainerSpec>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    containers: Vec<ContainerSpec>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+struct ContainerSpec {
+    name: String,
+    #[serde(default)]
+    image: Option<String>,
+    #[serde(default, rename = "args", deserialize_with = "destination_arg")]
+    destination: Option<String>,
+    #[serde(default, rename = "resources", deserialize_with = "memory_limit")]
+    memory_limit: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+struct Status {
+    #[serde(default)]
+    phase: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default, deserialize_with = "read_conditions")]
+    conditions: Vec<PodCondition>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    init_container_statuses: Vec<ContainerStatusView>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    container_statuses: Vec<ContainerStatusView>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+struct ContainerStatusView {
+    name: String,
+    #[serde(default)]
+    ready: bool,
+    #[serde(default)]
+    restart_count: i32,
+    #[serde(default, deserialize_with = "state_without_container_id")]
+    state: Option<ContainerState>,
+}
+
+/// The metadata fields the controller reads; the rest of the JSON is skipped unparsed.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MetadataView {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    uid: Option<String>,
+    #[serde(default)]
+    resource_version: Option<String>,
+    #[serde(default)]
+    creation_timestamp: Option<Time>,
+    #[serde(default)]
+    deletion_timestamp: Option<Time>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    owner_references: Vec<OwnerReference>,
+}
+
+fn narrow_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
+    let view = MetadataView::deserialize(d)?;
+    // Only the controller reference links a build Pod to its SourceBuild.
+    let owners: Vec<OwnerReference> = view
+        .owner_references
+        .into_iter()
+        .filter(|o| o.controller == Some(true))
+        .collect();
+    Ok(ObjectMeta {
+        name: view.name,
+        namespace: view.namespace,
+        uid: view.uid,
+        resource_version: view.resource_version,
+        creation_timestamp: view.creation_timestamp,
+        deletion_timestamp: view.deletion_timestamp,
+        owner_references: (!owners.is_empty()).then_some(owners),
+        ..ObjectMeta::default()
+    })
+}
+
+fn null_as_empty<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
+}
+
+fn destination_arg<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let args: Vec<String> = null_as_empty(d)?;
+    Ok(args
+        .into_iter()
+        .find_map(|a| a.strip_prefix(DESTINATION_ARG).map(str::to_string)))
+}
+
+fn memory_limit<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    struct Resources {
+        #[serde(default)]
+        limits: Option<Limits>,
+    }
+    #[derive(Deserialize)]
+    struct Limits {
+        #[serde(default)]
+        memory: Option<Quantity>,
+    }
+    Ok(Option::<Resources>::deserialize(d)?
+        .and_then(|r| r.limits)
+        .and_then(|l| l.memory)
+        .map(|q| q.0))
+}
+
+/// Keeps the conditions outcome reads: why a Pod cannot be scheduled, and why it was disrupted.
+fn read_conditions<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PodCondition>, D::Error> {
+    let all: Vec<PodCondition> = null_as_empty(d)?;
+    Ok(all
+        .into_iter()
+        .filter(|c| {
+            (c.type_ == "PodScheduled" && c.status == "False") || c.type_ == "DisruptionTarget"
+        })
+        .map(|c| PodCondition {
+            last_probe_time: None,
+            last_transition_time: None,
+            ..c
+        })
+        .collect())
+}
+
+fn state_without_container_id<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<ContainerState>, D::Error> {
+    let mut state = Option::<ContainerState>::deserialize(d)?;
+    if let Some(terminated) = state.as_mut().and_then(|s| s.terminated.as_mut()) {
+        terminated.container_id = None;
+    }
+    Ok(state)
+}
+
+impl BuildPod {
+    /// The Pod as the controller sees it: the kept fields, in k8s-openapi's types (Kaniko's
+    /// args hold only `--destination=`).
+    pub fn to_pod(&self) -> Pod {
+        let container = |c: &ContainerSpec| Container {
+            name: c.name.clone(),
+            image: c.image.clone(),
+            args: c
+                .destination
+                .as_ref()
+                .map(|d| vec![format!("{DESTINATION_ARG}{d}")]),
+            resources: c.memory_limit.as_ref().map(|m| ResourceRequirements {
+                limits: Some([("memory".to_string(), Quantity(m.clone()))].into()),
+                ..ResourceRequirements::default()
+            }),
+            ..Container::default()
+        };
+        let status = |c: &ContainerStatusView| ContainerStatus {
+            name: c.name.clone(),
+            ready: c.ready,
+            restart_count: c.restart_count,
+            state: c.state.clone(),
+            ..ContainerStatus::default()
+        };
+        let some_unless_empty = |v: Vec<_>| (!v.is_empty()).then_some(v);
+        Pod {
+            metadata: self.metadata.clone(),
+            spec: self.spec.as_ref().map(|s| PodSpec {
+                active_deadline_seconds: s.active_deadline_seconds,
+                init_containers: some_unless_empty(
+                    s.init_containers.iter().map(container).collect(),
+                ),
+                containers: s.containers.iter().map(container).collect(),
+                ..PodSpec::default()
+            }),
+            status: self.status.as_ref().map(|s| PodStatus {
+                phase: s.phase.clone(),
+                reason: s.reason.clone(),
+                message: s.message.clone(),
+                conditions: (!s.conditions.is_empty()).then(|| s.conditions.clone()),
+                init_container_statuses: (!s.init_container_statuses.is_empty())
+                    .then(|| s.init_container_statuses.iter().map(status).collect()),
+                container_statuses: (!s.container_statuses.is_empty())
+                    .then(|| s.container_statuses.iter().map(status).collect()),
+                ..PodStatus::default()
+            }),
+        }
+    }
+
+    /// A Pod narrowed as the watch would have: for Pods that do not come from the watch (our
+    /// own creates, tests).
+    pub fn from_pod(pod: &Pod) -> Self {
+        serde_json::to_value(pod)
+            .and_then(serde_json::from_value)
+            .expect("a serialized Pod is a BuildPod")
+    }
+
+    pub fn phase(&self) -> Option<&str> {
+        self.status.as_ref()?.phase.as_deref()
+    }
+}
+
+impl kube::Resource for BuildPod {
+    type DynamicType = ();
+    type Scope = NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        "Pod".into()
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        "".into()
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        "v1".into()
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        "pods".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{GitSource, Output, Source, SourceBuild, SourceBuildSpec};
+    use crate::outcome::{BuildOutcome, observe};
+    use crate::pod::{BuildSettings, build_pod};
+    use crate::prepare::{PrepareReport, PrepareResult};
+    use serde_json::{Value, json};
+
+    /// A build Pod as the API server sends it, with what the kubelet and the API server add
+    /// beside the fields the controller reads.
+    fn as_listed(status: Value) -> Value {
+        let mut sb = SourceBuild::new(
+            "app",
+            SourceBuildSpec {
+                source: Source {
+                    git: Some(GitSource {
+                        url: "https://example.com/acme/app.git".into(),
+                        ..GitSource::default()
+                    }),
+                    ..Source::default()
+                },
+                output: Output {
+                    image: "registry.example.com/team/app:1.0".into(),
+                    ..Output::default()
+                },
+                ..SourceBuildSpec::default()
+            },
+        );
+        sb.metadata.namespace = Some("team".into());
+        sb.metadata.uid = Some("6d1e2f40-0000-4000-8000-000000000001".into());
+        sb.metadata.generation = Some(1);
+        let settings = BuildSettings {
+            default_builder_image: "registry.example.com/s2i/python:3.12".into(),
+            kaniko_image: "registry.example.com/kaniko/executor:v1.24.0".into(),
+            prepare_image: "registry.example.com/sourcebuild/operator:0.1.0".into(),
+            insecure_registries: vec![],
+        };
+        let mut pod = serde_json::to_value(build_pod(&sb, &settings).unwrap()).unwrap();
+        let meta = &mut pod["metadata"];
+        meta["uid"] = json!("0f1e2d3c-0000-4000-8000-000000000002");
+        meta["resourceVersion"] = json!("4711");
+        meta["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+        meta["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] = json!("{}");
+        meta["managedFields"] = json!([{"manager": "sourcebuild-operator", "operation": "Update",
+            "apiVersion": "v1", "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}]);
+        meta["ownerReferences"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"apiVersion": "v1", "kind": "ConfigMap", "name": "other", "uid": "u2"}));
+        pod["status"] = status;
+        pod
+    }
+
+    fn with_kubelet_fields(mut status: Value) -> Value {
+        status["hostIP"] = json!("10.0.0.7");
+        status["podIP"] = json!("10.244.1.9");
+        status["qosClass"] = json!("Burstable");
+        let mut conditions = vec![
+            json!({"type": "Initialized", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}),
+            json!({"type": "Ready", "status": "False", "reason": "PodCompleted"}),
+        ];
+        conditions.extend(status["conditions"].as_array().cloned().unwrap_or_default());
+        status["conditions"] = json!(conditions);
+        for list in ["initContainerStatuses", "containerStatuses"] {
+            for c in status[list].as_array_mut().into_iter().flatten() {
+                c["image"] = json!("registry.example.com/kaniko/executor:v1.24.0");
+                c["imageID"] = json!(format!(
+                    "registry.example.com/kaniko/executor@sha256:{}",
+                    "e".repeat(64)
+                ));
+                c["containerID"] = json!("containerd://0123456789abcdef");
+                c["volumeMounts"] = json!([{"name": "workspace", "mountPath": "/workspace"}]);
+                if let Some(terminated) = c["state"].get_mut("terminated") {
+                    terminated["containerID"] = json!("containerd://0123456789abcdef");
+                }
+            }
+        }
+        status
+    }
+
+    fn statuses() -> Vec<Value> {
+        let digest = format!("sha256:{}", "5f".repeat(32));
+        let report = serde_json::to_string(&PrepareReport::Prepared(PrepareResult {
+            revision: Some("a".repeat(40)),
+            dockerfile_sha256: format!("sha256:{}", "d".repeat(64)),
+            builder_image: format!("registry.example.com/s2i/python@sha256:{}", "b".repeat(64)),
+        }))
+        .unwrap();
+        let prepared = json!({"name": "prepare", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 0, "reason": "Completed", "message": report,
+                "startedAt": "2026-01-01T00:00:00Z", "finishedAt": "2026-01-01T00:00:05Z"}}});
+        vec![
+            json!({"phase": "Succeeded", "initContainerStatuses": [prepared],
+                "containerStatuses": [{"name": "build", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 0, "message": digest,
+                    "finishedAt": "2026-01-01T00:01:00Z"}}}]}),
+            json!({"phase": "Failed", "initContainerStatuses": [prepared],
+                "containerStatuses": [{"name": "build", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}),
+            json!({"phase": "Running", "initContainerStatuses": [prepared],
+                "containerStatuses": [{"name": "build", "ready": true, "restartCount": 0,
+                "state": {"running": {"startedAt": "2026-01-01T00:00:06Z"}}}]}),
+            json!({"phase": "Failed", "reason": "DeadlineExceeded", "message": "Pod was active too long"}),
+            json!({"phase": "Failed", "conditions": [{"type": "DisruptionTarget", "status": "True",
+                "reason": "EvictionByEvictionAPI", "message": "Eviction API: evicting"}]}),
+            json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+                "reason": "Unschedulable", "message": "0/3 nodes are available"}]}),
+            json!({"phase": "Pending", "initContainerStatuses": [{"name": "prepare", "ready": false,
+                "restartCount": 0, "state": {"waiting": {"reason": "ImagePullBackOff",
+                "message": "pull access denied"}}}]}),
+        ]
+    }
+
+    #[test]
+    fn a_listed_pod_reads_the_same_through_the_cache() {
+        let mut outcomes = Vec::new();
+        for status in statuses() {
+            let listed = as_listed(with_kubelet_fields(status.clone()));
+            let full: Pod = serde_json::from_value(listed.clone()).unwrap();
+            let cached: BuildPod = serde_json::from_value(listed).unwrap();
+            let seen = observe(&cached.to_pod());
+            assert_eq!(seen, observe(&full), "{status}");
+            outcomes.push(seen);
+        }
+        // The cases are not all alike: each is a different outcome.
+        assert!(matches!(outcomes[0], BuildOutcome::Succeeded(_)));
+        assert!(matches!(outcomes[2], BuildOutcome::Running));
+        for (i, a) in outcomes.iter().enumerate() {
+            for b in &outcomes[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn only_what_the_controller_reads_is_kept() {
+        let status = with_kubelet_fields(statuses().remove(0));
+        let cached: BuildPod = serde_json::from_value(as_listed(status)).unwrap();
+        let meta = &cached.metadata;
+        assert_eq!(meta.name.as_deref(), Some("app-build-1"));
+        assert_eq!(meta.namespace.as_deref(), Some("team"));
+        assert_eq!(meta.resource_version.as_deref(), Some("4711"));
+        assert!(meta.uid.is_some() && meta.creation_timestamp.is_some());
+        assert_eq!((&meta.labels, &meta.annotations), (&None, &None));
+        assert_eq!(meta.managed_fields, None);
+        let owners = meta.owner_references.as_deref().unwrap();
+        assert_eq!(owners.len(), 1, "only the controller reference: {owners:?}");
+        assert_eq!(
+            (owners[0].kind.as_str(), owners[0].name.as_str()),
+            ("SourceBuild", "app")
+        );
+
+        let pod = cached.to_pod();
+        let spec = pod.spec.unwrap();
+        assert_eq!(spec.volumes, None);
+        let build = &spec.containers[0];
+        assert_eq!(
+            build.args.as_deref(),
+            Some(&["--destination=registry.example.com/team/app:1.0".to_string()][..])
+        );
+        assert_eq!(
+            (&build.env, &build.volume_mounts, &build.security_context),
+            (&None, &None, &None)
+        );
+        let status = pod.status.unwrap();
+        assert_eq!((status.host_ip, status.qos_class), (None, None));
+        assert_eq!(status.conditions, None, "no condition outcome reads");
+        for c in status
+            .init_container_statuses
+            .into_iter()
+            .chain(status.container_statuses)
+            .flatten()
+        {
+            assert_eq!(
+                (c.container_id, c.image_id, c.volume_mounts),
+                (None, String::new(), None)
+            );
+            let terminated = c.state.unwrap().terminated.unwrap();
+            assert_eq!(terminated.container_id, None);
+            assert!(terminated.message.is_some());
+        }
+    }
+
+    #[test]
+    fn the_api_path_is_the_pods_one() {
+        use kube::Resource;
+        for namespace in [Some("team"), None] {
+            assert_eq!(
+                BuildPod::url_path(&(), namespace),
+                Pod::url_path(&(), namespace)
+            );
+        }
+        assert_eq!(BuildPod::api_version(&()), "v1");
+        assert_eq!(BuildPod::kind(&()), "Pod");
+    }
+
+    #[test]
+    fn null_and_missing_lists_read_as_empty() {
+        let cached: BuildPod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "ownerReferences": null, "labels": null},
+            "spec": {"containers": null, "initContainers": [{"name": "prepare", "args": null,
+                "resources": {"limits": null}}]},
+            "status": {"conditions": null, "containerStatuses": null}
+        }))
+        .unwrap();
+        let pod = cached.to_pod();
+        assert_eq!(pod.metadata.owner_references, None);
+        assert_eq!(
+            pod.spec.as_ref().unwrap().init_containers.as_ref().unwrap()[0].args,
+            None
+        );
+        assert_eq!(BuildPod::from_pod(&pod), cached);
+        let empty: BuildPod = serde_json::from_value(json!({"metadata": {"name": "p"}})).unwrap();
+        assert_eq!((empty.to_pod().spec, empty.to_pod().status), (None, None));
+    }
+}
