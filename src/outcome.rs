@@ -1057,10 +1057,10 @@ mod tests {
             env: vec![],
             timeout: None,
             cache: None,
-            resources: Some(ResourceRequirements {
+            resources: Some(Box::new(ResourceRequirements {
                 limits: Some([("memory".to_string(), Quantity("2Gi".to_string()))].into()),
                 ..ResourceRequirements::default()
-            }),
+            })),
             service_account_name: None,
             ..SourceBuildSpec::default()
         };

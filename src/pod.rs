@@ -402,7 +402,7 @@ pub fn build_pod(sb: &SourceBuild, settings: &BuildSettings) -> Result<Pod, PodE
         args: Some(kaniko_args(sb, settings)),
         volume_mounts: Some(build_mounts),
         security_context: Some(build_security_context()),
-        resources: spec.resources.clone(),
+        resources: spec.resources.as_deref().cloned(),
         termination_message_path: Some(TERMINATION_MESSAGE_PATH.to_string()),
         // On failure Kaniko has usually not written the digest file, and its log tail is the
         // only failure summary the controller can read without log access.
@@ -746,10 +746,10 @@ mod tests {
     #[test]
     fn no_shell_anywhere() {
         let mut spec = git_spec();
-        spec.cache = Some(Cache {
+        spec.cache = Some(Box::new(Cache {
             enabled: true,
             repo: None,
-        });
+        }));
         let pod = build_pod(&source_build("app", spec), &settings()).unwrap();
         let pod_spec = pod.spec.unwrap();
         for c in pod_spec
@@ -841,10 +841,10 @@ mod tests {
     #[test]
     fn cache_repo_defaults_to_the_output_repository() {
         let mut spec = git_spec();
-        spec.cache = Some(Cache {
+        spec.cache = Some(Box::new(Cache {
             enabled: true,
             repo: None,
-        });
+        }));
         let pod = build_pod(&source_build("app", spec.clone()), &settings()).unwrap();
         let args = container(&pod, BUILD_CONTAINER).args.clone().unwrap();
         assert!(args.contains(&"--cache=true".to_string()));
@@ -852,10 +852,10 @@ mod tests {
             args.contains(&"--cache-repo=registry.example.com:5000/team/app/cache".to_string())
         );
 
-        spec.cache = Some(Cache {
+        spec.cache = Some(Box::new(Cache {
             enabled: false,
             repo: Some("registry.example.com/c".to_string()),
-        });
+        }));
         let pod = build_pod(&source_build("app", spec), &settings()).unwrap();
         let args = container(&pod, BUILD_CONTAINER).args.clone().unwrap();
         assert!(!args.iter().any(|a| a.starts_with("--cache")), "{args:?}");
@@ -892,13 +892,13 @@ mod tests {
         let mut spec = git_spec();
         spec.builder.image = Some("registry.example.com/s2i/python:3.12".to_string());
         spec.source = Source {
-            config_map: Some(ConfigMapSource {
+            config_map: Some(Box::new(ConfigMapSource {
                 name: "app-src".to_string(),
                 items: vec![SpecKeyToPath {
                     key: "assemble".to_string(),
                     path: ".s2i/bin/assemble".to_string(),
                 }],
-            }),
+            })),
             ..Source::default()
         };
         let pod = build_pod(&source_build("app", spec), &settings()).unwrap();
@@ -935,10 +935,10 @@ mod tests {
     fn archive_source_mounts_neither_secret_nor_config_map() {
         let mut spec = git_spec();
         spec.source = Source {
-            archive: Some(ArchiveSource {
+            archive: Some(Box::new(ArchiveSource {
                 url: "https://files.example.com/app.tgz".to_string(),
                 sha256: None,
-            }),
+            })),
             ..Source::default()
         };
         spec.output.push_secret_ref = None;

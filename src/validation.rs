@@ -386,10 +386,10 @@ mod tests {
         let cases: Vec<(&str, Mutation)> = vec![
             ("spec.source", |s| s.source.git = None),
             ("spec.source", |s| {
-                s.source.archive = Some(ArchiveSource {
+                s.source.archive = Some(Box::new(ArchiveSource {
                     url: "https://example.com/a.tgz".into(),
                     sha256: None,
-                })
+                }))
             }),
             ("spec.source.git.url", |s| {
                 s.source.git.as_mut().unwrap().url = "file:///etc".into()
@@ -430,10 +430,10 @@ mod tests {
             ("spec.timeout", |s| s.timeout = Some("-5m".parse().unwrap())),
             ("spec.timeout", |s| s.timeout = Some("0s".parse().unwrap())),
             ("spec.cache.repo", |s| {
-                s.cache = Some(Cache {
+                s.cache = Some(Box::new(Cache {
                     enabled: true,
                     repo: Some("registry.example.com/UPPER".into()),
-                })
+                }))
             }),
             ("spec.serviceAccountName", |s| {
                 s.service_account_name = Some("Builder_SA".into())
@@ -473,7 +473,7 @@ mod tests {
             .labels
             .insert("ok.key/x".into(), "line\nbreak".into());
         spec.source.git = None;
-        spec.source.config_map = Some(ConfigMapSource {
+        spec.source.config_map = Some(Box::new(ConfigMapSource {
             name: "app-src".into(),
             items: vec![
                 KeyToPath {
@@ -489,7 +489,7 @@ mod tests {
                     path: "../app.py".into(),
                 },
             ],
-        });
+        }));
         let got = fields(&spec);
         assert!(
             got.contains(&"spec.output.labels[\"bad key\"]".to_string()),
@@ -519,10 +519,10 @@ mod tests {
         none.source.git = None;
         assert!(cel_rejects(&none));
         let mut two = valid();
-        two.source.archive = Some(ArchiveSource {
+        two.source.archive = Some(Box::new(ArchiveSource {
             url: "https://example.com/a.tgz".into(),
             sha256: None,
-        });
+        }));
         assert!(cel_rejects(&two));
         for dir in ["../x", "/x", "a/../b", "a//b"] {
             let mut spec = valid();

@@ -274,10 +274,10 @@ fn serve_app() -> HttpServer {
 fn request(setup: &Setup, app: &HttpServer, builder: &str) -> PrepareRequest {
     PrepareRequest {
         source: Source {
-            archive: Some(ArchiveSource {
+            archive: Some(Box::new(ArchiveSource {
                 url: app.url("/app.tar"),
                 sha256: None,
-            }),
+            })),
             ..Source::default()
         },
         builder_image: builder.to_string(),

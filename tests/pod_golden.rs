@@ -86,7 +86,7 @@ fn cases() -> Vec<(&'static str, SourceBuild)> {
 
     let config_map = spec(
         Source {
-            config_map: Some(ConfigMapSource {
+            config_map: Some(Box::new(ConfigMapSource {
                 name: "hello-src".to_string(),
                 items: vec![
                     KeyToPath {
@@ -98,7 +98,7 @@ fn cases() -> Vec<(&'static str, SourceBuild)> {
                         path: ".s2i/bin/assemble".to_string(),
                     },
                 ],
-            }),
+            })),
             context_dir: None,
             ..Source::default()
         },
@@ -107,12 +107,12 @@ fn cases() -> Vec<(&'static str, SourceBuild)> {
 
     let mut archive = spec(
         Source {
-            archive: Some(ArchiveSource {
+            archive: Some(Box::new(ArchiveSource {
                 url: "https://files.example.com/app-1.0.tar.gz".to_string(),
                 sha256: Some(
                     "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".to_string(),
                 ),
-            }),
+            })),
             context_dir: Some("services/api".to_string()),
             ..Source::default()
         },
@@ -121,18 +121,18 @@ fn cases() -> Vec<(&'static str, SourceBuild)> {
     archive.output.push_secret_ref = None;
 
     let mut cache_default = spec(git(false), "registry.example.com:5000/team/app:dev");
-    cache_default.cache = Some(Cache {
+    cache_default.cache = Some(Box::new(Cache {
         enabled: true,
         repo: None,
-    });
+    }));
     let mut cache_repo = spec(git(false), "registry.example.com/team/app:dev");
-    cache_repo.cache = Some(Cache {
+    cache_repo.cache = Some(Box::new(Cache {
         enabled: true,
         repo: Some("registry.example.com/cache/app".to_string()),
-    });
+    }));
 
     let mut resources = spec(git(false), "registry.example.com/team/app:1");
-    resources.resources = Some(ResourceRequirements {
+    resources.resources = Some(Box::new(ResourceRequirements {
         requests: Some(
             [
                 ("cpu".to_string(), Quantity("500m".to_string())),
@@ -142,7 +142,7 @@ fn cases() -> Vec<(&'static str, SourceBuild)> {
         ),
         limits: Some([("memory".to_string(), Quantity("2Gi".to_string()))].into()),
         ..ResourceRequirements::default()
-    });
+    }));
 
     let long_name = format!("payments.{}.frontend", "checkout-service".repeat(5));
 

@@ -218,10 +218,10 @@ fn plain_tar_through_fetch() {
     let dest = case.dest();
     fs::create_dir_all(&dest).unwrap();
     let source = Source {
-        archive: Some(ArchiveSource {
+        archive: Some(Box::new(ArchiveSource {
             url: case.url.clone(),
             sha256: None,
-        }),
+        })),
         ..Source::default()
     };
     let mounts = SourceMounts {
@@ -649,10 +649,10 @@ fn invalid_source_kinds_are_errors() {
     assert!(matches!(err, FetchError::InvalidSource(_)), "{err:?}");
     assert_eq!(err.reason(), "InvalidSource");
     let both = Source {
-        archive: Some(ArchiveSource {
+        archive: Some(Box::new(ArchiveSource {
             url: "http://127.0.0.1:9/a.tar".into(),
             sha256: None,
-        }),
+        })),
         git: Some(sourcebuild::api::GitSource {
             url: "git://127.0.0.1:9/a.git".into(),
             ..Default::default()
@@ -663,10 +663,10 @@ fn invalid_source_kinds_are_errors() {
     assert!(matches!(err, FetchError::InvalidSource(_)), "{err:?}");
     let err = fetch(
         &Source {
-            archive: Some(ArchiveSource {
+            archive: Some(Box::new(ArchiveSource {
                 url: "ftp://127.0.0.1/a.tar".into(),
                 sha256: None,
-            }),
+            })),
             ..Source::default()
         },
         &mounts,

@@ -36,7 +36,7 @@ fn kubelet_volume(root: &Path, files: &[(&str, &str, u32)]) -> PathBuf {
 
 fn source(items: &[(&str, &str)]) -> Source {
     Source {
-        config_map: Some(ConfigMapSource {
+        config_map: Some(Box::new(ConfigMapSource {
             name: "app-src".into(),
             items: items
                 .iter()
@@ -45,7 +45,7 @@ fn source(items: &[(&str, &str)]) -> Source {
                     path: path.to_string(),
                 })
                 .collect(),
-        }),
+        })),
         ..Source::default()
     }
 }

@@ -246,6 +246,9 @@ fn mark_filled<K>(
 ) {
     if matches!(event, Ok(watcher::Event::InitDone)) {
         filled.send_replace(true);
+        // A (re-)list has just replaced the whole cache: the old copy and the list's pages
+        // are free now, and would stay resident until the next periodic trim.
+        crate::memory::trim();
     }
 }
 

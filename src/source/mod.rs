@@ -153,10 +153,10 @@ mod location_tests {
         };
         assert_eq!(location(&git), "https://example.com/a/b.git?x=@");
         let cm = Source {
-            config_map: Some(ConfigMapSource {
+            config_map: Some(Box::new(ConfigMapSource {
                 name: "app".into(),
                 items: vec![],
-            }),
+            })),
             ..Default::default()
         };
         assert_eq!(location(&cm), "configmap:app");
