@@ -582,10 +582,19 @@ impl Drop for Sampling {
 
 /// `VmRSS` of a process, in MiB.
 pub fn rss_mib(pid: u32) -> Option<f64> {
+    status_mib(pid, "VmRSS:")
+}
+
+/// `RssFile` of a process (resident pages of mapped files: its binary's code), in MiB.
+pub fn rss_file_mib(pid: u32) -> Option<f64> {
+    status_mib(pid, "RssFile:")
+}
+
+fn status_mib(pid: u32, field: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kib: f64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .find_map(|l| l.strip_prefix(field))?
         .split_whitespace()
         .next()?
         .parse()

@@ -4,7 +4,8 @@
 //! its ServiceAccount (so API Priority and Fairness applies), plays the users and the kubelet,
 //! and measures with its own watches and the API server's `apiserver_request_total`.
 //! Scenarios, in this order: `steady`, `burst`, `resync`, `scale` (memory and cold start),
-//! `ceiling` (the API server's own Pod-create rate), `prepare`; none named means all. Writes
+//! `ceiling` (the API server's own Pod-create rate), `prepare`, `footprint` (live heap per cached
+//! object, no cluster); none named means all. Writes
 //! `report.json`, `report.md` and SVG charts to DIR.
 //!
 //! Without `--bench` (as `cargo test --all-targets` runs it) every scenario runs at a tiny size
@@ -18,6 +19,7 @@ mod apimetrics;
 mod ceiling;
 mod charts;
 mod cluster;
+mod footprint;
 mod prepare;
 mod report;
 mod stats;
@@ -28,7 +30,20 @@ use std::time::{Duration, Instant};
 use cluster::{Cluster, Kubelet, LoadSpec};
 use report::{Machine, Report, Scale};
 
-const SCENARIOS: [&str; 6] = ["steady", "burst", "resync", "scale", "ceiling", "prepare"];
+const SCENARIOS: [&str; 7] = [
+    "steady",
+    "burst",
+    "resync",
+    "scale",
+    "ceiling",
+    "prepare",
+    "footprint",
+];
+
+/// Counts live heap for the `footprint` scenario; a relaxed atomic add per allocation costs
+/// the other scenarios nothing measurable (the operator is a separate process).
+#[global_allocator]
+static ALLOCATOR: footprint::Counting = footprint::Counting;
 
 /// The sizes of a run.
 struct Sizes {
@@ -232,6 +247,10 @@ async fn run(args: &Args, sizes: &Sizes, out: &Path) -> Result<Report, String> {
             save_partial(&report, out);
         }
     }
+    if wants("footprint") {
+        eprintln!("bench: footprint");
+        report.footprint = Some(footprint::measure(args.scale.unwrap_or(sizes.scale)));
+    }
     if wants("prepare") {
         eprintln!("bench: prepare");
         let (files, runs) = (sizes.prepare_files, sizes.prepare_runs);
@@ -270,6 +289,11 @@ async fn scale(cluster: &mut Cluster, n: usize) -> Result<Scale, String> {
         .pid()
         .and_then(cluster::rss_mib)
         .unwrap_or(0.0);
+    let rss_settled_file_mib = cluster
+        .operator
+        .pid()
+        .and_then(cluster::rss_file_mib)
+        .unwrap_or(0.0);
 
     let before = cluster.api_counts().await?;
     let started = Instant::now();
@@ -307,6 +331,7 @@ async fn scale(cluster: &mut Cluster, n: usize) -> Result<Scale, String> {
         pods: cluster.sourcebuilds,
         fill,
         rss_settled_mib,
+        rss_settled_file_mib,
         cold_start_s,
         cold_start_complete,
         cold_start_reconciles,
