@@ -11,6 +11,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::reflector::{Store, store::Writer};
 use kube::runtime::{reflector, watcher};
 use serde_json::{Value, json};
 use sourcebuild::api::SourceBuild;
@@ -65,40 +66,25 @@ pub fn measure(n: usize) -> Footprint {
     let pods: Vec<String> = (0..n).map(|i| finished_pod(i).to_string()).collect();
 
     let (sourcebuild_bytes, kept) = per_object(n, || {
-        let (store, mut writer) = reflector::store::<SourceBuild>();
-        writer.apply_watcher_event(&watcher::Event::Init);
-        for text in &builds {
+        cached(&builds, |text| {
             let mut sb: SourceBuild = serde_json::from_str(text).expect("a SourceBuild");
             prune_source_build(&mut sb);
-            writer.apply_watcher_event(&watcher::Event::InitApply(sb));
-        }
-        writer.apply_watcher_event(&watcher::Event::InitDone);
-        (store, writer)
+            sb
+        })
     });
     drop(kept);
-
     let (build_pod_bytes, kept) = per_object(n, || {
-        let (store, mut writer) = reflector::store::<BuildPod>();
-        writer.apply_watcher_event(&watcher::Event::Init);
-        for text in &pods {
-            let pod: BuildPod = serde_json::from_str(text).expect("a build Pod");
-            writer.apply_watcher_event(&watcher::Event::InitApply(pod));
-        }
-        writer.apply_watcher_event(&watcher::Event::InitDone);
+        let (store, writer) = cached(&pods, |text| -> BuildPod {
+            serde_json::from_str(text).expect("a build Pod")
+        });
         let index = PodIndex::from_store(&store);
         (store, writer, index)
     });
     drop(kept);
-
     let (full_pod_bytes, kept) = per_object(n, || {
-        let (store, mut writer) = reflector::store::<Pod>();
-        writer.apply_watcher_event(&watcher::Event::Init);
-        for text in &pods {
-            let pod: Pod = serde_json::from_str(text).expect("a Pod");
-            writer.apply_watcher_event(&watcher::Event::InitApply(pod));
-        }
-        writer.apply_watcher_event(&watcher::Event::InitDone);
-        (store, writer)
+        cached(&pods, |text| -> Pod {
+            serde_json::from_str(text).expect("a Pod")
+        })
     });
     drop(kept);
 
@@ -110,6 +96,20 @@ pub fn measure(n: usize) -> Footprint {
         build_pod_bytes,
         full_pod_bytes,
     }
+}
+
+/// A reflector store filled by one initial list of `texts`, each parsed as the operator does.
+fn cached<K>(texts: &[String], parse: impl Fn(&str) -> K) -> (Store<K>, Writer<K>)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    let (store, mut writer) = reflector::store::<K>();
+    writer.apply_watcher_event(&watcher::Event::Init);
+    for text in texts {
+        writer.apply_watcher_event(&watcher::Event::InitApply(parse(text)));
+    }
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    (store, writer)
 }
 
 const AT: &str = "2026-12-02T10:00:00Z";

@@ -128,9 +128,14 @@ fn narrow_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Err
         resource_version: view.resource_version,
         creation_timestamp: view.creation_timestamp,
         deletion_timestamp: view.deletion_timestamp,
-        owner_references: (!owners.is_empty()).then_some(owners),
+        owner_references: non_empty(owners),
         ..ObjectMeta::default()
     })
+}
+
+/// Kubernetes' lists are absent, not empty.
+fn non_empty<T>(v: Vec<T>) -> Option<Vec<T>> {
+    (!v.is_empty()).then_some(v)
 }
 
 fn null_as_empty<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
@@ -215,14 +220,11 @@ impl BuildPod {
             state: c.state.clone(),
             ..ContainerStatus::default()
         };
-        let some_unless_empty = |v: Vec<_>| (!v.is_empty()).then_some(v);
         Pod {
             metadata: self.metadata.clone(),
             spec: self.spec.as_ref().map(|s| PodSpec {
                 active_deadline_seconds: s.active_deadline_seconds,
-                init_containers: some_unless_empty(
-                    s.init_containers.iter().map(container).collect(),
-                ),
+                init_containers: non_empty(s.init_containers.iter().map(container).collect()),
                 containers: s.containers.iter().map(container).collect(),
                 ..PodSpec::default()
             }),
@@ -230,26 +232,21 @@ impl BuildPod {
                 phase: s.phase.clone(),
                 reason: s.reason.clone(),
                 message: s.message.clone(),
-                conditions: (!s.conditions.is_empty()).then(|| s.conditions.clone()),
-                init_container_statuses: (!s.init_container_statuses.is_empty())
-                    .then(|| s.init_container_statuses.iter().map(status).collect()),
-                container_statuses: (!s.container_statuses.is_empty())
-                    .then(|| s.container_statuses.iter().map(status).collect()),
+                conditions: non_empty(s.conditions.clone()),
+                init_container_statuses: non_empty(
+                    s.init_container_statuses.iter().map(status).collect(),
+                ),
+                container_statuses: non_empty(s.container_statuses.iter().map(status).collect()),
                 ..PodStatus::default()
             }),
         }
     }
 
-    /// A Pod narrowed as the watch would have: for Pods that do not come from the watch (our
-    /// own creates, tests).
+    /// A Pod narrowed as the watch would have, for Pods that do not come from it (tests).
     pub fn from_pod(pod: &Pod) -> Self {
         serde_json::to_value(pod)
             .and_then(serde_json::from_value)
             .expect("a serialized Pod is a BuildPod")
-    }
-
-    pub fn phase(&self) -> Option<&str> {
-        self.status.as_ref()?.phase.as_deref()
     }
 }
 

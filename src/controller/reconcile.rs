@@ -129,21 +129,21 @@ async fn reconcile_one(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action
     let stored = sb;
     let sb = poll::observe(&stored, poll.as_ref(), now);
     let target = target(&sb, now);
-    // Every build Pod of this SourceBuild in the cache: the current one, older ones to stop,
-    // finished ones for retention.
-    let owned: Vec<Arc<Pod>> = match sb.uid() {
+    // Every build Pod of this SourceBuild in the cache, as the `Pod`s plan reads: the current
+    // one, and the others (older ones to stop, finished ones for retention).
+    let mut cached: Vec<Pod> = match sb.uid() {
         Some(uid) => ctx
             .pod_index
             .owned(&uid, &namespace, &ctx.pods)
             .iter()
-            .map(|pod| Arc::new(pod.to_pod()))
+            .map(|pod| pod.to_pod())
             .collect(),
         None => Vec::new(),
     };
-    let mut current = owned
+    let mut current = cached
         .iter()
-        .find(|pod| pod.name_any() == target.pod_name)
-        .cloned();
+        .position(|pod| pod.name_any() == target.pod_name)
+        .map(|at| cached.swap_remove(at));
     let status = sb.status.clone().unwrap_or_default();
     if current.is_none()
         && target.start.is_none()
@@ -168,17 +168,12 @@ async fn reconcile_one(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action
                 "get_pod",
                 format!("reading Pod {namespace}/{current_name}"),
             ))?
-            .filter(|pod| is_owned_by(pod, &sb))
-            .map(Arc::new);
+            .filter(|pod| is_owned_by(pod, &sb));
     }
-    let others: Vec<&Pod> = owned
-        .iter()
-        .filter(|pod| pod.name_any() != target.pod_name)
-        .map(AsRef::as_ref)
-        .collect();
+    let others: Vec<&Pod> = cached.iter().collect();
 
     // A missing volume shows only in the kubelet's Events, which a watch records.
-    let pod_events = match current.as_deref() {
+    let pod_events = match current.as_ref() {
         Some(pod) if is_waiting_to_start(pod) => ctx.mount_failures.messages(pod),
         _ => Vec::new(),
     };
@@ -187,7 +182,7 @@ async fn reconcile_one(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action
         plan(
             &sb,
             &target,
-            current.as_deref(),
+            current.as_ref(),
             &others,
             &pod_events,
             &ctx.settings,

@@ -202,17 +202,7 @@ impl Operator {
             .append(true)
             .open(&self.log)
             .unwrap();
-        // A profiler (for example `heaptrack --record-only -o /tmp/op`) may wrap the operator
-        // of a benchmark run; the sampled RSS is then the wrapper's.
-        let mut command = match std::env::var("SOURCEBUILD_OPERATOR_WRAPPER") {
-            Ok(wrapper) if !wrapper.trim().is_empty() => {
-                let mut words = wrapper.split_whitespace();
-                let mut command = Command::new(words.next().unwrap());
-                command.args(words).arg(env!("CARGO_BIN_EXE_sourcebuild"));
-                command
-            }
-            _ => Command::new(env!("CARGO_BIN_EXE_sourcebuild")),
-        };
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sourcebuild"));
         if self.tied {
             super::tools::kill_with_parent(&mut command);
         }
