@@ -61,6 +61,8 @@ pub struct Metrics {
     build_duration: Family<ResultLabels, Histogram>,
     in_flight: Gauge,
     queue_depth: Gauge,
+    starts_waiting: Gauge,
+    status_writes_deferred: Counter,
     api_failures: Family<OperationLabels, Counter>,
 }
 
@@ -84,6 +86,8 @@ impl Metrics {
         );
         let in_flight = Gauge::default();
         let queue_depth = Gauge::default();
+        let starts_waiting = Gauge::default();
+        let status_writes_deferred = Counter::default();
         let api_failures = Family::<OperationLabels, Counter>::default();
         registry.register(
             "reconciles_in_flight",
@@ -96,6 +100,17 @@ impl Metrics {
              its build Pods arrived and no reconcile of it has started since (scheduled requeues \
              are not counted)",
             queue_depth.clone(),
+        );
+        registry.register(
+            "starts_waiting",
+            "Reconciles waiting for their turn to create a build Pod (every request slot is in \
+             use)",
+            starts_waiting.clone(),
+        );
+        registry.register(
+            "status_writes_deferred",
+            "Progress-only status writes put off so that waiting builds get their Pods first",
+            status_writes_deferred.clone(),
         );
         registry.register(
             "api_request_failures",
@@ -136,6 +151,8 @@ impl Metrics {
             build_duration,
             in_flight,
             queue_depth,
+            starts_waiting,
+            status_writes_deferred,
             api_failures,
         }
     }
@@ -150,6 +167,17 @@ impl Metrics {
     pub fn set_queue_depth(&self, depth: usize) {
         self.queue_depth
             .set(i64::try_from(depth).unwrap_or(i64::MAX));
+    }
+
+    /// How many reconciles wait for their turn to create a build Pod now.
+    pub fn set_starts_waiting(&self, waiting: usize) {
+        self.starts_waiting
+            .set(i64::try_from(waiting).unwrap_or(i64::MAX));
+    }
+
+    /// A reconcile put its status write (and Events) off for later.
+    pub fn status_write_deferred(&self) {
+        self.status_writes_deferred.inc();
     }
 
     /// An API request of a reconcile failed.

@@ -7,11 +7,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::FutureExt;
 use http::{Method, Request, Response};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::client::Body;
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
@@ -22,8 +24,10 @@ use sourcebuild::controller::events::EventSink;
 use sourcebuild::controller::mount_failures::MountFailures;
 use sourcebuild::controller::plan::Note;
 use sourcebuild::controller::pod_index::PodIndex;
+use sourcebuild::controller::priority::DEFER_FOR;
 use sourcebuild::controller::reconcile::{Context, reconcile};
 use sourcebuild::controller::status::NewBuild;
+use sourcebuild::controller::write_gate::{Priority, WriteGate};
 use sourcebuild::metrics::Metrics;
 use sourcebuild::pod::{BuildSettings, build_pod, pod_name};
 use tower_test::mock::{self, Handle};
@@ -135,6 +139,7 @@ fn harness(pods: Vec<Pod>) -> Harness {
         events: events.clone(),
         metrics: Metrics::new(),
         pending: sourcebuild::controller::queue::Pending::new(Metrics::new()),
+        gate: WriteGate::default(),
     });
     Harness {
         ctx,
@@ -162,6 +167,16 @@ fn expect(method: Method, path: impl Into<String>, code: u16, answer: Value) -> 
 
 /// Runs one reconcile against the scripted API; returns the JSON bodies the reconciler sent.
 async fn run(sb: SourceBuild, harness: Harness, script: Vec<Expect>) -> (Vec<Value>, Vec<String>) {
+    let (bodies, events, _) = run_for_action(sb, harness, script).await;
+    (bodies, events)
+}
+
+/// [`run`], also returning what the reconcile asked the scheduler for.
+async fn run_for_action(
+    sb: SourceBuild,
+    harness: Harness,
+    script: Vec<Expect>,
+) -> (Vec<Value>, Vec<String>, Action) {
     let Harness {
         ctx,
         events,
@@ -194,7 +209,7 @@ async fn run(sb: SourceBuild, harness: Harness, script: Vec<Expect>) -> (Vec<Val
         }
         bodies
     });
-    reconcile(Arc::new(sb), ctx)
+    let action = reconcile(Arc::new(sb), ctx)
         .await
         .expect("reconcile failed");
     // The reconcile is over; dropping the last client closes the mock's channel.
@@ -203,7 +218,7 @@ async fn run(sb: SourceBuild, harness: Harness, script: Vec<Expect>) -> (Vec<Val
         .unwrap()
         .unwrap();
     let events = events.0.lock().unwrap().clone();
-    (bodies, events)
+    (bodies, events, action)
 }
 
 fn status_path() -> &'static str {
@@ -794,4 +809,154 @@ async fn a_pod_just_created_is_not_fetched_while_its_watch_event_is_on_the_way()
         .unwrap();
     assert_eq!(written["status"]["podName"], json!(pod_name("app", 1)));
     assert_eq!(*events.0.lock().unwrap(), ["BuildStarted"]);
+}
+
+/// `harness(pods)` whose write gate has its one permit in use and another reconcile waiting
+/// to create a Pod (the API server is the bottleneck). The permit comes free 100 ms later, so
+/// a reconcile that needs one gets it after the waiting create.
+fn in_a_burst(pods: Vec<Pod>) -> Harness {
+    let mut harness = harness(pods);
+    let gate = WriteGate::new(1);
+    let held = gate
+        .acquire(Priority::Other)
+        .now_or_never()
+        .expect("a free permit");
+    let waiting = gate.clone();
+    tokio::spawn(async move {
+        drop(waiting.acquire(Priority::Start).await);
+    });
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(held);
+    });
+    Arc::get_mut(&mut harness.ctx).expect("not shared yet").gate = gate;
+    harness
+}
+
+/// Lets the spawned waiter of [`in_a_burst`] queue at the gate.
+async fn queued(harness: Harness) -> Harness {
+    while harness.ctx.gate.starts_waiting() == 0 {
+        tokio::task::yield_now().await;
+    }
+    harness
+}
+
+#[tokio::test]
+async fn in_a_burst_a_new_build_gets_its_pod_first_and_its_status_after() {
+    let sb = source_build(1, None);
+    let pod = build_pod(&sb, &settings()).unwrap();
+    let create = || {
+        expect(
+            Method::POST,
+            "/api/v1/namespaces/team/pods",
+            201,
+            serde_json::to_value(&pod).unwrap(),
+        )
+    };
+    // Many builds wait to start: the Pod only; status and Events come later.
+    let (bodies, events, action) =
+        run_for_action(sb.clone(), queued(in_a_burst(vec![])).await, vec![create()]).await;
+    assert_eq!(bodies.len(), 1);
+    assert!(events.is_empty(), "{events:?}");
+    assert_eq!(action, Action::requeue(DEFER_FOR));
+
+    // Nobody waits: Pod and status together.
+    let (bodies, events) = run(
+        sb,
+        harness(vec![]),
+        vec![
+            create(),
+            expect(
+                Method::PATCH,
+                status_path(),
+                200,
+                echo_status(&source_build(1, None)),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(status_of(&bodies[1]).phase, Some(Phase::Pending));
+    assert_eq!(events, ["BuildStarted"]);
+}
+
+#[tokio::test]
+async fn in_a_burst_progress_waits_and_results_do_not() {
+    let sb = source_build(1, Some(pending(Timestamp::now())));
+    // Running: no request at all, a look again soon.
+    let pod = pod_for(&sb, running());
+    let (bodies, events, action) =
+        run_for_action(sb.clone(), queued(in_a_burst(vec![pod])).await, vec![]).await;
+    assert!(bodies.is_empty());
+    assert!(events.is_empty(), "{events:?}");
+    assert_eq!(action, Action::requeue(DEFER_FOR));
+
+    // Finished: the digest is written at once, whatever waits.
+    let pod = pod_for(&sb, finished(0, DIGEST));
+    let (bodies, events) = run(
+        sb.clone(),
+        queued(in_a_burst(vec![pod])).await,
+        vec![expect(Method::PATCH, status_path(), 200, echo_status(&sb))],
+    )
+    .await;
+    let status = status_of(&bodies[0]);
+    assert_eq!(status.phase, Some(Phase::Succeeded));
+    assert_eq!(status.digest.as_deref(), Some(DIGEST));
+    assert_eq!(events, ["BuildSucceeded"]);
+}
+
+#[tokio::test]
+async fn a_build_first_recorded_running_writes_one_status_and_its_start_event() {
+    // The Pending status was put off until the Pod already ran: one write, Running.
+    let sb = source_build(1, None);
+    let pod = pod_for(&sb, running());
+    let (bodies, events) = run(
+        sb.clone(),
+        harness(vec![pod]),
+        vec![expect(Method::PATCH, status_path(), 200, echo_status(&sb))],
+    )
+    .await;
+    let status = status_of(&bodies[0]);
+    assert_eq!(status.phase, Some(Phase::Running));
+    assert_eq!(status.pod_name, Some(pod_name("app", 1)));
+    assert_eq!(events, ["BuildStarted"]);
+}
+
+#[tokio::test]
+async fn a_pod_created_with_its_status_put_off_is_not_created_again() {
+    let sb = source_build(1, None);
+    let pod = build_pod(&sb, &settings()).unwrap();
+    let Harness {
+        ctx, mut handle, ..
+    } = queued(in_a_burst(vec![])).await;
+    let server = tokio::spawn(async move {
+        let (request, send) = handle.next_request().await.expect("a request");
+        assert_eq!(
+            (request.method(), request.uri().path()),
+            (&Method::POST, "/api/v1/namespaces/team/pods")
+        );
+        send.send_response(
+            Response::builder()
+                .status(201)
+                .body(Body::from(serde_json::to_vec(&pod).unwrap()))
+                .unwrap(),
+        );
+        // Neither a second create (a 409) nor a GET: the Pod is on its way through the watch.
+        if let Some((request, _)) = handle.next_request().await {
+            panic!("unexpected request {} {}", request.method(), request.uri());
+        }
+    });
+    let first = reconcile(Arc::new(sb.clone()), ctx.clone()).await.unwrap();
+    assert_eq!(first, Action::requeue(DEFER_FOR));
+    // The requeue fires before the Pod watch delivers the Pod; the backlog is gone by then.
+    assert_eq!(ctx.gate.starts_waiting(), 0);
+    let second = reconcile(Arc::new(sb), ctx.clone()).await.unwrap();
+    assert_eq!(
+        second,
+        Action::requeue(sourcebuild::controller::created_pods::TRUSTED_FOR)
+    );
+    drop(ctx);
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .unwrap()
+        .unwrap();
 }

@@ -15,7 +15,7 @@ use sourcebuild::api::SourceBuild;
 use sourcebuild::pod::{BuildSettings, build_pod};
 
 use crate::cluster::Cluster;
-use crate::report::{Ceiling, CreateRate};
+use crate::report::{Ceiling, CreateRate, Pipeline};
 use crate::stats::summarize;
 use crate::support::operator::{CHART_NAMESPACE, SERVICE_ACCOUNT};
 
@@ -41,11 +41,107 @@ pub async fn measure(cluster: &mut Cluster, pods: usize) -> Result<Ceiling, Stri
     }
     let operator = rates.pop().unwrap_or_default();
     let admin = rates.pop().unwrap_or_default();
+    let pipeline = pipeline(cluster, &template, pods).await?;
     Ok(Ceiling {
         concurrency: CONCURRENCY,
         admin,
         operator_service_account: operator,
+        pipeline,
     })
+}
+
+/// The burst's creates with a controller that does nothing but create each Pod at once (see
+/// [`Pipeline`]). The operator is stopped meanwhile, so the SourceBuilds stay untouched; they
+/// and the Pods are deleted before it starts again.
+async fn pipeline(
+    cluster: &mut Cluster,
+    template: &Pod,
+    builds: usize,
+) -> Result<Pipeline, String> {
+    let ns = cluster.namespace("bench-ceiling-pipeline").await;
+    let sa = cluster
+        .cp
+        .client_for_service_account(CHART_NAMESPACE, SERVICE_ACCOUNT)
+        .await;
+    let operator = cluster.operator.clone();
+    tokio::task::block_in_place(|| operator.kill());
+    let users: Api<SourceBuild> = Api::namespaced(cluster.admin.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(sa, &ns);
+    let (created_tx, created_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant)>();
+    let started = Instant::now();
+    let creating = {
+        let (users, ns) = (users.clone(), ns.clone());
+        async move {
+            // The stream, and the sender in its closure, are dropped when this block completes:
+            // then the Pod creates below see the channel close.
+            futures::stream::iter(0..builds)
+                .map(move |i| {
+                    let (users, created, ns) = (users.clone(), created_tx.clone(), ns.clone());
+                    async move {
+                        let name = format!("p{i:05}");
+                        let sb: SourceBuild = serde_json::from_value(json!({
+                            "apiVersion": "sourcebuild.dev/v1alpha1", "kind": "SourceBuild",
+                            "metadata": {"name": name},
+                            "spec": {"source": {"git": {"url": "https://example.com/acme/app.git"}},
+                                     "output": {"image": format!("registry.example.com/bench/{name}:1.0")}}
+                        }))
+                        .map_err(|e| e.to_string())?;
+                        users
+                            .create(&PostParams::default(), &sb)
+                            .await
+                            .map_err(|e| format!("create SourceBuild {name} in {ns}: {e}"))?;
+                        let _ = created.send((i, Instant::now()));
+                        Ok::<(), String>(())
+                    }
+                })
+                .buffer_unordered(CONCURRENCY)
+                .try_collect::<Vec<()>>()
+                .await
+        }
+    };
+    let following = tokio_stream_of(created_rx)
+        .map(|(i, at)| {
+            let (pods, mut pod) = (pods.clone(), template.clone());
+            pod.metadata.name = Some(format!("p{i:05}-build-1"));
+            async move {
+                pods.create(&PostParams::default(), &pod)
+                    .await
+                    .map_err(|e| format!("create Pod {i}: {e}"))?;
+                Ok::<f64, String>(at.elapsed().as_secs_f64() * 1000.0)
+            }
+        })
+        .buffer_unordered(usize::from(
+            sourcebuild::controller::MAX_CONCURRENT_RECONCILES,
+        ))
+        .try_collect::<Vec<f64>>();
+    let (created, latencies) = futures::join!(creating, following);
+    let seconds = started.elapsed().as_secs_f64();
+    for result in [
+        Api::<Pod>::namespaced(cluster.admin.clone(), &ns)
+            .delete_collection(&DeleteParams::background(), &ListParams::default())
+            .await
+            .map(|_| ()),
+        users
+            .delete_collection(&DeleteParams::background(), &ListParams::default())
+            .await
+            .map(|_| ()),
+    ] {
+        result.map_err(|e| format!("clean up {ns}: {e}"))?;
+    }
+    tokio::task::block_in_place(|| operator.ensure_running());
+    created?;
+    Ok(Pipeline {
+        builds,
+        seconds,
+        create_to_pod_ms: summarize(&latencies?),
+    })
+}
+
+/// The receiving half of a channel as a stream.
+fn tokio_stream_of<T>(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<T>,
+) -> impl futures::Stream<Item = T> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 /// A build Pod as the operator makes it, without the labels and owner that would bring it to

@@ -94,6 +94,19 @@ impl Cluster {
         Some((reconciles as u64, in_flight as u64))
     }
 
+    /// The operator's counters for a load: reconciles, and writes it put off while builds
+    /// waited to start (zeros while it does not serve).
+    pub fn operator_counters(&self) -> (u64, u64) {
+        let Some((200, text)) = self.operator.http_get("/metrics") else {
+            return (0, 0);
+        };
+        let sample = |name| apimetrics::sample(&text, name).unwrap_or(0.0) as u64;
+        (
+            sample("sourcebuild_reconciliations_total"),
+            sample("sourcebuild_status_writes_deferred_total"),
+        )
+    }
+
     /// Waits until the operator has counted `reconciles` reconciles and none runs, then
     /// `quiet` more; the time it took until the count was reached.
     pub async fn wait_reconciled(
@@ -133,6 +146,7 @@ impl Cluster {
         let ns = self.namespace(prefix).await;
         let tracker = Tracker::start(self.admin.clone(), &ns, spec.kubelet.clone()).await?;
         let before = self.api_counts().await?;
+        let counters_before = self.operator_counters();
         let rss_from = self.rss.len();
         let started = Instant::now();
         let api: Api<SourceBuild> = Api::namespaced(self.admin.clone(), &ns);
@@ -166,6 +180,7 @@ impl Cluster {
         // The operator's last writes (an Event after a status) land after status is seen.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let after = self.api_counts().await?;
+        let counters_after = self.operator_counters();
         let elapsed = started.elapsed();
         if let Err(e) = done {
             eprintln!("bench: {ns}: {e} after {elapsed:?}");
@@ -182,6 +197,18 @@ impl Cluster {
             .values()
             .filter_map(|t| Some(t.status? - t.pod_finished?))
             .collect();
+        let mut slowest: Vec<(&String, f64, f64)> = times
+            .iter()
+            .filter_map(|(name, t)| Some((name, t.created?, t.pod?)))
+            .collect();
+        slowest.sort_by(|a, b| (b.2 - b.1).total_cmp(&(a.2 - a.1)));
+        // Where a burst's tail comes from: early SourceBuilds served late, or late ones.
+        let shown = if spec.rate_per_s.is_none() { 3 } else { 0 };
+        for (name, created, pod) in slowest.iter().take(shown) {
+            eprintln!(
+                "bench: {ns}: slow create -> Pod: {name} (SourceBuild seen at {created:.0} ms, its Pod at {pod:.0} ms)"
+            );
+        }
         let first_created = times
             .values()
             .filter_map(|t| t.created)
@@ -206,6 +233,8 @@ impl Cluster {
                 writes,
                 requests: apimetrics::by_label(&delta),
                 operator_rss_max_mib: self.rss.max_since(rss_from),
+                operator_reconciles: counters_after.0.saturating_sub(counters_before.0),
+                operator_deferred: counters_after.1.saturating_sub(counters_before.1),
                 samples_create_to_pod: create_to_pod,
                 samples_finish_to_status: finish_to_status,
             },

@@ -476,10 +476,13 @@ fn record(plan: &mut Plan, old: &SourceBuildStatus, new: SourceBuildStatus) {
     if &new == old {
         return;
     }
-    let transition = new.phase != old.phase
-        || new.observed_generation != old.observed_generation
-        || new.build != old.build;
-    if transition && let Some(note) = new.phase.and_then(|phase| transition_note(phase, &new)) {
+    let new_build = new.observed_generation != old.observed_generation || new.build != old.build;
+    let transition = new_build || new.phase != old.phase;
+    if transition
+        && let Some(note) = new
+            .phase
+            .and_then(|phase| transition_note(phase, new_build, &new))
+    {
         plan.events.push(note);
     }
     if new.phase.is_some_and(Phase::is_final) {
@@ -488,13 +491,15 @@ fn record(plan: &mut Plan, old: &SourceBuildStatus, new: SourceBuildStatus) {
     plan.status = Some(new);
 }
 
-/// The Event of entering `phase`. Running has none: the phase shows it, the Pod's own Events
-/// tell the details, and an Event is an API write on every build's path.
-fn transition_note(phase: Phase, new: &SourceBuildStatus) -> Option<Note> {
+/// The Event of entering `phase` (`new_build`: in a build status did not record yet). Running
+/// has none: the phase shows it, the Pod's own Events tell the details, and an Event is an API
+/// write on every build's path; but a build first recorded as Running (its Pending status was
+/// put off in a burst, or lost) still gets its `BuildStarted`.
+fn transition_note(phase: Phase, new_build: bool, new: &SourceBuildStatus) -> Option<Note> {
     let succeeded = new.condition(status::SUCCEEDED).cloned();
     let (severity, reason) = match phase {
-        Phase::Running => return None,
-        Phase::Pending => (Severity::Normal, "BuildStarted".to_string()),
+        Phase::Running if !new_build => return None,
+        Phase::Pending | Phase::Running => (Severity::Normal, "BuildStarted".to_string()),
         Phase::Succeeded => (Severity::Normal, "BuildSucceeded".to_string()),
         Phase::Cancelled => (Severity::Normal, "Cancelled".to_string()),
         Phase::Failed => (

@@ -20,7 +20,9 @@ use crate::controller::mount_failures::MountFailures;
 use crate::controller::plan::{Plan, creation_refused, plan, target};
 use crate::controller::pod_index::PodIndex;
 use crate::controller::poll;
+use crate::controller::priority::{self, Writes};
 use crate::controller::status_memo::StatusMemo;
+use crate::controller::write_gate::{Priority, WriteGate};
 use crate::metrics::Metrics;
 use crate::pod::BuildSettings;
 
@@ -48,6 +50,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// SourceBuilds a watch event asked to reconcile, for the queue depth metric.
     pub pending: crate::controller::queue::Pending,
+    /// Bounds the reconciles making API requests at once; Pod creates first.
+    pub gate: WriteGate,
 }
 
 /// Why a reconcile failed; it is retried with backoff.
@@ -145,6 +149,14 @@ async fn reconcile_one(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action
         .position(|pod| pod.name_any() == target.pod_name)
         .map(|at| cached.swap_remove(at));
     let status = sb.status.clone().unwrap_or_default();
+    if current.is_none() && ctx.created_pods.awaiting(&namespace, &target.pod_name) {
+        // Created by us a moment ago (also by a reconcile that left the status for later): its
+        // watch event reconciles this SourceBuild again.
+        debug!(pod = %target.pod_name, "build Pod created, not in the cache yet");
+        return Ok(Action::requeue(
+            crate::controller::created_pods::TRUSTED_FOR,
+        ));
+    }
     if current.is_none()
         && target.start.is_none()
         && status.observed_generation == Some(generation)
@@ -152,15 +164,9 @@ async fn reconcile_one(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action
         && !status.phase.is_some_and(crate::api::Phase::is_final)
     {
         let current_name = &target.pod_name;
-        if ctx.created_pods.awaiting(&namespace, current_name) {
-            // Created by us a moment ago: its watch event reconciles this SourceBuild again.
-            debug!(pod = %current_name, "build Pod created, not in the cache yet");
-            return Ok(Action::requeue(
-                crate::controller::created_pods::TRUSTED_FOR,
-            ));
-        }
         // The watch may lag behind a create of an earlier run of the controller: ask the API
         // server before calling the Pod deleted.
+        let _permit = ctx.gate.acquire(Priority::Other).await;
         current = pods
             .get_opt(current_name)
             .await
@@ -196,6 +202,8 @@ async fn reconcile_one(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action
         create = plan.create.is_some(),
         delete = ?plan.delete,
         status_changed = plan.status.is_some(),
+        queued = ctx.pending.len(),
+        starts_waiting = ctx.gate.starts_waiting(),
         "planned"
     );
     execute(&sb, &namespace, &name, plan, &pods, &ctx).await
@@ -224,6 +232,39 @@ async fn execute(
     pods: &Api<Pod>,
     ctx: &Context,
 ) -> Result<Action, Error> {
+    let starts_waiting = ctx.gate.starts_waiting();
+    ctx.metrics.set_starts_waiting(starts_waiting);
+    let writes = priority::writes(&plan, starts_waiting);
+    let plan = match writes {
+        Writes::All => plan,
+        Writes::PodsOnly => {
+            debug!(
+                starts_waiting,
+                "builds wait to start: Pod first, status later"
+            );
+            ctx.metrics.status_write_deferred();
+            Plan {
+                status: None,
+                events: Vec::new(),
+                requeue_after: None,
+                ..plan
+            }
+        }
+        Writes::Later => {
+            debug!(starts_waiting, "builds wait to start: status later");
+            ctx.metrics.status_write_deferred();
+            return Ok(Action::requeue(priority::DEFER_FOR));
+        }
+    };
+    let talks = plan.create.is_some()
+        || !plan.delete.is_empty()
+        || plan.status.is_some()
+        || !plan.events.is_empty();
+    let mut permit = match (talks, plan.create.is_some()) {
+        (false, _) => None,
+        (true, true) => Some(ctx.gate.acquire(Priority::Start).await),
+        (true, false) => Some(ctx.gate.acquire(Priority::Other).await),
+    };
     for pod in &plan.delete {
         match pods.delete(pod, &DeleteParams::background()).await {
             Ok(_) => info!(pod, "deleted build Pod"),
@@ -260,6 +301,8 @@ async fn execute(
                     message = refusal.message,
                     "build Pod refused"
                 );
+                // The failed plan waits for a permit of its own.
+                drop(permit);
                 return Box::pin(execute(sb, namespace, name, failed, pods, ctx)).await;
             }
             Err(e) => {
@@ -269,6 +312,11 @@ async fn execute(
                 )(e));
             }
         }
+    }
+    if plan.create.is_some() && (plan.status.is_some() || !plan.events.is_empty()) {
+        // The build has its Pod; its status and Events wait behind builds still to start.
+        drop(permit.take());
+        permit = Some(ctx.gate.acquire(Priority::Other).await);
     }
     if let Some(status) = &plan.status {
         let api: Api<SourceBuild> = Api::namespaced(ctx.client.clone(), namespace);
@@ -315,6 +363,11 @@ async fn execute(
     }
     for note in &plan.events {
         ctx.events.publish(sb, note).await;
+    }
+    drop(permit);
+    if writes == Writes::PodsOnly {
+        // The new Pod's watch event normally comes first.
+        return Ok(Action::requeue(priority::DEFER_FOR));
     }
     Ok(match plan.requeue_after {
         // A little past the deadline, so the timeout is seen as reached.

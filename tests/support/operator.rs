@@ -137,9 +137,11 @@ impl Operator {
     }
 
     /// Like [`Operator::start`], logging at `info` as the chart deploys it (debug logging of
-    /// every reconcile would be part of what a benchmark measures).
+    /// every reconcile would be part of what a benchmark measures), or at
+    /// `SOURCEBUILD_BENCH_LOG_LEVEL` to look into a run.
     pub fn start_for_benchmark(cp: &ControlPlane, args: &[&str], log_dir: &Path) -> Operator {
-        Self::start_with_account(cp, SERVICE_ACCOUNT, args, log_dir, false, "info")
+        let level = std::env::var("SOURCEBUILD_BENCH_LOG_LEVEL").unwrap_or_else(|_| "info".into());
+        Self::start_with_account(cp, SERVICE_ACCOUNT, args, log_dir, false, &level)
     }
 
     fn start_with_account(
