@@ -812,8 +812,9 @@ async fn a_pod_just_created_is_not_fetched_while_its_watch_event_is_on_the_way()
 }
 
 /// `harness(pods)` whose write gate has its one permit in use and another reconcile waiting
-/// to create a Pod (the API server is the bottleneck). The permit comes free 100 ms later, so
-/// a reconcile that needs one gets it after the waiting create.
+/// to create a Pod (the API server is the bottleneck). Once the reconcile under test queues
+/// too, a third one queues behind it and the permit comes free: the one ahead takes it and
+/// hands it on, so the reconcile under test runs while a build still waits for its Pod.
 fn in_a_burst(pods: Vec<Pod>) -> Harness {
     let mut harness = harness(pods);
     let gate = WriteGate::new(1);
@@ -821,19 +822,27 @@ fn in_a_burst(pods: Vec<Pod>) -> Harness {
         .acquire(Priority::Other)
         .now_or_never()
         .expect("a free permit");
-    let waiting = gate.clone();
+    let waiter = |gate: &WriteGate| {
+        let gate = gate.clone();
+        tokio::spawn(async move { drop(gate.acquire(Priority::Start).await) })
+    };
+    waiter(&gate);
+    let conductor = gate.clone();
     tokio::spawn(async move {
-        drop(waiting.acquire(Priority::Start).await);
-    });
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        while conductor.waiting() < 2 {
+            tokio::task::yield_now().await;
+        }
+        waiter(&conductor);
+        while conductor.waiting() < 3 {
+            tokio::task::yield_now().await;
+        }
         drop(held);
     });
     Arc::get_mut(&mut harness.ctx).expect("not shared yet").gate = gate;
     harness
 }
 
-/// Lets the spawned waiter of [`in_a_burst`] queue at the gate.
+/// Lets the first waiter of [`in_a_burst`] queue at the gate.
 async fn queued(harness: Harness) -> Harness {
     while harness.ctx.gate.starts_waiting() == 0 {
         tokio::task::yield_now().await;

@@ -22,7 +22,7 @@ use crate::controller::pod_index::PodIndex;
 use crate::controller::poll;
 use crate::controller::priority::{self, Writes};
 use crate::controller::status_memo::StatusMemo;
-use crate::controller::write_gate::{Priority, WriteGate};
+use crate::controller::write_gate::{Permit, Priority, WriteGate};
 use crate::metrics::Metrics;
 use crate::pod::BuildSettings;
 
@@ -107,31 +107,65 @@ pub async fn reconcile(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action
     reconcile_one(sb, ctx).instrument(span).await
 }
 
+/// How a pass of a reconcile ended.
+enum Step {
+    /// Done; what the scheduler should do next.
+    Done(Action),
+    /// The plan makes API requests: wait for a permit of this priority and plan again.
+    Wait(Priority),
+}
+
 async fn reconcile_one(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.metrics.reconciled();
+    // Deciding "the Pod is missing" from a cache that has not listed yet would be wrong.
+    let _ = ctx.pods_ready.clone().wait_for(|filled| *filled).await;
+    // A due look at a polled remote comes first: what it sees may start a build. It is taken
+    // once; a second pass plans from the same answer.
+    let poll = {
+        let sb = ctx.status_memo.freshest(sb.clone());
+        match &sb.spec.source.git {
+            Some(git) if poll::due(&sb, Timestamp::now()) => {
+                let answer = poll::check(git.clone()).await;
+                debug!(?answer, "polled the git remote");
+                Some(answer)
+            }
+            _ => None,
+        }
+    };
+    // A plan holds Pods and statuses (the pass is some 20 KB): a reconcile waiting for a
+    // permit holds none of it, so a burst of a thousand waiting costs little. The second pass
+    // plans again from the cache as it is once the permit is there.
+    let priority = match Box::pin(attempt(&sb, &ctx, poll.as_ref(), None)).await? {
+        Step::Done(action) => return Ok(action),
+        Step::Wait(priority) => priority,
+    };
+    let permit = ctx.gate.acquire(priority).await;
+    match Box::pin(attempt(&sb, &ctx, poll.as_ref(), Some(permit))).await? {
+        Step::Done(action) => Ok(action),
+        // Not reached: a pass with a permit does not wait for one.
+        Step::Wait(_) => Ok(Action::requeue(priority::DEFER_FOR)),
+    }
+}
+
+/// One pass: plans, and carries the plan out if it makes no API request or `permit` is held.
+async fn attempt(
+    sb: &Arc<SourceBuild>,
+    ctx: &Context,
+    poll: Option<&poll::Poll>,
+    permit: Option<Permit>,
+) -> Result<Step, Error> {
     // The cache may not show our last status write yet; plan from what is really stored.
-    let sb = ctx.status_memo.freshest(sb);
+    let sb = ctx.status_memo.freshest(sb.clone());
     let namespace = sb
         .namespace()
         .ok_or_else(|| Error::NoNamespace(sb.name_any()))?;
     let name = sb.name_any();
     let generation = sb.metadata.generation.unwrap_or(1);
-    ctx.metrics.reconciled();
-    // Deciding "the Pod is missing" from a cache that has not listed yet would be wrong.
-    let _ = ctx.pods_ready.clone().wait_for(|filled| *filled).await;
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
 
     let now = Timestamp::now();
-    // A due look at a polled remote comes first: what it sees may start a build.
-    let poll = match &sb.spec.source.git {
-        Some(git) if poll::due(&sb, now) => {
-            let answer = poll::check(git.clone()).await;
-            debug!(?answer, "polled the git remote");
-            Some(answer)
-        }
-        _ => None,
-    };
     let stored = sb;
-    let sb = poll::observe(&stored, poll.as_ref(), now);
+    let sb = poll::observe(&stored, poll, now);
     let target = target(&sb, now);
     // Every build Pod of this SourceBuild in the cache, as the `Pod`s plan reads: the current
     // one, and the others (older ones to stop, finished ones for retention).
@@ -153,9 +187,9 @@ async fn reconcile_one(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action
         // Created by us a moment ago (also by a reconcile that left the status for later): its
         // watch event reconciles this SourceBuild again.
         debug!(pod = %target.pod_name, "build Pod created, not in the cache yet");
-        return Ok(Action::requeue(
+        return Ok(Step::Done(Action::requeue(
             crate::controller::created_pods::TRUSTED_FOR,
-        ));
+        )));
     }
     if current.is_none()
         && target.start.is_none()
@@ -166,7 +200,9 @@ async fn reconcile_one(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action
         let current_name = &target.pod_name;
         // The watch may lag behind a create of an earlier run of the controller: ask the API
         // server before calling the Pod deleted.
-        let _permit = ctx.gate.acquire(Priority::Other).await;
+        if permit.is_none() {
+            return Ok(Step::Wait(Priority::Other));
+        }
         current = pods
             .get_opt(current_name)
             .await
@@ -196,7 +232,7 @@ async fn reconcile_one(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action
         ),
         &stored,
         &sb,
-        poll.as_ref(),
+        poll,
     );
     debug!(
         create = plan.create.is_some(),
@@ -206,7 +242,7 @@ async fn reconcile_one(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action
         starts_waiting = ctx.gate.starts_waiting(),
         "planned"
     );
-    execute(&sb, &namespace, &name, plan, &pods, &ctx).await
+    execute(&sb, &namespace, &name, plan, &pods, ctx, permit).await
 }
 
 /// A Pod none of whose containers has started: a missing Secret or ConfigMap volume shows
@@ -231,18 +267,22 @@ async fn execute(
     plan: Plan,
     pods: &Api<Pod>,
     ctx: &Context,
-) -> Result<Action, Error> {
+    permit: Option<Permit>,
+) -> Result<Step, Error> {
     let starts_waiting = ctx.gate.starts_waiting();
     ctx.metrics.set_starts_waiting(starts_waiting);
     let writes = priority::writes(&plan, starts_waiting);
     let plan = match writes {
         Writes::All => plan,
         Writes::PodsOnly => {
-            debug!(
-                starts_waiting,
-                "builds wait to start: Pod first, status later"
-            );
-            ctx.metrics.status_write_deferred();
+            // Counted in the pass that writes (the first one only asks for a permit).
+            if permit.is_some() {
+                debug!(
+                    starts_waiting,
+                    "builds wait to start: Pod first, status later"
+                );
+                ctx.metrics.status_write_deferred();
+            }
             Plan {
                 status: None,
                 events: Vec::new(),
@@ -253,17 +293,18 @@ async fn execute(
         Writes::Later => {
             debug!(starts_waiting, "builds wait to start: status later");
             ctx.metrics.status_write_deferred();
-            return Ok(Action::requeue(priority::DEFER_FOR));
+            return Ok(Step::Done(Action::requeue(priority::DEFER_FOR)));
         }
     };
     let talks = plan.create.is_some()
         || !plan.delete.is_empty()
         || plan.status.is_some()
         || !plan.events.is_empty();
-    let mut permit = match (talks, plan.create.is_some()) {
-        (false, _) => None,
-        (true, true) => Some(ctx.gate.acquire(Priority::Start).await),
-        (true, false) => Some(ctx.gate.acquire(Priority::Other).await),
+    let mut permit = match (talks, permit) {
+        (false, permit) => permit,
+        (true, Some(permit)) => Some(permit),
+        (true, None) if plan.create.is_some() => return Ok(Step::Wait(Priority::Start)),
+        (true, None) => return Ok(Step::Wait(Priority::Other)),
     };
     for pod in &plan.delete {
         match pods.delete(pod, &DeleteParams::background()).await {
@@ -301,9 +342,8 @@ async fn execute(
                     message = refusal.message,
                     "build Pod refused"
                 );
-                // The failed plan waits for a permit of its own.
-                drop(permit);
-                return Box::pin(execute(sb, namespace, name, failed, pods, ctx)).await;
+                // The failed plan is written as any other.
+                return Box::pin(execute(sb, namespace, name, failed, pods, ctx, permit)).await;
             }
             Err(e) => {
                 return Err(api_error(
@@ -340,7 +380,7 @@ async fn execute(
                     resource_version = sb.resource_version(),
                     "status computed from an outdated SourceBuild; not written"
                 );
-                return Ok(Action::requeue(Duration::from_secs(1)));
+                return Ok(Step::Done(Action::requeue(Duration::from_secs(1))));
             }
             Err(e) => {
                 return Err(api_error(
@@ -367,13 +407,13 @@ async fn execute(
     drop(permit);
     if writes == Writes::PodsOnly {
         // The new Pod's watch event normally comes first.
-        return Ok(Action::requeue(priority::DEFER_FOR));
+        return Ok(Step::Done(Action::requeue(priority::DEFER_FOR)));
     }
-    Ok(match plan.requeue_after {
+    Ok(Step::Done(match plan.requeue_after {
         // A little past the deadline, so the timeout is seen as reached.
         Some(after) => Action::requeue(after + Duration::from_secs(1)),
         None => Action::await_change(),
-    })
+    }))
 }
 
 /// The server-side apply body of a status write. It carries the resourceVersion of the
