@@ -70,26 +70,16 @@ async fn pipeline(
     let (created_tx, created_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant)>();
     let started = Instant::now();
     let creating = {
-        let (users, ns) = (users.clone(), ns.clone());
+        let users = users.clone();
         async move {
             // The stream, and the sender in its closure, are dropped when this block completes:
             // then the Pod creates below see the channel close.
             futures::stream::iter(0..builds)
                 .map(move |i| {
-                    let (users, created, ns) = (users.clone(), created_tx.clone(), ns.clone());
+                    let (users, created) = (users.clone(), created_tx.clone());
                     async move {
-                        let name = format!("p{i:05}");
-                        let sb: SourceBuild = serde_json::from_value(json!({
-                            "apiVersion": "sourcebuild.dev/v1alpha1", "kind": "SourceBuild",
-                            "metadata": {"name": name},
-                            "spec": {"source": {"git": {"url": "https://example.com/acme/app.git"}},
-                                     "output": {"image": format!("registry.example.com/bench/{name}:1.0")}}
-                        }))
-                        .map_err(|e| e.to_string())?;
-                        users
-                            .create(&PostParams::default(), &sb)
-                            .await
-                            .map_err(|e| format!("create SourceBuild {name} in {ns}: {e}"))?;
+                        // The burst's own SourceBuilds, as its users create them.
+                        crate::cluster::create(&users, &format!("p{i:05}")).await?;
                         let _ = created.send((i, Instant::now()));
                         Ok::<(), String>(())
                     }
@@ -110,9 +100,7 @@ async fn pipeline(
                 Ok::<f64, String>(at.elapsed().as_secs_f64() * 1000.0)
             }
         })
-        .buffer_unordered(usize::from(
-            sourcebuild::controller::MAX_CONCURRENT_RECONCILES,
-        ))
+        .buffer_unordered(sourcebuild::controller::write_gate::MAX_WRITERS)
         .try_collect::<Vec<f64>>();
     let (created, latencies) = futures::join!(creating, following);
     let seconds = started.elapsed().as_secs_f64();

@@ -83,12 +83,17 @@ impl Cluster {
         apimetrics::parse(&text)
     }
 
+    /// The operator's `/metrics` text; `None` while it does not serve.
+    fn operator_metrics(&self) -> Option<String> {
+        match self.operator.http_get("/metrics")? {
+            (200, text) => Some(text),
+            _ => None,
+        }
+    }
+
     /// The operator's reconcile counter and reconciles in flight; `None` while it does not serve.
     pub fn operator_progress(&self) -> Option<(u64, u64)> {
-        let (code, text) = self.operator.http_get("/metrics")?;
-        if code != 200 {
-            return None;
-        }
+        let text = self.operator_metrics()?;
         let reconciles = apimetrics::sample(&text, "sourcebuild_reconciliations_total")?;
         let in_flight = apimetrics::sample(&text, "sourcebuild_reconciles_in_flight")?;
         Some((reconciles as u64, in_flight as u64))
@@ -97,7 +102,7 @@ impl Cluster {
     /// The operator's counters for a load: reconciles, and writes it put off while builds
     /// waited to start (zeros while it does not serve).
     pub fn operator_counters(&self) -> (u64, u64) {
-        let Some((200, text)) = self.operator.http_get("/metrics") else {
+        let Some(text) = self.operator_metrics() else {
             return (0, 0);
         };
         let sample = |name| apimetrics::sample(&text, name).unwrap_or(0.0) as u64;
@@ -293,7 +298,7 @@ impl Cluster {
     }
 }
 
-async fn create(api: &Api<SourceBuild>, name: &str) -> Result<(), String> {
+pub async fn create(api: &Api<SourceBuild>, name: &str) -> Result<(), String> {
     let sb: SourceBuild = serde_json::from_value(json!({
         "apiVersion": "sourcebuild.dev/v1alpha1",
         "kind": "SourceBuild",

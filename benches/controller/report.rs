@@ -140,7 +140,7 @@ pub struct Ceiling {
 
 /// The burst's users (admin, `CONCURRENCY` creates in flight) create SourceBuilds with the
 /// operator stopped; each SourceBuild created is at once followed by its build Pod's create as
-/// the operator's ServiceAccount (`MAX_CONCURRENT_RECONCILES` in flight). No watch, status,
+/// the operator's ServiceAccount (as many in flight as the operator's write gate allows). No watch, status,
 /// Event or kubelet write: the least time any controller can take from create to Pod here.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Pipeline {

@@ -134,7 +134,8 @@ async fn reconcile_one(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action
     };
     // A plan holds Pods and statuses (the pass is some 20 KB): a reconcile waiting for a
     // permit holds none of it, so a burst of a thousand waiting costs little. The second pass
-    // plans again from the cache as it is once the permit is there.
+    // (only when no permit was free) plans again from the cache as it is once the permit is
+    // there.
     let priority = match Box::pin(attempt(&sb, &ctx, poll.as_ref(), None)).await? {
         Step::Done(action) => return Ok(action),
         Step::Wait(priority) => priority,
@@ -147,12 +148,13 @@ async fn reconcile_one(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action
     }
 }
 
-/// One pass: plans, and carries the plan out if it makes no API request or `permit` is held.
+/// One pass: plans, and carries the plan out if it makes no API request, or `permit` is held,
+/// or a permit is free at once.
 async fn attempt(
     sb: &Arc<SourceBuild>,
     ctx: &Context,
     poll: Option<&poll::Poll>,
-    permit: Option<Permit>,
+    mut permit: Option<Permit>,
 ) -> Result<Step, Error> {
     // The cache may not show our last status write yet; plan from what is really stored.
     let sb = ctx.status_memo.freshest(sb.clone());
@@ -200,9 +202,10 @@ async fn attempt(
         let current_name = &target.pod_name;
         // The watch may lag behind a create of an earlier run of the controller: ask the API
         // server before calling the Pod deleted.
-        if permit.is_none() {
+        let Some(held) = permit.or_else(|| ctx.gate.try_acquire(Priority::Other)) else {
             return Ok(Step::Wait(Priority::Other));
-        }
+        };
+        permit = Some(held);
         current = pods
             .get_opt(current_name)
             .await
@@ -274,22 +277,12 @@ async fn execute(
     let writes = priority::writes(&plan, starts_waiting);
     let plan = match writes {
         Writes::All => plan,
-        Writes::PodsOnly => {
-            // Counted in the pass that writes (the first one only asks for a permit).
-            if permit.is_some() {
-                debug!(
-                    starts_waiting,
-                    "builds wait to start: Pod first, status later"
-                );
-                ctx.metrics.status_write_deferred();
-            }
-            Plan {
-                status: None,
-                events: Vec::new(),
-                requeue_after: None,
-                ..plan
-            }
-        }
+        Writes::PodsOnly => Plan {
+            status: None,
+            events: Vec::new(),
+            requeue_after: None,
+            ..plan
+        },
         Writes::Later => {
             debug!(starts_waiting, "builds wait to start: status later");
             ctx.metrics.status_write_deferred();
@@ -300,12 +293,26 @@ async fn execute(
         || !plan.delete.is_empty()
         || plan.status.is_some()
         || !plan.events.is_empty();
+    let priority = if plan.create.is_some() {
+        Priority::Start
+    } else {
+        Priority::Other
+    };
     let mut permit = match (talks, permit) {
         (false, permit) => permit,
         (true, Some(permit)) => Some(permit),
-        (true, None) if plan.create.is_some() => return Ok(Step::Wait(Priority::Start)),
-        (true, None) => return Ok(Step::Wait(Priority::Other)),
+        (true, None) => match ctx.gate.try_acquire(priority) {
+            Some(permit) => Some(permit),
+            None => return Ok(Step::Wait(priority)),
+        },
     };
+    if writes == Writes::PodsOnly {
+        debug!(
+            starts_waiting,
+            "builds wait to start: Pod first, status later"
+        );
+        ctx.metrics.status_write_deferred();
+    }
     for pod in &plan.delete {
         match pods.delete(pod, &DeleteParams::background()).await {
             Ok(_) => info!(pod, "deleted build Pod"),

@@ -103,20 +103,31 @@ impl WriteGate {
         }
     }
 
-    /// Waits for a permit: at once if one is free and nobody of the same or a higher priority
-    /// waits, else in arrival order, every waiting `Start` before any `Other`.
+    /// A permit if one is free and nobody of the same or a higher priority waits.
+    pub fn try_acquire(&self, priority: Priority) -> Option<Permit> {
+        self.take(&mut lock(&self.state), priority)
+    }
+
+    fn take(&self, state: &mut State, priority: Priority) -> Option<Permit> {
+        let ahead = match priority {
+            Priority::Start => !state.starts.is_empty(),
+            Priority::Other => !state.starts.is_empty() || !state.others.is_empty(),
+        };
+        (state.free > 0 && !ahead).then(|| {
+            state.free -= 1;
+            Permit {
+                state: self.state.clone(),
+            }
+        })
+    }
+
+    /// Waits for a permit: at once as [`WriteGate::try_acquire`] would give one, else in
+    /// arrival order, every waiting `Start` before any `Other`.
     pub async fn acquire(&self, priority: Priority) -> Permit {
         let receiver = {
             let mut state = lock(&self.state);
-            let ahead = match priority {
-                Priority::Start => !state.starts.is_empty(),
-                Priority::Other => !state.starts.is_empty() || !state.others.is_empty(),
-            };
-            if state.free > 0 && !ahead {
-                state.free -= 1;
-                return Permit {
-                    state: self.state.clone(),
-                };
+            if let Some(permit) = self.take(&mut state, priority) {
+                return permit;
             }
             let (sender, receiver) = oneshot::channel();
             match priority {
