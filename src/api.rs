@@ -369,9 +369,11 @@ pub struct Cache {
 /// Where a build stands.
 #[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Phase {
-    /// The build Pod exists and waits for a node, an image or its fetch step.
+    /// The build Pod cannot start: no node fits, or an image cannot be pulled (the
+    /// `Succeeded` condition's message says why). Back to Running once it moves.
     Pending,
-    /// Kaniko is building.
+    /// The build Pod was created and the build is under way: the Pod starting, the source
+    /// being fetched, Kaniko building.
     Running,
     /// The image was pushed; `status.digest` says which.
     Succeeded,

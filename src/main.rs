@@ -134,6 +134,12 @@ struct ControllerArgs {
     /// after the leader died (at least 2s).
     #[arg(long, env = "SOURCEBUILD_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
     lease_duration: std::time::Duration,
+    /// Also publish a Normal Event when each build starts and when it succeeds. Off by
+    /// default: they are two API writes on every build's path, and the SourceBuild's status
+    /// and `status.history` record the same. Warnings, cancellations, retries and source
+    /// changes are always published.
+    #[arg(long, env = "SOURCEBUILD_ROUTINE_EVENTS")]
+    routine_events: bool,
 }
 
 #[derive(Args)]
@@ -266,6 +272,7 @@ fn run_controller(args: ControllerArgs) -> Result<()> {
                 .collect(),
             settings: args.images.settings(),
             instance: args.instance.clone(),
+            routine_events: args.routine_events,
         };
         if !args.leader_elect {
             controller::run(client, config, metrics, ready).await;

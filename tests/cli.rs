@@ -378,3 +378,38 @@ fn crd_subcommand_prints_the_checked_in_crd() {
     .unwrap();
     assert_eq!(String::from_utf8(output.stdout).unwrap(), checked_in);
 }
+
+/// The controller's arguments in the chart's Deployment, rendered with `sets`.
+fn chart_controller_args(sets: &[&str]) -> Vec<String> {
+    let rendered = support::operator::render_chart(sets);
+    let deployment = serde_norway::Deserializer::from_str(&rendered)
+        .map(|doc| <serde_json::Value as serde::Deserialize>::deserialize(doc).unwrap())
+        .find(|v| v["kind"] == "Deployment")
+        .expect("a Deployment in the chart");
+    let args = &deployment["spec"]["template"]["spec"]["containers"][0]["args"];
+    serde_json::from_value(args.clone()).unwrap()
+}
+
+#[test]
+fn every_argument_the_chart_passes_is_one_the_controller_takes() {
+    let quiet = chart_controller_args(&[]);
+    assert!(!quiet.iter().any(|a| a == "--routine-events"), "{quiet:?}");
+    let chatty = chart_controller_args(&["routineEvents=true", "watchNamespaces={a,b}"]);
+    assert!(chatty.iter().any(|a| a == "--routine-events"), "{chatty:?}");
+    for args in [quiet, chatty] {
+        assert_eq!(args[0], "controller");
+        // clap refuses an unknown flag or a bad value before it gets to --help.
+        let output = Command::new(BIN)
+            .args(&args)
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let help = String::from_utf8(output.stdout).unwrap();
+        assert!(help.contains("--routine-events"), "{help}");
+    }
+}

@@ -15,7 +15,8 @@ use support::sourcebuilds::*;
 use support::{ControlPlane, eventually};
 
 fn setup() -> Option<(&'static ControlPlane, &'static Operator)> {
-    shared_operator("production")
+    // With the routine Events, which these tests read as the build's story.
+    shared_operator("production", &["--routine-events"])
 }
 
 const ASSEMBLE_FAILED: &str = "ERROR: No matching distribution found for flask==99\n\
@@ -59,7 +60,7 @@ async fn a_new_generation_builds_after_a_failure_and_a_rebuild_value_builds_once
         &manifest("app", "  env: [{name: V, value: '2'}]\n"),
     );
     wait_for_pod(&client, &ns, "app-build-2").await;
-    let sb = wait_for_build(&client, &ns, "app", "app-build-2", Phase::Pending).await;
+    let sb = wait_for_build(&client, &ns, "app", "app-build-2", Phase::Running).await;
     let status = sb.status.unwrap();
     assert_eq!(
         (status.trigger, status.build, status.observed_generation),
@@ -67,11 +68,26 @@ async fn a_new_generation_builds_after_a_failure_and_a_rebuild_value_builds_once
     );
     mark_finished(&client, &ns, "app-build-2", 0, DIGEST).await;
     wait_for_build(&client, &ns, "app", "app-build-2", Phase::Succeeded).await;
+    // `--routine-events`: each build's start and success are Events too.
+    let reasons = eventually("the BuildSucceeded Event", WAIT, || async {
+        let r = event_reasons(&client, &ns, "app").await;
+        r.contains(&"BuildSucceeded".to_string()).then_some(r)
+    })
+    .await;
+    assert_eq!(
+        reasons,
+        [
+            "BuildStarted",
+            "AssembleFailed",
+            "BuildStarted",
+            "BuildSucceeded"
+        ]
+    );
 
     // A manual rebuild of the same generation.
     annotate_rebuild(cp, &ns, "app", "first");
     wait_for_pod(&client, &ns, "app-build-2-2").await;
-    let sb = wait_for_build(&client, &ns, "app", "app-build-2-2", Phase::Pending).await;
+    let sb = wait_for_build(&client, &ns, "app", "app-build-2-2", Phase::Running).await;
     let status = sb.status.unwrap();
     assert_eq!(
         (
@@ -105,7 +121,7 @@ async fn a_new_generation_builds_after_a_failure_and_a_rebuild_value_builds_once
     annotate_rebuild(cp, &ns, "app", "first");
     annotate_rebuild(cp, &ns, "app", "second");
     wait_for_pod(&client, &ns, "app-build-2-3").await;
-    wait_for_build(&client, &ns, "app", "app-build-2-3", Phase::Pending).await;
+    wait_for_build(&client, &ns, "app", "app-build-2-3", Phase::Running).await;
     let names = pod_names(&client, &ns, "app").await;
     assert_eq!(
         names,
@@ -169,7 +185,7 @@ async fn suspend_cancels_the_running_build_and_resume_builds_again() {
 
     apply(cp, &ns, &manifest("paused", "  suspend: false\n"));
     wait_for_pod(&client, &ns, "paused-build-3").await;
-    let sb = wait_for_build(&client, &ns, "paused", "paused-build-3", Phase::Pending).await;
+    let sb = wait_for_build(&client, &ns, "paused", "paused-build-3", Phase::Running).await;
     assert_eq!(sb.status.unwrap().observed_generation, Some(3));
 }
 
@@ -268,7 +284,7 @@ async fn an_eviction_is_retried_and_an_assemble_failure_is_not() {
                "message": "The node was low on resource: ephemeral-storage."}),
     )
     .await;
-    let sb = wait_for_build(&client, &ns, "flaky", "flaky-build-1-2", Phase::Pending).await;
+    let sb = wait_for_build(&client, &ns, "flaky", "flaky-build-1-2", Phase::Running).await;
     let status = sb.status.unwrap();
     assert_eq!(
         (status.attempt, status.trigger),
@@ -582,7 +598,7 @@ async fn a_polled_branch_that_moves_builds_once_per_move_pinned_to_the_commit_se
     })
     .await;
     assert_eq!(requested_revision(&pod).as_deref(), Some(c4.as_str()));
-    let sb = wait_for_build(&client, &ns, "polled", "polled-build-1-2", Phase::Pending).await;
+    let sb = wait_for_build(&client, &ns, "polled", "polled-build-1-2", Phase::Running).await;
     let status = sb.status.clone().unwrap();
     assert_eq!(
         (status.trigger, status.build),

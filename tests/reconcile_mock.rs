@@ -136,6 +136,7 @@ fn harness(pods: Vec<Pod>) -> Harness {
         status_memo: Default::default(),
         pods_ready: tokio::sync::watch::channel(true).1,
         settings: settings(),
+        routine_events: true,
         events: events.clone(),
         metrics: Metrics::new(),
         pending: sourcebuild::controller::queue::Pending::new(Metrics::new()),
@@ -233,8 +234,8 @@ fn not_found() -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"})
 }
 
-/// The status right after the first build of generation 1 started at `at`.
-fn pending(at: Timestamp) -> SourceBuildStatus {
+/// The status right after the first build of generation 1 started at `at` (Running).
+fn started(at: Timestamp) -> SourceBuildStatus {
     sourcebuild::controller::status::started(
         &Default::default(),
         &NewBuild {
@@ -265,7 +266,7 @@ fn echo_status(sb: &SourceBuild) -> Value {
 }
 
 #[tokio::test]
-async fn a_new_build_creates_its_pod_then_records_pending() {
+async fn a_new_build_creates_its_pod_then_records_running() {
     let sb = source_build(1, None);
     let pod = build_pod(&sb, &settings()).unwrap();
     let script = vec![
@@ -281,7 +282,7 @@ async fn a_new_build_creates_its_pod_then_records_pending() {
     let created: Pod = serde_json::from_value(bodies[0].clone()).unwrap();
     assert_eq!(created.name_any(), pod_name("app", 1));
     let status = status_of(&bodies[1]);
-    assert_eq!(status.phase, Some(Phase::Pending));
+    assert_eq!(status.phase, Some(Phase::Running));
     assert_eq!(status.observed_generation, Some(1));
     assert_eq!(status.pod_name, Some(pod_name("app", 1)));
     assert_eq!(events, ["BuildStarted"]);
@@ -301,27 +302,83 @@ async fn a_pod_that_already_exists_is_not_an_error() {
         expect(Method::PATCH, status_path(), 200, echo_status(&sb)),
     ];
     let (bodies, _) = run(sb, harness(vec![]), script).await;
-    assert_eq!(status_of(&bodies[1]).phase, Some(Phase::Pending));
+    assert_eq!(status_of(&bodies[1]).phase, Some(Phase::Running));
+}
+
+/// A Pod whose build container cannot pull its image.
+fn stuck() -> Value {
+    json!({"phase": "Pending",
+           "initContainerStatuses": [terminated("prepare", 0, prepared())],
+           "containerStatuses": [{"name": "build", "ready": false, "restartCount": 0, "image": "kaniko", "imageID": "",
+                                  "state": {"waiting": {"reason": "ImagePullBackOff",
+                                                        "message": "Back-off pulling image \"kaniko\""}}}]})
 }
 
 #[tokio::test]
-async fn a_running_pod_moves_the_phase_to_running() {
-    let pending = pending(Timestamp::now());
-    let sb = source_build(1, Some(pending));
-    let pod = pod_for(&sb, running());
+async fn a_pod_on_its_way_costs_no_request() {
+    // Recorded Running at the create; the Pod starting and running changes nothing.
+    let started = started(Timestamp::now());
+    let sb = source_build(1, Some(started));
+    for pod in [
+        pod_for(&sb, json!({"phase": "Pending"})),
+        pod_for(&sb, running()),
+    ] {
+        let (bodies, events) = run(sb.clone(), harness(vec![pod]), vec![]).await;
+        assert!(bodies.is_empty() && events.is_empty(), "{events:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_stuck_pod_records_pending_and_a_warning() {
+    let sb = source_build(1, Some(started(Timestamp::now())));
+    let pod = pod_for(&sb, stuck());
     let script = vec![expect(Method::PATCH, status_path(), 200, echo_status(&sb))];
     let (bodies, events) = run(sb, harness(vec![pod]), script).await;
     let status = status_of(&bodies[0]);
-    assert_eq!(status.phase, Some(Phase::Running));
-    // Start and end have Events; the move to Running is in the status only.
+    assert_eq!(status.phase, Some(Phase::Pending));
+    let message = &status.condition("Succeeded").unwrap().message;
+    assert!(message.contains("ImagePullBackOff"), "{message}");
+    assert_eq!(events, ["PodPending"]);
+}
+
+#[tokio::test]
+async fn routine_events_are_published_only_when_asked_for() {
+    let sb = source_build(1, None);
+    let pod = build_pod(&sb, &settings()).unwrap();
+    let mut quiet = harness(vec![]);
+    Arc::get_mut(&mut quiet.ctx).unwrap().routine_events = false;
+    let script = vec![
+        expect(
+            Method::POST,
+            "/api/v1/namespaces/team/pods",
+            201,
+            serde_json::to_value(&pod).unwrap(),
+        ),
+        expect(Method::PATCH, status_path(), 200, echo_status(&sb)),
+    ];
+    let (bodies, events) = run(sb, quiet, script).await;
+    assert_eq!(status_of(&bodies[1]).phase, Some(Phase::Running));
     assert!(events.is_empty(), "{events:?}");
+
+    let sb = source_build(1, Some(started(Timestamp::now())));
+    for (pod, reasons) in [
+        (finished(0, DIGEST), vec![]),
+        (stuck(), vec!["PodPending"]),
+        (finished(1, "exit status 1"), vec!["BuildFailed"]),
+    ] {
+        let mut quiet = harness(vec![pod_for(&sb, pod)]);
+        Arc::get_mut(&mut quiet.ctx).unwrap().routine_events = false;
+        let script = vec![expect(Method::PATCH, status_path(), 200, echo_status(&sb))];
+        let (_, events) = run(sb.clone(), quiet, script).await;
+        assert_eq!(events, reasons);
+    }
 }
 
 #[tokio::test]
 async fn a_status_computed_from_an_outdated_source_build_is_refused_not_written() {
     // The write names the version it was computed from; the API server refuses it (409) when
     // the object changed since (a stale cache, a late write of a replica that lost its Lease).
-    let mut sb = source_build(1, Some(pending(Timestamp::now())));
+    let mut sb = source_build(1, Some(started(Timestamp::now())));
     sb.metadata.resource_version = Some("42".into());
     let pod = pod_for(&sb, finished(0, DIGEST));
     let conflict = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
@@ -337,8 +394,8 @@ async fn a_status_computed_from_an_outdated_source_build_is_refused_not_written(
 
 #[tokio::test]
 async fn success_records_the_digest_and_provenance() {
-    let pending = pending(Timestamp::now());
-    let sb = source_build(1, Some(pending));
+    let started = started(Timestamp::now());
+    let sb = source_build(1, Some(started));
     let pod = pod_for(&sb, finished(0, DIGEST));
     let script = vec![expect(Method::PATCH, status_path(), 200, echo_status(&sb))];
     let (bodies, events) = run(sb, harness(vec![pod]), script).await;
@@ -359,8 +416,8 @@ async fn success_records_the_digest_and_provenance() {
 
 #[tokio::test]
 async fn a_failed_build_records_reason_and_log_snippet() {
-    let pending = pending(Timestamp::now());
-    let sb = source_build(1, Some(pending));
+    let started = started(Timestamp::now());
+    let sb = source_build(1, Some(started));
     let log = "STEP 6/6: RUN [\"/usr/libexec/s2i/assemble\"]\nERROR: No matching distribution found for flask==99\n\
                error building image: error building stage: failed to execute command: waiting for process to exit: exit status 1";
     let pod = pod_for(&sb, finished(1, log));
@@ -418,7 +475,7 @@ async fn a_spec_change_stops_the_running_build_and_starts_the_new_one() {
     let status = status_of(&bodies[2]);
     assert_eq!(
         (status.phase, status.observed_generation),
-        (Some(Phase::Pending), Some(2))
+        (Some(Phase::Running), Some(2))
     );
     assert_eq!(events, ["Superseded", "BuildStarted"]);
 }
@@ -426,26 +483,24 @@ async fn a_spec_change_stops_the_running_build_and_starts_the_new_one() {
 #[tokio::test]
 async fn a_restarted_controller_with_a_cold_cache_asks_before_creating() {
     // Status says the Pod was created; the cache does not have it yet; the API server does.
-    let pending = pending(Timestamp::now());
-    let sb = source_build(1, Some(pending));
+    let started = started(Timestamp::now());
+    let sb = source_build(1, Some(started));
     let pod = pod_for(&sb, running());
-    let script = vec![
-        expect(
-            Method::GET,
-            format!("/api/v1/namespaces/team/pods/{}", pod_name("app", 1)),
-            200,
-            serde_json::to_value(&pod).unwrap(),
-        ),
-        expect(Method::PATCH, status_path(), 200, echo_status(&sb)),
-    ];
+    let script = vec![expect(
+        Method::GET,
+        format!("/api/v1/namespaces/team/pods/{}", pod_name("app", 1)),
+        200,
+        serde_json::to_value(&pod).unwrap(),
+    )];
+    // Found, and running as recorded: nothing to write.
     let (bodies, _) = run(sb, harness(vec![]), script).await;
-    assert_eq!(status_of(&bodies[1]).phase, Some(Phase::Running));
+    assert_eq!(bodies.len(), 1);
 }
 
 #[tokio::test]
 async fn a_pod_deleted_by_someone_else_fails_the_build() {
-    let pending = pending(Timestamp::now());
-    let sb = source_build(1, Some(pending));
+    let started = started(Timestamp::now());
+    let sb = source_build(1, Some(started));
     let script = vec![
         expect(
             Method::GET,
@@ -464,8 +519,8 @@ async fn a_pod_deleted_by_someone_else_fails_the_build() {
 
 #[tokio::test]
 async fn a_finished_build_makes_no_request_at_all() {
-    let pending = pending(Timestamp::now());
-    let sb = source_build(1, Some(pending));
+    let started = started(Timestamp::now());
+    let sb = source_build(1, Some(started));
     let pod = pod_for(&sb, finished(0, DIGEST));
     let (_, outcome) = {
         let script = vec![expect(Method::PATCH, status_path(), 200, echo_status(&sb))];
@@ -487,8 +542,8 @@ async fn a_finished_build_makes_no_request_at_all() {
 #[tokio::test]
 async fn a_pending_build_past_its_timeout_is_stopped() {
     let long_ago = Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_hours(2);
-    let pending = pending(long_ago);
-    let sb = source_build(1, Some(pending));
+    let started = started(long_ago);
+    let sb = source_build(1, Some(started));
     let mut pod = pod_for(
         &sb,
         json!({"phase": "Pending", "containerStatuses": [
@@ -539,8 +594,8 @@ async fn an_invalid_spec_fails_without_a_pod() {
 #[tokio::test]
 async fn a_pending_pods_events_are_never_listed() {
     // Mount failures come from a watch on the kubelet's Events: a Pending Pod, new or a minute
-    // old, costs no request but the status write.
-    let sb = source_build(1, Some(pending(Timestamp::now())));
+    // old, costs no request.
+    let sb = source_build(1, Some(started(Timestamp::now())));
     let mut pod = pod_for(
         &sb,
         json!({"phase": "Pending", "initContainerStatuses": [
@@ -550,14 +605,13 @@ async fn a_pending_pods_events_are_never_listed() {
     pod.metadata.creation_timestamp = Some(Time(
         Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(60),
     ));
-    let script = vec![expect(Method::PATCH, status_path(), 200, echo_status(&sb))];
-    let (bodies, _) = run(sb, harness(vec![pod]), script).await;
-    assert_eq!(status_of(&bodies[0]).phase, Some(Phase::Pending));
+    let (bodies, _) = run(sb, harness(vec![pod]), vec![]).await;
+    assert!(bodies.is_empty());
 }
 
 #[tokio::test]
 async fn a_failed_mount_of_a_missing_secret_fails_the_build_at_once() {
-    let mut sb = source_build(1, Some(pending(Timestamp::now())));
+    let mut sb = source_build(1, Some(started(Timestamp::now())));
     sb.spec.output.push_secret_ref = Some(sourcebuild::api::SecretReference {
         name: "regcred".into(),
     });
@@ -630,8 +684,8 @@ async fn a_missing_service_account_fails_the_build_when_the_pod_is_refused() {
 
 #[tokio::test]
 async fn a_new_rebuild_value_creates_the_next_pod_of_the_same_generation() {
-    let pending = pending(Timestamp::now());
-    let built = source_build(1, Some(pending.clone()));
+    let started = started(Timestamp::now());
+    let built = source_build(1, Some(started.clone()));
     let pod = pod_for(&built, finished(0, DIGEST));
     let done = sourcebuild::controller::plan::plan(
         &built,
@@ -673,7 +727,7 @@ async fn a_new_rebuild_value_creates_the_next_pod_of_the_same_generation() {
             status.rebuild.as_deref()
         ),
         (
-            Some(Phase::Pending),
+            Some(Phase::Running),
             Some(2),
             Some(Trigger::Manual),
             Some("2026-01-05")
@@ -685,7 +739,7 @@ async fn a_new_rebuild_value_creates_the_next_pod_of_the_same_generation() {
 
 #[tokio::test]
 async fn suspending_deletes_the_running_pod_and_records_cancelled() {
-    let gen1 = source_build(1, Some(pending(Timestamp::now())));
+    let gen1 = source_build(1, Some(started(Timestamp::now())));
     let pod = pod_for(&gen1, running());
     let mut sb = source_build(2, gen1.status.clone());
     sb.spec.suspend = true;
@@ -710,9 +764,9 @@ async fn a_cache_behind_our_own_write_plans_from_the_write() {
     // The Pod watch wakes the reconcile again before the SourceBuild watch shows the status
     // just written: the second reconcile starts from the API server's answer to that write, so
     // it neither writes the same status again nor publishes its Event twice.
-    let mut sb = source_build(1, Some(pending(Timestamp::now())));
+    let mut sb = source_build(1, Some(started(Timestamp::now())));
     sb.metadata.resource_version = Some("10".into());
-    let pod = pod_for(&sb, running());
+    let pod = pod_for(&sb, stuck());
     let h = harness(vec![pod]);
     let Harness {
         ctx,
@@ -751,7 +805,11 @@ async fn a_cache_behind_our_own_write_plans_from_the_write() {
         .await
         .unwrap()
         .unwrap();
-    assert!(events.0.lock().unwrap().is_empty(), "no Event for Running");
+    assert_eq!(
+        *events.0.lock().unwrap(),
+        ["PodPending"],
+        "one Event, not two"
+    );
 }
 
 #[tokio::test]
@@ -799,7 +857,7 @@ async fn a_pod_just_created_is_not_fetched_while_its_watch_event_is_on_the_way()
     reconcile(Arc::new(sb), ctx.clone()).await.unwrap();
     assert_eq!(ctx.created_pods.len(), 1);
     // The SourceBuild watch shows our status write; the Pod watch has not delivered the Pod.
-    let mut cached = source_build(1, Some(pending(Timestamp::now())));
+    let mut cached = source_build(1, Some(started(Timestamp::now())));
     cached.metadata.resource_version = Some("11".into());
     reconcile(Arc::new(cached), ctx.clone()).await.unwrap();
     drop(ctx);
@@ -884,15 +942,15 @@ async fn in_a_burst_a_new_build_gets_its_pod_first_and_its_status_after() {
         ],
     )
     .await;
-    assert_eq!(status_of(&bodies[1]).phase, Some(Phase::Pending));
+    assert_eq!(status_of(&bodies[1]).phase, Some(Phase::Running));
     assert_eq!(events, ["BuildStarted"]);
 }
 
 #[tokio::test]
 async fn in_a_burst_progress_waits_and_results_do_not() {
-    let sb = source_build(1, Some(pending(Timestamp::now())));
-    // Running: no request at all, a look again soon.
-    let pod = pod_for(&sb, running());
+    let sb = source_build(1, Some(started(Timestamp::now())));
+    // Stuck Pending: no request at all, a look again soon.
+    let pod = pod_for(&sb, stuck());
     let (bodies, events, action) =
         run_for_action(sb.clone(), queued(in_a_burst(vec![pod])).await, vec![]).await;
     assert!(bodies.is_empty());
@@ -915,7 +973,7 @@ async fn in_a_burst_progress_waits_and_results_do_not() {
 
 #[tokio::test]
 async fn a_build_first_recorded_running_writes_one_status_and_its_start_event() {
-    // The Pending status was put off until the Pod already ran: one write, Running.
+    // The status of the create was put off (or lost) until the Pod already ran: one write.
     let sb = source_build(1, None);
     let pod = pod_for(&sb, running());
     let (bodies, events) = run(

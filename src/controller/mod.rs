@@ -57,6 +57,8 @@ pub struct ControllerConfig {
     pub settings: BuildSettings,
     /// This replica's name, for Events.
     pub instance: Option<String>,
+    /// Also publish the routine Events (`BuildStarted`, `BuildSucceeded`) of every build.
+    pub routine_events: bool,
 }
 
 /// Runs the controller until SIGTERM or SIGINT. `ready` is flipped once every cache is filled.
@@ -91,7 +93,7 @@ pub async fn run(
         let (controller, scope_filled) = scoped(
             client.clone(),
             scope,
-            config.settings.clone(),
+            &config,
             events.clone(),
             metrics.clone(),
             pending.clone(),
@@ -135,7 +137,7 @@ pub fn prune_source_build(sb: &mut SourceBuild) {
 fn scoped(
     client: Client,
     namespace: Option<String>,
-    settings: BuildSettings,
+    config: &ControllerConfig,
     events: Arc<dyn events::EventSink>,
     metrics: Metrics,
     pending: queue::Pending,
@@ -228,7 +230,8 @@ fn scoped(
         created_pods,
         status_memo,
         pods_ready: pods_ready.clone(),
-        settings,
+        settings: config.settings.clone(),
+        routine_events: config.routine_events,
         events,
         metrics,
         pending,

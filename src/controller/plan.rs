@@ -43,6 +43,23 @@ pub struct Note {
     pub message: String,
 }
 
+/// The Event of a build that starts.
+pub const BUILD_STARTED: &str = "BuildStarted";
+/// The Event of a build that pushed its image.
+pub const BUILD_SUCCEEDED: &str = "BuildSucceeded";
+/// The Warning of a build Pod that cannot start (no node fits, an image cannot be pulled).
+pub const POD_PENDING: &str = "PodPending";
+
+impl Note {
+    /// `BuildStarted` and `BuildSucceeded`: every build has them, and its status (with
+    /// `status.history`) records the same, so they are published only when the operator is
+    /// asked to (`--routine-events`). Each is an API write on every build's path.
+    pub fn is_routine(&self) -> bool {
+        self.severity == Severity::Normal
+            && (self.reason == BUILD_STARTED || self.reason == BUILD_SUCCEEDED)
+    }
+}
+
 /// What to do for one SourceBuild.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Plan {
@@ -157,7 +174,7 @@ pub fn creation_refused(
         events: planned
             .events
             .iter()
-            .filter(|n| n.reason != "BuildStarted")
+            .filter(|n| n.reason != BUILD_STARTED)
             .cloned()
             .collect(),
         ..Plan::default()
@@ -450,7 +467,9 @@ fn observe_pod(
             );
             status::failed(old, generation, Some(name), &failure, Some(start), now)
         }
-        BuildOutcome::Pending { message } => {
+        BuildOutcome::Pending {
+            message: Some(stuck),
+        } => {
             // A mount failure wakes the controller through the kubelet's Event (see
             // `mount_failures`); otherwise only the timeout needs a look.
             plan.requeue_after = Some(timeout.saturating_sub(elapsed));
@@ -459,14 +478,23 @@ fn observe_pod(
                 generation,
                 name,
                 Phase::Pending,
-                message.as_deref(),
+                Some(&stuck),
                 start,
                 now,
             )
         }
-        BuildOutcome::Running => {
+        BuildOutcome::Pending { message: None } | BuildOutcome::Running => {
             plan.requeue_after = Some(timeout.saturating_sub(elapsed));
-            status::in_progress(old, generation, name, Phase::Running, None, start, now)
+            // A Pod on its way (scheduled, pulling, fetching, building) is all one Running:
+            // the status written when the build started stays as it is, with no write.
+            let under_way = old.observed_generation == Some(generation)
+                && old.pod_name.as_deref() == Some(name)
+                && old.phase == Some(Phase::Running);
+            if under_way {
+                old.clone()
+            } else {
+                status::in_progress(old, generation, name, Phase::Running, None, start, now)
+            }
         }
     }
 }
@@ -491,16 +519,16 @@ fn record(plan: &mut Plan, old: &SourceBuildStatus, new: SourceBuildStatus) {
     plan.status = Some(new);
 }
 
-/// The Event of entering `phase` (`new_build`: in a build status did not record yet). Running
-/// has none: the phase shows it, the Pod's own Events tell the details, and an Event is an API
-/// write on every build's path; but a build first recorded as Running (its Pending status was
-/// put off in a burst, or lost) still gets its `BuildStarted`.
+/// The Event of entering `phase` (`new_build`: in a build status did not record yet). A build
+/// that starts gets `BuildStarted` (a routine Event, see [`Note::is_routine`]); back to Running
+/// from a stuck Pending gets none (the phase shows it); a Pod that gets stuck gets a Warning.
 fn transition_note(phase: Phase, new_build: bool, new: &SourceBuildStatus) -> Option<Note> {
     let succeeded = new.condition(status::SUCCEEDED).cloned();
     let (severity, reason) = match phase {
-        Phase::Running if !new_build => return None,
-        Phase::Pending | Phase::Running => (Severity::Normal, "BuildStarted".to_string()),
-        Phase::Succeeded => (Severity::Normal, "BuildSucceeded".to_string()),
+        Phase::Pending | Phase::Running if new_build => (Severity::Normal, BUILD_STARTED.into()),
+        Phase::Running => return None,
+        Phase::Pending => (Severity::Warning, POD_PENDING.into()),
+        Phase::Succeeded => (Severity::Normal, BUILD_SUCCEEDED.into()),
         Phase::Cancelled => (Severity::Normal, "Cancelled".to_string()),
         Phase::Failed => (
             Severity::Warning,
@@ -757,8 +785,71 @@ mod tests {
         let status = p.status.unwrap();
         assert_eq!(
             (status.phase, status.build, status.trigger),
-            (Some(Phase::Pending), Some(1), Some(Trigger::ConfigChange))
+            (Some(Phase::Running), Some(1), Some(Trigger::ConfigChange))
         );
+    }
+
+    #[test]
+    fn a_successful_build_writes_status_twice() {
+        // The create's status (Running) and the digest: a Pod on its way changes nothing.
+        let mut sb = sb(1, json!({}));
+        let (_, p) = step(&mut sb, &[], at(0));
+        assert!(p.create.is_some());
+        assert_eq!(p.status.as_ref().unwrap().phase, Some(Phase::Running));
+        assert_eq!(reasons(&p), [BUILD_STARTED]);
+        let on_its_way = [
+            json!({"phase": "Pending"}),
+            json!({"phase": "Pending", "initContainerStatuses": [{"name": "prepare",
+                   "ready": false, "restartCount": 0, "image": "x", "imageID": "",
+                   "state": {"running": {}}}]}),
+            running(),
+        ];
+        for (i, status) in on_its_way.into_iter().enumerate() {
+            let pod = pod_in(&sb, "app-build-1", status);
+            let (_, p) = step(&mut sb, &[pod], at(1 + i as i64));
+            assert_eq!(p.status, None, "step {i}");
+            assert!(p.events.is_empty(), "step {i}: {:?}", p.events);
+            assert!(p.create.is_none() && p.delete.is_empty(), "step {i}");
+        }
+        let done = pod_in(
+            &sb,
+            "app-build-1",
+            finished(0, DIGEST, "2023-11-14T22:14:00Z"),
+        );
+        let (_, p) = step(&mut sb, &[done], at(10));
+        assert_eq!(p.status.as_ref().unwrap().phase, Some(Phase::Succeeded));
+        assert_eq!(reasons(&p), [BUILD_SUCCEEDED]);
+        assert!(p.events.iter().all(Note::is_routine));
+    }
+
+    #[test]
+    fn a_stuck_pod_is_pending_with_a_warning_until_it_moves() {
+        let mut sb = sb(1, json!({}));
+        step(&mut sb, &[], at(0));
+        let stuck = pod_in(
+            &sb,
+            "app-build-1",
+            json!({"phase": "Pending", "containerStatuses": [{"name": "build", "ready": false,
+                   "restartCount": 0, "image": "x", "imageID": "",
+                   "state": {"waiting": {"reason": "ImagePullBackOff",
+                                         "message": "Back-off pulling image"}}}]}),
+        );
+        let (_, p) = step(&mut sb, std::slice::from_ref(&stuck), at(5));
+        let status = p.status.clone().unwrap();
+        assert_eq!(status.phase, Some(Phase::Pending));
+        let message = &status.condition(status::SUCCEEDED).unwrap().message;
+        assert!(message.contains("ImagePullBackOff"), "{message}");
+        assert_eq!(reasons(&p), [POD_PENDING]);
+        assert_eq!(p.events[0].severity, Severity::Warning);
+        assert!(!p.events[0].is_routine());
+        // Still stuck: nothing new to say.
+        let (_, p) = step(&mut sb, std::slice::from_ref(&stuck), at(6));
+        assert!(p.status.is_none() && p.events.is_empty());
+        // It moves: Running again, without an Event.
+        let moving = pod_in(&sb, "app-build-1", running());
+        let (_, p) = step(&mut sb, &[moving], at(7));
+        assert_eq!(p.status.unwrap().phase, Some(Phase::Running));
+        assert!(p.events.is_empty(), "{:?}", p.events);
     }
 
     #[test]

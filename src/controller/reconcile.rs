@@ -44,6 +44,8 @@ pub struct Context {
     pub pods_ready: tokio::sync::watch::Receiver<bool>,
     /// Images the build Pods use.
     pub settings: BuildSettings,
+    /// Publish routine Events too ([`Note::is_routine`](crate::controller::plan::Note::is_routine)).
+    pub routine_events: bool,
     /// Where Events go.
     pub events: Arc<dyn EventSink>,
     /// Prometheus metrics.
@@ -223,7 +225,7 @@ async fn attempt(
         _ => Vec::new(),
     };
 
-    let plan = poll::finish(
+    let mut plan = poll::finish(
         plan(
             &sb,
             &target,
@@ -237,6 +239,9 @@ async fn attempt(
         &sb,
         poll,
     );
+    if !ctx.routine_events {
+        plan.events.retain(|note| !note.is_routine());
+    }
     debug!(
         create = plan.create.is_some(),
         delete = ?plan.delete,

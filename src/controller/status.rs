@@ -48,7 +48,10 @@ pub fn started(old: &SourceBuildStatus, new: &NewBuild, now: Timestamp) -> Sourc
     status.builder_image = None;
     status.dockerfile_sha256 = None;
     status.next_attempt_time = None;
-    status.phase = Some(Phase::Pending);
+    // Running from the create on: the fetch step is part of the build, and a Pod that cannot
+    // start is reported as Pending when it says why (see `plan::observe_pod`). A separate
+    // Pending -> Running write per build would be a third status write on every build's path.
+    status.phase = Some(Phase::Running);
     status.pod_name = Some(new.pod_name.clone());
     status.build = Some(new.build);
     status.trigger = Some(new.trigger);
@@ -75,7 +78,7 @@ pub fn started(old: &SourceBuildStatus, new: &NewBuild, now: Timestamp) -> Sourc
         "build Pod {} created for generation {generation} ({}{retry})",
         new.pod_name, new.trigger
     );
-    set_building(&mut status, "Pending", &message, generation, now);
+    set_building(&mut status, "Running", &message, generation, now);
     status
 }
 
@@ -461,19 +464,21 @@ mod tests {
     fn a_build_moves_through_its_phases() {
         let s0 = SourceBuildStatus::default();
         let s1 = started(&s0, &first_build(1), at(0));
-        assert_eq!(s1.phase, Some(Phase::Pending));
+        assert_eq!(s1.phase, Some(Phase::Running));
         assert_eq!(s1.condition(SUCCEEDED).unwrap().status, "Unknown");
         assert_eq!(s1.condition(READY).unwrap().status, "False");
+        let stuck = "container build is waiting: ImagePullBackOff";
         let s2 = in_progress(
             &s1,
             1,
             "app-build-1",
-            Phase::Running,
-            None,
+            Phase::Pending,
+            Some(stuck),
             Time(at(0)),
             at(5),
         );
-        assert_eq!(s2.phase, Some(Phase::Running));
+        assert_eq!(s2.phase, Some(Phase::Pending));
+        assert_eq!(s2.condition(SUCCEEDED).unwrap().message, stuck);
         // Still Unknown: the transition time stays at the start.
         assert_eq!(
             s2.condition(SUCCEEDED).unwrap().last_transition_time,

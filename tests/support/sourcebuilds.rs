@@ -21,7 +21,10 @@ pub const DIGEST: &str = "sha256:5f0e1b6bd2f5fb0f3bc3b1d2c9e0e8f4a7c1d3e5f607182
 
 /// The control plane and one operator (all namespaces, the chart's identity) for this test
 /// binary, or `None` when the control plane is skipped on purpose.
-pub fn shared_operator(log_prefix: &str) -> Option<(&'static ControlPlane, &'static Operator)> {
+pub fn shared_operator(
+    log_prefix: &str,
+    args: &[&str],
+) -> Option<(&'static ControlPlane, &'static Operator)> {
     static OPERATOR: OnceLock<Operator> = OnceLock::new();
     let cp = control_plane()?;
     let operator = OPERATOR.get_or_init(|| {
@@ -32,7 +35,7 @@ pub fn shared_operator(log_prefix: &str) -> Option<(&'static ControlPlane, &'sta
             .unwrap()
             .keep();
         eprintln!("operator log: {}", logs.join("operator.log").display());
-        Operator::start(cp, &[], &logs)
+        Operator::start(cp, args, &logs)
     });
     Some((cp, operator))
 }
