@@ -12,9 +12,9 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 use sourcebuild::api::SourceBuild;
-use sourcebuild::pod::{BuildSettings, build_pod};
+use sourcebuild::pod::{BuildSettings, LABEL_MANAGED_BY, LABEL_NAME, MANAGED_BY, build_pod};
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Kubelet, Tracker};
 use crate::report::{Ceiling, CreateRate, Pipeline};
 use crate::stats::summarize;
 use crate::support::operator::{CHART_NAMESPACE, SERVICE_ACCOUNT};
@@ -41,24 +41,35 @@ pub async fn measure(cluster: &mut Cluster, pods: usize) -> Result<Ceiling, Stri
     }
     let operator = rates.pop().unwrap_or_default();
     let admin = rates.pop().unwrap_or_default();
-    let pipeline = pipeline(cluster, &template, pods).await?;
+    let alone = pipeline(cluster, &template, pods, None).await?;
+    // The same with the kubelet's two status writes per Pod, measured by watch as the burst is.
+    let with_kubelet = pipeline(cluster, &template, pods, Some(crate::burst_kubelet())).await?;
     Ok(Ceiling {
         concurrency: CONCURRENCY,
         admin,
         operator_service_account: operator,
-        pipeline,
+        pipeline: alone,
+        pipeline_with_kubelet: with_kubelet,
     })
 }
 
 /// The burst's creates with a controller that does nothing but create each Pod at once (see
 /// [`Pipeline`]). The operator is stopped meanwhile, so the SourceBuilds stay untouched; they
-/// and the Pods are deleted before it starts again.
+/// and the Pods are deleted before it starts again. With `kubelet`, the Pods carry our labels
+/// and the burst's kubelet stand-in runs them, and create -> Pod is taken from the watches as
+/// in the burst.
 async fn pipeline(
     cluster: &mut Cluster,
     template: &Pod,
     builds: usize,
+    kubelet: Option<Kubelet>,
 ) -> Result<Pipeline, String> {
     let ns = cluster.namespace("bench-ceiling-pipeline").await;
+    let tracker = match &kubelet {
+        Some(kubelet) => Some(Tracker::start(cluster.admin.clone(), &ns, kubelet.clone()).await?),
+        None => None,
+    };
+    let labelled = kubelet.is_some();
     let sa = cluster
         .cp
         .client_for_service_account(CHART_NAMESPACE, SERVICE_ACCOUNT)
@@ -93,6 +104,15 @@ async fn pipeline(
         .map(|(i, at)| {
             let (pods, mut pod) = (pods.clone(), template.clone());
             pod.metadata.name = Some(format!("p{i:05}-build-1"));
+            if labelled {
+                pod.metadata.labels = Some(
+                    [
+                        (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
+                        (LABEL_NAME.to_string(), format!("p{i:05}")),
+                    ]
+                    .into(),
+                );
+            }
             async move {
                 pods.create(&PostParams::default(), &pod)
                     .await
@@ -104,6 +124,23 @@ async fn pipeline(
         .try_collect::<Vec<f64>>();
     let (created, latencies) = futures::join!(creating, following);
     let seconds = started.elapsed().as_secs_f64();
+    let latencies = match tracker {
+        None => latencies,
+        Some(tracker) => {
+            let finished = tracker
+                .wait_all_pods_finished(builds, Duration::from_secs(120))
+                .await;
+            let times = tracker.snapshot();
+            tracker.stop();
+            finished?;
+            latencies.map(|_| {
+                times
+                    .values()
+                    .filter_map(|t| Some(t.pod? - t.created?))
+                    .collect()
+            })
+        }
+    };
     for result in [
         Api::<Pod>::namespaced(cluster.admin.clone(), &ns)
             .delete_collection(&DeleteParams::background(), &ListParams::default())

@@ -198,6 +198,7 @@ impl Cluster {
             .values()
             .filter_map(|t| Some(t.pod? - t.created?))
             .collect();
+        let create_to_pod_server = crate::audit::create_to_pod_ms(&self.cp.audit_log, &ns)?;
         let finish_to_status: Vec<f64> = times
             .values()
             .filter_map(|t| Some(t.status? - t.pod_finished?))
@@ -228,6 +229,7 @@ impl Cluster {
                 builds: spec.builds,
                 rate_per_s: spec.rate_per_s,
                 create_to_pod_ms: summarize(&create_to_pod),
+                create_to_pod_server_ms: summarize(&create_to_pod_server),
                 finish_to_status_ms: summarize(&finish_to_status),
                 create_to_pod_span_s: span_s,
                 throughput_per_min: create_to_pod.len() as f64 / span_s * 60.0,
@@ -464,6 +466,25 @@ impl Tracker {
 
     /// Waits until `n` SourceBuilds have status with the digest.
     pub async fn wait_all_done(&self, n: usize, timeout: Duration) -> Result<(), String> {
+        self.wait_for(n, timeout, "builds succeeded", |t| t.status.is_some())
+            .await
+    }
+
+    /// Waits until `n` build Pods have been seen Succeeded.
+    pub async fn wait_all_pods_finished(&self, n: usize, timeout: Duration) -> Result<(), String> {
+        self.wait_for(n, timeout, "build Pods finished", |t| {
+            t.pod_finished.is_some()
+        })
+        .await
+    }
+
+    async fn wait_for(
+        &self,
+        n: usize,
+        timeout: Duration,
+        what: &str,
+        reached: impl Fn(&Times) -> bool,
+    ) -> Result<(), String> {
         let started = Instant::now();
         loop {
             let done = self
@@ -471,15 +492,13 @@ impl Tracker {
                 .lock()
                 .unwrap()
                 .values()
-                .filter(|t| t.status.is_some())
+                .filter(|t| reached(t))
                 .count();
             if done >= n {
                 return Ok(());
             }
             if started.elapsed() > timeout {
-                return Err(format!(
-                    "only {done} of {n} builds succeeded within {timeout:?}"
-                ));
+                return Err(format!("only {done} of {n} {what} within {timeout:?}"));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -16,6 +16,7 @@
 mod support;
 
 mod apimetrics;
+mod audit;
 mod ceiling;
 mod charts;
 mod cluster;
@@ -193,11 +194,7 @@ async fn run(args: &Args, sizes: &Sizes, out: &Path) -> Result<Report, String> {
                 builds: (sizes.steady_rate * sizes.steady_seconds) as usize,
                 rate_per_s: Some(sizes.steady_rate),
                 create_concurrency: 1,
-                kubelet: Kubelet {
-                    running_step: true,
-                    build_time: Duration::from_secs(1),
-                    concurrency: 32,
-                },
+                kubelet: burst_kubelet(),
             };
             let (ns, load) = cluster.load("bench-steady", &spec).await?;
             finished.push(ns);
@@ -210,11 +207,7 @@ async fn run(args: &Args, sizes: &Sizes, out: &Path) -> Result<Report, String> {
                 builds: sizes.burst,
                 rate_per_s: None,
                 create_concurrency: 32,
-                kubelet: Kubelet {
-                    running_step: true,
-                    build_time: Duration::from_secs(1),
-                    concurrency: 32,
-                },
+                kubelet: burst_kubelet(),
             };
             let (ns, load) = cluster.load("bench-burst", &spec).await?;
             finished.push(ns);
@@ -264,6 +257,16 @@ async fn run(args: &Args, sizes: &Sizes, out: &Path) -> Result<Report, String> {
 }
 
 /// A kubelet that finishes every build at once (no Running step): fills the cluster quickly.
+/// The kubelet of the steady and burst loads: the fetch step done and Kaniko running, then a
+/// one-second build.
+pub fn burst_kubelet() -> Kubelet {
+    Kubelet {
+        running_step: true,
+        build_time: Duration::from_secs(1),
+        concurrency: 32,
+    }
+}
+
 fn quick_kubelet() -> Kubelet {
     Kubelet {
         running_step: false,

@@ -63,6 +63,9 @@ pub struct Load {
     pub rate_per_s: Option<f64>,
     /// SourceBuild seen by a watch -> its build Pod seen by a watch (ms).
     pub create_to_pod_ms: Summary,
+    /// SourceBuild create answered -> its build Pod's create answered, as the API server's
+    /// audit log times them (ms): create -> Pod without the watches' delivery.
+    pub create_to_pod_server_ms: Summary,
     /// Pod seen Succeeded -> SourceBuild status seen with the digest (ms).
     pub finish_to_status_ms: Summary,
     /// First SourceBuild seen -> last build Pod seen (s).
@@ -136,6 +139,9 @@ pub struct Ceiling {
     pub operator_service_account: CreateRate,
     /// The burst as a controller that costs nothing would serve it.
     pub pipeline: Pipeline,
+    /// The same with the burst's kubelet stand-in running the Pods, create -> Pod measured
+    /// from the watches as in the burst.
+    pub pipeline_with_kubelet: Pipeline,
 }
 
 /// The burst's users (admin, `CONCURRENCY` creates in flight) create SourceBuilds with the
@@ -196,10 +202,11 @@ pub fn goals_table(r: &Report) -> String {
             ),
             "p50 <= 20 ms, p99 <= 100 ms".into(),
             format!(
-                "p50 {}, p99 {} (max {})",
+                "p50 {}, p99 {} (max {}){}",
                 ms(s.create_to_pod_ms.p50),
                 ms(s.create_to_pod_ms.p99),
-                ms(s.create_to_pod_ms.max)
+                ms(s.create_to_pod_ms.max),
+                as_the_server_timed_it(&s.create_to_pod_server_ms)
             ),
         ]);
         rows.push([
@@ -217,9 +224,10 @@ pub fn goals_table(r: &Report) -> String {
             format!("SourceBuild -> build Pod, burst of {} creates", b.builds),
             "p99 <= 2 s".into(),
             format!(
-                "p50 {}, p99 {}",
+                "p50 {}, p99 {}{}",
                 ms(b.create_to_pod_ms.p50),
-                ms(b.create_to_pod_ms.p99)
+                ms(b.create_to_pod_ms.p99),
+                as_the_server_timed_it(&b.create_to_pod_server_ms)
             ),
         ]);
         rows.push([
@@ -293,21 +301,28 @@ pub fn goals_table(r: &Report) -> String {
         ]);
     }
     if let Some(c) = &r.ceiling {
-        let p = &c.pipeline;
-        rows.push([
-            format!(
-                "the API server alone: a burst of {} SourceBuild creates, each followed at once by its Pod create (no status, Events or kubelet)",
-                p.builds
+        for (p, what) in [
+            (&c.pipeline, "no status, Events or kubelet"),
+            (
+                &c.pipeline_with_kubelet,
+                "the burst's kubelet runs the Pods; no status or Events",
             ),
-            "(the floor of burst create -> Pod)".into(),
-            format!(
-                "p50 {}, p99 {}; {} Pods in {:.1} s",
-                ms(p.create_to_pod_ms.p50),
-                ms(p.create_to_pod_ms.p99),
-                p.builds,
-                p.seconds
-            ),
-        ]);
+        ] {
+            rows.push([
+                format!(
+                    "the API server alone: a burst of {} SourceBuild creates, each followed at once by its Pod create ({what})",
+                    p.builds
+                ),
+                "(the floor of burst create -> Pod)".into(),
+                format!(
+                    "p50 {}, p99 {}; {} Pods in {:.1} s",
+                    ms(p.create_to_pod_ms.p50),
+                    ms(p.create_to_pod_ms.p99),
+                    p.builds,
+                    p.seconds
+                ),
+            ]);
+        }
         for (who, rate) in [
             ("as admin", &c.admin),
             (
@@ -409,4 +424,16 @@ pub fn markdown(r: &Report) -> String {
         }
     }
     out
+}
+
+/// The audit log's create -> Pod beside the watches' figure, when it has any.
+fn as_the_server_timed_it(server: &Summary) -> String {
+    if server.count == 0 {
+        return String::new();
+    }
+    format!(
+        "; as the API server timed it (audit log): p50 {}, p99 {}",
+        ms(server.p50),
+        ms(server.p99)
+    )
 }

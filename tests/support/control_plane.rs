@@ -327,7 +327,7 @@ pub struct ControlPlane {
     pub server: String,
     pub admin_kubeconfig: PathBuf,
     /// The API server's audit log (JSON lines): every request on Secrets and ConfigMaps and every
-    /// Pod creation, at Metadata level.
+    /// Pod and SourceBuild creation, at Metadata level.
     pub audit_log: PathBuf,
     pub binaries: Binaries,
     ca: pki::Ca,
@@ -514,13 +514,15 @@ impl ControlPlane {
         // verb, which object, the response code; never a body): tests/security.rs reads it to
         // prove that the operator never asked for a Secret, not even a refused request. Pod
         // creations are logged too, to show the operator's own requests are recorded under its
-        // certificate. Nothing else, so it stays small.
+        // certificate, and with SourceBuild creations they give the benchmark the API server's
+        // own (microsecond) times of create -> Pod. Nothing else, so it stays small.
         let audit_policy = dir.join("audit-policy.yaml");
         write(
             &audit_policy,
             "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n\
              - level: Metadata\n  resources:\n  - group: \"\"\n    resources: [secrets, configmaps]\n\
              - level: Metadata\n  verbs: [create]\n  resources:\n  - group: \"\"\n    resources: [pods]\n\
+             - level: Metadata\n  verbs: [create]\n  resources:\n  - group: sourcebuild.dev\n    resources: [sourcebuilds]\n\
              - level: None\n",
         )?;
         let audit_log = dir.join("audit.log");
