@@ -183,3 +183,10 @@ pub fn by_label(delta: &Counts) -> BTreeMap<String, u64> {
     }
     m
 }
+
+/// `process_cpu_seconds_total` of a `/metrics` page: the CPU the API server has used.
+pub fn cpu_seconds(text: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix("process_cpu_seconds_total "))
+        .and_then(|value| value.trim().parse().ok())
+}

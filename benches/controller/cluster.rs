@@ -72,6 +72,11 @@ impl Cluster {
 
     /// `apiserver_request_total` now.
     pub async fn api_counts(&self) -> Result<Counts, String> {
+        Ok(self.api_metrics().await?.0)
+    }
+
+    /// The API server's request counts and the CPU seconds it has used.
+    pub async fn api_metrics(&self) -> Result<(Counts, f64), String> {
         let request = http::Request::get("/metrics")
             .body(Vec::new())
             .map_err(|e| e.to_string())?;
@@ -80,7 +85,9 @@ impl Cluster {
             .request_text(request)
             .await
             .map_err(|e| format!("GET /metrics of the API server: {e}"))?;
-        apimetrics::parse(&text)
+        let cpu = apimetrics::cpu_seconds(&text)
+            .ok_or("the API server's /metrics has no process_cpu_seconds_total")?;
+        Ok((apimetrics::parse(&text)?, cpu))
     }
 
     /// The operator's `/metrics` text; `None` while it does not serve.
@@ -150,7 +157,7 @@ impl Cluster {
     pub async fn load(&mut self, prefix: &str, spec: &LoadSpec) -> Result<(String, Load), String> {
         let ns = self.namespace(prefix).await;
         let tracker = Tracker::start(self.admin.clone(), &ns, spec.kubelet.clone()).await?;
-        let before = self.api_counts().await?;
+        let (before, cpu_before) = self.api_metrics().await?;
         let counters_before = self.operator_counters();
         let rss_from = self.rss.len();
         let started = Instant::now();
@@ -184,7 +191,7 @@ impl Cluster {
         let done = tracker.wait_all_done(spec.builds, deadline).await;
         // The operator's last writes (an Event after a status) land after status is seen.
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let after = self.api_counts().await?;
+        let (after, cpu_after) = self.api_metrics().await?;
         let counters_after = self.operator_counters();
         let elapsed = started.elapsed();
         if let Err(e) = done {
@@ -230,6 +237,8 @@ impl Cluster {
                 rate_per_s: spec.rate_per_s,
                 create_to_pod_ms: summarize(&create_to_pod),
                 create_to_pod_server_ms: summarize(&create_to_pod_server),
+                api_server_cpu_ms_per_build: (cpu_after - cpu_before) * 1000.0
+                    / spec.builds.max(1) as f64,
                 finish_to_status_ms: summarize(&finish_to_status),
                 create_to_pod_span_s: span_s,
                 throughput_per_min: create_to_pod.len() as f64 / span_s * 60.0,
