@@ -506,12 +506,8 @@ fn record(plan: &mut Plan, old: &SourceBuildStatus, new: SourceBuildStatus) {
     }
     let new_build = new.observed_generation != old.observed_generation || new.build != old.build;
     let transition = new_build || new.phase != old.phase;
-    if transition
-        && let Some(note) = new
-            .phase
-            .and_then(|phase| transition_note(phase, new_build, &new))
-    {
-        plan.events.push(note);
+    if transition {
+        plan.events.extend(transition_notes(new_build, &new));
     }
     if new.phase.is_some_and(Phase::is_final) {
         plan.requeue_after = None;
@@ -519,13 +515,29 @@ fn record(plan: &mut Plan, old: &SourceBuildStatus, new: SourceBuildStatus) {
     plan.status = Some(new);
 }
 
-/// The Event of entering `phase` (`new_build`: in a build status did not record yet). A build
-/// that starts gets `BuildStarted` (a routine Event, see [`Note::is_routine`]); back to Running
-/// from a stuck Pending gets none (the phase shows it); a Pod that gets stuck gets a Warning.
-fn transition_note(phase: Phase, new_build: bool, new: &SourceBuildStatus) -> Option<Note> {
+/// The Events of entering `new`'s phase (`new_build`: in a build status did not record yet). A
+/// build that starts gets `BuildStarted` (a routine Event, see [`Note::is_routine`]); back to
+/// Running from a stuck Pending gets none (the phase shows it); a Pod that is stuck gets a
+/// Warning, also when it is the first thing status records of its build.
+fn transition_notes(new_build: bool, new: &SourceBuildStatus) -> Vec<Note> {
+    let started = new_build && matches!(new.phase, Some(Phase::Pending | Phase::Running));
+    let message = new
+        .condition(status::SUCCEEDED)
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    let start = started.then(|| Note {
+        severity: Severity::Normal,
+        reason: BUILD_STARTED.into(),
+        message: message.clone(),
+    });
+    let phase = new.phase.and_then(|phase| phase_note(phase, new));
+    start.into_iter().chain(phase).collect()
+}
+
+/// The Event of a build entering `phase`, but for its start.
+fn phase_note(phase: Phase, new: &SourceBuildStatus) -> Option<Note> {
     let succeeded = new.condition(status::SUCCEEDED).cloned();
     let (severity, reason) = match phase {
-        Phase::Pending | Phase::Running if new_build => (Severity::Normal, BUILD_STARTED.into()),
         Phase::Running => return None,
         Phase::Pending => (Severity::Warning, POD_PENDING.into()),
         Phase::Succeeded => (Severity::Normal, BUILD_SUCCEEDED.into()),
@@ -842,6 +854,12 @@ mod tests {
         assert_eq!(reasons(&p), [POD_PENDING]);
         assert_eq!(p.events[0].severity, Severity::Warning);
         assert!(!p.events[0].is_routine());
+        // Status lost (a restart before it was written): the build is first seen stuck.
+        let mut lost = sb.clone();
+        lost.status = None;
+        let (_, p) = step(&mut lost, std::slice::from_ref(&stuck), at(5));
+        assert_eq!(p.status.as_ref().unwrap().phase, Some(Phase::Pending));
+        assert_eq!(reasons(&p), [BUILD_STARTED, POD_PENDING]);
         // Still stuck: nothing new to say.
         let (_, p) = step(&mut sb, std::slice::from_ref(&stuck), at(6));
         assert!(p.status.is_none() && p.events.is_empty());
