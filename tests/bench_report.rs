@@ -72,6 +72,23 @@ apiserver_request_duration_seconds_bucket{le="0.1",verb="GET"} 4
     }
 
     #[test]
+    fn watches_closed_by_resource() {
+        let text = "# TYPE apiserver_terminated_watchers_total counter\n\
+            apiserver_terminated_watchers_total{group=\"\",resource=\"pods\"} 43\n\
+            apiserver_terminated_watchers_total{group=\"sourcebuild.dev\",resource=\"sourcebuilds\"} 3\n\
+            apiserver_request_total{resource=\"pods\",verb=\"GET\"} 9\n";
+        let closed = terminated_watchers(text).unwrap();
+        assert_eq!(
+            closed.into_iter().collect::<Vec<_>>(),
+            [("pods".to_string(), 43), ("sourcebuilds".to_string(), 3)]
+        );
+        assert!(
+            terminated_watchers("apiserver_terminated_watchers_total{resource=\"pods\"} x")
+                .is_err()
+        );
+    }
+
+    #[test]
     fn escaped_label_values_and_bad_lines() {
         let labels = parse_labels(r#"a="x\"y",b="\\",c="""#).unwrap();
         assert_eq!(labels["a"], "x\"y");

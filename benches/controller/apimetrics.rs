@@ -184,9 +184,24 @@ pub fn by_label(delta: &Counts) -> BTreeMap<String, u64> {
     m
 }
 
-/// `process_cpu_seconds_total` of a `/metrics` page: the CPU the API server has used.
-pub fn cpu_seconds(text: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix("process_cpu_seconds_total "))
-        .and_then(|value| value.trim().parse().ok())
+/// `apiserver_terminated_watchers_total` by resource: watches the API server closed because
+/// their client (or its own goroutine serving them) did not keep up with the events.
+pub fn terminated_watchers(text: &str) -> Result<BTreeMap<String, u64>, String> {
+    let mut closed = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("apiserver_terminated_watchers_total{") else {
+            continue;
+        };
+        let (labels, value) = rest
+            .rsplit_once('}')
+            .ok_or_else(|| format!("no closing brace in {line:?}"))?;
+        let labels = parse_labels(labels).map_err(|e| format!("{e} in {line:?}"))?;
+        let value: f64 = value
+            .trim()
+            .parse()
+            .map_err(|e| format!("value of {line:?}: {e}"))?;
+        let resource = labels.get("resource").cloned().unwrap_or_default();
+        *closed.entry(resource).or_default() += value as u64;
+    }
+    Ok(closed)
 }

@@ -70,7 +70,7 @@ async fn pipeline(
         None => None,
     };
     let labelled = kubelet.is_some();
-    let (_, cpu_before) = cluster.api_metrics().await?;
+    let (_, cpu_before, _) = cluster.api_metrics().await?;
     let sa = cluster
         .cp
         .client_for_service_account(CHART_NAMESPACE, SERVICE_ACCOUNT)
@@ -143,7 +143,7 @@ async fn pipeline(
         }
     };
     // Before the clean-up: its deletes are not the burst's.
-    let (_, cpu_after) = cluster.api_metrics().await?;
+    let (_, cpu_after, _) = cluster.api_metrics().await?;
     for result in [
         Api::<Pod>::namespaced(cluster.admin.clone(), &ns)
             .delete_collection(&DeleteParams::background(), &ListParams::default())

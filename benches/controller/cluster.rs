@@ -3,7 +3,7 @@
 //! (finishing build Pods). Every time is taken by the benchmark's own watches
 //! (creationTimestamp has one-second resolution).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -75,8 +75,9 @@ impl Cluster {
         Ok(self.api_metrics().await?.0)
     }
 
-    /// The API server's request counts and the CPU seconds it has used.
-    pub async fn api_metrics(&self) -> Result<(Counts, f64), String> {
+    /// The API server's request counts, the CPU seconds it has used and the watches it closed
+    /// as unresponsive, by resource.
+    pub async fn api_metrics(&self) -> Result<(Counts, f64, BTreeMap<String, u64>), String> {
         let request = http::Request::get("/metrics")
             .body(Vec::new())
             .map_err(|e| e.to_string())?;
@@ -85,9 +86,10 @@ impl Cluster {
             .request_text(request)
             .await
             .map_err(|e| format!("GET /metrics of the API server: {e}"))?;
-        let cpu = apimetrics::cpu_seconds(&text)
+        let cpu = apimetrics::sample(&text, "process_cpu_seconds_total")
             .ok_or("the API server's /metrics has no process_cpu_seconds_total")?;
-        Ok((apimetrics::parse(&text)?, cpu))
+        let closed = apimetrics::terminated_watchers(&text)?;
+        Ok((apimetrics::parse(&text)?, cpu, closed))
     }
 
     /// The operator's `/metrics` text; `None` while it does not serve.
@@ -157,7 +159,7 @@ impl Cluster {
     pub async fn load(&mut self, prefix: &str, spec: &LoadSpec) -> Result<(String, Load), String> {
         let ns = self.namespace(prefix).await;
         let tracker = Tracker::start(self.admin.clone(), &ns, spec.kubelet.clone()).await?;
-        let (before, cpu_before) = self.api_metrics().await?;
+        let (before, cpu_before, closed_before) = self.api_metrics().await?;
         let counters_before = self.operator_counters();
         let rss_from = self.rss.len();
         let started = Instant::now();
@@ -191,7 +193,7 @@ impl Cluster {
         let done = tracker.wait_all_done(spec.builds, deadline).await;
         // The operator's last writes (an Event after a status) land after status is seen.
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let (after, cpu_after) = self.api_metrics().await?;
+        let (after, cpu_after, closed_after) = self.api_metrics().await?;
         let counters_after = self.operator_counters();
         let elapsed = started.elapsed();
         if let Err(e) = done {
@@ -239,6 +241,11 @@ impl Cluster {
                 create_to_pod_server_ms: summarize(&create_to_pod_server),
                 api_server_cpu_ms_per_build: (cpu_after - cpu_before) * 1000.0
                     / spec.builds.max(1) as f64,
+                watches_closed: closed_after
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v - closed_before.get(k).copied().unwrap_or(0)))
+                    .filter(|(_, v)| *v > 0)
+                    .collect(),
                 finish_to_status_ms: summarize(&finish_to_status),
                 create_to_pod_span_s: span_s,
                 throughput_per_min: create_to_pod.len() as f64 / span_s * 60.0,

@@ -69,6 +69,9 @@ pub struct Load {
     /// CPU the API server used over the load, per build: the users', the kubelet stand-in's
     /// and the operator's requests and every watch (ms).
     pub api_server_cpu_ms_per_build: f64,
+    /// Watches the API server closed as unresponsive during the load, by resource (a closed
+    /// watch is opened again, and its client hears of events late meanwhile).
+    pub watches_closed: BTreeMap<String, u64>,
     /// Pod seen Succeeded -> SourceBuild status seen with the digest (ms).
     pub finish_to_status_ms: Summary,
     /// First SourceBuild seen -> last build Pod seen (s).
@@ -439,6 +442,18 @@ pub fn markdown(r: &Report) -> String {
                 "- reconciles: {}, of them writes put off while builds waited to start: {}",
                 l.operator_reconciles, l.operator_deferred
             );
+            if !l.watches_closed.is_empty() {
+                let closed: Vec<String> = l
+                    .watches_closed
+                    .iter()
+                    .map(|(resource, n)| format!("{resource} {n}"))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "- watches the API server closed as unresponsive (every client's): {}",
+                    closed.join(", ")
+                );
+            }
         }
     }
     out
