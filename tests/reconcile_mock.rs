@@ -972,6 +972,34 @@ async fn in_a_burst_progress_waits_and_results_do_not() {
 }
 
 #[tokio::test]
+async fn progress_waits_while_our_own_creates_are_not_back_through_the_watch() {
+    // The gate has no queue, but the API server has not shown us 16 of our creates yet.
+    let sb = source_build(1, Some(started(Timestamp::now())));
+    let pod = pod_for(&sb, stuck());
+    let behind = harness(vec![pod.clone()]);
+    for i in 0..sourcebuild::controller::priority::UNSEEN_CREATES {
+        behind
+            .ctx
+            .created_pods
+            .created("team", &format!("other-{i}-build-1"));
+    }
+    let (bodies, events, action) = run_for_action(sb.clone(), behind, vec![]).await;
+    assert!(bodies.is_empty() && events.is_empty(), "{events:?}");
+    assert_eq!(action, Action::requeue(DEFER_FOR));
+    // One fewer: the stuck Pod's status is written at once.
+    let nearly = harness(vec![pod]);
+    for i in 1..sourcebuild::controller::priority::UNSEEN_CREATES {
+        nearly
+            .ctx
+            .created_pods
+            .created("team", &format!("other-{i}-build-1"));
+    }
+    let script = vec![expect(Method::PATCH, status_path(), 200, echo_status(&sb))];
+    let (bodies, _) = run(sb, nearly, script).await;
+    assert_eq!(status_of(&bodies[0]).phase, Some(Phase::Pending));
+}
+
+#[tokio::test]
 async fn a_build_first_recorded_running_writes_one_status_and_its_start_event() {
     // The status of the create was put off (or lost) until the Pod already ran: one write.
     let sb = source_build(1, None);

@@ -63,6 +63,15 @@ impl CreatedPods {
         }
     }
 
+    /// How many Pods we created less than [`TRUSTED_FOR`] ago the watch has not shown yet: a
+    /// measure of how far the API server's watches are behind our writes. Older records (a
+    /// Pod deleted before its watch event came) are dropped.
+    pub fn unseen(&self) -> usize {
+        let mut unseen = self.unseen.lock().unwrap_or_else(|e| e.into_inner());
+        unseen.retain(|_, at| at.elapsed() < TRUSTED_FOR);
+        unseen.len()
+    }
+
     /// Pods created and not yet seen (for tests).
     pub fn len(&self) -> usize {
         self.unseen.lock().unwrap_or_else(|e| e.into_inner()).len()
@@ -119,5 +128,23 @@ mod tests {
             .insert(("team".into(), "app-build-1".into()), long_ago);
         assert!(!created.awaiting("team", "app-build-1"));
         assert!(created.is_empty());
+    }
+
+    #[test]
+    fn unseen_counts_only_records_still_trusted() {
+        let Some(long_ago) = Instant::now().checked_sub(TRUSTED_FOR + Duration::from_secs(1))
+        else {
+            return;
+        };
+        let created = CreatedPods::default();
+        created.created("team", "new-build-1");
+        // A Pod deleted before its watch event came: never asked about again.
+        created
+            .unseen
+            .lock()
+            .unwrap()
+            .insert(("team".into(), "gone-build-1".into()), long_ago);
+        assert_eq!(created.unseen(), 1);
+        assert_eq!(created.len(), 1, "the old record is dropped");
     }
 }

@@ -279,7 +279,11 @@ async fn execute(
 ) -> Result<Step, Error> {
     let starts_waiting = ctx.gate.starts_waiting();
     ctx.metrics.set_starts_waiting(starts_waiting);
-    let writes = priority::writes(&plan, starts_waiting);
+    let pressure = priority::Pressure {
+        starts_waiting,
+        unseen_creates: ctx.created_pods.unseen(),
+    };
+    let writes = priority::writes(&plan, pressure);
     let plan = match writes {
         Writes::All => plan,
         Writes::PodsOnly => Plan {
@@ -289,7 +293,7 @@ async fn execute(
             ..plan
         },
         Writes::Later => {
-            debug!(starts_waiting, "builds wait to start: status later");
+            debug!(?pressure, "the API server is behind: status later");
             ctx.metrics.status_write_deferred();
             return Ok(Step::Done(Action::requeue(priority::DEFER_FOR)));
         }
@@ -313,8 +317,8 @@ async fn execute(
     };
     if writes == Writes::PodsOnly {
         debug!(
-            starts_waiting,
-            "builds wait to start: Pod first, status later"
+            ?pressure,
+            "the API server is behind: Pod first, status later"
         );
         ctx.metrics.status_write_deferred();
     }
