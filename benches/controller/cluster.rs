@@ -108,8 +108,8 @@ impl Cluster {
         Some((reconciles as u64, in_flight as u64))
     }
 
-    /// The operator's counters for a load: reconciles, and writes it put off while builds
-    /// waited to start (zeros while it does not serve).
+    /// The operator's counters for a load: reconciles, and writes it put off while the API
+    /// server was behind (zeros while it does not serve).
     pub fn operator_counters(&self) -> (u64, u64) {
         let Some(text) = self.operator_metrics() else {
             return (0, 0);

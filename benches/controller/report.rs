@@ -89,7 +89,7 @@ pub struct Load {
     pub requests: BTreeMap<String, u64>,
     pub operator_rss_max_mib: f64,
     /// The operator's own counters over the load: reconciles, and status writes it put off
-    /// (and Pod creates it made alone) while builds waited to start.
+    /// (and Pod creates it made alone) while the API server was behind.
     pub operator_reconciles: u64,
     pub operator_deferred: u64,
     /// The raw latencies, for the charts (not in the JSON: thousands of numbers).
@@ -439,7 +439,7 @@ pub fn markdown(r: &Report) -> String {
             }
             let _ = writeln!(
                 out,
-                "- reconciles: {}, of them writes put off while builds waited to start: {}",
+                "- reconciles: {}, of them writes put off while the API server was behind: {}",
                 l.operator_reconciles, l.operator_deferred
             );
             if !l.watches_closed.is_empty() {
