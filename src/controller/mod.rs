@@ -48,6 +48,28 @@ pub const MAX_CONCURRENT_RECONCILES: u16 = 1024;
 /// instead, which hands requests out in the order they fell due.
 pub const SCHEDULER_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(2);
 
+/// The longest wait between two tries of a failed watch, before jitter (which adds up to as
+/// much again). kube-runtime's default is 30 s, reset only after 120 s without an error: an
+/// API server restarted four times in a minute left the watches waiting up to 54 s after it
+/// was back, and the builds with them (`tests/faults.rs`). A retry every few seconds costs a
+/// down API server nothing it cannot refuse.
+pub const WATCH_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The backoff of every watch: kube-runtime's default (800 ms, doubling, with jitter, reset
+/// after two minutes without an error) with its longest wait at [`WATCH_RETRY_MAX`].
+pub fn watch_backoff() -> impl kube::runtime::utils::Backoff {
+    let exponential = backon::ExponentialBuilder::default()
+        .with_min_delay(std::time::Duration::from_millis(800))
+        .with_max_delay(WATCH_RETRY_MAX)
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times();
+    kube::runtime::utils::ResetTimerBackoff::new(
+        watcher::ExponentialBackoff::from(exponential),
+        std::time::Duration::from_secs(120),
+    )
+}
+
 /// How the operator runs.
 #[derive(Clone, Debug)]
 pub struct ControllerConfig {
@@ -180,7 +202,7 @@ fn scoped(
         pod_store.clone(),
     );
     let pod_events = watcher(pods, watcher::Config::default().labels(MANAGED_BY_SELECTOR))
-        .default_backoff()
+        .backoff(watch_backoff())
         .reflect(pod_writer)
         .inspect(move |event| {
             if let Ok(event) = event {
@@ -197,7 +219,7 @@ fn scoped(
     let status_memo = status_memo::StatusMemo::default();
     let forget_written = status_memo.clone();
     let build_events = watcher(builds, watcher::Config::default().any_semantic())
-        .default_backoff()
+        .backoff(watch_backoff())
         .modify(prune_source_build)
         .reflect(build_writer)
         .inspect(move |event| mark_filled(event, &builds_filled))
@@ -219,7 +241,7 @@ fn scoped(
         kubelet_events,
         watcher::Config::default().fields(mount_failures::FIELD_SELECTOR),
     )
-    .default_backoff()
+    .backoff(watch_backoff())
     .touched_objects();
 
     let context = Arc::new(Context {
@@ -276,4 +298,24 @@ fn mark_filled<K>(
 
 fn controller_events(client: Client, instance: Option<String>) -> events::KubeEvents {
     events::KubeEvents::new(client, instance)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_watch_is_tried_again_within_twice_the_cap() {
+        let waits: Vec<std::time::Duration> = watch_backoff().take(20).collect();
+        assert_eq!(waits.len(), 20, "the backoff never gives up");
+        assert!(
+            waits[0] <= std::time::Duration::from_millis(1600),
+            "{waits:?}"
+        );
+        assert!(waits.iter().all(|w| *w <= WATCH_RETRY_MAX * 2), "{waits:?}");
+        assert!(
+            waits[10..].iter().any(|w| *w >= WATCH_RETRY_MAX),
+            "it does back off: {waits:?}"
+        );
+    }
 }
