@@ -222,6 +222,16 @@ async fn run_for_action(
     (bodies, events, action)
 }
 
+/// The API server accepting the create of `pod`.
+fn pod_created(pod: &Pod) -> Expect {
+    expect(
+        Method::POST,
+        "/api/v1/namespaces/team/pods",
+        201,
+        serde_json::to_value(pod).unwrap(),
+    )
+}
+
 fn status_path() -> &'static str {
     "/apis/sourcebuild.dev/v1alpha1/namespaces/team/sourcebuilds/app/status"
 }
@@ -270,12 +280,7 @@ async fn a_new_build_creates_its_pod_then_records_running() {
     let sb = source_build(1, None);
     let pod = build_pod(&sb, &settings()).unwrap();
     let script = vec![
-        expect(
-            Method::POST,
-            "/api/v1/namespaces/team/pods",
-            201,
-            serde_json::to_value(&pod).unwrap(),
-        ),
+        pod_created(&pod),
         expect(Method::PATCH, status_path(), 200, echo_status(&sb)),
     ];
     let (bodies, events) = run(sb, harness(vec![]), script).await;
@@ -348,12 +353,7 @@ async fn routine_events_are_published_only_when_asked_for() {
     let mut quiet = harness(vec![]);
     Arc::get_mut(&mut quiet.ctx).unwrap().routine_events = false;
     let script = vec![
-        expect(
-            Method::POST,
-            "/api/v1/namespaces/team/pods",
-            201,
-            serde_json::to_value(&pod).unwrap(),
-        ),
+        pod_created(&pod),
         expect(Method::PATCH, status_path(), 200, echo_status(&sb)),
     ];
     let (bodies, events) = run(sb, quiet, script).await;
@@ -461,12 +461,7 @@ async fn a_spec_change_stops_the_running_build_and_starts_the_new_one() {
             200,
             serde_json::to_value(&old_pod).unwrap(),
         ),
-        expect(
-            Method::POST,
-            "/api/v1/namespaces/team/pods",
-            201,
-            serde_json::to_value(&new_pod).unwrap(),
-        ),
+        pod_created(&new_pod),
         expect(Method::PATCH, status_path(), 200, echo_status(&sb)),
     ];
     let (bodies, events) = run(sb, harness(vec![old_pod]), script).await;
@@ -706,12 +701,7 @@ async fn a_new_rebuild_value_creates_the_next_pod_of_the_same_generation() {
     let mut second = build_pod(&sb, &settings()).unwrap();
     second.metadata.name = Some("app-build-1-2".into());
     let script = vec![
-        expect(
-            Method::POST,
-            "/api/v1/namespaces/team/pods",
-            201,
-            serde_json::to_value(&second).unwrap(),
-        ),
+        pod_created(&second),
         expect(Method::PATCH, status_path(), 200, echo_status(&sb)),
     ];
     // The finished first Pod stays (retention keeps a few); nothing else is asked.
@@ -912,14 +902,7 @@ async fn queued(harness: Harness) -> Harness {
 async fn in_a_burst_a_new_build_gets_its_pod_first_and_its_status_after() {
     let sb = source_build(1, None);
     let pod = build_pod(&sb, &settings()).unwrap();
-    let create = || {
-        expect(
-            Method::POST,
-            "/api/v1/namespaces/team/pods",
-            201,
-            serde_json::to_value(&pod).unwrap(),
-        )
-    };
+    let create = || pod_created(&pod);
     // Many builds wait to start: the Pod only; status and Events come later.
     let (bodies, events, action) =
         run_for_action(sb.clone(), queued(in_a_burst(vec![])).await, vec![create()]).await;

@@ -63,23 +63,34 @@ impl RequestKey {
 /// Request counts by key.
 pub type Counts = BTreeMap<RequestKey, u64>;
 
+/// The labels and value of every sample of the labelled metric `name` in a `/metrics` page.
+fn series<'a>(
+    text: &'a str,
+    name: &'a str,
+) -> impl Iterator<Item = Result<(BTreeMap<String, String>, f64), String>> + 'a {
+    text.lines().filter_map(move |line| {
+        let rest = line.strip_prefix(name)?.strip_prefix('{')?;
+        Some((|| {
+            let (labels, value) = rest
+                .rsplit_once('}')
+                .ok_or_else(|| format!("no closing brace in {line:?}"))?;
+            let value: f64 = value
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .parse()
+                .map_err(|e| format!("value of {line:?}: {e}"))?;
+            let labels = parse_labels(labels).map_err(|e| format!("{e} in {line:?}"))?;
+            Ok((labels, value))
+        })())
+    })
+}
+
 /// Parses the `apiserver_request_total` series of a `/metrics` page.
 pub fn parse(text: &str) -> Result<Counts, String> {
     let mut counts = Counts::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
-            continue;
-        };
-        let (labels, value) = rest
-            .rsplit_once('}')
-            .ok_or_else(|| format!("no closing brace in {line:?}"))?;
-        let value: f64 = value
-            .split_whitespace()
-            .next()
-            .unwrap_or("")
-            .parse()
-            .map_err(|e| format!("value of {line:?}: {e}"))?;
-        let labels = parse_labels(labels).map_err(|e| format!("{e} in {line:?}"))?;
+    for sample in series(text, "apiserver_request_total") {
+        let (labels, value) = sample?;
         let get = |name: &str| labels.get(name).cloned().unwrap_or_default();
         let key = RequestKey {
             group: get("group"),
@@ -138,7 +149,10 @@ pub fn sample(text: &str, name: &str) -> Option<f64> {
 }
 
 /// `after - before`, keeping only keys that grew.
-pub fn diff(before: &Counts, after: &Counts) -> Counts {
+pub fn diff<K: Ord + Clone>(
+    before: &BTreeMap<K, u64>,
+    after: &BTreeMap<K, u64>,
+) -> BTreeMap<K, u64> {
     after
         .iter()
         .filter_map(|(k, v)| {
@@ -188,18 +202,8 @@ pub fn by_label(delta: &Counts) -> BTreeMap<String, u64> {
 /// their client (or its own goroutine serving them) did not keep up with the events.
 pub fn terminated_watchers(text: &str) -> Result<BTreeMap<String, u64>, String> {
     let mut closed = BTreeMap::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("apiserver_terminated_watchers_total{") else {
-            continue;
-        };
-        let (labels, value) = rest
-            .rsplit_once('}')
-            .ok_or_else(|| format!("no closing brace in {line:?}"))?;
-        let labels = parse_labels(labels).map_err(|e| format!("{e} in {line:?}"))?;
-        let value: f64 = value
-            .trim()
-            .parse()
-            .map_err(|e| format!("value of {line:?}: {e}"))?;
+    for sample in series(text, "apiserver_terminated_watchers_total") {
+        let (labels, value) = sample?;
         let resource = labels.get("resource").cloned().unwrap_or_default();
         *closed.entry(resource).or_default() += value as u64;
     }

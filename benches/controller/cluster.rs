@@ -241,11 +241,7 @@ impl Cluster {
                 create_to_pod_server_ms: summarize(&create_to_pod_server),
                 api_server_cpu_ms_per_build: (cpu_after - cpu_before) * 1000.0
                     / spec.builds.max(1) as f64,
-                watches_closed: closed_after
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v - closed_before.get(k).copied().unwrap_or(0)))
-                    .filter(|(_, v)| *v > 0)
-                    .collect(),
+                watches_closed: apimetrics::diff(&closed_before, &closed_after),
                 finish_to_status_ms: summarize(&finish_to_status),
                 create_to_pod_span_s: span_s,
                 throughput_per_min: create_to_pod.len() as f64 / span_s * 60.0,
