@@ -14,8 +14,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::client::Body;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{self, store::Writer};
-use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use sourcebuild::api::{Phase, SourceBuild, SourceBuildStatus, Trigger};
@@ -23,7 +21,7 @@ use sourcebuild::controller::build_pod::BuildPod;
 use sourcebuild::controller::events::EventSink;
 use sourcebuild::controller::mount_failures::MountFailures;
 use sourcebuild::controller::plan::Note;
-use sourcebuild::controller::pod_index::PodIndex;
+use sourcebuild::controller::pod_cache::PodCache;
 use sourcebuild::controller::priority::DEFER_FOR;
 use sourcebuild::controller::reconcile::{Context, reconcile};
 use sourcebuild::controller::status::NewBuild;
@@ -106,15 +104,8 @@ fn finished(code: i32, message: &str) -> Value {
 }
 
 /// The Pods as the controller's cache holds them.
-fn store_with(pods: Vec<Pod>) -> reflector::Store<BuildPod> {
-    let mut writer: Writer<BuildPod> = Writer::default();
-    let store = writer.as_reader();
-    writer.apply_watcher_event(&watcher::Event::Init);
-    for pod in pods {
-        writer.apply_watcher_event(&watcher::Event::InitApply(BuildPod::from_pod(&pod)));
-    }
-    writer.apply_watcher_event(&watcher::Event::InitDone);
-    store
+fn store_with(pods: Vec<Pod>) -> PodCache {
+    PodCache::listed(pods.iter().map(BuildPod::from_pod))
 }
 
 struct Harness {
@@ -129,7 +120,6 @@ fn harness(pods: Vec<Pod>) -> Harness {
     let store = store_with(pods);
     let ctx = Arc::new(Context {
         client: Client::new(service, "default"),
-        pod_index: PodIndex::from_store(&store),
         mount_failures: MountFailures::default(),
         created_pods: Default::default(),
         pods: store,

@@ -3,7 +3,8 @@
 //! RSS says how much the process holds; this says why. N SourceBuilds and N build Pods, as
 //! the API server sends them after a finished build (metadata with managedFields, the spec the
 //! controller wrote, the status the kubelet and the controller wrote), go through the same
-//! deserialization, pruning and kube-runtime reflector stores as in the operator, and a
+//! deserialization, pruning and caches as in the operator (a kube-runtime reflector store for
+//! SourceBuilds, `PodCache` for build Pods), and a
 //! counting allocator (this binary's global allocator) measures what stays allocated. The
 //! same Pods as k8s-openapi `Pod`s show what a cache of full objects would cost.
 
@@ -18,7 +19,7 @@ use kube::runtime::{reflector, watcher};
 use serde_json::{Value, json};
 use sourcebuild::api::SourceBuild;
 use sourcebuild::controller::build_pod::BuildPod;
-use sourcebuild::controller::pod_index::PodIndex;
+use sourcebuild::controller::pod_cache::PodCache;
 use sourcebuild::controller::prune_source_build;
 use sourcebuild::pod::{BuildSettings, build_pod};
 use sourcebuild::prepare::{PrepareReport, PrepareResult};
@@ -76,11 +77,10 @@ pub fn measure(n: usize) -> Footprint {
     });
     drop(kept);
     let (build_pod_bytes, kept) = per_object(n, || {
-        let (store, writer) = cached(&pods, |text| -> BuildPod {
-            serde_json::from_str(text).expect("a build Pod")
-        });
-        let index = PodIndex::from_store(&store);
-        (store, writer, index)
+        PodCache::listed(
+            pods.iter()
+                .map(|text| -> BuildPod { serde_json::from_str(text).expect("a build Pod") }),
+        )
     });
     drop(kept);
     let (full_pod_bytes, kept) = per_object(n, || {

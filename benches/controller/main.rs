@@ -275,6 +275,23 @@ fn quick_kubelet() -> Kubelet {
     }
 }
 
+/// With `SOURCEBUILD_BENCH_SMAPS=DIR`, keeps the operator's memory map (`/proc/PID/smaps`) as
+/// `DIR/<when>.smaps`: which mappings the resident memory is in (heap, thread arenas, code).
+fn dump_smaps(cluster: &Cluster, when: &str) {
+    let (Some(dir), Some(pid)) = (
+        std::env::var_os("SOURCEBUILD_BENCH_SMAPS"),
+        cluster.operator.pid(),
+    ) else {
+        return;
+    };
+    let to = std::path::Path::new(&dir).join(format!("{when}.smaps"));
+    if let Err(e) =
+        std::fs::create_dir_all(&dir).and_then(|_| std::fs::copy(format!("/proc/{pid}/smaps"), &to))
+    {
+        eprintln!("bench: keeping {}: {e}", to.display());
+    }
+}
+
 /// Fills the cluster with `n` finished builds, then restarts the operator over them.
 async fn scale(cluster: &mut Cluster, n: usize) -> Result<Scale, String> {
     let from = cluster.rss.len();
@@ -298,6 +315,7 @@ async fn scale(cluster: &mut Cluster, n: usize) -> Result<Scale, String> {
         .and_then(cluster::rss_file_mib)
         .unwrap_or(0.0);
 
+    dump_smaps(cluster, "settled");
     let before = cluster.api_counts().await?;
     let started = Instant::now();
     let operator = cluster.operator.clone();
@@ -327,6 +345,7 @@ async fn scale(cluster: &mut Cluster, n: usize) -> Result<Scale, String> {
         .pid()
         .and_then(cluster::rss_mib)
         .unwrap_or(0.0);
+    dump_smaps(cluster, "restarted");
     let samples = cluster.rss.since(from);
     let t0 = samples.first().map_or(0.0, |s| s.0);
     Ok(Scale {

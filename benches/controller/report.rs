@@ -36,7 +36,7 @@ pub struct Footprint {
     pub pod_json_bytes: usize,
     /// A SourceBuild in the operator's cache, its store entry included.
     pub sourcebuild_bytes: u64,
-    /// A build Pod in the operator's cache (`BuildPod`), its store entry and index included.
+    /// A build Pod in the operator's cache (`PodCache`), its keys and owner index included.
     pub build_pod_bytes: u64,
     /// The same Pod cached as a full k8s-openapi `Pod` (what the cache would cost without
     /// narrowing).

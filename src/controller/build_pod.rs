@@ -200,45 +200,25 @@ impl BuildPod {
     /// The Pod as the controller sees it: the kept fields, in k8s-openapi's types (Kaniko's
     /// args hold only `--destination=`).
     pub fn to_pod(&self) -> Pod {
-        let container = |c: &ContainerSpec| Container {
-            name: c.name.clone(),
-            image: c.image.clone(),
-            args: c
-                .destination
-                .as_ref()
-                .map(|d| vec![format!("{DESTINATION_ARG}{d}")]),
-            resources: c.memory_limit.as_ref().map(|m| ResourceRequirements {
-                limits: Some([("memory".to_string(), Quantity(m.clone()))].into()),
-                ..ResourceRequirements::default()
-            }),
-            ..Container::default()
-        };
-        let status = |c: &ContainerStatusView| ContainerStatus {
-            name: c.name.clone(),
-            ready: c.ready,
-            restart_count: c.restart_count,
-            state: c.state.clone(),
-            ..ContainerStatus::default()
-        };
-        Pod {
-            metadata: self.metadata.clone(),
-            spec: self.spec.as_ref().map(|s| PodSpec {
-                active_deadline_seconds: s.active_deadline_seconds,
-                init_containers: non_empty(s.init_containers.iter().map(container).collect()),
-                containers: s.containers.iter().map(container).collect(),
-                ..PodSpec::default()
-            }),
-            status: self.status.as_ref().map(|s| PodStatus {
-                phase: s.phase.clone(),
-                reason: s.reason.clone(),
-                message: s.message.clone(),
-                conditions: non_empty(s.conditions.clone()),
-                init_container_statuses: non_empty(
-                    s.init_container_statuses.iter().map(status).collect(),
-                ),
-                container_statuses: non_empty(s.container_statuses.iter().map(status).collect()),
-                ..PodStatus::default()
-            }),
+        pod_of(self.metadata.clone(), &self.spec, &self.status)
+    }
+
+    /// What the cache keeps of the Pod (all but its name and namespace, the cache's keys).
+    pub fn to_cached(&self) -> CachedPod {
+        let meta = &self.metadata;
+        let owner = meta
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true));
+        CachedPod {
+            uid: meta.uid.as_deref().map(Box::from),
+            resource_version: meta.resource_version.as_deref().map(Box::from),
+            created: meta.creation_timestamp.clone(),
+            deleted: meta.deletion_timestamp.clone(),
+            owner: owner.map(|o| Box::new(o.clone())),
+            spec: self.spec.clone(),
+            status: self.status.clone(),
         }
     }
 
@@ -247,6 +227,100 @@ impl BuildPod {
         serde_json::to_value(pod)
             .and_then(serde_json::from_value)
             .expect("a serialized Pod is a BuildPod")
+    }
+}
+
+/// A build Pod as [`PodCache`](crate::controller::pod_cache::PodCache) holds it: a
+/// [`BuildPod`] without its name and namespace (the cache's keys) and without `ObjectMeta`,
+/// which is 360 bytes before a single field is set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CachedPod {
+    uid: Option<Box<str>>,
+    resource_version: Option<Box<str>>,
+    created: Option<Time>,
+    deleted: Option<Time>,
+    owner: Option<Box<OwnerReference>>,
+    spec: Option<Spec>,
+    status: Option<Status>,
+}
+
+impl CachedPod {
+    /// The Pod named `name` in `namespace`, as [`BuildPod::to_pod`] reads it.
+    pub fn to_pod(&self, namespace: &str, name: &str) -> Pod {
+        let meta = ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(namespace.to_string()),
+            uid: self.uid.as_deref().map(str::to_string),
+            resource_version: self.resource_version.as_deref().map(str::to_string),
+            creation_timestamp: self.created.clone(),
+            deletion_timestamp: self.deleted.clone(),
+            owner_references: self.owner.as_deref().map(|o| vec![o.clone()]),
+            ..ObjectMeta::default()
+        };
+        pod_of(meta, &self.spec, &self.status)
+    }
+
+    /// The Pod's uid.
+    pub fn uid(&self) -> Option<&str> {
+        self.uid.as_deref()
+    }
+
+    /// The controller reference: the SourceBuild that owns the Pod.
+    pub fn owner(&self) -> Option<&OwnerReference> {
+        self.owner.as_deref()
+    }
+
+    /// The uid of the SourceBuild that owns the Pod.
+    pub fn owner_uid(&self) -> Option<&str> {
+        self.owner().map(|o| o.uid.as_str())
+    }
+}
+
+fn pod_of(metadata: ObjectMeta, spec: &Option<Spec>, status: &Option<Status>) -> Pod {
+    let container = |c: &ContainerSpec| Container {
+        name: c.name.clone(),
+        image: c.image.clone(),
+        args: c
+            .destination
+            .as_ref()
+            .map(|d| vec![format!("{DESTINATION_ARG}{d}")]),
+        resources: c.memory_limit.as_ref().map(|m| ResourceRequirements {
+            limits: Some([("memory".to_string(), Quantity(m.clone()))].into()),
+            ..ResourceRequirements::default()
+        }),
+        ..Container::default()
+    };
+    let container_status = |c: &ContainerStatusView| ContainerStatus {
+        name: c.name.clone(),
+        ready: c.ready,
+        restart_count: c.restart_count,
+        state: c.state.clone(),
+        ..ContainerStatus::default()
+    };
+    Pod {
+        metadata,
+        spec: spec.as_ref().map(|s| PodSpec {
+            active_deadline_seconds: s.active_deadline_seconds,
+            init_containers: non_empty(s.init_containers.iter().map(container).collect()),
+            containers: s.containers.iter().map(container).collect(),
+            ..PodSpec::default()
+        }),
+        status: status.as_ref().map(|s| PodStatus {
+            phase: s.phase.clone(),
+            reason: s.reason.clone(),
+            message: s.message.clone(),
+            conditions: non_empty(s.conditions.clone()),
+            init_container_statuses: non_empty(
+                s.init_container_statuses
+                    .iter()
+                    .map(container_status)
+                    .collect(),
+            ),
+            container_statuses: non_empty(
+                s.container_statuses.iter().map(container_status).collect(),
+            ),
+            ..PodStatus::default()
+        }),
     }
 }
 

@@ -5,7 +5,7 @@ pub mod created_pods;
 pub mod events;
 pub mod mount_failures;
 pub mod plan;
-pub mod pod_index;
+pub mod pod_cache;
 pub mod poll;
 pub mod priority;
 pub mod queue;
@@ -26,7 +26,7 @@ use tracing::{info, warn};
 use crate::api::{REBUILD_ANNOTATION, SourceBuild};
 use crate::controller::build_pod::BuildPod;
 use crate::controller::mount_failures::MountFailures;
-use crate::controller::pod_index::PodIndex;
+use crate::controller::pod_cache::PodCache;
 use crate::metrics::Metrics;
 use crate::pod::{BuildSettings, MANAGED_BY_SELECTOR};
 
@@ -188,26 +188,23 @@ fn scoped(
     let (builds_filled, builds_ready) = tokio::sync::watch::channel(false);
     let (pods_filled, pods_ready) = tokio::sync::watch::channel(false);
 
-    // Only our build Pods are watched, and cached as `BuildPod`s: what the controller reads.
     let (build_store, build_writer) = reflector::store();
-    let (pod_store, pod_writer) = reflector::store();
+    // Only our build Pods are watched, and cached narrowed to what the controller reads.
+    let pod_cache = PodCache::default();
     let (pending_pods, known_builds) = (pending.clone(), build_store.clone());
-    let pod_index = PodIndex::default();
     let mount_failures = MountFailures::default();
     let created_pods = created_pods::CreatedPods::default();
-    let (index, failures, seen, indexed_store) = (
-        pod_index.clone(),
+    let (cached, failures, seen) = (
+        pod_cache.clone(),
         mount_failures.clone(),
         created_pods.clone(),
-        pod_store.clone(),
     );
     let pod_events = watcher(pods, watcher::Config::default().labels(MANAGED_BY_SELECTOR))
         .backoff(watch_backoff())
-        .reflect(pod_writer)
         .inspect(move |event| {
             if let Ok(event) = event {
-                index.apply(event, &indexed_store);
-                failures.apply(event, &indexed_store);
+                cached.apply(event);
+                failures.apply(event, &cached);
                 seen.apply(event);
             }
             mark_filled(event, &pods_filled)
@@ -236,7 +233,7 @@ fn scoped(
         .inspect_ok(move |sb| pending_builds.triggered(ObjectRef::from_obj(sb)));
 
     // Mount failures wake the owning SourceBuild; nothing of these Events is cached.
-    let (failures, known_pods) = (mount_failures.clone(), pod_store.clone());
+    let (failures, known_pods) = (mount_failures.clone(), pod_cache.clone());
     let failed_mounts = watcher(
         kubelet_events,
         watcher::Config::default().fields(mount_failures::FIELD_SELECTOR),
@@ -246,8 +243,7 @@ fn scoped(
 
     let context = Arc::new(Context {
         client,
-        pods: pod_store,
-        pod_index,
+        pods: pod_cache,
         mount_failures,
         created_pods,
         status_memo,

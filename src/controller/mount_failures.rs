@@ -10,8 +10,8 @@ use std::sync::{Arc, RwLock};
 use k8s_openapi::api::core::v1::{Event, Pod};
 
 use crate::controller::build_pod::BuildPod;
-use kube::ResourceExt;
-use kube::runtime::reflector::{ObjectRef, Store};
+use crate::controller::pod_cache::PodCache;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 
 use crate::api::SourceBuild;
@@ -32,22 +32,15 @@ pub struct MountFailures {
 impl MountFailures {
     /// Records `event` if it is about one of our build Pods (one that `pods` holds, with the
     /// same uid) and returns the SourceBuild that owns the Pod, to be reconciled.
-    pub fn record(&self, event: &Event, pods: &Store<BuildPod>) -> Option<ObjectRef<SourceBuild>> {
+    pub fn record(&self, event: &Event, pods: &PodCache) -> Option<ObjectRef<SourceBuild>> {
         let about = &event.involved_object;
         let message = event.message.as_deref()?;
         let (namespace, name) = (about.namespace.as_deref()?, about.name.as_deref()?);
-        let pod = pods.get(&ObjectRef::new(name).within(namespace))?;
-        let uid = pod.uid()?;
+        let (uid, owner) = pods.controller_of(namespace, name)?;
         if about.uid.as_deref().is_some_and(|u| u != uid) {
             // An Event of an earlier Pod of the same name.
             return None;
         }
-        // The same owner lookup as the Controller's own `owns` mapping.
-        let owner = pod
-            .owner_references()
-            .iter()
-            .filter(|o| o.controller == Some(true))
-            .find_map(|o| ObjectRef::from_owner_ref(Some(namespace), o, ()))?;
         let mut map = self.by_pod.write().unwrap_or_else(|e| e.into_inner());
         let messages = map.entry(uid).or_default();
         if !messages.iter().any(|m| m == message) && messages.len() < MESSAGES_PER_POD {
@@ -70,8 +63,8 @@ impl MountFailures {
     }
 
     /// Follows the build Pod watch: a deleted Pod's entry goes; a re-list's end keeps only the
-    /// Pods `store` still holds.
-    pub fn apply(&self, event: &watcher::Event<BuildPod>, store: &Store<BuildPod>) {
+    /// Pods `pods` still holds.
+    pub fn apply(&self, event: &watcher::Event<BuildPod>, pods: &PodCache) {
         match event {
             watcher::Event::Delete(pod) => {
                 if let Some(uid) = pod.metadata.uid.as_deref() {
@@ -82,8 +75,7 @@ impl MountFailures {
                 }
             }
             watcher::Event::InitDone => {
-                let live: std::collections::HashSet<String> =
-                    store.state().iter().filter_map(|p| p.uid()).collect();
+                let live = pods.uids();
                 self.by_pod
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
@@ -107,7 +99,6 @@ impl MountFailures {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kube::runtime::reflector;
     use serde_json::json;
 
     fn pod(name: &str, uid: &str, owner: Option<&str>) -> BuildPod {
@@ -132,14 +123,8 @@ mod tests {
         .unwrap()
     }
 
-    fn store_of(pods: &[BuildPod]) -> Store<BuildPod> {
-        let (store, mut writer) = reflector::store();
-        writer.apply_watcher_event(&watcher::Event::Init);
-        for p in pods {
-            writer.apply_watcher_event(&watcher::Event::InitApply(p.clone()));
-        }
-        writer.apply_watcher_event(&watcher::Event::InitDone);
-        store
+    fn store_of(pods: &[BuildPod]) -> PodCache {
+        PodCache::listed(pods.iter().cloned())
     }
 
     const MISSING: &str =

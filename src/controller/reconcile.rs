@@ -7,18 +7,16 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::api::{FIELD_MANAGER, SourceBuild};
-use crate::controller::build_pod::BuildPod;
 use crate::controller::created_pods::CreatedPods;
 use crate::controller::events::EventSink;
 use crate::controller::mount_failures::MountFailures;
 use crate::controller::plan::{Plan, creation_refused, plan, target};
-use crate::controller::pod_index::PodIndex;
+use crate::controller::pod_cache::PodCache;
 use crate::controller::poll;
 use crate::controller::priority::{self, Writes};
 use crate::controller::status_memo::StatusMemo;
@@ -31,9 +29,7 @@ pub struct Context {
     /// API client, with the operator's own identity.
     pub client: Client,
     /// Build Pods, from a label-selected watch.
-    pub pods: Store<BuildPod>,
-    /// `pods` by owning SourceBuild.
-    pub pod_index: PodIndex,
+    pub pods: PodCache,
     /// The kubelet's mount failures on build Pods, from a watch on its Events.
     pub mount_failures: MountFailures,
     /// Build Pods we created that the Pod watch has not shown yet.
@@ -174,12 +170,7 @@ async fn attempt(
     // Every build Pod of this SourceBuild in the cache, as the `Pod`s plan reads: the current
     // one, and the others (older ones to stop, finished ones for retention).
     let mut cached: Vec<Pod> = match sb.uid() {
-        Some(uid) => ctx
-            .pod_index
-            .owned(&uid, &namespace, &ctx.pods)
-            .iter()
-            .map(|pod| pod.to_pod())
-            .collect(),
+        Some(uid) => ctx.pods.owned(&uid, &namespace),
         None => Vec::new(),
     };
     let mut current = cached

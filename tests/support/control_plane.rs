@@ -808,13 +808,34 @@ impl ControlPlane {
     }
 }
 
+/// Lines of each component's log shown when a test fails with its own control plane.
+const LOG_TAIL_ON_FAILURE: usize = 60;
+
 impl Drop for ControlPlane {
     fn drop(&mut self) {
         if let Some(owner) = self.owner.take() {
             drop(owner.commands);
             let _ = owner.thread.join();
         }
-        if std::env::var(KEEP_ENV).is_err() {
+        // A failing test (dropped while it panics) shows what the control plane said, and keeps
+        // its directory: a CI machine keeps nothing else of it.
+        let failed = std::thread::panicking();
+        if failed {
+            for component in ["etcd", "kube-apiserver", "kube-controller-manager"] {
+                let log = self.dir.join(format!("{component}.log"));
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(LOG_TAIL_ON_FAILURE)..];
+                eprintln!(
+                    "--- last {} lines of {} ---\n{}",
+                    tail.len(),
+                    log.display(),
+                    tail.join("\n")
+                );
+            }
+            eprintln!("control plane kept in {}", self.dir.display());
+        }
+        if !failed && std::env::var(KEEP_ENV).is_err() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
