@@ -245,6 +245,7 @@ fn describe(error: &anyhow::Error) -> String {
 
 fn run_controller(args: ControllerArgs) -> Result<()> {
     telemetry::init(args.log_format, &args.log_level).map_err(anyhow::Error::msg)?;
+    sourcebuild::memory::limit_arenas(sourcebuild::memory::CONTROLLER_ARENAS);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
         let client = kube::Client::try_default()

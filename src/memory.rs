@@ -10,6 +10,28 @@
 
 use std::time::Duration;
 
+/// The controller's malloc arenas. glibc gives a thread that finds the arena it wants locked an
+/// arena of its own (up to eight per core), and memory freed in one arena serves only that
+/// arena's later allocations; the caches' objects are allocated on whichever runtime worker ran
+/// the watch and freed on another, so every arena kept its own high-water mark. With one arena,
+/// 10,000 SourceBuilds and their Pods settle at 82.7 MiB instead of 87.0 and restart at 84.5
+/// instead of 92.5 (`cargo bench --bench controller -- scale --scale 10000`). The lock is
+/// contended by a handful of runtime workers only.
+pub const CONTROLLER_ARENAS: i32 = 1;
+
+/// Caps glibc's malloc arenas at `arenas`; call it before the runtime starts its threads.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn limit_arenas(arenas: i32) {
+    // SAFETY: mallopt only sets a parameter of glibc's allocator, under its lock.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, arenas);
+    }
+}
+
+/// Other allocators have their own policies.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn limit_arenas(_arenas: i32) {}
+
 /// How often freed memory is handed back: cheap (a walk over the free lists, milliseconds for
 /// a cache of 20,000 objects), and often enough that RSS follows the cache down within seconds.
 pub const TRIM_PERIOD: Duration = Duration::from_secs(10);

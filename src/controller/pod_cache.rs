@@ -20,7 +20,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 
 use crate::api::SourceBuild;
-use crate::controller::build_pod::{BuildPod, CachedPod};
+use crate::controller::build_pod::{BuildPod, CachedPod, Interner};
 
 /// Namespace -> name -> Pod.
 type Pods = HashMap<Arc<str>, HashMap<Box<str>, CachedPod>>;
@@ -38,6 +38,8 @@ struct State {
     by_owner: HashMap<Box<str>, Vec<Box<str>>>,
     /// A list in progress: what it has shown so far.
     listing: Option<Pods>,
+    /// The strings cached Pods share.
+    strings: Interner,
 }
 
 impl PodCache {
@@ -60,15 +62,17 @@ impl PodCache {
             watcher::Event::Delete(pod) => state.remove(pod),
             watcher::Event::Init => state.listing = Some(Pods::new()),
             watcher::Event::InitApply(pod) => {
+                let state = &mut *state;
                 if let (Some(listing), Some((namespace, name))) = (state.listing.as_mut(), key(pod))
                 {
-                    put(listing, namespace, name, pod.to_cached());
+                    put(listing, namespace, name, pod.to_cached(&mut state.strings));
                 }
             }
             watcher::Event::InitDone => {
                 if let Some(listed) = state.listing.take() {
                     state.pods = listed;
                     state.reindex();
+                    state.strings.forget_unused();
                 }
             }
         }
@@ -98,7 +102,7 @@ impl PodCache {
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
         let pod = state.pods.get(namespace)?.get(name)?;
         // The same owner lookup as the Controller's own `owns` mapping.
-        let owner = ObjectRef::from_owner_ref(Some(namespace), pod.owner()?, ())?;
+        let owner = ObjectRef::from_owner_ref(Some(namespace), &pod.owner()?, ())?;
         Some((pod.uid()?.to_string(), owner))
     }
 
@@ -146,7 +150,7 @@ impl State {
         let Some((namespace, name)) = key(pod) else {
             return;
         };
-        let cached = pod.to_cached();
+        let cached = pod.to_cached(&mut self.strings);
         let owner = cached.owner_uid().map(Box::<str>::from);
         let replaced = put(&mut self.pods, namespace, name, cached);
         let old_owner = replaced.as_ref().and_then(CachedPod::owner_uid);
