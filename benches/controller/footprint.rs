@@ -19,8 +19,8 @@ use kube::runtime::{reflector, watcher};
 use serde_json::{Value, json};
 use sourcebuild::api::SourceBuild;
 use sourcebuild::controller::build_pod::BuildPod;
+use sourcebuild::controller::cached_build::CachedSourceBuild;
 use sourcebuild::controller::pod_cache::PodCache;
-use sourcebuild::controller::prune_source_build;
 use sourcebuild::pod::{BuildSettings, build_pod};
 use sourcebuild::prepare::{PrepareReport, PrepareResult};
 
@@ -69,10 +69,8 @@ pub fn measure(n: usize) -> Footprint {
     let pods: Vec<String> = (0..n).map(|i| finished_pod(i).to_string()).collect();
 
     let (sourcebuild_bytes, kept) = per_object(n, || {
-        cached(&builds, |text| {
-            let mut sb: SourceBuild = serde_json::from_str(text).expect("a SourceBuild");
-            prune_source_build(&mut sb);
-            sb
+        cached(&builds, |text| -> CachedSourceBuild {
+            serde_json::from_str(text).expect("a SourceBuild")
         })
     });
     drop(kept);

@@ -1,6 +1,7 @@
 //! The operator: watches SourceBuilds and their build Pods and keeps status up to date.
 
 pub mod build_pod;
+pub mod cached_build;
 pub mod created_pods;
 pub mod events;
 pub mod mount_failures;
@@ -18,13 +19,13 @@ use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Event as CoreEvent;
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
 use crate::api::{REBUILD_ANNOTATION, SourceBuild};
 use crate::controller::build_pod::BuildPod;
+use crate::controller::cached_build::{CachedSourceBuild, cached_ref};
 use crate::controller::mount_failures::MountFailures;
 use crate::controller::pod_cache::PodCache;
 use crate::metrics::Metrics;
@@ -168,7 +169,7 @@ fn scoped(
     impl std::future::Future<Output = ()>,
     [tokio::sync::watch::Receiver<bool>; 2],
 ) {
-    let (builds, pods, kubelet_events): (Api<SourceBuild>, Api<BuildPod>, Api<CoreEvent>) =
+    let (builds, pods, kubelet_events): (Api<CachedSourceBuild>, Api<BuildPod>, Api<CoreEvent>) =
         match &namespace {
             Some(ns) => (
                 Api::namespaced(client.clone(), ns),
@@ -217,20 +218,19 @@ fn scoped(
     let forget_written = status_memo.clone();
     let build_events = watcher(builds, watcher::Config::default().any_semantic())
         .backoff(watch_backoff())
-        .modify(prune_source_build)
         .reflect(build_writer)
         .inspect(move |event| mark_filled(event, &builds_filled))
         // A deleted SourceBuild is never reconciled: it no longer waits.
         .inspect_ok(move |event| {
             if let watcher::Event::Delete(sb) = event {
-                deleted_builds.picked_up(&ObjectRef::from_obj(sb));
+                deleted_builds.picked_up(&sb.key());
                 if let Some(uid) = sb.uid() {
                     forget_written.forget(&uid);
                 }
             }
         })
         .applied_objects()
-        .inspect_ok(move |sb| pending_builds.triggered(ObjectRef::from_obj(sb)));
+        .inspect_ok(move |sb| pending_builds.triggered(sb.key()));
 
     // Mount failures wake the owning SourceBuild; nothing of these Events is cached.
     let (failures, known_pods) = (mount_failures.clone(), pod_cache.clone());
@@ -264,10 +264,16 @@ fn scoped(
         )
         .owns_stream(pod_events)
         .watches_stream(failed_mounts, move |event| {
-            failures.record(&event, &known_pods)
+            failures
+                .record(&event, &known_pods)
+                .map(|owner| cached_ref(&owner))
         })
         .shutdown_on_signal()
-        .run(reconcile::reconcile, reconcile::error_policy, context)
+        .run(
+            reconcile::reconcile_cached,
+            reconcile::error_policy_cached,
+            context,
+        )
         .for_each(move |result| {
             let namespace = namespace.clone();
             async move {

@@ -12,6 +12,7 @@ use kube::Resource;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::api::SourceBuild;
+use crate::controller::cached_build::{CachedSourceBuild, source_build_ref};
 use crate::metrics::Metrics;
 
 /// The SourceBuilds waiting for a reconcile. Cheap to clone: clones share the set.
@@ -47,13 +48,13 @@ impl Pending {
 
     /// A build Pod changed: its owning SourceBuild is triggered, if it still exists (the
     /// controller does not reconcile a SourceBuild that is gone, so it would never leave).
-    pub fn pod_changed(&self, pod: &BuildPod, builds: &Store<SourceBuild>) {
+    pub fn pod_changed(&self, pod: &BuildPod, builds: &Store<CachedSourceBuild>) {
         let namespace = pod.meta().namespace.as_deref();
         for owner in pod.meta().owner_references.iter().flatten() {
-            if let Some(key) = ObjectRef::<SourceBuild>::from_owner_ref(namespace, owner, ())
+            if let Some(key) = ObjectRef::<CachedSourceBuild>::from_owner_ref(namespace, owner, ())
                 && builds.get(&key).is_some()
             {
-                self.triggered(key);
+                self.triggered(source_build_ref(&key));
             }
         }
     }
@@ -115,8 +116,8 @@ mod tests {
     fn each_waiting_source_build_counts_once_until_its_reconcile_starts() {
         let metrics = Metrics::new();
         let pending = Pending::new(metrics.clone());
-        let (store, mut writer) = reflector::store::<SourceBuild>();
-        writer.apply_watcher_event(&Event::Apply(sb("a")));
+        let (store, mut writer) = reflector::store::<CachedSourceBuild>();
+        writer.apply_watcher_event(&Event::Apply(CachedSourceBuild::pack(sb("a")).unwrap()));
         let a = ObjectRef::from_obj(&sb("a"));
 
         pending.triggered(a.clone());

@@ -12,6 +12,7 @@ use serde_json::json;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::api::{FIELD_MANAGER, SourceBuild};
+use crate::controller::cached_build::{CachedSourceBuild, UnpackError};
 use crate::controller::created_pods::CreatedPods;
 use crate::controller::events::EventSink;
 use crate::controller::mount_failures::MountFailures;
@@ -72,6 +73,9 @@ pub enum Error {
     /// The status could not be serialized (a bug).
     #[error("serializing status: {0}")]
     Serialize(#[from] serde_json::Error),
+    /// A SourceBuild of the cache could not be unpacked (a bug).
+    #[error(transparent)]
+    Cache(#[from] UnpackError),
 }
 
 fn api_error(
@@ -103,6 +107,26 @@ pub async fn reconcile(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action
         .picked_up(&kube::runtime::reflector::ObjectRef::from_obj(&*sb));
     let _in_flight = ctx.metrics.reconcile_started();
     reconcile_one(sb, ctx).instrument(span).await
+}
+
+/// Reconciles a SourceBuild of the Controller's cache: [`reconcile`] of it unpacked.
+pub async fn reconcile_cached(
+    cached: Arc<CachedSourceBuild>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let sb = cached.unpack()?;
+    reconcile(Arc::new(sb), ctx).await
+}
+
+/// [`error_policy`] for a SourceBuild of the Controller's cache.
+pub fn error_policy_cached(
+    cached: Arc<CachedSourceBuild>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let meta = cached.meta();
+    warn!(namespace = meta.namespace, sourcebuild = meta.name, %error, "reconcile failed");
+    record_failure(error, &ctx)
 }
 
 /// How a pass of a reconcile ended.
@@ -450,6 +474,10 @@ fn is_owned_by(pod: &Pod, sb: &SourceBuild) -> bool {
 /// Retry policy for failed reconciles.
 pub fn error_policy(sb: Arc<SourceBuild>, error: &Error, ctx: Arc<Context>) -> Action {
     warn!(namespace = sb.namespace(), sourcebuild = sb.name_any(), %error, "reconcile failed");
+    record_failure(error, &ctx)
+}
+
+fn record_failure(error: &Error, ctx: &Context) -> Action {
     ctx.metrics.reconcile_failed();
     if let Error::Api { operation, .. } = error {
         ctx.metrics.api_request_failed(operation);

@@ -1,0 +1,236 @@
+//! SourceBuilds as the controller caches them.
+//!
+//! The kube-runtime Controller reconciles what its reflector store holds, so the cached type
+//! is the reconciled one. A `SourceBuild` is 1,128 bytes of structs before it holds a string
+//! (`ObjectMeta` 360, spec 400, status 368, mostly empty options), and each of its strings is
+//! an allocation of its own: 3,132 bytes of heap for a finished build. [`CachedSourceBuild`]
+//! keeps the metadata as [`prune_source_build`] leaves it and spec and status as the compact
+//! JSON they were sent as; a reconcile unpacks the one SourceBuild it works on (microseconds
+//! for a kilobyte), and everything past the reconcile's first line reads a `SourceBuild`.
+
+use std::borrow::Cow;
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
+use kube::runtime::reflector::ObjectRef;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::api::{SourceBuild, SourceBuildSpec, SourceBuildStatus};
+use crate::controller::prune_source_build;
+
+/// A cached SourceBuild: pruned metadata, and spec and status packed (see the module's comment).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CachedSourceBuild {
+    metadata: ObjectMeta,
+    packed: Box<[u8]>,
+}
+
+/// Why a cached SourceBuild could not be packed or unpacked (a bug: it is our own JSON).
+#[derive(Debug, thiserror::Error)]
+#[error("the cached SourceBuild {name}: {source}")]
+pub struct UnpackError {
+    name: String,
+    source: serde_json::Error,
+}
+
+#[derive(Serialize)]
+struct PackedRef<'a> {
+    spec: &'a SourceBuildSpec,
+    status: &'a Option<SourceBuildStatus>,
+}
+
+#[derive(Deserialize)]
+struct Packed {
+    spec: SourceBuildSpec,
+    #[serde(default)]
+    status: Option<SourceBuildStatus>,
+}
+
+impl CachedSourceBuild {
+    /// `sb` pruned and packed.
+    pub fn pack(mut sb: SourceBuild) -> Result<Self, UnpackError> {
+        prune_source_build(&mut sb);
+        let packed = serde_json::to_vec(&PackedRef {
+            spec: &sb.spec,
+            status: &sb.status,
+        })
+        .map_err(|source| UnpackError {
+            name: sb.metadata.name.clone().unwrap_or_default(),
+            source,
+        })?;
+        Ok(Self {
+            metadata: sb.metadata,
+            packed: packed.into_boxed_slice(),
+        })
+    }
+
+    /// The SourceBuild as the watch showed it, pruned.
+    pub fn unpack(&self) -> Result<SourceBuild, UnpackError> {
+        let Packed { spec, status } =
+            serde_json::from_slice(&self.packed).map_err(|source| UnpackError {
+                name: self.metadata.name.clone().unwrap_or_default(),
+                source,
+            })?;
+        Ok(SourceBuild {
+            metadata: self.metadata.clone(),
+            spec,
+            status,
+        })
+    }
+
+    /// Its key as the rest of the controller names SourceBuilds.
+    pub fn key(&self) -> ObjectRef<SourceBuild> {
+        source_build_ref(&ObjectRef::from_obj(self))
+    }
+}
+
+/// The same object's reference, typed as a `SourceBuild`.
+pub fn source_build_ref(r: &ObjectRef<CachedSourceBuild>) -> ObjectRef<SourceBuild> {
+    retype(r)
+}
+
+/// The same object's reference, typed as a `CachedSourceBuild` (what the Controller queues).
+pub fn cached_ref(r: &ObjectRef<SourceBuild>) -> ObjectRef<CachedSourceBuild> {
+    retype(r)
+}
+
+fn retype<A, B>(r: &ObjectRef<A>) -> ObjectRef<B>
+where
+    A: Resource<DynamicType = ()>,
+    B: Resource<DynamicType = ()>,
+{
+    let mut to = ObjectRef::<B>::new(&r.name);
+    to.namespace = r.namespace.clone();
+    to.extra = r.extra.clone();
+    to
+}
+
+impl<'de> Deserialize<'de> for CachedSourceBuild {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let sb = SourceBuild::deserialize(d)?;
+        Self::pack(sb).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Resource for CachedSourceBuild {
+    type DynamicType = ();
+    type Scope = NamespaceResourceScope;
+
+    fn kind(dt: &()) -> Cow<'_, str> {
+        SourceBuild::kind(dt)
+    }
+    fn group(dt: &()) -> Cow<'_, str> {
+        SourceBuild::group(dt)
+    }
+    fn version(dt: &()) -> Cow<'_, str> {
+        SourceBuild::version(dt)
+    }
+    fn plural(dt: &()) -> Cow<'_, str> {
+        SourceBuild::plural(dt)
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A SourceBuild with every part of the spec and the status set, as the API server sends it.
+    fn everything() -> serde_json::Value {
+        let at = "2026-01-01T00:00:00Z";
+        let digest = format!("sha256:{}", "a".repeat(64));
+        json!({
+            "apiVersion": "sourcebuild.dev/v1alpha1", "kind": "SourceBuild",
+            "metadata": {"name": "app", "namespace": "team", "uid": "u-1", "resourceVersion": "42",
+                "generation": 3, "creationTimestamp": at,
+                "labels": {"team": "a"},
+                "annotations": {"sourcebuild.dev/rebuild": "1", "note": "x"},
+                "managedFields": [{"manager": "kubectl", "operation": "Update"}]},
+            "spec": {
+                "source": {"git": {"url": "https://example.com/a.git", "revision": "main",
+                    "secretRef": {"name": "git"}, "pollInterval": "5m"}, "contextDir": "app"},
+                "builder": {"image": "registry.example.com/s2i/python:3.12",
+                    "scriptsUrl": "image:///usr/libexec/s2i", "assembleUser": "1001"},
+                "output": {"image": "registry.example.com/team/app:1", "pushSecretRef": {"name": "push"},
+                    "labels": {"org.example/team": "a"}},
+                "env": [{"name": "APP_FILE", "value": "main.py"}],
+                "timeout": "30m", "cache": {"enabled": true, "repo": "registry.example.com/team/cache"},
+                "resources": {"limits": {"memory": "2Gi"}, "requests": {"cpu": "500m"}},
+                "serviceAccountName": "builder", "suspend": false, "historyLimit": 5,
+                "retention": {"succeededLimit": 2, "failedLimit": 1, "ttlAfterFinished": "24h"},
+                "retry": {"limit": 2, "backoff": "30s"}
+            },
+            "status": {"phase": "Succeeded", "observedGeneration": 3, "podName": "app-build-2",
+                "build": 2, "trigger": "ConfigChange", "rebuild": "1", "attempt": 1,
+                "startTime": at, "completionTime": at,
+                "latestImage": format!("registry.example.com/team/app:1@{digest}"), "digest": digest,
+                "sourceRevision": "b".repeat(40), "builderImage": "registry.example.com/s2i/python@sha256:c",
+                "logSnippet": "line 1\nline \"2\"",
+                "conditions": [{"type": "Ready", "status": "True", "reason": "Succeeded",
+                    "message": "built", "lastTransitionTime": at, "observedGeneration": 3}],
+                "history": [{"generation": 2, "build": 1, "attempt": 2, "trigger": "ConfigChange",
+                    "podName": "app-build-1", "phase": "Failed", "reason": "AssembleFailed",
+                    "startTime": at, "completionTime": at}],
+                "source": {"latestRevision": "b".repeat(40), "lastChecked": at,
+                    "checkedGeneration": 3, "builtRevision": "b".repeat(40)}}
+        })
+    }
+
+    #[test]
+    fn unpacks_to_the_pruned_source_build() {
+        let sent: SourceBuild = serde_json::from_value(everything()).unwrap();
+        assert!(sent.spec.retry.is_some() && sent.status.as_ref().unwrap().source.is_some());
+        let cached: CachedSourceBuild = serde_json::from_value(everything()).unwrap();
+        let mut pruned = sent.clone();
+        prune_source_build(&mut pruned);
+        assert_eq!(cached.unpack().unwrap(), pruned);
+        assert_ne!(
+            pruned, sent,
+            "pruning dropped labels and foreign annotations"
+        );
+        assert_eq!(cached.meta(), &pruned.metadata);
+    }
+
+    #[test]
+    fn a_source_build_without_status_stays_without() {
+        let mut value = everything();
+        value.as_object_mut().unwrap().remove("status");
+        let cached: CachedSourceBuild = serde_json::from_value(value).unwrap();
+        assert_eq!(cached.unpack().unwrap().status, None);
+    }
+
+    #[test]
+    fn is_addressed_as_a_source_build() {
+        for namespace in [Some("team"), None] {
+            assert_eq!(
+                CachedSourceBuild::url_path(&(), namespace),
+                SourceBuild::url_path(&(), namespace)
+            );
+        }
+        assert_eq!(CachedSourceBuild::kind(&()), "SourceBuild");
+        let cached: CachedSourceBuild = serde_json::from_value(everything()).unwrap();
+        let key = cached.key();
+        assert_eq!(key, ObjectRef::new("app").within("team"));
+        assert_eq!(cached_ref(&key), ObjectRef::from_obj(&cached));
+        // The Controller maps a build Pod's owner reference to the cached type.
+        let owner = k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            api_version: "sourcebuild.dev/v1alpha1".into(),
+            kind: "SourceBuild".into(),
+            name: "app".into(),
+            uid: "u-1".into(),
+            controller: Some(true),
+            ..Default::default()
+        };
+        assert_eq!(
+            ObjectRef::<CachedSourceBuild>::from_owner_ref(Some("team"), &owner, ()),
+            Some(ObjectRef::from_obj(&cached))
+        );
+    }
+}
