@@ -136,6 +136,15 @@ where
 
 const AT: &str = "2026-12-02T10:00:00Z";
 
+/// `n` hex digits as random as a real digest or commit id (which do not compress), the same
+/// for the same build `i` and `what`; `i` 0 for what all builds share (the builder's digest).
+fn hex(i: usize, what: char, n: usize) -> String {
+    let mut rng = fastrand::Rng::with_seed(i as u64 * 31 + what as u64);
+    (0..n)
+        .map(|_| char::from_digit(rng.u32(0..16), 16).expect("a hex digit"))
+        .collect()
+}
+
 fn name(i: usize) -> String {
     format!("app-{i:05}")
 }
@@ -143,11 +152,11 @@ fn name(i: usize) -> String {
 /// A SourceBuild after one successful build, as the controller's status writes leave it.
 fn finished_build(i: usize) -> Value {
     let name = name(i);
-    let digest = format!("sha256:{}", "a".repeat(64));
+    let digest = format!("sha256:{}", hex(i, 'a', 64));
     let image = format!("registry.example.com/bench/{name}:1.0");
     let record = json!({"generation": 1, "build": 1, "attempt": 1, "trigger": "ConfigChange",
         "podName": format!("{name}-build-1"), "phase": "Succeeded", "reason": "Succeeded",
-        "sourceRevision": "b".repeat(40), "digest": digest, "startTime": AT, "completionTime": AT});
+        "sourceRevision": hex(i, 'b', 40), "digest": digest, "startTime": AT, "completionTime": AT});
     json!({
         "apiVersion": "sourcebuild.dev/v1alpha1", "kind": "SourceBuild",
         "metadata": {"name": name, "namespace": "bench-scale-1",
@@ -161,8 +170,8 @@ fn finished_build(i: usize) -> Value {
         "spec": {"source": {"git": {"url": "https://example.com/acme/app.git"}}, "output": {"image": image}},
         "status": {"phase": "Succeeded", "observedGeneration": 1, "podName": format!("{name}-build-1"),
             "build": 1, "trigger": "ConfigChange", "attempt": 1, "startTime": AT, "completionTime": AT,
-            "latestImage": format!("{image}@{digest}"), "digest": digest, "sourceRevision": "b".repeat(40),
-            "builderImage": format!("registry.example.com/s2i/python@sha256:{}", "c".repeat(64)),
+            "latestImage": format!("{image}@{digest}"), "digest": digest, "sourceRevision": hex(i, 'b', 40),
+            "builderImage": format!("registry.example.com/s2i/python@sha256:{}", hex(0, 'c', 64)),
             "conditions": [
                 {"type": "Ready", "status": "True", "reason": "Succeeded", "message": format!("built {image}@{digest}"),
                  "lastTransitionTime": AT, "observedGeneration": 1},
@@ -196,21 +205,21 @@ fn finished_pod(i: usize) -> Value {
         {"manager": "kubelet", "operation": "Update", "apiVersion": "v1", "time": AT, "fieldsType": "FieldsV1",
          "subresource": "status", "fieldsV1": {"f:status": {"f:conditions": {}, "f:containerStatuses": {}, "f:phase": {}}}}]);
     let report = serde_json::to_string(&PrepareReport::Prepared(PrepareResult {
-        revision: Some("b".repeat(40)),
-        dockerfile_sha256: format!("sha256:{}", "d".repeat(64)),
-        builder_image: format!("registry.example.com/s2i/python@sha256:{}", "c".repeat(64)),
+        revision: Some(hex(i, 'b', 40)),
+        dockerfile_sha256: format!("sha256:{}", hex(i, 'd', 64)),
+        builder_image: format!("registry.example.com/s2i/python@sha256:{}", hex(0, 'c', 64)),
     }))
     .expect("JSON");
     let container = |name: &str, message: String| {
         json!({"name": name, "ready": false, "restartCount": 0, "started": false,
             "image": "registry.example.com/sourcebuild/operator:0.1.0",
-            "imageID": format!("registry.example.com/sourcebuild/operator@sha256:{}", "e".repeat(64)),
-            "containerID": format!("containerd://{}", "f".repeat(64)),
+            "imageID": format!("registry.example.com/sourcebuild/operator@sha256:{}", hex(0, 'e', 64)),
+            "containerID": format!("containerd://{}", hex(i, 'f', 64)),
             "volumeMounts": [
                 {"name": "workspace", "mountPath": "/workspace", "readOnly": false, "recursiveReadOnly": "Disabled"},
                 {"name": "scratch", "mountPath": "/scratch", "readOnly": false, "recursiveReadOnly": "Disabled"}],
             "state": {"terminated": {"exitCode": 0, "reason": "Completed", "message": message,
-                "startedAt": AT, "finishedAt": AT, "containerID": format!("containerd://{}", "f".repeat(64))}}})
+                "startedAt": AT, "finishedAt": AT, "containerID": format!("containerd://{}", hex(i, 'f', 64))}}})
     };
     let condition = |type_: &str, status: &str| json!({"type": type_, "status": status, "lastProbeTime": null, "lastTransitionTime": AT});
     pod["status"] = json!({"phase": "Succeeded", "hostIP": "10.0.0.1", "hostIPs": [{"ip": "10.0.0.1"}],
@@ -218,6 +227,6 @@ fn finished_pod(i: usize) -> Value {
         "conditions": [condition("PodReadyToStartContainers", "False"), condition("Initialized", "True"),
             condition("Ready", "False"), condition("ContainersReady", "False"), condition("PodScheduled", "True")],
         "initContainerStatuses": [container("prepare", report)],
-        "containerStatuses": [container("build", format!("sha256:{}", "a".repeat(64)))]});
+        "containerStatuses": [container("build", format!("sha256:{}", hex(i, 'a', 64)))]});
     pod
 }
