@@ -17,17 +17,18 @@
 //! and per container its name, readiness, restart count and state without the container ID.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::LazyLock;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{
-    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
-    ContainerStateWaiting, ContainerStatus, Pod, PodCondition, PodSpec, PodStatus,
+    Container, ContainerState, ContainerStatus, Pod, PodCondition, PodSpec, PodStatus,
     ResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use serde::{Deserialize, Deserializer};
+
+use crate::controller::pack::{self, PackError};
 
 /// The Kaniko argument outcome reads: where the image is pushed.
 const DESTINATION_ARG: &str = "--destination=";
@@ -205,72 +206,19 @@ impl BuildPod {
         pod_of(self.metadata.clone(), &self.spec, &self.status)
     }
 
-    /// What the cache keeps of the Pod (all but its name and namespace, the cache's keys),
-    /// the strings many Pods share (images, container names, phases) taken from `strings`.
-    pub fn to_cached(&self, strings: &mut Interner) -> CachedPod {
+    /// What the cache keeps of the Pod: [`BuildPod::to_pod`], packed.
+    pub fn to_cached(&self) -> Result<CachedPod, PackError> {
         let meta = &self.metadata;
-        let owner = meta
-            .owner_references
-            .iter()
-            .flatten()
-            .find(|o| o.controller == Some(true));
-        let container = |c: &ContainerSpec, strings: &mut Interner| CachedContainer {
-            name: strings.get(&c.name),
-            image: c.image.as_deref().map(|i| strings.get(i)),
-            destination: c.destination.as_deref().map(Box::from),
-            memory_limit: c.memory_limit.as_deref().map(|m| strings.get(m)),
-        };
-        let container_status =
-            |c: &ContainerStatusView, strings: &mut Interner| CachedContainerStatus {
-                name: strings.get(&c.name),
-                ready: c.ready,
-                restart_count: c.restart_count,
-                state: c.state.as_ref().map(|s| CachedState::of(s, strings)),
-            };
-        CachedPod {
+        Ok(CachedPod {
             uid: meta.uid.as_deref().map(Box::from),
-            resource_version: meta.resource_version.as_deref().map(Box::from),
-            created: meta.creation_timestamp.clone(),
-            deleted: meta.deletion_timestamp.clone(),
-            owner: owner.map(|o| {
-                Box::new(CachedOwner {
-                    api_version: strings.get(&o.api_version),
-                    kind: strings.get(&o.kind),
-                    name: o.name.as_str().into(),
-                    uid: o.uid.as_str().into(),
-                    block_owner_deletion: o.block_owner_deletion,
-                })
-            }),
-            spec: self.spec.as_ref().map(|s| {
-                Box::new(CachedSpec {
-                    active_deadline_seconds: s.active_deadline_seconds,
-                    init_containers: s
-                        .init_containers
-                        .iter()
-                        .map(|c| container(c, strings))
-                        .collect(),
-                    containers: s.containers.iter().map(|c| container(c, strings)).collect(),
-                })
-            }),
-            status: self.status.as_ref().map(|s| {
-                Box::new(CachedStatus {
-                    phase: s.phase.as_deref().map(|p| strings.get(p)),
-                    reason: s.reason.as_deref().map(|r| strings.get(r)),
-                    message: s.message.as_deref().map(Box::from),
-                    conditions: s.conditions.clone().into_boxed_slice(),
-                    init_container_statuses: s
-                        .init_container_statuses
-                        .iter()
-                        .map(|c| container_status(c, strings))
-                        .collect(),
-                    container_statuses: s
-                        .container_statuses
-                        .iter()
-                        .map(|c| container_status(c, strings))
-                        .collect(),
-                })
-            }),
-        }
+            owner_uid: meta
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|o| o.controller == Some(true))
+                .map(|o| o.uid.as_str().into()),
+            packed: pack::pack(&self.to_pod(), &DICTIONARY)?,
+        })
     }
 
     /// A Pod narrowed as the watch would have, for Pods that do not come from it (tests).
@@ -281,229 +229,21 @@ impl BuildPod {
     }
 }
 
-/// Strings many cached Pods share (images, container names, phases, the owner's kind), held
-/// once: as `String`s they were a quarter of a cached Pod.
-#[derive(Default)]
-pub struct Interner {
-    strings: std::collections::HashSet<Arc<str>>,
-}
-
-impl Interner {
-    /// The shared copy of `s`.
-    pub fn get(&mut self, s: &str) -> Arc<str> {
-        if let Some(shared) = self.strings.get(s) {
-            return shared.clone();
-        }
-        let shared: Arc<str> = Arc::from(s);
-        self.strings.insert(shared.clone());
-        shared
-    }
-
-    /// Forgets the strings no cached Pod holds any more.
-    pub fn forget_unused(&mut self) {
-        self.strings.retain(|s| Arc::strong_count(s) > 1);
-        self.strings.shrink_to_fit();
-    }
-
-    /// How many strings are held.
-    pub fn len(&self) -> usize {
-        self.strings.len()
-    }
-
-    /// Whether none is.
-    pub fn is_empty(&self) -> bool {
-        self.strings.is_empty()
-    }
-}
-
-/// A build Pod as [`PodCache`](crate::controller::pod_cache::PodCache) holds it: what a
-/// [`BuildPod`] holds but its name and namespace (the cache's keys), without `ObjectMeta`
-/// (360 bytes before a single field is set) or k8s-openapi's wide types (a `ContainerState`
-/// is 208 bytes), shared strings shared.
+/// A build Pod as [`PodCache`](crate::controller::pod_cache::PodCache) holds it: what
+/// [`BuildPod::to_pod`] reads, [packed](crate::controller::pack) against a typical build Pod's
+/// (as `BuildPod`s of k8s-openapi's and our narrow types they were 1.8 KiB each, most of it
+/// empty options and strings every Pod has), beside the two keys the cache indexes it by.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CachedPod {
     uid: Option<Box<str>>,
-    resource_version: Option<Box<str>>,
-    created: Option<Time>,
-    deleted: Option<Time>,
-    owner: Option<Box<CachedOwner>>,
-    spec: Option<Box<CachedSpec>>,
-    status: Option<Box<CachedStatus>>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-struct CachedOwner {
-    api_version: Arc<str>,
-    kind: Arc<str>,
-    name: Box<str>,
-    uid: Box<str>,
-    block_owner_deletion: Option<bool>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-struct CachedSpec {
-    active_deadline_seconds: Option<i64>,
-    init_containers: Box<[CachedContainer]>,
-    containers: Box<[CachedContainer]>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-struct CachedContainer {
-    name: Arc<str>,
-    image: Option<Arc<str>>,
-    destination: Option<Box<str>>,
-    memory_limit: Option<Arc<str>>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-struct CachedStatus {
-    phase: Option<Arc<str>>,
-    reason: Option<Arc<str>>,
-    message: Option<Box<str>>,
-    conditions: Box<[PodCondition]>,
-    init_container_statuses: Box<[CachedContainerStatus]>,
-    container_statuses: Box<[CachedContainerStatus]>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-struct CachedContainerStatus {
-    name: Arc<str>,
-    ready: bool,
-    restart_count: i32,
-    state: Option<CachedState>,
-}
-
-/// A `ContainerState` of what outcome reads; a state with no part set stays one.
-#[derive(Clone, Debug, PartialEq)]
-enum CachedState {
-    Waiting {
-        reason: Option<Arc<str>>,
-        message: Option<Box<str>>,
-    },
-    Running {
-        started_at: Option<Time>,
-    },
-    Terminated(Box<CachedTerminated>),
-    Unknown,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-struct CachedTerminated {
-    exit_code: i32,
-    signal: Option<i32>,
-    reason: Option<Arc<str>>,
-    message: Option<Box<str>>,
-    started_at: Option<Time>,
-    finished_at: Option<Time>,
-}
-
-impl CachedState {
-    /// Which part of `state` is set: the kubelet sets one (terminated before running before
-    /// waiting, as outcome reads them, should it ever send more).
-    fn of(state: &ContainerState, strings: &mut Interner) -> Self {
-        if let Some(t) = &state.terminated {
-            return CachedState::Terminated(Box::new(CachedTerminated {
-                exit_code: t.exit_code,
-                signal: t.signal,
-                reason: t.reason.as_deref().map(|r| strings.get(r)),
-                message: t.message.as_deref().map(Box::from),
-                started_at: t.started_at.clone(),
-                finished_at: t.finished_at.clone(),
-            }));
-        }
-        if let Some(r) = &state.running {
-            return CachedState::Running {
-                started_at: r.started_at.clone(),
-            };
-        }
-        if let Some(w) = &state.waiting {
-            return CachedState::Waiting {
-                reason: w.reason.as_deref().map(|r| strings.get(r)),
-                message: w.message.as_deref().map(Box::from),
-            };
-        }
-        CachedState::Unknown
-    }
-
-    fn to_state(&self) -> ContainerState {
-        match self {
-            CachedState::Waiting { reason, message } => ContainerState {
-                waiting: Some(ContainerStateWaiting {
-                    reason: reason.as_deref().map(str::to_string),
-                    message: message.as_deref().map(str::to_string),
-                }),
-                ..ContainerState::default()
-            },
-            CachedState::Running { started_at } => ContainerState {
-                running: Some(ContainerStateRunning {
-                    started_at: started_at.clone(),
-                }),
-                ..ContainerState::default()
-            },
-            CachedState::Terminated(t) => ContainerState {
-                terminated: Some(ContainerStateTerminated {
-                    exit_code: t.exit_code,
-                    signal: t.signal,
-                    reason: t.reason.as_deref().map(str::to_string),
-                    message: t.message.as_deref().map(str::to_string),
-                    started_at: t.started_at.clone(),
-                    finished_at: t.finished_at.clone(),
-                    container_id: None,
-                }),
-                ..ContainerState::default()
-            },
-            CachedState::Unknown => ContainerState::default(),
-        }
-    }
-}
-
-fn text(s: &Option<impl AsRef<str>>) -> Option<String> {
-    s.as_ref().map(|s| s.as_ref().to_string())
+    owner_uid: Option<Box<str>>,
+    packed: Box<[u8]>,
 }
 
 impl CachedPod {
-    /// The Pod named `name` in `namespace`, as [`BuildPod::to_pod`] reads it.
-    pub fn to_pod(&self, namespace: &str, name: &str) -> Pod {
-        let metadata = ObjectMeta {
-            name: Some(name.to_string()),
-            namespace: Some(namespace.to_string()),
-            uid: text(&self.uid),
-            resource_version: text(&self.resource_version),
-            creation_timestamp: self.created.clone(),
-            deletion_timestamp: self.deleted.clone(),
-            owner_references: self.owner().map(|o| vec![o]),
-            ..ObjectMeta::default()
-        };
-        let container = |c: &CachedContainer| ContainerSpec {
-            name: c.name.to_string(),
-            image: text(&c.image),
-            destination: text(&c.destination),
-            memory_limit: text(&c.memory_limit),
-        };
-        let container_status = |c: &CachedContainerStatus| ContainerStatusView {
-            name: c.name.to_string(),
-            ready: c.ready,
-            restart_count: c.restart_count,
-            state: c.state.as_ref().map(CachedState::to_state),
-        };
-        let spec = self.spec.as_deref().map(|s| Spec {
-            active_deadline_seconds: s.active_deadline_seconds,
-            init_containers: s.init_containers.iter().map(container).collect(),
-            containers: s.containers.iter().map(container).collect(),
-        });
-        let status = self.status.as_deref().map(|s| Status {
-            phase: text(&s.phase),
-            reason: text(&s.reason),
-            message: text(&s.message),
-            conditions: s.conditions.to_vec(),
-            init_container_statuses: s
-                .init_container_statuses
-                .iter()
-                .map(container_status)
-                .collect(),
-            container_statuses: s.container_statuses.iter().map(container_status).collect(),
-        });
-        pod_of(metadata, &spec, &status)
+    /// The Pod, as [`BuildPod::to_pod`] read it.
+    pub fn to_pod(&self) -> Result<Pod, PackError> {
+        pack::unpack(&self.packed, &DICTIONARY)
     }
 
     /// The Pod's uid.
@@ -513,20 +253,48 @@ impl CachedPod {
 
     /// The uid of the SourceBuild that owns the Pod (its controller reference).
     pub fn owner_uid(&self) -> Option<&str> {
-        self.owner.as_deref().map(|o| &*o.uid)
+        self.owner_uid.as_deref()
     }
+}
 
-    /// The controller reference, as the Pod carries it.
-    pub fn owner(&self) -> Option<OwnerReference> {
-        self.owner.as_deref().map(|o| OwnerReference {
-            api_version: o.api_version.to_string(),
-            kind: o.kind.to_string(),
-            name: o.name.to_string(),
-            uid: o.uid.to_string(),
-            controller: Some(true),
-            block_owner_deletion: o.block_owner_deletion,
-        })
-    }
+/// What cached Pods are packed against: a finished build Pod as the watch shows it, narrowed.
+static DICTIONARY: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    let typical: BuildPod = serde_json::from_value(typical())
+        .expect("the typical build Pod is a BuildPod (a test checks it)");
+    pack::dictionary(&typical.to_pod())
+});
+
+/// A build Pod after a successful build; values where most Pods have the same (or the same
+/// start of) one.
+fn typical() -> serde_json::Value {
+    let at = "2026-01-01T00:00:00Z";
+    let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let report = format!(
+        "{{\"prepared\":{{\"revision\":\"0123456789abcdef0123456789abcdef01234567\",\
+         \"dockerfileSha256\":\"{digest}\",\"builderImage\":\"registry.example.com/s2i/python@{digest}\"}}}}"
+    );
+    let terminated = |name: &str, message: &str| {
+        serde_json::json!({"name": name, "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 0, "reason": "Completed", "message": message,
+                "startedAt": at, "finishedAt": at}}})
+    };
+    serde_json::json!({
+        "metadata": {"name": "app-build-1", "namespace": "default",
+            "uid": "01234567-89ab-cdef-0123-456789abcdef", "resourceVersion": "123456",
+            "creationTimestamp": at,
+            "ownerReferences": [{"apiVersion": "sourcebuild.dev/v1alpha1", "kind": "SourceBuild",
+                "name": "app", "uid": "01234567-89ab-cdef-0123-456789abcdef",
+                "controller": true, "blockOwnerDeletion": true}]},
+        "spec": {"activeDeadlineSeconds": 3600,
+            "initContainers": [{"name": "prepare", "image": "registry.example.com/sourcebuild/operator:latest",
+                "resources": {"limits": {"memory": "512Mi"}}}],
+            "containers": [{"name": "build", "image": "registry.example.com/kaniko/executor:latest",
+                "args": ["--destination=registry.example.com/example/app:latest"],
+                "resources": {"limits": {"memory": "2Gi"}}}]},
+        "status": {"phase": "Succeeded",
+            "initContainerStatuses": [terminated("prepare", &report)],
+            "containerStatuses": [terminated("build", digest)]}
+    })
 }
 
 fn pod_of(metadata: ObjectMeta, spec: &Option<Spec>, status: &Option<Status>) -> Pod {
@@ -725,12 +493,8 @@ mod tests {
             let seen = observe(&cached.to_pod());
             assert_eq!(seen, observe(&full), "{status}");
             // What the Pod cache holds reads back as the very same Pod.
-            let held = cached.to_cached(&mut Interner::default());
-            assert_eq!(
-                held.to_pod("team", "app-build-1"),
-                cached.to_pod(),
-                "{status}"
-            );
+            let held = cached.to_cached().unwrap();
+            assert_eq!(held.to_pod().unwrap(), cached.to_pod(), "{status}");
             outcomes.push(seen);
         }
         // The cases are not all alike: each is a different outcome.
@@ -793,29 +557,26 @@ mod tests {
     }
 
     #[test]
-    fn cached_pods_share_the_strings_they_have_in_common() {
-        let mut strings = Interner::default();
-        let listed = || as_listed(with_kubelet_fields(statuses().remove(0)));
-        let a: BuildPod = serde_json::from_value(listed()).unwrap();
-        let b: BuildPod = serde_json::from_value(listed()).unwrap();
-        let (a, b) = (a.to_cached(&mut strings), b.to_cached(&mut strings));
-        let image = |p: &CachedPod| {
-            p.spec.as_ref().unwrap().containers[0]
-                .image
-                .clone()
-                .unwrap()
-        };
-        assert!(Arc::ptr_eq(&image(&a), &image(&b)));
-        let held = strings.len();
-        assert!(
-            held >= 5,
-            "images, container names, phase, reason, owner kind: {held}"
-        );
-        strings.forget_unused();
-        assert_eq!(strings.len(), held, "all still held by the Pods");
-        drop((a, b));
-        strings.forget_unused();
-        assert!(strings.is_empty());
+    fn a_cached_pod_is_a_fraction_of_its_json() {
+        let typical: BuildPod = serde_json::from_value(typical()).unwrap();
+        assert_eq!(typical.to_pod().spec.unwrap().containers[0].name, "build");
+        for status in statuses() {
+            let listed: BuildPod =
+                serde_json::from_value(as_listed(with_kubelet_fields(status.clone()))).unwrap();
+            let json = serde_json::to_vec(&listed.to_pod()).unwrap();
+            let held = listed.to_cached().unwrap();
+            assert!(
+                held.packed.len() * 2 < json.len(),
+                "{} of {} bytes: {status}",
+                held.packed.len(),
+                json.len()
+            );
+            assert_eq!(held.uid(), Some("0f1e2d3c-0000-4000-8000-000000000002"));
+            assert_eq!(
+                held.owner_uid(),
+                Some("6d1e2f40-0000-4000-8000-000000000001")
+            );
+        }
     }
 
     #[test]

@@ -4,11 +4,9 @@
 //! is the reconciled one. A `SourceBuild` is 1,128 bytes of structs before it holds a string
 //! (`ObjectMeta` 360, spec 400, status 368, mostly empty options), and each of its strings is
 //! an allocation of its own: 3,132 bytes of heap for a finished build. [`CachedSourceBuild`]
-//! keeps the metadata as [`prune_source_build`] leaves it and spec and status as their JSON,
-//! LZ4-compressed against a dictionary of a typical SourceBuild's (a kilobyte of JSON alone
-//! hardly compresses; against the dictionary its field names and usual values cost a few
-//! bytes each). A reconcile unpacks the one SourceBuild it works on (microseconds), and
-//! everything past the reconcile's first line reads a `SourceBuild`.
+//! keeps the metadata as [`prune_source_build`] leaves it and spec and status
+//! [packed](crate::controller::pack) against a typical finished build's. A reconcile unpacks
+//! the one SourceBuild it works on, and everything past its first line reads a `SourceBuild`.
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
@@ -20,6 +18,7 @@ use kube::runtime::reflector::ObjectRef;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::api::{SourceBuild, SourceBuildSpec, SourceBuildStatus};
+use crate::controller::pack::{self, PackError};
 use crate::controller::prune_source_build;
 
 /// A cached SourceBuild: pruned metadata, and spec and status packed (see the module's comment).
@@ -37,24 +36,15 @@ pub struct UnpackError {
     source: PackError,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum PackError {
-    #[error(transparent)]
-    Json(#[from] serde_json::Error),
-    #[error(transparent)]
-    Lz4(#[from] lz4_flex::block::DecompressError),
-}
-
 /// What packed SourceBuilds are compressed against: the packed JSON of a typical finished
 /// build, so that it follows the API types as they change.
 static DICTIONARY: LazyLock<Vec<u8>> = LazyLock::new(|| {
     let typical: SourceBuild = serde_json::from_value(typical())
         .expect("the typical SourceBuild is a SourceBuild (a test checks it)");
-    serde_json::to_vec(&PackedRef {
+    pack::dictionary(&PackedRef {
         spec: &typical.spec,
         status: &typical.status,
     })
-    .expect("a SourceBuild serializes")
 });
 
 /// A finished build as the controller's status writes leave it; values where most builds
@@ -104,31 +94,30 @@ impl CachedSourceBuild {
     /// `sb` pruned and packed.
     pub fn pack(mut sb: SourceBuild) -> Result<Self, UnpackError> {
         prune_source_build(&mut sb);
-        let json = serde_json::to_vec(&PackedRef {
-            spec: &sb.spec,
-            status: &sb.status,
-        })
-        .map_err(|e| UnpackError {
+        let packed = pack::pack(
+            &PackedRef {
+                spec: &sb.spec,
+                status: &sb.status,
+            },
+            &DICTIONARY,
+        )
+        .map_err(|source| UnpackError {
             name: sb.metadata.name.clone().unwrap_or_default(),
-            source: e.into(),
+            source,
         })?;
-        let packed = lz4_flex::block::compress_prepend_size_with_dict(&json, &DICTIONARY);
         Ok(Self {
             metadata: sb.metadata,
-            packed: packed.into_boxed_slice(),
+            packed,
         })
     }
 
     /// The SourceBuild as the watch showed it, pruned.
     pub fn unpack(&self) -> Result<SourceBuild, UnpackError> {
-        let failed = |source: PackError| UnpackError {
-            name: self.metadata.name.clone().unwrap_or_default(),
-            source,
-        };
-        let json = lz4_flex::block::decompress_size_prepended_with_dict(&self.packed, &DICTIONARY)
-            .map_err(|e| failed(e.into()))?;
         let Packed { spec, status } =
-            serde_json::from_slice(&json).map_err(|e| failed(e.into()))?;
+            pack::unpack(&self.packed, &DICTIONARY).map_err(|source| UnpackError {
+                name: self.metadata.name.clone().unwrap_or_default(),
+                source,
+            })?;
         Ok(SourceBuild {
             metadata: self.metadata.clone(),
             spec,

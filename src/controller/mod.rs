@@ -5,6 +5,7 @@ pub mod cached_build;
 pub mod created_pods;
 pub mod events;
 pub mod mount_failures;
+pub mod pack;
 pub mod plan;
 pub mod pod_cache;
 pub mod poll;

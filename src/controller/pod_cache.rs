@@ -20,7 +20,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 
 use crate::api::SourceBuild;
-use crate::controller::build_pod::{BuildPod, CachedPod, Interner};
+use crate::controller::build_pod::{BuildPod, CachedPod};
 
 /// Namespace -> name -> Pod.
 type Pods = HashMap<Arc<str>, HashMap<Box<str>, CachedPod>>;
@@ -38,8 +38,6 @@ struct State {
     by_owner: HashMap<Box<str>, Vec<Box<str>>>,
     /// A list in progress: what it has shown so far.
     listing: Option<Pods>,
-    /// The strings cached Pods share.
-    strings: Interner,
 }
 
 impl PodCache {
@@ -62,17 +60,16 @@ impl PodCache {
             watcher::Event::Delete(pod) => state.remove(pod),
             watcher::Event::Init => state.listing = Some(Pods::new()),
             watcher::Event::InitApply(pod) => {
-                let state = &mut *state;
-                if let (Some(listing), Some((namespace, name))) = (state.listing.as_mut(), key(pod))
+                if let (Some(listing), Some((namespace, name)), Some(cached)) =
+                    (state.listing.as_mut(), key(pod), packed(pod))
                 {
-                    put(listing, namespace, name, pod.to_cached(&mut state.strings));
+                    put(listing, namespace, name, cached);
                 }
             }
             watcher::Event::InitDone => {
                 if let Some(listed) = state.listing.take() {
                     state.pods = listed;
                     state.reindex();
-                    state.strings.forget_unused();
                 }
             }
         }
@@ -89,7 +86,7 @@ impl PodCache {
             .iter()
             .filter_map(|name| Some((name, pods.get(name)?)))
             .filter(|(_, pod)| pod.owner_uid() == Some(owner_uid))
-            .map(|(name, pod)| pod.to_pod(namespace, name))
+            .filter_map(|(name, pod)| unpacked(pod, namespace, name))
             .collect()
     }
 
@@ -100,10 +97,16 @@ impl PodCache {
         name: &str,
     ) -> Option<(String, ObjectRef<SourceBuild>)> {
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
-        let pod = state.pods.get(namespace)?.get(name)?;
+        let pod = unpacked(state.pods.get(namespace)?.get(name)?, namespace, name)?;
         // The same owner lookup as the Controller's own `owns` mapping.
-        let owner = ObjectRef::from_owner_ref(Some(namespace), &pod.owner()?, ())?;
-        Some((pod.uid()?.to_string(), owner))
+        let owner = pod
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .filter(|o| o.controller == Some(true))
+            .find_map(|o| ObjectRef::from_owner_ref(Some(namespace), o, ()))?;
+        Some((pod.metadata.uid?, owner))
     }
 
     /// The uids of every cached Pod.
@@ -129,6 +132,23 @@ impl PodCache {
     }
 }
 
+/// `pod` as the cache holds it; never fails but for a bug, which is logged and costs the Pod.
+fn packed(pod: &BuildPod) -> Option<CachedPod> {
+    pod.to_cached()
+        .inspect_err(|error| {
+            tracing::error!(pod = ?pod.metadata.name, %error, "packing a build Pod for the cache")
+        })
+        .ok()
+}
+
+fn unpacked(pod: &CachedPod, namespace: &str, name: &str) -> Option<Pod> {
+    pod.to_pod()
+        .inspect_err(
+            |error| tracing::error!(namespace, pod = name, %error, "unpacking a cached build Pod"),
+        )
+        .ok()
+}
+
 fn key(pod: &BuildPod) -> Option<(&str, &str)> {
     Some((
         pod.metadata.namespace.as_deref()?,
@@ -147,10 +167,9 @@ fn put(pods: &mut Pods, namespace: &str, name: &str, pod: CachedPod) -> Option<C
 
 impl State {
     fn insert(&mut self, pod: &BuildPod) {
-        let Some((namespace, name)) = key(pod) else {
+        let (Some((namespace, name)), Some(cached)) = (key(pod), packed(pod)) else {
             return;
         };
-        let cached = pod.to_cached(&mut self.strings);
         let owner = cached.owner_uid().map(Box::<str>::from);
         let replaced = put(&mut self.pods, namespace, name, cached);
         let old_owner = replaced.as_ref().and_then(CachedPod::owner_uid);
