@@ -14,12 +14,9 @@ ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 
-# Release profile settings for a small, reproducible binary, without touching Cargo.toml:
-# one codegen unit and thin LTO (deterministic, smaller), symbols stripped, and the build
-# paths remapped so they do not end up in the binary.
-ENV CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 \
-    CARGO_PROFILE_RELEASE_LTO=thin \
-    CARGO_PROFILE_RELEASE_STRIP=symbols \
+# Cargo.toml's release profile (one codegen unit, fat LTO: deterministic and small), plus for
+# the image: symbols stripped, and the build paths remapped so they do not end up in the binary.
+ENV CARGO_PROFILE_RELEASE_STRIP=symbols \
     CARGO_INCREMENTAL=0 \
     CARGO_HOME=/cargo \
     RUSTFLAGS="--remap-path-prefix=/src=/build --remap-path-prefix=/cargo/registry/src=/deps" \
