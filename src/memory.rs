@@ -10,9 +10,9 @@
 
 use std::time::Duration;
 
-/// The controller's malloc arenas. glibc gives a thread that finds the arena it wants locked an
-/// arena of its own (up to eight per core), and memory freed in one arena serves only that
-/// arena's later allocations; the caches' objects are allocated on whichever runtime worker ran
+/// The controller's malloc arenas. glibc gives every new thread that allocates an arena of its
+/// own until it has eight per core, and memory freed in one arena serves only that arena's
+/// later allocations; the caches' objects are allocated on whichever runtime worker ran
 /// the watch and freed on another, so every arena kept its own high-water mark. With one arena,
 /// 10,000 SourceBuilds and their Pods settle at 82.7 MiB instead of 87.0 and restart at 84.5
 /// instead of 92.5 (`cargo bench --bench controller -- scale --scale 10000`). The lock is

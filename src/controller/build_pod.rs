@@ -6,8 +6,8 @@
 //! (managedFields, the spec we wrote, the kubelet's status) only for most of it to be dropped.
 //! [`BuildPod`] is a v1 Pod that keeps, straight from the watch's JSON, only what the controller
 //! reads (plan, outcome, retention, the indexes); everything else is skipped while parsing.
-//! The reconciler turns the Pods of the one SourceBuild it works on back into `Pod`s with
-//! [`BuildPod::to_pod`], so the pure code keeps k8s-openapi's types.
+//! The cache keeps [`BuildPod::to_pod`] of each, packed ([`CachedPod`]), so the pure code
+//! keeps k8s-openapi's types.
 //!
 //! What is kept: metadata name, namespace, uid, resourceVersion, creation and deletion
 //! timestamps, and the controller owner reference (labels, annotations and managedFields are
@@ -203,7 +203,51 @@ impl BuildPod {
     /// The Pod as the controller sees it: the kept fields, in k8s-openapi's types (Kaniko's
     /// args hold only `--destination=`).
     pub fn to_pod(&self) -> Pod {
-        pod_of(self.metadata.clone(), &self.spec, &self.status)
+        let container = |c: &ContainerSpec| Container {
+            name: c.name.clone(),
+            image: c.image.clone(),
+            args: c
+                .destination
+                .as_ref()
+                .map(|d| vec![format!("{DESTINATION_ARG}{d}")]),
+            resources: c.memory_limit.as_ref().map(|m| ResourceRequirements {
+                limits: Some([("memory".to_string(), Quantity(m.clone()))].into()),
+                ..ResourceRequirements::default()
+            }),
+            ..Container::default()
+        };
+        let container_status = |c: &ContainerStatusView| ContainerStatus {
+            name: c.name.clone(),
+            ready: c.ready,
+            restart_count: c.restart_count,
+            state: c.state.clone(),
+            ..ContainerStatus::default()
+        };
+        Pod {
+            metadata: self.metadata.clone(),
+            spec: self.spec.as_ref().map(|s| PodSpec {
+                active_deadline_seconds: s.active_deadline_seconds,
+                init_containers: non_empty(s.init_containers.iter().map(container).collect()),
+                containers: s.containers.iter().map(container).collect(),
+                ..PodSpec::default()
+            }),
+            status: self.status.as_ref().map(|s| PodStatus {
+                phase: s.phase.clone(),
+                reason: s.reason.clone(),
+                message: s.message.clone(),
+                conditions: non_empty(s.conditions.clone()),
+                init_container_statuses: non_empty(
+                    s.init_container_statuses
+                        .iter()
+                        .map(container_status)
+                        .collect(),
+                ),
+                container_statuses: non_empty(
+                    s.container_statuses.iter().map(container_status).collect(),
+                ),
+                ..PodStatus::default()
+            }),
+        }
     }
 
     /// What the cache keeps of the Pod: [`BuildPod::to_pod`], packed.
@@ -295,54 +339,6 @@ fn typical() -> serde_json::Value {
             "initContainerStatuses": [terminated("prepare", &report)],
             "containerStatuses": [terminated("build", digest)]}
     })
-}
-
-fn pod_of(metadata: ObjectMeta, spec: &Option<Spec>, status: &Option<Status>) -> Pod {
-    let container = |c: &ContainerSpec| Container {
-        name: c.name.clone(),
-        image: c.image.clone(),
-        args: c
-            .destination
-            .as_ref()
-            .map(|d| vec![format!("{DESTINATION_ARG}{d}")]),
-        resources: c.memory_limit.as_ref().map(|m| ResourceRequirements {
-            limits: Some([("memory".to_string(), Quantity(m.clone()))].into()),
-            ..ResourceRequirements::default()
-        }),
-        ..Container::default()
-    };
-    let container_status = |c: &ContainerStatusView| ContainerStatus {
-        name: c.name.clone(),
-        ready: c.ready,
-        restart_count: c.restart_count,
-        state: c.state.clone(),
-        ..ContainerStatus::default()
-    };
-    Pod {
-        metadata,
-        spec: spec.as_ref().map(|s| PodSpec {
-            active_deadline_seconds: s.active_deadline_seconds,
-            init_containers: non_empty(s.init_containers.iter().map(container).collect()),
-            containers: s.containers.iter().map(container).collect(),
-            ..PodSpec::default()
-        }),
-        status: status.as_ref().map(|s| PodStatus {
-            phase: s.phase.clone(),
-            reason: s.reason.clone(),
-            message: s.message.clone(),
-            conditions: non_empty(s.conditions.clone()),
-            init_container_statuses: non_empty(
-                s.init_container_statuses
-                    .iter()
-                    .map(container_status)
-                    .collect(),
-            ),
-            container_statuses: non_empty(
-                s.container_statuses.iter().map(container_status).collect(),
-            ),
-            ..PodStatus::default()
-        }),
-    }
 }
 
 impl kube::Resource for BuildPod {

@@ -272,7 +272,7 @@ fn scoped(
         .shutdown_on_signal()
         .run(
             reconcile::reconcile_cached,
-            reconcile::error_policy_cached,
+            reconcile::error_policy,
             context,
         )
         .for_each(move |result| {

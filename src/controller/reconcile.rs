@@ -118,17 +118,6 @@ pub async fn reconcile_cached(
     reconcile(Arc::new(sb), ctx).await
 }
 
-/// [`error_policy`] for a SourceBuild of the Controller's cache.
-pub fn error_policy_cached(
-    cached: Arc<CachedSourceBuild>,
-    error: &Error,
-    ctx: Arc<Context>,
-) -> Action {
-    let meta = cached.meta();
-    warn!(namespace = meta.namespace, sourcebuild = meta.name, %error, "reconcile failed");
-    record_failure(error, &ctx)
-}
-
 /// How a pass of a reconcile ended.
 enum Step {
     /// Done; what the scheduler should do next.
@@ -472,12 +461,9 @@ fn is_owned_by(pod: &Pod, sb: &SourceBuild) -> bool {
 }
 
 /// Retry policy for failed reconciles.
-pub fn error_policy(sb: Arc<SourceBuild>, error: &Error, ctx: Arc<Context>) -> Action {
-    warn!(namespace = sb.namespace(), sourcebuild = sb.name_any(), %error, "reconcile failed");
-    record_failure(error, &ctx)
-}
-
-fn record_failure(error: &Error, ctx: &Context) -> Action {
+pub fn error_policy(cached: Arc<CachedSourceBuild>, error: &Error, ctx: Arc<Context>) -> Action {
+    let meta = cached.meta();
+    warn!(namespace = meta.namespace, sourcebuild = meta.name, %error, "reconcile failed");
     ctx.metrics.reconcile_failed();
     if let Error::Api { operation, .. } = error {
         ctx.metrics.api_request_failed(operation);
