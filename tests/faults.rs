@@ -431,3 +431,36 @@ async fn killing_or_cutting_off_the_leader_of_two_replicas_never_makes_two_pods_
         );
     }
 }
+
+/// The judge's excuse for a create delivered late is narrow: only a create after the first,
+/// after the generation was superseded, and followed by a delete.
+#[test]
+fn only_a_create_after_the_supersede_and_deleted_afterwards_is_late() {
+    use k8s_openapi::jiff::Timestamp;
+    use std::collections::HashMap;
+    let at = |s: i64| Timestamp::from_second(1_800_000_000 + s).unwrap();
+    let pods = |v: &[(&str, &[i64])]| -> BTreeMap<String, Vec<Timestamp>> {
+        v.iter()
+            .map(|(n, t)| (n.to_string(), t.iter().map(|s| at(*s)).collect()))
+            .collect()
+    };
+    // Created at 0, superseded at 5, deleted at 6; created again at 9 (late) and deleted at 10.
+    let creates = pods(&[
+        ("late", &[9, 0]),
+        ("never-deleted", &[0, 9]),
+        ("before-supersede", &[0, 3]),
+        ("current", &[0, 9]),
+    ]);
+    let deletes = pods(&[
+        ("late", &[6, 10]),
+        ("never-deleted", &[6]),
+        ("before-supersede", &[2, 6]),
+        ("current", &[6, 10]),
+    ]);
+    let superseded: HashMap<String, Timestamp> = ["late", "never-deleted", "before-supersede"]
+        .iter()
+        .map(|n| (n.to_string(), at(5)))
+        .collect();
+    let late = chaos::late_creates(&creates, &deletes, &superseded);
+    assert_eq!(late, BTreeMap::from([("late".to_string(), 1)]));
+}

@@ -14,7 +14,8 @@
 //! - **Faults.** The test's injector runs beside the workload and hears about Pod creations,
 //!   Pod completions and supersedes as they happen ([`Happening`]), to strike right after one.
 //! - **Judge.** Once every build is final: the audit log's Pod creations (response 201) give
-//!   exactly one Pod per SourceBuild generation; every SourceBuild is final at its last
+//!   exactly one Pod per SourceBuild generation, but for a create delivered late (see
+//!   [`pod_creations`]); every SourceBuild is final at its last
 //!   generation with its own Pod's digest (history entries too); no recorded status went
 //!   backwards (observedGeneration never decreases, the phase only moves forward within a
 //!   generation, a final phase never changes).
@@ -30,6 +31,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
@@ -167,6 +169,8 @@ pub struct Report {
     pub builds: usize,
     pub generations: usize,
     pub pods_created: usize,
+    /// Creates delivered after their generation's Pod was deleted (see [`pod_creations`]).
+    pub late_creates: usize,
     pub succeeded: usize,
     pub failed: usize,
     pub superseded: usize,
@@ -177,12 +181,14 @@ impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} builds ({} generations, {} superseded while running): {} build Pods created, \
-             {} succeeded, {} failed; {} statuses recorded, none backwards",
+            "{} builds ({} generations, {} superseded while running): {} build Pods created \
+             ({} of them again by a create delivered late, and deleted), {} succeeded, {} failed; \
+             {} statuses recorded, none backwards",
             self.builds,
             self.generations,
             self.superseded,
             self.pods_created,
+            self.late_creates,
             self.succeeded,
             self.failed,
             self.statuses_recorded
@@ -217,6 +223,8 @@ struct Shared {
     statuses: Mutex<HashMap<String, Vec<Seen>>>,
     /// (SourceBuild, generation) whose Pod runs and whose spec is to change.
     running: mpsc::UnboundedSender<(String, i64)>,
+    /// When each superseded generation's spec change was answered, by that generation's Pod.
+    superseded_at: Mutex<HashMap<String, Timestamp>>,
     happenings: broadcast::Sender<Happening>,
 }
 
@@ -260,6 +268,7 @@ where
         digests: Mutex::default(),
         statuses: Mutex::default(),
         running: running_tx,
+        superseded_at: Mutex::default(),
         happenings: happenings.clone(),
     });
 
@@ -396,6 +405,11 @@ async fn drive(
                     api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(drop)
                 })
                 .await;
+                shared
+                    .superseded_at
+                    .lock()
+                    .unwrap()
+                    .insert(build_pod_name(&name, running_generation, 1), Timestamp::now());
                 changes_left -= 1;
                 let _ = shared.happenings.send(Happening::Superseded);
             }
@@ -577,30 +591,87 @@ fn rank(phase: Option<Phase>) -> u8 {
 /// enough: a client killed while its create is under way gets a 504 in the audit log although
 /// the Pod was stored, and a watch that reconnects (an API server restart) misses a Pod created
 /// and deleted meanwhile.
-fn pod_creations(cp: &ControlPlane, shared: &Shared) -> BTreeMap<String, usize> {
+///
+/// Also, per name, how many of its creates were *late*: answered after its generation was
+/// superseded and the Pod of that name deleted, and deleted again afterwards. A leader cut off
+/// from the API server may have a create on the wire when its Lease passes on; the network
+/// delivers it seconds later, after the new leader deleted the superseded generation's Pod.
+/// Leases fence nothing and a create takes no precondition, so no controller can refuse it (a
+/// CI run of the leader test saw one land 4 s after it was sent). What a controller can do,
+/// and what is checked: the Pod it makes again is deleted, and it never coexists with the
+/// first (the name is taken while that lives).
+fn pod_creations(
+    cp: &ControlPlane,
+    shared: &Shared,
+) -> (BTreeMap<String, usize>, BTreeMap<String, usize>) {
     let audit = std::fs::read_to_string(&cp.audit_log).expect("read the audit log");
-    let mut created: BTreeMap<String, usize> = BTreeMap::new();
+    let mut creates: BTreeMap<String, Vec<Timestamp>> = BTreeMap::new();
+    let mut deletes: BTreeMap<String, Vec<Timestamp>> = BTreeMap::new();
     for line in audit.lines() {
         // A line cut short by an API server crash is not a creation the server answered.
         let Ok(e) = serde_json::from_str::<Value>(line) else {
             continue;
         };
-        if e["objectRef"]["resource"] == "pods"
-            && e["objectRef"]["subresource"].is_null()
-            && e["verb"] == "create"
-            && e["objectRef"]["namespace"] == shared.ns.as_str()
-            && e["stage"] == "ResponseComplete"
-            && e["responseStatus"]["code"] == 201
+        if e["objectRef"]["resource"] != "pods"
+            || !e["objectRef"]["subresource"].is_null()
+            || e["objectRef"]["namespace"] != shared.ns.as_str()
+            || e["stage"] != "ResponseComplete"
         {
-            let name = e["objectRef"]["name"].as_str().unwrap_or("").to_string();
-            *created.entry(name).or_insert(0) += 1;
+            continue;
+        }
+        let name = e["objectRef"]["name"].as_str().unwrap_or("").to_string();
+        let Some(at) = e["stageTimestamp"]
+            .as_str()
+            .and_then(|t| t.parse::<Timestamp>().ok())
+        else {
+            continue;
+        };
+        let code = e["responseStatus"]["code"].as_u64().unwrap_or(0);
+        match e["verb"].as_str() {
+            Some("create") if code == 201 => creates.entry(name).or_default().push(at),
+            Some("delete") if (200..300).contains(&code) => {
+                deletes.entry(name).or_default().push(at)
+            }
+            _ => {}
         }
     }
+    let late = late_creates(&creates, &deletes, &shared.superseded_at.lock().unwrap());
+    let mut created: BTreeMap<String, usize> = creates
+        .into_iter()
+        .map(|(name, t)| (name, t.len()))
+        .collect();
     for (name, uids) in shared.pod_uids.lock().unwrap().iter() {
         let n = created.entry(name.clone()).or_insert(0);
         *n = (*n).max(uids.len());
     }
-    created
+    (created, late)
+}
+
+/// Per Pod name, how many of its creates (answered at `creates`, in any order) came after the
+/// first, after `superseded_at` (when that Pod's generation was superseded) and before one of
+/// its `deletes`: the late creates [`pod_creations`] explains. Names without any are left out.
+pub fn late_creates(
+    creates: &BTreeMap<String, Vec<Timestamp>>,
+    deletes: &BTreeMap<String, Vec<Timestamp>>,
+    superseded_at: &HashMap<String, Timestamp>,
+) -> BTreeMap<String, usize> {
+    let mut late = BTreeMap::new();
+    for (name, times) in creates {
+        let (Some(superseded), Some(deleted)) = (superseded_at.get(name), deletes.get(name)) else {
+            continue;
+        };
+        let mut times = times.clone();
+        times.sort();
+        let n = times
+            .iter()
+            .skip(1)
+            .filter(|at| *at > superseded && deleted.iter().any(|d| d > *at))
+            .count();
+        if n > 0 {
+            late.insert(name.clone(), n);
+        }
+    }
+    late
 }
 
 async fn judge(cp: &ControlPlane, client: &Client, shared: &Shared) -> Report {
@@ -608,18 +679,22 @@ async fn judge(cp: &ControlPlane, client: &Client, shared: &Shared) -> Report {
     let api: Api<SourceBuild> = Api::namespaced(client.clone(), &shared.ns);
     let digests = shared.digests.lock().unwrap().clone();
     let statuses = shared.statuses.lock().unwrap().clone();
-    let creations = pod_creations(cp, shared);
+    let (creations, late) = pod_creations(cp, shared);
     let mut report = Report {
         builds: shared.plans.len(),
         pods_created: creations.values().sum(),
+        late_creates: late.values().sum(),
         ..Report::default()
     };
 
-    // Exactly one build Pod per generation, counted by the API server.
+    // Exactly one build Pod per generation, counted by the API server, and those a late
+    // create made again once its generation was over, deleted.
     let mut expected = BTreeMap::new();
     for (name, plan) in &shared.plans {
         for generation in 1..=plan.last_generation {
-            expected.insert(build_pod_name(name, generation, 1), 1usize);
+            let pod = build_pod_name(name, generation, 1);
+            let n = 1 + late.get(&pod).copied().unwrap_or(0);
+            expected.insert(pod, n);
         }
         report.generations += plan.last_generation as usize;
         report.superseded += (plan.last_generation - 1) as usize;
