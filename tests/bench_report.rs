@@ -7,6 +7,8 @@
 mod apimetrics;
 #[path = "../benches/controller/charts.rs"]
 mod charts;
+#[path = "../benches/controller/procfs.rs"]
+mod procfs;
 #[path = "../benches/controller/report.rs"]
 mod report;
 #[path = "../benches/controller/stats.rs"]
@@ -186,8 +188,55 @@ mod report_tests {
     }
 
     #[test]
+    fn cpu_by_process_is_a_row_of_its_own() {
+        let mut steady = load(42.0);
+        steady.cpu_ms_per_build = [("etcd".to_string(), 3.31), ("operator".to_string(), 0.5)]
+            .into_iter()
+            .collect();
+        let table = goals_table(&Report {
+            steady: Some(steady),
+            ..Default::default()
+        });
+        assert!(
+            table.contains("| the machine's CPU per build by process (steady) | (where the time goes) | etcd 3.3 ms, operator 0.5 ms |"),
+            "{table}"
+        );
+        assert_eq!(table.lines().count(), 2 + 5, "{table}");
+    }
+
+    #[test]
     fn empty_report_is_just_the_header() {
         assert_eq!(goals_table(&Report::default()).lines().count(), 2);
+    }
+}
+
+mod procfs_tests {
+    use super::procfs::*;
+
+    #[test]
+    fn cpu_ticks_count_from_the_last_parenthesis() {
+        // A command name with a space and a ')' of its own; utime 1234, stime 56.
+        let stat =
+            "4242 (kube) (x) S 1 4242 4242 0 -1 4194560 100 0 0 0 1234 56 0 0 20 0 12 0 99 1000 10";
+        assert_eq!(stat_cpu_ticks(stat), Some(1290));
+        assert_eq!(stat_cpu_ticks("4242 (short) S 1"), None);
+        assert_eq!(stat_cpu_ticks("no parenthesis"), None);
+    }
+
+    #[test]
+    fn status_fields_in_mib() {
+        let status =
+            "Name:\toperator\nVmRSS:\t   51200 kB\nRssAnon:\t   35840 kB\nRssFile:\t   15360 kB\n";
+        assert_eq!(status_field_mib(status, "VmRSS:"), Some(50.0));
+        assert_eq!(status_field_mib(status, "RssFile:"), Some(15.0));
+        assert_eq!(status_field_mib(status, "VmSwap:"), None);
+    }
+
+    #[test]
+    fn this_process_has_used_cpu_and_memory() {
+        let me = std::process::id();
+        assert!(cpu_seconds(me).is_some_and(|s| s >= 0.0));
+        assert!(rss_mib(me).is_some_and(|m| m > 0.0));
     }
 }
 

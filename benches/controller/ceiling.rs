@@ -8,16 +8,20 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, ListParams, PostParams};
-use kube::{Api, Client};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use sourcebuild::api::SourceBuild;
-use sourcebuild::pod::{BuildSettings, LABEL_MANAGED_BY, LABEL_NAME, MANAGED_BY, build_pod};
+use sourcebuild::pod::{
+    BuildSettings, LABEL_MANAGED_BY, LABEL_NAME, MANAGED_BY, MANAGED_BY_SELECTOR, build_pod,
+};
 
 use crate::cluster::{Cluster, Kubelet, Tracker};
 use crate::report::{Ceiling, CreateRate, Pipeline};
 use crate::stats::summarize;
 use crate::support::operator::{CHART_NAMESPACE, SERVICE_ACCOUNT};
+use crate::support::sourcebuilds::DIGEST;
 
 /// Creates in flight at once: the burst scenario's create concurrency.
 pub const CONCURRENCY: usize = 32;
@@ -41,15 +45,19 @@ pub async fn measure(cluster: &mut Cluster, pods: usize) -> Result<Ceiling, Stri
     }
     let operator = rates.pop().unwrap_or_default();
     let admin = rates.pop().unwrap_or_default();
-    let alone = pipeline(cluster, &template, pods, None).await?;
+    let alone = pipeline(cluster, &template, pods, None, false).await?;
     // The same with the kubelet's two status writes per Pod, measured by watch as the burst is.
-    let with_kubelet = pipeline(cluster, &template, pods, Some(crate::burst_kubelet())).await?;
+    let kubelet = Some(crate::burst_kubelet());
+    let with_kubelet = pipeline(cluster, &template, pods, kubelet.clone(), false).await?;
+    // And with the one write every build's result costs any controller that reports it.
+    let with_results = pipeline(cluster, &template, pods, kubelet, true).await?;
     Ok(Ceiling {
         concurrency: CONCURRENCY,
         admin,
         operator_service_account: operator,
         pipeline: alone,
         pipeline_with_kubelet: with_kubelet,
+        pipeline_with_results: with_results,
     })
 }
 
@@ -57,12 +65,16 @@ pub async fn measure(cluster: &mut Cluster, pods: usize) -> Result<Ceiling, Stri
 /// [`Pipeline`]). The operator is stopped meanwhile, so the SourceBuilds stay untouched; they
 /// and the Pods are deleted before it starts again. With `kubelet`, the Pods carry our labels
 /// and the burst's kubelet stand-in runs them, and create -> Pod is taken from the watches as
-/// in the burst.
+/// in the burst. With `results` too, the controller also watches its Pods and writes each
+/// build's final status (the operator's own server-side apply of a finished build's status)
+/// once its Pod has succeeded: the two writes a build must cost any controller that reports
+/// results, and the watch it needs to know when to write the second.
 async fn pipeline(
     cluster: &mut Cluster,
     template: &Pod,
     builds: usize,
     kubelet: Option<Kubelet>,
+    results: bool,
 ) -> Result<Pipeline, String> {
     let ns = cluster.namespace("bench-ceiling-pipeline").await;
     let tracker = match &kubelet {
@@ -78,6 +90,7 @@ async fn pipeline(
     let operator = cluster.operator.clone();
     tokio::task::block_in_place(|| operator.kill());
     let users: Api<SourceBuild> = Api::namespaced(cluster.admin.clone(), &ns);
+    let reporter = results.then(|| tokio::spawn(report_results(sa.clone(), ns.clone())));
     let pods: Api<Pod> = Api::namespaced(sa, &ns);
     let (created_tx, created_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant)>();
     let started = Instant::now();
@@ -128,9 +141,18 @@ async fn pipeline(
     let latencies = match tracker {
         None => latencies,
         Some(tracker) => {
-            let finished = tracker
-                .wait_all_pods_finished(builds, Duration::from_secs(120))
-                .await;
+            let finished = if results {
+                tracker
+                    .wait_all_done(builds, Duration::from_secs(120))
+                    .await
+            } else {
+                tracker
+                    .wait_all_pods_finished(builds, Duration::from_secs(120))
+                    .await
+            };
+            if let Some(reporter) = &reporter {
+                reporter.abort();
+            }
             let times = tracker.snapshot();
             tracker.stop();
             finished?;
@@ -163,6 +185,69 @@ async fn pipeline(
         seconds,
         create_to_pod_ms: summarize(&latencies?),
         api_server_cpu_ms_per_build: (cpu_after - cpu_before) * 1000.0 / builds.max(1) as f64,
+    })
+}
+
+/// The free controller's second half: watches the build Pods of `ns` and, as each succeeds,
+/// applies its SourceBuild's final status, at most as many at once as the operator's write
+/// gate allows. Runs until aborted.
+async fn report_results(client: Client, ns: String) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let builds: Api<SourceBuild> = Api::namespaced(client, &ns);
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(
+        sourcebuild::controller::write_gate::MAX_WRITERS,
+    ));
+    let mut reported = std::collections::HashSet::new();
+    let config = watcher::Config::default().labels(MANAGED_BY_SELECTOR);
+    let mut stream = watcher(pods, config).boxed();
+    while let Some(event) = stream.next().await {
+        let (Ok(watcher::Event::Apply(pod)) | Ok(watcher::Event::InitApply(pod))) = event else {
+            continue;
+        };
+        let succeeded = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Succeeded");
+        let Some(name) = pod.labels().get(LABEL_NAME).cloned() else {
+            continue;
+        };
+        if !succeeded || !reported.insert(name.clone()) {
+            continue;
+        }
+        let (builds, slots, pod_name) = (builds.clone(), slots.clone(), pod.name_any());
+        tokio::spawn(async move {
+            let _slot = slots.acquire().await;
+            let patch = final_status(&name, &pod_name);
+            let params = PatchParams::apply(sourcebuild::api::FIELD_MANAGER).force();
+            if let Err(e) = builds
+                .patch_status(&name, &params, &Patch::Apply(&patch))
+                .await
+            {
+                eprintln!("bench: ceiling: the status of {name}: {e}");
+            }
+        });
+    }
+}
+
+/// A finished build's status as the operator writes it.
+fn final_status(name: &str, pod: &str) -> serde_json::Value {
+    let at = k8s_openapi::jiff::Timestamp::now()
+        .round(k8s_openapi::jiff::Unit::Second)
+        .unwrap_or_else(|_| k8s_openapi::jiff::Timestamp::now())
+        .to_string();
+    let image = format!("registry.example.com/bench/{name}:1.0@{DIGEST}");
+    json!({
+        "apiVersion": "sourcebuild.dev/v1alpha1", "kind": "SourceBuild",
+        "status": {"phase": "Succeeded", "observedGeneration": 1, "podName": pod, "build": 1,
+            "trigger": "ConfigChange", "attempt": 1, "startTime": at, "completionTime": at,
+            "latestImage": image, "digest": DIGEST,
+            "conditions": [
+                {"type": "Ready", "status": "True", "reason": "Succeeded",
+                 "message": format!("built {image}"), "lastTransitionTime": at,
+                 "observedGeneration": 1},
+                {"type": "Succeeded", "status": "True", "reason": "Succeeded",
+                 "message": "the build pushed the image", "lastTransitionTime": at,
+                 "observedGeneration": 1}],
+            "history": [{"generation": 1, "build": 1, "attempt": 1, "trigger": "ConfigChange",
+                "podName": pod, "phase": "Succeeded", "reason": "Succeeded", "digest": DIGEST,
+                "startTime": at, "completionTime": at}]}
     })
 }
 

@@ -18,6 +18,7 @@ use sourcebuild::api::{Phase, SourceBuild};
 use sourcebuild::pod::{LABEL_NAME, MANAGED_BY_SELECTOR};
 
 use crate::apimetrics::{self, Counts};
+use crate::procfs;
 use crate::report::{Load, Resync};
 use crate::stats::summarize;
 use crate::support::ControlPlane;
@@ -155,12 +156,29 @@ impl Cluster {
         ns
     }
 
+    /// CPU seconds used so far by each process on the machine's load: etcd, kube-apiserver,
+    /// kube-controller-manager, the operator and the benchmark itself (users, kubelet
+    /// stand-in, watches). A process not running is left out.
+    pub fn cpu_by_process(&self) -> BTreeMap<String, f64> {
+        let names = ["etcd", "kube-apiserver", "kube-controller-manager"];
+        let mut pids: Vec<(&str, u32)> = names
+            .into_iter()
+            .zip(self.cp.pids.iter().copied())
+            .collect();
+        pids.extend(self.operator.pid().map(|p| ("operator", p)));
+        pids.push(("benchmark", std::process::id()));
+        pids.into_iter()
+            .filter_map(|(name, pid)| Some((name.to_string(), procfs::cpu_seconds(pid)?)))
+            .collect()
+    }
+
     /// Runs one load in a fresh namespace and measures it.
     pub async fn load(&mut self, prefix: &str, spec: &LoadSpec) -> Result<(String, Load), String> {
         let ns = self.namespace(prefix).await;
         let tracker = Tracker::start(self.admin.clone(), &ns, spec.kubelet.clone()).await?;
         let (before, cpu_before, closed_before) = self.api_metrics().await?;
         let counters_before = self.operator_counters();
+        let process_cpu_before = self.cpu_by_process();
         let rss_from = self.rss.len();
         let started = Instant::now();
         let api: Api<SourceBuild> = Api::namespaced(self.admin.clone(), &ns);
@@ -195,6 +213,7 @@ impl Cluster {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let (after, cpu_after, closed_after) = self.api_metrics().await?;
         let counters_after = self.operator_counters();
+        let process_cpu_after = self.cpu_by_process();
         let elapsed = started.elapsed();
         if let Err(e) = done {
             eprintln!("bench: {ns}: {e} after {elapsed:?}");
@@ -242,6 +261,13 @@ impl Cluster {
                 api_server_cpu_ms_per_build: (cpu_after - cpu_before) * 1000.0
                     / spec.builds.max(1) as f64,
                 watches_closed: apimetrics::diff(&closed_before, &closed_after),
+                cpu_ms_per_build: process_cpu_after
+                    .iter()
+                    .filter_map(|(name, after)| {
+                        let used = after - process_cpu_before.get(name)?;
+                        Some((name.clone(), used * 1000.0 / spec.builds.max(1) as f64))
+                    })
+                    .collect(),
                 finish_to_status_ms: summarize(&finish_to_status),
                 create_to_pod_span_s: span_s,
                 throughput_per_min: create_to_pod.len() as f64 / span_s * 60.0,
@@ -608,7 +634,7 @@ impl RssSampler {
         let base = Instant::now();
         std::thread::spawn(move || {
             while !flag.load(std::sync::atomic::Ordering::SeqCst) {
-                if let Some(mib) = pid().and_then(rss_mib) {
+                if let Some(mib) = pid().and_then(procfs::rss_mib) {
                     samples
                         .lock()
                         .unwrap()
@@ -643,26 +669,4 @@ impl Drop for Sampling {
     fn drop(&mut self) {
         self.0.store(true, std::sync::atomic::Ordering::SeqCst);
     }
-}
-
-/// `VmRSS` of a process, in MiB.
-pub fn rss_mib(pid: u32) -> Option<f64> {
-    status_mib(pid, "VmRSS:")
-}
-
-/// `RssFile` of a process (resident pages of mapped files: its binary's code), in MiB.
-pub fn rss_file_mib(pid: u32) -> Option<f64> {
-    status_mib(pid, "RssFile:")
-}
-
-fn status_mib(pid: u32, field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    Some(kib / 1024.0)
 }

@@ -22,6 +22,7 @@ mod charts;
 mod cluster;
 mod footprint;
 mod prepare;
+mod procfs;
 mod report;
 mod stats;
 
@@ -307,12 +308,12 @@ async fn scale(cluster: &mut Cluster, n: usize) -> Result<Scale, String> {
     let rss_settled_mib = cluster
         .operator
         .pid()
-        .and_then(cluster::rss_mib)
+        .and_then(procfs::rss_mib)
         .unwrap_or(0.0);
     let rss_settled_file_mib = cluster
         .operator
         .pid()
-        .and_then(cluster::rss_file_mib)
+        .and_then(procfs::rss_file_mib)
         .unwrap_or(0.0);
 
     dump_smaps(cluster, "settled");
@@ -343,7 +344,7 @@ async fn scale(cluster: &mut Cluster, n: usize) -> Result<Scale, String> {
     let rss_after_cold_start_mib = cluster
         .operator
         .pid()
-        .and_then(cluster::rss_mib)
+        .and_then(procfs::rss_mib)
         .unwrap_or(0.0);
     dump_smaps(cluster, "restarted");
     let samples = cluster.rss.since(from);

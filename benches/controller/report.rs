@@ -72,6 +72,10 @@ pub struct Load {
     /// Watches the API server closed as unresponsive during the load, by resource (a closed
     /// watch is opened again, and its client hears of events late meanwhile).
     pub watches_closed: BTreeMap<String, u64>,
+    /// CPU each process on the machine used over the load, per build (ms): etcd,
+    /// kube-apiserver, kube-controller-manager, the operator, the benchmark. Where the
+    /// machine's time goes when the load saturates it.
+    pub cpu_ms_per_build: BTreeMap<String, f64>,
     /// Pod seen Succeeded -> SourceBuild status seen with the digest (ms).
     pub finish_to_status_ms: Summary,
     /// First SourceBuild seen -> last build Pod seen (s).
@@ -148,12 +152,17 @@ pub struct Ceiling {
     /// The same with the burst's kubelet stand-in running the Pods, create -> Pod measured
     /// from the watches as in the burst.
     pub pipeline_with_kubelet: Pipeline,
+    /// The same with the build's result written too: the free controller watches the Pods and
+    /// applies each build's final status when its Pod succeeds.
+    pub pipeline_with_results: Pipeline,
 }
 
 /// The burst's users (admin, `CONCURRENCY` creates in flight) create SourceBuilds with the
 /// operator stopped; each SourceBuild created is at once followed by its build Pod's create as
-/// the operator's ServiceAccount (as many in flight as the operator's write gate allows). No watch, status,
-/// Event or kubelet write: the least time any controller can take from create to Pod here.
+/// the operator's ServiceAccount (as many in flight as the operator's write gate allows). No
+/// watch, status, Event or kubelet write: the least time any controller can take from create to
+/// Pod here. Its variants add the kubelet stand-in's writes, then a Pod watch and each build's
+/// final status (see `ceiling.rs`).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Pipeline {
     pub builds: usize,
@@ -269,6 +278,18 @@ pub fn goals_table(r: &Report) -> String {
                 "(what a build costs the API server)".into(),
                 format!("{:.1} ms", l.api_server_cpu_ms_per_build),
             ]);
+            if !l.cpu_ms_per_build.is_empty() {
+                let parts: Vec<String> = l
+                    .cpu_ms_per_build
+                    .iter()
+                    .map(|(process, ms)| format!("{process} {ms:.1} ms"))
+                    .collect();
+                rows.push([
+                    format!("the machine's CPU per build by process ({name})"),
+                    "(where the time goes)".into(),
+                    parts.join(", "),
+                ]);
+            }
         }
     }
     if let Some(z) = &r.resync {
@@ -326,6 +347,10 @@ pub fn goals_table(r: &Report) -> String {
             (
                 &c.pipeline_with_kubelet,
                 "the burst's kubelet runs the Pods; no status or Events",
+            ),
+            (
+                &c.pipeline_with_results,
+                "the burst's kubelet runs the Pods; a Pod watch and each build's final status written when its Pod succeeds",
             ),
         ] {
             rows.push([
