@@ -29,6 +29,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference,
 use serde::{Deserialize, Deserializer};
 
 use crate::controller::pack::{self, PackError};
+use crate::controller::uid::Uid;
 
 /// The Kaniko argument outcome reads: where the image is pushed.
 const DESTINATION_ARG: &str = "--destination=";
@@ -254,13 +255,13 @@ impl BuildPod {
     pub fn to_cached(&self) -> Result<CachedPod, PackError> {
         let meta = &self.metadata;
         Ok(CachedPod {
-            uid: meta.uid.as_deref().map(Box::from),
+            uid: meta.uid.as_deref().map(Uid::new),
             owner_uid: meta
                 .owner_references
                 .iter()
                 .flatten()
                 .find(|o| o.controller == Some(true))
-                .map(|o| o.uid.as_str().into()),
+                .map(|o| Uid::new(&o.uid)),
             packed: pack::pack(&self.to_pod(), &DICTIONARY)?,
         })
     }
@@ -279,8 +280,8 @@ impl BuildPod {
 /// empty options and strings every Pod has), beside the two keys the cache indexes it by.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CachedPod {
-    uid: Option<Box<str>>,
-    owner_uid: Option<Box<str>>,
+    uid: Option<Uid>,
+    owner_uid: Option<Uid>,
     packed: Box<[u8]>,
 }
 
@@ -291,13 +292,13 @@ impl CachedPod {
     }
 
     /// The Pod's uid.
-    pub fn uid(&self) -> Option<&str> {
-        self.uid.as_deref()
+    pub fn uid(&self) -> Option<&Uid> {
+        self.uid.as_ref()
     }
 
     /// The uid of the SourceBuild that owns the Pod (its controller reference).
-    pub fn owner_uid(&self) -> Option<&str> {
-        self.owner_uid.as_deref()
+    pub fn owner_uid(&self) -> Option<&Uid> {
+        self.owner_uid.as_ref()
     }
 }
 
@@ -567,9 +568,13 @@ mod tests {
                 held.packed.len(),
                 json.len()
             );
-            assert_eq!(held.uid(), Some("0f1e2d3c-0000-4000-8000-000000000002"));
             assert_eq!(
-                held.owner_uid(),
+                held.uid(),
+                Some(&Uid::new("0f1e2d3c-0000-4000-8000-000000000002"))
+            );
+            assert!(matches!(held.uid(), Some(Uid::Uuid(_))));
+            assert_eq!(
+                held.owner_uid().map(Uid::to_string).as_deref(),
                 Some("6d1e2f40-0000-4000-8000-000000000001")
             );
         }

@@ -4,9 +4,11 @@
 //! is the reconciled one. A `SourceBuild` is 1,128 bytes of structs before it holds a string
 //! (`ObjectMeta` 360, spec 400, status 368, mostly empty options), and each of its strings is
 //! an allocation of its own: 3,132 bytes of heap for a finished build. [`CachedSourceBuild`]
-//! keeps the metadata as [`prune_source_build`] leaves it and spec and status
-//! [packed](crate::controller::pack) against a typical finished build's. A reconcile unpacks
-//! the one SourceBuild it works on, and everything past its first line reads a `SourceBuild`.
+//! keeps the metadata as [`prune_source_build`] leaves it but for the uid, which it holds in
+//! 16 bytes beside it ([`Uid`]; as text it was a heap chunk here and another in the store's
+//! key), and spec and status [packed](crate::controller::pack) against a typical finished
+//! build's. A reconcile unpacks the one SourceBuild it works on, and everything past its first
+//! line reads a `SourceBuild`.
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
@@ -20,11 +22,15 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::api::{SourceBuild, SourceBuildSpec, SourceBuildStatus};
 use crate::controller::pack::{self, PackError};
 use crate::controller::prune_source_build;
+use crate::controller::uid::Uid;
 
-/// A cached SourceBuild: pruned metadata, and spec and status packed (see the module's comment).
+/// A cached SourceBuild: pruned metadata, its uid, and spec and status packed (see the module's
+/// comment). Its [`Resource::meta`] has no uid: read the SourceBuild [`unpack`](Self::unpack)
+/// gives.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CachedSourceBuild {
     metadata: ObjectMeta,
+    uid: Option<Uid>,
     packed: Box<[u8]>,
 }
 
@@ -105,8 +111,10 @@ impl CachedSourceBuild {
             name: sb.metadata.name.clone().unwrap_or_default(),
             source,
         })?;
+        let uid = sb.metadata.uid.take().map(|uid| Uid::new(&uid));
         Ok(Self {
             metadata: sb.metadata,
+            uid,
             packed,
         })
     }
@@ -119,7 +127,10 @@ impl CachedSourceBuild {
                 source,
             })?;
         Ok(SourceBuild {
-            metadata: self.metadata.clone(),
+            metadata: ObjectMeta {
+                uid: self.uid.as_ref().map(Uid::to_string),
+                ..self.metadata.clone()
+            },
             spec,
             status,
         })
@@ -241,7 +252,18 @@ mod tests {
             pruned, sent,
             "pruning dropped labels and foreign annotations"
         );
-        assert_eq!(cached.meta(), &pruned.metadata);
+        assert_eq!(cached.meta().uid, None);
+        assert_eq!(
+            cached.unpack().unwrap().metadata.uid.as_deref(),
+            Some("u-1")
+        );
+        assert_eq!(
+            cached.meta(),
+            &ObjectMeta {
+                uid: None,
+                ..pruned.metadata
+            }
+        );
     }
 
     #[test]
@@ -272,6 +294,20 @@ mod tests {
         );
         prune_source_build(&mut like);
         assert_eq!(packed.unpack().unwrap(), like);
+    }
+
+    #[test]
+    fn an_api_server_uid_is_held_as_a_uuid_and_read_back() {
+        let mut value = everything();
+        value["metadata"]["uid"] = json!("6d1e2f40-0000-4000-8000-000000000001");
+        let cached: CachedSourceBuild = serde_json::from_value(value).unwrap();
+        assert!(matches!(cached.uid, Some(Uid::Uuid(_))));
+        assert_eq!(
+            cached.unpack().unwrap().metadata.uid.as_deref(),
+            Some("6d1e2f40-0000-4000-8000-000000000001")
+        );
+        // Nor is it in the reflector store's key.
+        assert_eq!(ObjectRef::from_obj(&cached).extra.uid, None);
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod queue;
 pub mod reconcile;
 pub mod status;
 pub mod status_memo;
+pub mod uid;
 pub mod write_gate;
 
 use std::sync::Arc;

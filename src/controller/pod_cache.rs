@@ -21,6 +21,7 @@ use kube::runtime::watcher;
 
 use crate::api::SourceBuild;
 use crate::controller::build_pod::{BuildPod, CachedPod};
+use crate::controller::uid::Uid;
 
 /// Namespace -> name -> Pod.
 type Pods = HashMap<Arc<str>, HashMap<Box<str>, CachedPod>>;
@@ -35,7 +36,7 @@ struct State {
     pods: Pods,
     /// Owner uid -> names of the Pods it controls (a Pod lives in its owner's namespace). An
     /// owner has one Pod per build kept, so a Vec.
-    by_owner: HashMap<Box<str>, Vec<Box<str>>>,
+    by_owner: HashMap<Uid, Vec<Box<str>>>,
     /// A list in progress: what it has shown so far.
     listing: Option<Pods>,
 }
@@ -78,14 +79,15 @@ impl PodCache {
     /// The cached Pods in `namespace` that the object with `owner_uid` controls.
     pub fn owned(&self, owner_uid: &str, namespace: &str) -> Vec<Pod> {
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
-        let (Some(names), Some(pods)) = (state.by_owner.get(owner_uid), state.pods.get(namespace))
+        let owner = Uid::new(owner_uid);
+        let (Some(names), Some(pods)) = (state.by_owner.get(&owner), state.pods.get(namespace))
         else {
             return Vec::new();
         };
         names
             .iter()
             .filter_map(|name| Some((name, pods.get(name)?)))
-            .filter(|(_, pod)| pod.owner_uid() == Some(owner_uid))
+            .filter(|(_, pod)| pod.owner_uid() == Some(&owner))
             .filter_map(|(name, pod)| unpacked(pod, namespace, name))
             .collect()
     }
@@ -116,7 +118,7 @@ impl PodCache {
             .pods
             .values()
             .flat_map(HashMap::values)
-            .filter_map(|pod| pod.uid().map(str::to_string))
+            .filter_map(|pod| pod.uid().map(Uid::to_string))
             .collect()
     }
 
@@ -170,10 +172,10 @@ impl State {
         let (Some((namespace, name)), Some(cached)) = (key(pod), packed(pod)) else {
             return;
         };
-        let owner = cached.owner_uid().map(Box::<str>::from);
+        let owner = cached.owner_uid().cloned();
         let replaced = put(&mut self.pods, namespace, name, cached);
         let old_owner = replaced.as_ref().and_then(CachedPod::owner_uid);
-        if old_owner != owner.as_deref()
+        if old_owner != owner.as_ref()
             && let Some(old_owner) = old_owner
         {
             unindex(&mut self.by_owner, old_owner, name);
@@ -204,7 +206,7 @@ impl State {
         for pod_names in self.pods.values() {
             for (name, pod) in pod_names {
                 if let Some(owner) = pod.owner_uid() {
-                    index(&mut by_owner, owner.into(), name);
+                    index(&mut by_owner, owner.clone(), name);
                 }
             }
         }
@@ -213,7 +215,7 @@ impl State {
     }
 }
 
-fn index(by_owner: &mut HashMap<Box<str>, Vec<Box<str>>>, owner: Box<str>, name: &str) {
+fn index(by_owner: &mut HashMap<Uid, Vec<Box<str>>>, owner: Uid, name: &str) {
     let names = by_owner
         .entry(owner)
         .or_insert_with(|| Vec::with_capacity(1));
@@ -222,7 +224,7 @@ fn index(by_owner: &mut HashMap<Box<str>, Vec<Box<str>>>, owner: Box<str>, name:
     }
 }
 
-fn unindex(by_owner: &mut HashMap<Box<str>, Vec<Box<str>>>, owner: &str, name: &str) {
+fn unindex(by_owner: &mut HashMap<Uid, Vec<Box<str>>>, owner: &Uid, name: &str) {
     if let Some(names) = by_owner.get_mut(owner) {
         names.retain(|n| &**n != name);
         if names.is_empty() {
