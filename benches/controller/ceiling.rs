@@ -45,12 +45,21 @@ pub async fn measure(cluster: &mut Cluster, pods: usize) -> Result<Ceiling, Stri
     }
     let operator = rates.pop().unwrap_or_default();
     let admin = rates.pop().unwrap_or_default();
-    let alone = pipeline(cluster, &template, pods, None, false).await?;
+    let alone = pipeline(cluster, &template, pods, None, Free::Told).await?;
     // The same with the kubelet's two status writes per Pod, measured by watch as the burst is.
     let kubelet = Some(crate::burst_kubelet());
-    let with_kubelet = pipeline(cluster, &template, pods, kubelet.clone(), false).await?;
+    let with_kubelet = pipeline(cluster, &template, pods, kubelet.clone(), Free::Told).await?;
     // And with the one write every build's result costs any controller that reports it.
-    let with_results = pipeline(cluster, &template, pods, kubelet, true).await?;
+    let with_results = pipeline(
+        cluster,
+        &template,
+        pods,
+        kubelet.clone(),
+        Free::ToldAndReports,
+    )
+    .await?;
+    // And learning of each SourceBuild from a watch, as a controller must.
+    let watching = pipeline(cluster, &template, pods, kubelet, Free::WatchesAndReports).await?;
     Ok(Ceiling {
         concurrency: CONCURRENCY,
         admin,
@@ -58,24 +67,46 @@ pub async fn measure(cluster: &mut Cluster, pods: usize) -> Result<Ceiling, Stri
         pipeline: alone,
         pipeline_with_kubelet: with_kubelet,
         pipeline_with_results: with_results,
+        pipeline_watching: watching,
     })
+}
+
+/// What the zero-cost controller of [`pipeline`] does.
+#[derive(Clone, Copy, PartialEq)]
+enum Free {
+    /// Creates each build Pod as soon as the user's create of its SourceBuild is answered: it
+    /// is told of each SourceBuild, which no real controller is.
+    Told,
+    /// The same, and watches its Pods and applies each build's final status when its Pod
+    /// succeeds.
+    ToldAndReports,
+    /// Learns of each SourceBuild from a watch, as a controller must, creates its Pod at once,
+    /// and reports results as `ToldAndReports` does.
+    WatchesAndReports,
+}
+
+impl Free {
+    fn reports(self) -> bool {
+        self != Self::Told
+    }
 }
 
 /// The burst's creates with a controller that does nothing but create each Pod at once (see
 /// [`Pipeline`]). The operator is stopped meanwhile, so the SourceBuilds stay untouched; they
 /// and the Pods are deleted before it starts again. With `kubelet`, the Pods carry our labels
 /// and the burst's kubelet stand-in runs them, and create -> Pod is taken from the watches as
-/// in the burst. With `results` too, the controller also watches its Pods and writes each
-/// build's final status (the operator's own server-side apply of a finished build's status)
-/// once its Pod has succeeded: the two writes a build must cost any controller that reports
-/// results, and the watch it needs to know when to write the second.
+/// in the burst. When the controller reports results ([`Free`]), it also watches its Pods and
+/// writes each build's final status (the operator's own server-side apply of a finished
+/// build's status) once its Pod has succeeded: the two writes a build must cost any controller
+/// that reports results, and the watch it needs to know when to write the second.
 async fn pipeline(
     cluster: &mut Cluster,
     template: &Pod,
     builds: usize,
     kubelet: Option<Kubelet>,
-    results: bool,
+    free: Free,
 ) -> Result<Pipeline, String> {
+    let results = free.reports();
     let ns = cluster.namespace("bench-ceiling-pipeline").await;
     let tracker = match &kubelet {
         Some(kubelet) => Some(Tracker::start(cluster.admin.clone(), &ns, kubelet.clone()).await?),
@@ -91,8 +122,20 @@ async fn pipeline(
     tokio::task::block_in_place(|| operator.kill());
     let users: Api<SourceBuild> = Api::namespaced(cluster.admin.clone(), &ns);
     let reporter = results.then(|| tokio::spawn(report_results(sa.clone(), ns.clone())));
-    let pods: Api<Pod> = Api::namespaced(sa, &ns);
+    let pods: Api<Pod> = Api::namespaced(sa.clone(), &ns);
     let (created_tx, created_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant)>();
+    // Who hears of each SourceBuild: the users' creates, or a watch of the controller's.
+    let (told, watched) = match free {
+        Free::WatchesAndReports => (None, Some(created_tx)),
+        Free::Told | Free::ToldAndReports => (Some(created_tx), None),
+    };
+    let watching = watched.map(|heard| {
+        tokio::spawn(hear_of_sourcebuilds(
+            Api::namespaced(sa, &ns),
+            builds,
+            heard,
+        ))
+    });
     let started = Instant::now();
     let creating = {
         let users = users.clone();
@@ -101,11 +144,13 @@ async fn pipeline(
             // then the Pod creates below see the channel close.
             futures::stream::iter(0..builds)
                 .map(move |i| {
-                    let (users, created) = (users.clone(), created_tx.clone());
+                    let (users, created) = (users.clone(), told.clone());
                     async move {
                         // The burst's own SourceBuilds, as its users create them.
                         crate::cluster::create(&users, &format!("p{i:05}")).await?;
-                        let _ = created.send((i, Instant::now()));
+                        if let Some(created) = created {
+                            let _ = created.send((i, Instant::now()));
+                        }
                         Ok::<(), String>(())
                     }
                 })
@@ -152,6 +197,9 @@ async fn pipeline(
             };
             if let Some(reporter) = &reporter {
                 reporter.abort();
+            }
+            if let Some(watching) = &watching {
+                watching.abort();
             }
             let times = tracker.snapshot();
             tracker.stop();
@@ -223,6 +271,31 @@ async fn report_results(client: Client, ns: String) {
                 eprintln!("bench: ceiling: the status of {name}: {e}");
             }
         });
+    }
+}
+
+/// The watching controller's first half: sends the index of each of the burst's `builds`
+/// SourceBuilds (`pNNNNN`) the first time a watch shows it, then stops (closing `heard`).
+async fn hear_of_sourcebuilds(
+    builds: Api<SourceBuild>,
+    expected: usize,
+    heard: tokio::sync::mpsc::UnboundedSender<(usize, Instant)>,
+) {
+    let mut seen = std::collections::HashSet::new();
+    let mut stream = watcher(builds, watcher::Config::default()).boxed();
+    while seen.len() < expected {
+        let Some(event) = stream.next().await else {
+            return;
+        };
+        let (Ok(watcher::Event::Apply(sb)) | Ok(watcher::Event::InitApply(sb))) = event else {
+            continue;
+        };
+        let Some(i) = sb.name_any().strip_prefix('p').and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        if seen.insert(i) {
+            let _ = heard.send((i, Instant::now()));
+        }
     }
 }
 

@@ -155,6 +155,10 @@ pub struct Ceiling {
     /// The same with the build's result written too: the free controller watches the Pods and
     /// applies each build's final status when its Pod succeeds.
     pub pipeline_with_results: Pipeline,
+    /// The same, the controller learning of each SourceBuild from a watch (as any controller
+    /// must) instead of from the users' creates: the floor of the burst for a controller that
+    /// watches SourceBuilds and reports results.
+    pub pipeline_watching: Pipeline,
 }
 
 /// The burst's users (admin, `CONCURRENCY` creates in flight) create SourceBuilds with the
@@ -351,6 +355,10 @@ pub fn goals_table(r: &Report) -> String {
             (
                 &c.pipeline_with_results,
                 "the burst's kubelet runs the Pods; a Pod watch and each build's final status written when its Pod succeeds",
+            ),
+            (
+                &c.pipeline_watching,
+                "as the last, the Pod created when a SourceBuild watch shows its SourceBuild instead of when the user's create is answered",
             ),
         ] {
             rows.push([
