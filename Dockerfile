@@ -14,8 +14,9 @@ ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 
-# Cargo.toml's release profile (one codegen unit, fat LTO: deterministic and small), plus for
-# the image: symbols stripped, and the build paths remapped so they do not end up in the binary.
+# Cargo.toml's release profile (one codegen unit, fat LTO, optimized for size: deterministic,
+# and small on disk and in memory), plus for the image: symbols stripped, and the build paths
+# remapped so they do not end up in the binary.
 ENV CARGO_PROFILE_RELEASE_STRIP=symbols \
     CARGO_INCREMENTAL=0 \
     CARGO_HOME=/cargo \
