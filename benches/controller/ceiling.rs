@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
@@ -299,29 +300,29 @@ async fn hear_of_sourcebuilds(
     }
 }
 
-/// A finished build's status as the operator writes it.
+/// A finished build's status, made by the operator's own status functions: started, then
+/// succeeded, then recorded in the history.
 fn final_status(name: &str, pod: &str) -> serde_json::Value {
-    let at = k8s_openapi::jiff::Timestamp::now()
-        .round(k8s_openapi::jiff::Unit::Second)
-        .unwrap_or_else(|_| k8s_openapi::jiff::Timestamp::now())
-        .to_string();
-    let image = format!("registry.example.com/bench/{name}:1.0@{DIGEST}");
-    json!({
-        "apiVersion": "sourcebuild.dev/v1alpha1", "kind": "SourceBuild",
-        "status": {"phase": "Succeeded", "observedGeneration": 1, "podName": pod, "build": 1,
-            "trigger": "ConfigChange", "attempt": 1, "startTime": at, "completionTime": at,
-            "latestImage": image, "digest": DIGEST,
-            "conditions": [
-                {"type": "Ready", "status": "True", "reason": "Succeeded",
-                 "message": format!("built {image}"), "lastTransitionTime": at,
-                 "observedGeneration": 1},
-                {"type": "Succeeded", "status": "True", "reason": "Succeeded",
-                 "message": "the build pushed the image", "lastTransitionTime": at,
-                 "observedGeneration": 1}],
-            "history": [{"generation": 1, "build": 1, "attempt": 1, "trigger": "ConfigChange",
-                "podName": pod, "phase": "Succeeded", "reason": "Succeeded", "digest": DIGEST,
-                "startTime": at, "completionTime": at}]}
-    })
+    use sourcebuild::controller::status::{NewBuild, record_history, started, succeeded};
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let new = NewBuild {
+        generation: 1,
+        build: 1,
+        pod_name: pod.to_string(),
+        trigger: sourcebuild::api::Trigger::ConfigChange,
+        attempt: 1,
+        rebuild: None,
+        revision: None,
+    };
+    let result = sourcebuild::outcome::BuildResult {
+        digest: DIGEST.to_string(),
+        image: format!("registry.example.com/bench/{name}@{DIGEST}"),
+        provenance: Default::default(),
+    };
+    let mut status = started(&Default::default(), &new, now);
+    status = succeeded(&status, 1, pod, &result, Time(now), now);
+    record_history(&mut status, sourcebuild::api::DEFAULT_HISTORY_LIMIT);
+    json!({"apiVersion": "sourcebuild.dev/v1alpha1", "kind": "SourceBuild", "status": status})
 }
 
 /// The receiving half of a channel as a stream.
