@@ -64,6 +64,7 @@ pub struct Metrics {
     starts_waiting: Gauge,
     status_writes_deferred: Counter,
     api_failures: Family<OperationLabels, Counter>,
+    pod_watch_delay: Histogram,
 }
 
 impl Default for Metrics {
@@ -89,6 +90,8 @@ impl Metrics {
         let starts_waiting = Gauge::default();
         let status_writes_deferred = Counter::default();
         let api_failures = Family::<OperationLabels, Counter>::default();
+        // 1 ms to about 16 s: milliseconds on an idle API server, seconds when it is saturated.
+        let pod_watch_delay = Histogram::new(exponential_buckets(0.001, 2.0, 15));
         registry.register(
             "reconciles_in_flight",
             "Reconciles running now",
@@ -111,6 +114,13 @@ impl Metrics {
             "status_writes_deferred",
             "Progress-only status writes put off so that waiting builds get their Pods first",
             status_writes_deferred.clone(),
+        );
+        registry.register_with_unit(
+            "pod_watch_delay",
+            "From the API server answering a build Pod create of this replica to the Pod watch \
+             showing the Pod: how far behind the API server's watches are",
+            prometheus_client::registry::Unit::Seconds,
+            pod_watch_delay.clone(),
         );
         registry.register(
             "api_request_failures",
@@ -154,6 +164,7 @@ impl Metrics {
             starts_waiting,
             status_writes_deferred,
             api_failures,
+            pod_watch_delay,
         }
     }
 
@@ -178,6 +189,12 @@ impl Metrics {
     /// A reconcile put its status write (and Events) off for later.
     pub fn status_write_deferred(&self) {
         self.status_writes_deferred.inc();
+    }
+
+    /// The Pod watch showed a build Pod this replica created `delay` after the create was
+    /// answered.
+    pub fn pod_seen(&self, delay: std::time::Duration) {
+        self.pod_watch_delay.observe(delay.as_secs_f64());
     }
 
     /// An API request of a reconcile failed.
@@ -276,6 +293,22 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pod_watch_delay_is_a_histogram_in_seconds() {
+        let metrics = Metrics::new();
+        metrics.pod_seen(std::time::Duration::from_millis(3));
+        metrics.pod_seen(std::time::Duration::from_secs(2));
+        let text = metrics.encode();
+        for line in [
+            "sourcebuild_pod_watch_delay_seconds_count 2",
+            "sourcebuild_pod_watch_delay_seconds_bucket{le=\"0.002\"} 0",
+            "sourcebuild_pod_watch_delay_seconds_bucket{le=\"0.004\"} 1",
+            "sourcebuild_pod_watch_delay_seconds_bucket{le=\"2.048\"} 2",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+    }
 
     #[test]
     fn finished_builds_are_counted_by_result_and_reason() {

@@ -5,6 +5,8 @@
 
 #[path = "../benches/controller/apimetrics.rs"]
 mod apimetrics;
+#[path = "../benches/controller/audit.rs"]
+mod audit;
 #[path = "../benches/controller/charts.rs"]
 mod charts;
 #[path = "../benches/controller/procfs.rs"]
@@ -99,6 +101,103 @@ apiserver_request_duration_seconds_bucket{le="0.1",verb="GET"} 4
         assert!(parse("apiserver_request_total{verb=\"GET\" 3").is_err());
         assert!(parse("apiserver_request_total{verb=\"GET\"} x").is_err());
         assert!(parse("something_else 1").is_err());
+    }
+}
+
+mod histogram_tests {
+    use super::apimetrics::{buckets, quantile_bound};
+
+    fn page(counts: [u64; 4]) -> String {
+        let [a, b, c, inf] = counts;
+        format!(
+            "# TYPE sourcebuild_pod_watch_delay_seconds histogram\n\
+             sourcebuild_pod_watch_delay_seconds_sum 1.5\n\
+             sourcebuild_pod_watch_delay_seconds_count {inf}\n\
+             sourcebuild_pod_watch_delay_seconds_bucket{{le=\"0.001\"}} {a}\n\
+             sourcebuild_pod_watch_delay_seconds_bucket{{le=\"0.002\"}} {b}\n\
+             sourcebuild_pod_watch_delay_seconds_bucket{{le=\"0.004\"}} {c}\n\
+             sourcebuild_pod_watch_delay_seconds_bucket{{le=\"+Inf\"}} {inf}\n\
+             sourcebuild_other_bucket{{le=\"0.001\"}} 99\n"
+        )
+    }
+
+    #[test]
+    fn reads_the_cumulative_buckets_of_one_histogram() {
+        let read = buckets(&page([1, 2, 3, 4]), "sourcebuild_pod_watch_delay_seconds");
+        assert_eq!(
+            read,
+            vec![(0.001, 1), (0.002, 2), (0.004, 3), (f64::INFINITY, 4)]
+        );
+        assert!(buckets("", "sourcebuild_pod_watch_delay_seconds").is_empty());
+    }
+
+    #[test]
+    fn quantiles_count_only_what_was_observed_between_the_scrapes() {
+        let name = "sourcebuild_pod_watch_delay_seconds";
+        // Before: 10 fast observations. Between: 100 more, 50 of them over 2 ms and one past
+        // the last bound.
+        let before = buckets(&page([10, 10, 10, 10]), name);
+        let after = buckets(&page([10, 60, 109, 110]), name);
+        assert_eq!(quantile_bound(&before, &after, 0.5), Some(0.002));
+        assert_eq!(quantile_bound(&before, &after, 0.99), Some(0.004));
+        assert_eq!(quantile_bound(&before, &after, 1.0), Some(f64::INFINITY));
+        // Nothing new: no quantile.
+        assert_eq!(quantile_bound(&after, &after, 0.5), None);
+        // A histogram that did not exist before counts from zero.
+        assert_eq!(quantile_bound(&[], &after, 0.05), Some(0.001));
+    }
+}
+
+mod audit_tests {
+    use super::audit::creates;
+
+    fn line(resource: &str, name: &str, code: u16, at: &str) -> String {
+        format!(
+            r#"{{"stage":"ResponseComplete","verb":"create","objectRef":{{"resource":"{resource}","namespace":"ns","name":"{name}"}},"responseStatus":{{"code":{code}}},"stageTimestamp":"{at}"}}"#
+        )
+    }
+
+    #[test]
+    fn times_create_to_pod_and_the_watches_from_the_audit_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("audit.log");
+        let lines = [
+            line("sourcebuilds", "a", 201, "2026-12-05T10:00:00.000000Z"),
+            line("pods", "a-build-1", 201, "2026-12-05T10:00:00.250000Z"),
+            // Refused: not a create.
+            line("pods", "b-build-1", 409, "2026-12-05T10:00:01.000000Z"),
+            line("sourcebuilds", "b", 201, "2026-12-05T10:00:00.500000Z"),
+            // A second build's Pod is not the first build's.
+            line("pods", "a-build-2", 201, "2026-12-05T10:00:09.000000Z"),
+            "not json".to_string(),
+        ];
+        std::fs::write(&log, lines.join("\n")).unwrap();
+        let found = creates(&log, "ns").unwrap();
+        assert_eq!(found.create_to_pod_ms(), vec![250.0]);
+        assert!(
+            creates(&log, "other")
+                .unwrap()
+                .create_to_pod_ms()
+                .is_empty()
+        );
+
+        // Seen by the watches 20 ms and 1 s after the creates were answered.
+        let start = 1_796_464_800_000.0; // 2026-12-05T10:00:00Z in ms
+        let (a, b) = ("a".to_string(), "b".to_string());
+        let (builds, pods) = found.watch_lag_ms(
+            [
+                (&a, Some(start + 20.0), Some(start + 1250.0)),
+                (&b, Some(start + 520.0), None),
+            ]
+            .into_iter(),
+        );
+        let close = |got: &[f64], want: &[f64]| {
+            let mut got = got.to_vec();
+            got.sort_by(f64::total_cmp);
+            got.len() == want.len() && got.iter().zip(want).all(|(g, w)| (g - w).abs() < 0.01)
+        };
+        assert!(close(&builds, &[20.0, 20.0]), "{builds:?}");
+        assert!(close(&pods, &[1000.0]), "{pods:?}");
     }
 }
 

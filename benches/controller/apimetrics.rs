@@ -148,6 +148,43 @@ pub fn sample(text: &str, name: &str) -> Option<f64> {
     })
 }
 
+/// The cumulative buckets of histogram `name` (`name_bucket{le="..."} N`), by upper bound,
+/// `+Inf` last.
+pub fn buckets(text: &str, name: &str) -> Vec<(f64, u64)> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(&prefix)?;
+            let (bound, count) = rest.split_once("\"}")?;
+            let bound = match bound {
+                "+Inf" => f64::INFINITY,
+                b => b.parse().ok()?,
+            };
+            Some((bound, count.trim().parse::<f64>().ok()? as u64))
+        })
+        .collect()
+}
+
+/// The upper bound of the bucket holding quantile `q` of what a histogram counted between two
+/// scrapes (`before`, `after` as [`buckets`] reads them); `None` when it counted nothing.
+pub fn quantile_bound(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> Option<f64> {
+    let grown = |bound: f64, n: u64| {
+        let was = before
+            .iter()
+            .find(|(b, _)| *b == bound)
+            .map_or(0, |(_, n)| *n);
+        n.saturating_sub(was)
+    };
+    let total = after.last().map(|(b, n)| grown(*b, *n))?;
+    if total == 0 {
+        return None;
+    }
+    after
+        .iter()
+        .find(|(bound, n)| grown(*bound, *n) as f64 >= q * total as f64)
+        .map(|(bound, _)| *bound)
+}
+
 /// `after - before`, keeping only keys that grew.
 pub fn diff<K: Ord + Clone>(
     before: &BTreeMap<K, u64>,

@@ -31,9 +31,14 @@ struct ResponseStatus {
     code: Option<u16>,
 }
 
-/// For each SourceBuild of `ns` created, and whose first build Pod was created: the time from
-/// the API server answering the SourceBuild's create to it answering the Pod's (ms).
-pub fn create_to_pod_ms(log: &Path, ns: &str) -> Result<Vec<f64>, String> {
+/// When the API server answered each create of `ns` (audit log): SourceBuilds by name, and
+/// first build Pods by their SourceBuild's name.
+pub struct Creates {
+    pub builds: HashMap<String, Timestamp>,
+    pub pods: HashMap<String, Timestamp>,
+}
+
+pub fn creates(log: &Path, ns: &str) -> Result<Creates, String> {
     let text = std::fs::read_to_string(log).map_err(|e| format!("{}: {e}", log.display()))?;
     let (mut builds, mut pods) = (HashMap::new(), HashMap::new());
     for line in text.lines() {
@@ -62,11 +67,39 @@ pub fn create_to_pod_ms(log: &Path, ns: &str) -> Result<Vec<f64>, String> {
             _ => {}
         }
     }
-    Ok(builds
-        .iter()
-        .filter_map(|(name, created)| {
-            let pod = pods.get(name)?;
-            Some(pod.duration_since(*created).as_secs_f64() * 1000.0)
-        })
-        .collect())
+    Ok(Creates { builds, pods })
+}
+
+impl Creates {
+    /// For each SourceBuild created, and whose first build Pod was created: the time from the
+    /// API server answering the SourceBuild's create to it answering the Pod's (ms).
+    pub fn create_to_pod_ms(&self) -> Vec<f64> {
+        self.builds
+            .iter()
+            .filter_map(|(name, created)| {
+                let pod = self.pods.get(name)?;
+                Some(pod.duration_since(*created).as_secs_f64() * 1000.0)
+            })
+            .collect()
+    }
+
+    /// How long after the API server answered each create the benchmark's watches showed the
+    /// object (ms): SourceBuilds, then Pods. `seen` gives, by SourceBuild name, when its
+    /// SourceBuild and its Pod were seen, in ms since the Unix epoch.
+    pub fn watch_lag_ms<'a>(
+        &self,
+        seen: impl Iterator<Item = (&'a String, Option<f64>, Option<f64>)>,
+    ) -> (Vec<f64>, Vec<f64>) {
+        let unix_ms = |t: &Timestamp| t.as_microsecond() as f64 / 1000.0;
+        let (mut builds, mut pods) = (Vec::new(), Vec::new());
+        for (name, build_seen, pod_seen) in seen {
+            if let (Some(created), Some(seen)) = (self.builds.get(name), build_seen) {
+                builds.push(seen - unix_ms(created));
+            }
+            if let (Some(created), Some(seen)) = (self.pods.get(name), pod_seen) {
+                pods.push(seen - unix_ms(created));
+            }
+        }
+        (builds, pods)
+    }
 }

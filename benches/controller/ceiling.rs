@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use sourcebuild::api::SourceBuild;
 use sourcebuild::pod::{
@@ -124,7 +124,9 @@ async fn pipeline(
     let users: Api<SourceBuild> = Api::namespaced(cluster.admin.clone(), &ns);
     let reporter = results.then(|| tokio::spawn(report_results(sa.clone(), ns.clone())));
     let pods: Api<Pod> = Api::namespaced(sa.clone(), &ns);
-    let (created_tx, created_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant)>();
+    // Each SourceBuild heard of: its index, when, and its uid when a watch showed it.
+    let (created_tx, created_rx) =
+        tokio::sync::mpsc::unbounded_channel::<(usize, Instant, Option<String>)>();
     // Who hears of each SourceBuild: the users' creates, or a watch of the controller's.
     let (told, watched) = match free {
         Free::WatchesAndReports => (None, Some(created_tx)),
@@ -138,6 +140,7 @@ async fn pipeline(
         ))
     });
     let started = Instant::now();
+    let profile = crate::pprof::Profile::start(&cluster.admin, &ns, crate::cluster::PROFILE_LENGTH);
     let creating = {
         let users = users.clone();
         async move {
@@ -150,7 +153,7 @@ async fn pipeline(
                         // The burst's own SourceBuilds, as its users create them.
                         crate::cluster::create(&users, &format!("p{i:05}")).await?;
                         if let Some(created) = created {
-                            let _ = created.send((i, Instant::now()));
+                            let _ = created.send((i, Instant::now(), None));
                         }
                         Ok::<(), String>(())
                     }
@@ -161,9 +164,21 @@ async fn pipeline(
         }
     };
     let following = tokio_stream_of(created_rx)
-        .map(|(i, at)| {
+        .map(|(i, at, uid)| {
             let (pods, mut pod) = (pods.clone(), template.clone());
             pod.metadata.name = Some(format!("p{i:05}-build-1"));
+            // Owned by its SourceBuild, as the operator's are (the garbage collector follows
+            // every owned Pod).
+            pod.metadata.owner_references = uid.map(|uid| {
+                vec![OwnerReference {
+                    api_version: SourceBuild::api_version(&()).into_owned(),
+                    kind: SourceBuild::kind(&()).into_owned(),
+                    name: format!("p{i:05}"),
+                    uid,
+                    controller: Some(true),
+                    block_owner_deletion: Some(true),
+                }]
+            });
             if labelled {
                 pod.metadata.labels = Some(
                     [
@@ -184,6 +199,8 @@ async fn pipeline(
         .try_collect::<Vec<f64>>();
     let (created, latencies) = futures::join!(creating, following);
     let seconds = started.elapsed().as_secs_f64();
+    profile.finish().await;
+    let mut lags = Default::default();
     let latencies = match tracker {
         None => latencies,
         Some(tracker) => {
@@ -203,6 +220,8 @@ async fn pipeline(
                 watching.abort();
             }
             let times = tracker.snapshot();
+            let creates = crate::audit::creates(&cluster.cp.audit_log, &ns)?;
+            lags = tracker.watch_lag_ms(&creates);
             tracker.stop();
             finished?;
             latencies.map(|_| {
@@ -233,6 +252,11 @@ async fn pipeline(
         builds,
         seconds,
         create_to_pod_ms: summarize(&latencies?),
+        create_to_pod_server_ms: summarize(
+            &crate::audit::creates(&cluster.cp.audit_log, &ns)?.create_to_pod_ms(),
+        ),
+        sourcebuild_watch_lag_ms: lags.0,
+        pod_watch_lag_ms: lags.1,
         api_server_cpu_ms_per_build: (cpu_after - cpu_before) * 1000.0 / builds.max(1) as f64,
     })
 }
@@ -280,7 +304,7 @@ async fn report_results(client: Client, ns: String) {
 async fn hear_of_sourcebuilds(
     builds: Api<SourceBuild>,
     expected: usize,
-    heard: tokio::sync::mpsc::UnboundedSender<(usize, Instant)>,
+    heard: tokio::sync::mpsc::UnboundedSender<(usize, Instant, Option<String>)>,
 ) {
     let mut seen = std::collections::HashSet::new();
     let mut stream = watcher(builds, watcher::Config::default()).boxed();
@@ -295,7 +319,7 @@ async fn hear_of_sourcebuilds(
             continue;
         };
         if seen.insert(i) {
-            let _ = heard.send((i, Instant::now()));
+            let _ = heard.send((i, Instant::now(), sb.uid()));
         }
     }
 }

@@ -20,10 +20,14 @@ use sourcebuild::pod::{LABEL_NAME, MANAGED_BY_SELECTOR};
 use crate::apimetrics::{self, Counts};
 use crate::procfs;
 use crate::report::{Load, Resync};
-use crate::stats::summarize;
+use crate::stats::{Summary, summarize};
 use crate::support::ControlPlane;
 use crate::support::operator::{Operator, install_chart};
 use crate::support::sourcebuilds::{DIGEST, prepared, terminated};
+
+/// How much of a load's start an API server profile covers (`SOURCEBUILD_BENCH_PPROF`): a
+/// burst of 1,000 on 2 cores has created its Pods by then.
+pub const PROFILE_LENGTH: Duration = Duration::from_secs(8);
 
 pub struct Cluster {
     pub cp: ControlPlane,
@@ -122,6 +126,13 @@ impl Cluster {
         )
     }
 
+    /// The operator's histogram of its Pod creates answered -> shown by its Pod watch.
+    pub fn operator_pod_watch_delay(&self) -> Vec<(f64, u64)> {
+        self.operator_metrics()
+            .map(|text| apimetrics::buckets(&text, "sourcebuild_pod_watch_delay_seconds"))
+            .unwrap_or_default()
+    }
+
     /// Waits until the operator has counted `reconciles` reconciles and none runs, then
     /// `quiet` more; the time it took until the count was reached.
     pub async fn wait_reconciled(
@@ -178,9 +189,11 @@ impl Cluster {
         let tracker = Tracker::start(self.admin.clone(), &ns, spec.kubelet.clone()).await?;
         let (before, cpu_before, closed_before) = self.api_metrics().await?;
         let counters_before = self.operator_counters();
+        let delay_before = self.operator_pod_watch_delay();
         let process_cpu_before = self.cpu_by_process();
         let rss_from = self.rss.len();
         let started = Instant::now();
+        let profile = crate::pprof::Profile::start(&self.admin, &ns, PROFILE_LENGTH);
         let api: Api<SourceBuild> = Api::namespaced(self.admin.clone(), &ns);
         let names: Vec<String> = (0..spec.builds).map(|i| format!("b{i:05}")).collect();
         match spec.rate_per_s {
@@ -209,10 +222,14 @@ impl Cluster {
         // Generous: the API server on a shared 2-core machine managed about 15 builds/s.
         let deadline = Duration::from_secs(120) + Duration::from_millis(100 * spec.builds as u64);
         let done = tracker.wait_all_done(spec.builds, deadline).await;
+        profile.finish().await;
         // The operator's last writes (an Event after a status) land after status is seen.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let (after, cpu_after, closed_after) = self.api_metrics().await?;
         let counters_after = self.operator_counters();
+        let delay_after = self.operator_pod_watch_delay();
+        let delay_ms =
+            |q| apimetrics::quantile_bound(&delay_before, &delay_after, q).map(|s| s * 1000.0);
         let process_cpu_after = self.cpu_by_process();
         let elapsed = started.elapsed();
         if let Err(e) = done {
@@ -226,7 +243,9 @@ impl Cluster {
             .values()
             .filter_map(|t| Some(t.pod? - t.created?))
             .collect();
-        let create_to_pod_server = crate::audit::create_to_pod_ms(&self.cp.audit_log, &ns)?;
+        let creates = crate::audit::creates(&self.cp.audit_log, &ns)?;
+        let create_to_pod_server = creates.create_to_pod_ms();
+        let (sourcebuild_watch_lag_ms, pod_watch_lag_ms) = tracker.watch_lag_ms(&creates);
         let finish_to_status: Vec<f64> = times
             .values()
             .filter_map(|t| Some(t.status? - t.pod_finished?))
@@ -258,6 +277,9 @@ impl Cluster {
                 rate_per_s: spec.rate_per_s,
                 create_to_pod_ms: summarize(&create_to_pod),
                 create_to_pod_server_ms: summarize(&create_to_pod_server),
+                sourcebuild_watch_lag_ms,
+                pod_watch_lag_ms,
+                operator_pod_watch_delay_ms: [delay_ms(0.5), delay_ms(0.99)],
                 api_server_cpu_ms_per_build: (cpu_after - cpu_before) * 1000.0
                     / spec.builds.max(1) as f64,
                 watches_closed: apimetrics::diff(&closed_before, &closed_after),
@@ -396,11 +418,18 @@ pub struct Times {
 pub struct Tracker {
     times: Arc<Mutex<HashMap<String, Times>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The tracker's start, in ms since the Unix epoch: [`Times`] on the audit log's clock.
+    base_unix_ms: f64,
 }
 
 impl Tracker {
     pub async fn start(client: Client, ns: &str, kubelet: Kubelet) -> Result<Self, String> {
         let base = Instant::now();
+        let base_unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| e.to_string())?
+            .as_secs_f64()
+            * 1000.0;
         let since = move || base.elapsed().as_secs_f64() * 1000.0;
         let times: Arc<Mutex<HashMap<String, Times>>> = Arc::default();
         let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(2);
@@ -495,11 +524,25 @@ impl Tracker {
         Ok(Tracker {
             times,
             tasks: vec![watch_builds, watch_pods, kubelet_task],
+            base_unix_ms,
         })
     }
 
     pub fn snapshot(&self) -> HashMap<String, Times> {
         self.times.lock().unwrap().clone()
+    }
+
+    /// How long after the API server answered each create (`creates`) the watches showed its
+    /// object: SourceBuilds, then Pods (ms).
+    pub fn watch_lag_ms(&self, creates: &crate::audit::Creates) -> (Summary, Summary) {
+        let times = self.snapshot();
+        let at = |t: Option<f64>| t.map(|t| self.base_unix_ms + t);
+        let (builds, pods) = creates.watch_lag_ms(
+            times
+                .iter()
+                .map(|(name, t)| (name, at(t.created), at(t.pod))),
+        );
+        (summarize(&builds), summarize(&pods))
     }
 
     /// Waits until `n` SourceBuilds have status with the digest.

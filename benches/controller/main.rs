@@ -21,6 +21,7 @@ mod ceiling;
 mod charts;
 mod cluster;
 mod footprint;
+mod pprof;
 mod prepare;
 mod procfs;
 mod report;

@@ -49,17 +49,21 @@ impl CreatedPods {
     }
 
     /// Follows the build Pod watch: a Pod it shows (or shows deleted) is no longer awaited; a
-    /// re-list's end leaves the cache authoritative.
-    pub fn apply(&self, event: &watcher::Event<BuildPod>) {
+    /// re-list's end leaves the cache authoritative. Returns how long the Pod was awaited, when
+    /// it was.
+    pub fn apply(&self, event: &watcher::Event<BuildPod>) -> Option<Duration> {
         let unseen = || self.unseen.lock().unwrap_or_else(|e| e.into_inner());
         match event {
             watcher::Event::Apply(pod)
             | watcher::Event::InitApply(pod)
-            | watcher::Event::Delete(pod) => {
-                unseen().remove(&(pod.namespace().unwrap_or_default(), pod.name_any()));
+            | watcher::Event::Delete(pod) => unseen()
+                .remove(&(pod.namespace().unwrap_or_default(), pod.name_any()))
+                .map(|created| created.elapsed()),
+            watcher::Event::InitDone => {
+                unseen().clear();
+                None
             }
-            watcher::Event::InitDone => unseen().clear(),
-            watcher::Event::Init => {}
+            watcher::Event::Init => None,
         }
     }
 
@@ -98,9 +102,20 @@ mod tests {
         created.created("team", "app-build-1");
         assert!(created.awaiting("team", "app-build-1"));
         assert!(!created.awaiting("other", "app-build-1"));
-        created.apply(&watcher::Event::Apply(pod("team", "app-build-1")));
+        let awaited = created.apply(&watcher::Event::Apply(pod("team", "app-build-1")));
+        assert!(awaited.is_some_and(|d| d < TRUSTED_FOR), "{awaited:?}");
         assert!(!created.awaiting("team", "app-build-1"));
         assert!(created.is_empty());
+        // Seen again (its status changed): no longer awaited, so no delay to report.
+        assert_eq!(
+            created.apply(&watcher::Event::Apply(pod("team", "app-build-1"))),
+            None
+        );
+        // A Pod this replica did not create: nothing awaited it.
+        assert_eq!(
+            created.apply(&watcher::Event::Apply(pod("team", "other-build-1"))),
+            None
+        );
     }
 
     #[test]

@@ -197,10 +197,11 @@ fn scoped(
     let (pending_pods, known_builds) = (pending.clone(), build_store.clone());
     let mount_failures = MountFailures::default();
     let created_pods = created_pods::CreatedPods::default();
-    let (cached, failures, seen) = (
+    let (cached, failures, seen, watch_metrics) = (
         pod_cache.clone(),
         mount_failures.clone(),
         created_pods.clone(),
+        metrics.clone(),
     );
     let pod_events = watcher(pods, watcher::Config::default().labels(MANAGED_BY_SELECTOR))
         .backoff(watch_backoff())
@@ -208,7 +209,9 @@ fn scoped(
             if let Ok(event) = event {
                 cached.apply(event);
                 failures.apply(event, &cached);
-                seen.apply(event);
+                if let Some(delay) = seen.apply(event) {
+                    watch_metrics.pod_seen(delay);
+                }
             }
             mark_filled(event, &pods_filled)
         })

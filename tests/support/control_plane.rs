@@ -28,7 +28,8 @@
 //! Tear-down: see `control_plane/process.rs` (PR_SET_PDEATHSIG from a dedicated thread, kill on drop, and an
 //! `atexit` hook that kills the children and removes the state directory). State (etcd data,
 //! certificates, kubeconfigs, logs) lives in `/dev/shm/sourcebuild-cp-<pid>-<n>` (else the temp
-//! directory); `SOURCEBUILD_KEEP_CONTROL_PLANE=1` keeps it for a post-mortem, and directories
+//! directory); `SOURCEBUILD_KEEP_CONTROL_PLANE=1` keeps it for a post-mortem (with
+//! `SOURCEBUILD_APISERVER_V=N` the API server logs at `--v=N`), and directories
 //! left by a killed test binary are removed by the next start.
 //!
 //! Missing binaries that cannot be built make every test that asks for the control plane fail
@@ -55,6 +56,8 @@ pub use process::ProcessGroup;
 
 pub const SKIP_ENV: &str = "SOURCEBUILD_SKIP_CONTROL_PLANE";
 pub const KEEP_ENV: &str = "SOURCEBUILD_KEEP_CONTROL_PLANE";
+/// kube-apiserver's `--v` (its log is kept with [`KEEP_ENV`]).
+pub const APISERVER_V_ENV: &str = "SOURCEBUILD_APISERVER_V";
 /// Field manager of everything the harness applies.
 pub const FIELD_MANAGER: &str = "sourcebuild-tests";
 
@@ -555,6 +558,15 @@ impl ControlPlane {
             // finds it there.
             "--audit-log-mode=blocking".to_string(),
         ];
+        // The API server's log level for a post-mortem: at 1 it names each watcher it closes
+        // "due to unresponsiveness" (key and selectors), which the benchmark only counts.
+        let mut args = args;
+        if let Ok(level) = std::env::var(APISERVER_V_ENV) {
+            let level: u8 = level
+                .parse()
+                .map_err(|e| format!("{APISERVER_V_ENV}={level}: {e}"))?;
+            args.push(format!("--v={level}"));
+        }
         group.spawn(
             "kube-apiserver",
             &binaries.kube_apiserver,
