@@ -60,7 +60,23 @@ pub async fn measure(cluster: &mut Cluster, pods: usize) -> Result<Ceiling, Stri
     )
     .await?;
     // And learning of each SourceBuild from a watch, as a controller must.
-    let watching = pipeline(cluster, &template, pods, kubelet, Free::WatchesAndReports).await?;
+    let watching = pipeline(
+        cluster,
+        &template,
+        pods,
+        kubelet.clone(),
+        Free::WatchesAndReports,
+    )
+    .await?;
+    // And writing the operator's first status with each Pod create, as it does in steady load.
+    let watching_with_starts = pipeline(
+        cluster,
+        &template,
+        pods,
+        kubelet,
+        Free::WatchesReportsAndStarts,
+    )
+    .await?;
     Ok(Ceiling {
         concurrency: CONCURRENCY,
         admin,
@@ -69,6 +85,7 @@ pub async fn measure(cluster: &mut Cluster, pods: usize) -> Result<Ceiling, Stri
         pipeline_with_kubelet: with_kubelet,
         pipeline_with_results: with_results,
         pipeline_watching: watching,
+        pipeline_watching_with_starts: watching_with_starts,
     })
 }
 
@@ -84,6 +101,9 @@ enum Free {
     /// Learns of each SourceBuild from a watch, as a controller must, creates its Pod at once,
     /// and reports results as `ToldAndReports` does.
     WatchesAndReports,
+    /// As `WatchesAndReports`, and applies the operator's first status of a build (`started`)
+    /// right after creating its Pod: a build's three writes.
+    WatchesReportsAndStarts,
 }
 
 impl Free {
@@ -124,12 +144,14 @@ async fn pipeline(
     let users: Api<SourceBuild> = Api::namespaced(cluster.admin.clone(), &ns);
     let reporter = results.then(|| tokio::spawn(report_results(sa.clone(), ns.clone())));
     let pods: Api<Pod> = Api::namespaced(sa.clone(), &ns);
+    let starts = (free == Free::WatchesReportsAndStarts)
+        .then(|| Api::<SourceBuild>::namespaced(sa.clone(), &ns));
     // Each SourceBuild heard of: its index, when, and its uid when a watch showed it.
     let (created_tx, created_rx) =
         tokio::sync::mpsc::unbounded_channel::<(usize, Instant, Option<String>)>();
     // Who hears of each SourceBuild: the users' creates, or a watch of the controller's.
     let (told, watched) = match free {
-        Free::WatchesAndReports => (None, Some(created_tx)),
+        Free::WatchesAndReports | Free::WatchesReportsAndStarts => (None, Some(created_tx)),
         Free::Told | Free::ToldAndReports => (Some(created_tx), None),
     };
     let watching = watched.map(|heard| {
@@ -165,7 +187,7 @@ async fn pipeline(
     };
     let following = tokio_stream_of(created_rx)
         .map(|(i, at, uid)| {
-            let (pods, mut pod) = (pods.clone(), template.clone());
+            let (pods, mut pod, starts) = (pods.clone(), template.clone(), starts.clone());
             pod.metadata.name = Some(format!("p{i:05}-build-1"));
             // Owned by its SourceBuild, as the operator's are (the garbage collector follows
             // every owned Pod).
@@ -192,7 +214,16 @@ async fn pipeline(
                 pods.create(&PostParams::default(), &pod)
                     .await
                     .map_err(|e| format!("create Pod {i}: {e}"))?;
-                Ok::<f64, String>(at.elapsed().as_secs_f64() * 1000.0)
+                let elapsed = at.elapsed().as_secs_f64() * 1000.0;
+                if let Some(builds) = starts {
+                    let (name, pod) = (format!("p{i:05}"), format!("p{i:05}-build-1"));
+                    let params = PatchParams::apply(sourcebuild::api::FIELD_MANAGER).force();
+                    builds
+                        .patch_status(&name, &params, &Patch::Apply(&started_status(&pod)))
+                        .await
+                        .map_err(|e| format!("the first status of {name}: {e}"))?;
+                }
+                Ok::<f64, String>(elapsed)
             }
         })
         .buffer_unordered(sourcebuild::controller::write_gate::MAX_WRITERS)
@@ -324,12 +355,19 @@ async fn hear_of_sourcebuilds(
     }
 }
 
-/// A finished build's status, made by the operator's own status functions: started, then
-/// succeeded, then recorded in the history.
-fn final_status(name: &str, pod: &str) -> serde_json::Value {
-    use sourcebuild::controller::status::{NewBuild, record_history, started, succeeded};
-    let now = k8s_openapi::jiff::Timestamp::now();
-    let new = NewBuild {
+/// A started build's status, as the operator writes it with the Pod's create.
+fn started_status(pod: &str) -> serde_json::Value {
+    let new = new_build(pod);
+    let status = sourcebuild::controller::status::started(
+        &Default::default(),
+        &new,
+        k8s_openapi::jiff::Timestamp::now(),
+    );
+    json!({"apiVersion": "sourcebuild.dev/v1alpha1", "kind": "SourceBuild", "status": status})
+}
+
+fn new_build(pod: &str) -> sourcebuild::controller::status::NewBuild {
+    sourcebuild::controller::status::NewBuild {
         generation: 1,
         build: 1,
         pod_name: pod.to_string(),
@@ -337,7 +375,15 @@ fn final_status(name: &str, pod: &str) -> serde_json::Value {
         attempt: 1,
         rebuild: None,
         revision: None,
-    };
+    }
+}
+
+/// A finished build's status, made by the operator's own status functions: started, then
+/// succeeded, then recorded in the history.
+fn final_status(name: &str, pod: &str) -> serde_json::Value {
+    use sourcebuild::controller::status::{record_history, started, succeeded};
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let new = new_build(pod);
     let result = sourcebuild::outcome::BuildResult {
         digest: DIGEST.to_string(),
         image: format!("registry.example.com/bench/{name}@{DIGEST}"),
