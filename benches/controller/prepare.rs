@@ -50,11 +50,12 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Where both sides write their checkouts: memory when the machine has it, because on this
-/// project's virtual machines the disk's speed swings from run to run (system time is most of
-/// either side's time there; the same binary measured 0.87x, 1.29x and 2.63x of `git clone`
-/// plus a copy on one day). Both sides write the same 10,000 files twice (checkout, then the
-/// context), so memory leaves what each side does, not what the disk did meanwhile.
+/// Where both sides write their checkouts: memory when the machine has it. Both write the same
+/// 10,000 files twice (checkout, then the context), and on this project's virtual machines the
+/// disk's speed swings from run to run: the same binary measured 0.87x, 1.29x and 2.63x of
+/// `git clone` plus a copy on one day, system time being most of either side's time. In
+/// memory the ratio was 1.05x and 1.11x, though the absolute times still varied (git 1.6 s
+/// alone, 8.4 s after the cluster scenarios).
 const IN_MEMORY: &str = "/dev/shm";
 
 pub fn measure(files: usize, runs: usize) -> Prepare {
