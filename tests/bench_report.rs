@@ -1,5 +1,5 @@
 //! Unit tests of the controller benchmark's pure pieces (benches/controller: percentiles, API
-//! request counting, the Markdown table, the charts). A `harness = false` bench runs no
+//! request counting, the Markdown table, the charts, the trace's metric picking). A `harness = false` bench runs no
 //! `#[test]`, so they are compiled and run here.
 #![allow(dead_code)]
 
@@ -15,6 +15,8 @@ mod procfs;
 mod report;
 #[path = "../benches/controller/stats.rs"]
 mod stats;
+#[path = "../benches/controller/trace.rs"]
+mod trace;
 
 mod apimetrics_tests {
     use super::apimetrics::*;
@@ -365,5 +367,39 @@ mod stats_tests {
         assert_eq!(s.max, 40.0);
         assert_eq!(s.mean, 25.0);
         assert_eq!(summarize(&[]), Summary::default());
+    }
+}
+
+mod trace_tests {
+    use super::trace::*;
+
+    #[test]
+    fn picks_pod_and_unlabelled_watch_lines_only() {
+        let text = "\
+# HELP apiserver_watch_cache_events_received_total Counter of events received
+apiserver_watch_cache_events_received_total{resource=\"pods\"} 1200
+apiserver_watch_cache_events_received_total{resource=\"sourcebuilds.sourcebuild.dev\"} 900
+apiserver_watch_events_total{group=\"\",kind=\"Pod\",version=\"v1\"} 3400
+apiserver_watch_events_total{group=\"\",kind=\"Event\",version=\"v1\"} 10
+etcd_debugging_mvcc_pending_events_total 612
+etcd_server_has_leader 1
+";
+        assert_eq!(
+            pick(text),
+            vec![
+                "apiserver_watch_cache_events_received_total{resource=\"pods\"} 1200",
+                "apiserver_watch_events_total{group=\"\",kind=\"Pod\",version=\"v1\"} 3400",
+                "etcd_debugging_mvcc_pending_events_total 612",
+            ]
+        );
+    }
+
+    #[test]
+    fn range_end_is_the_prefix_with_its_last_byte_raised() {
+        assert_eq!(
+            range_end("/registry/pods/ns/"),
+            b"/registry/pods/ns0".to_vec()
+        );
+        assert_eq!(range_end("a"), b"b".to_vec());
     }
 }

@@ -163,6 +163,7 @@ async fn pipeline(
     });
     let started = Instant::now();
     let profile = crate::pprof::Profile::start(&cluster.admin, &ns, crate::cluster::PROFILE_LENGTH);
+    let trace = crate::trace::Trace::start(&cluster.admin, cluster.cp.etcd_port, &ns).await;
     let creating = {
         let users = users.clone();
         async move {
@@ -253,6 +254,11 @@ async fn pipeline(
             let times = tracker.snapshot();
             let creates = crate::audit::creates(&cluster.cp.audit_log, &ns)?;
             lags = tracker.watch_lag_ms(&creates);
+            if let Some(trace) = trace {
+                let unix_ms = |t: &k8s_openapi::jiff::Timestamp| t.as_microsecond() as f64 / 1000.0;
+                let created = creates.pods.iter().map(|(n, t)| (n.clone(), unix_ms(t)));
+                trace.finish(&created.collect(), &tracker.pods_seen_unix_ms());
+            }
             tracker.stop();
             finished?;
             latencies.map(|_| {

@@ -194,6 +194,7 @@ impl Cluster {
         let rss_from = self.rss.len();
         let started = Instant::now();
         let profile = crate::pprof::Profile::start(&self.admin, &ns, PROFILE_LENGTH);
+        let trace = crate::trace::Trace::start(&self.admin, self.cp.etcd_port, &ns).await;
         let api: Api<SourceBuild> = Api::namespaced(self.admin.clone(), &ns);
         let names: Vec<String> = (0..spec.builds).map(|i| format!("b{i:05}")).collect();
         match spec.rate_per_s {
@@ -246,6 +247,11 @@ impl Cluster {
         let creates = crate::audit::creates(&self.cp.audit_log, &ns)?;
         let create_to_pod_server = creates.create_to_pod_ms();
         let (sourcebuild_watch_lag_ms, pod_watch_lag_ms) = tracker.watch_lag_ms(&creates);
+        if let Some(trace) = trace {
+            let unix_ms = |t: &k8s_openapi::jiff::Timestamp| t.as_microsecond() as f64 / 1000.0;
+            let created = creates.pods.iter().map(|(n, t)| (n.clone(), unix_ms(t)));
+            trace.finish(&created.collect(), &tracker.pods_seen_unix_ms());
+        }
         let finish_to_status: Vec<f64> = times
             .values()
             .filter_map(|t| Some(t.status? - t.pod_finished?))
@@ -543,6 +549,15 @@ impl Tracker {
                 .map(|(name, t)| (name, at(t.created), at(t.pod))),
         );
         (summarize(&builds), summarize(&pods))
+    }
+
+    /// When the watch showed each SourceBuild's Pod, by SourceBuild name (ms since the Unix epoch).
+    pub fn pods_seen_unix_ms(&self) -> HashMap<String, f64> {
+        let times = self.snapshot();
+        times
+            .into_iter()
+            .filter_map(|(name, t)| Some((name, self.base_unix_ms + t.pod?)))
+            .collect()
     }
 
     /// Waits until `n` SourceBuilds have status with the digest.

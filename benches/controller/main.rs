@@ -26,6 +26,7 @@ mod prepare;
 mod procfs;
 mod report;
 mod stats;
+mod trace;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -33,7 +33,11 @@ impl Profile {
                 .request_text(request)
                 .await
                 .map_err(|e| e.to_string())
-                .and_then(|text| std::fs::write(&dump_to, text).map_err(|e| e.to_string()));
+                .and_then(|text| {
+                    std::fs::create_dir_all(dump_to.parent().expect("DIR/name"))
+                        .and_then(|_| std::fs::write(&dump_to, text))
+                        .map_err(|e| e.to_string())
+                });
             if let Err(e) = dumped {
                 eprintln!(
                     "bench: goroutines of the API server for {}: {e}",
