@@ -7,7 +7,7 @@
 //!
 //! `DIR/<ns>.pods.tsv` has a row per Pod (ms since the Unix epoch: the API server answered its
 //! create, etcd's watch delivered it, the benchmark's watch through the API server delivered
-//! it); `DIR/<ns>.metrics.tsv` the samples. Off by default: it costs the API server a /metrics
+//! it; and the create's etcd revision, to set against the watch cache's resource version); `DIR/<ns>.metrics.tsv` the samples. Off by default: it costs the API server a /metrics
 //! render every 250 ms.
 
 use std::collections::HashMap;
@@ -36,7 +36,7 @@ const SAMPLED: &[&str] = &[
 pub struct Trace {
     dir: PathBuf,
     ns: String,
-    etcd_seen: Arc<Mutex<HashMap<String, f64>>>,
+    etcd_seen: Arc<Mutex<HashMap<String, (f64, u64)>>>,
     samples: Arc<Mutex<Vec<(f64, String)>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -52,7 +52,7 @@ impl Trace {
     /// Starts following the Pods of `ns`, when asked for.
     pub async fn start(admin: &Client, etcd_port: u16, ns: &str) -> Option<Self> {
         let dir = PathBuf::from(std::env::var_os("SOURCEBUILD_BENCH_TRACE")?);
-        let etcd_seen: Arc<Mutex<HashMap<String, f64>>> = Arc::default();
+        let etcd_seen: Arc<Mutex<HashMap<String, (f64, u64)>>> = Arc::default();
         let samples: Arc<Mutex<Vec<(f64, String)>>> = Arc::default();
         let prefix = format!("/registry/pods/{ns}/");
         let watch = match etcd_watch(etcd_port, &prefix).await {
@@ -101,16 +101,23 @@ impl Trace {
             t.abort();
         }
         let etcd = self.etcd_seen.lock().unwrap().clone();
-        let mut rows = String::from("build\tcreated\tetcd\twatch\n");
+        let mut rows = String::from("build\tcreated\tetcd\twatch\trevision\n");
         let (mut etcd_lag, mut watch_lag) = (Vec::new(), Vec::new());
         let mut names: Vec<&String> = created.keys().collect();
         names.sort();
         for name in names {
             let c = created[name];
-            let e = etcd.get(&format!("{name}-build-1")).copied();
+            let (e, revision) = match etcd.get(&format!("{name}-build-1")) {
+                Some((at, revision)) => (Some(*at), revision.to_string()),
+                None => (None, String::new()),
+            };
             let w = watched.get(name).copied();
             let show = |t: Option<f64>| t.map(|t| format!("{t:.1}")).unwrap_or_default();
-            rows.push_str(&format!("{name}\t{c:.1}\t{}\t{}\n", show(e), show(w)));
+            rows.push_str(&format!(
+                "{name}\t{c:.1}\t{}\t{}\t{revision}\n",
+                show(e),
+                show(w)
+            ));
             if let Some(e) = e {
                 etcd_lag.push(e - c);
             }
@@ -205,7 +212,7 @@ async fn etcd_watch(
 async fn follow(
     mut lines: tokio::io::Lines<BufReader<tokio::net::TcpStream>>,
     prefix: String,
-    seen: Arc<Mutex<HashMap<String, f64>>>,
+    seen: Arc<Mutex<HashMap<String, (f64, u64)>>>,
 ) {
     while let Ok(Some(line)) = lines.next_line().await {
         let at = unix_ms();
@@ -222,8 +229,13 @@ async fn follow(
             };
             let Ok(key) = B64.decode(key) else { continue };
             let key = String::from_utf8_lossy(&key);
+            // The gateway writes int64s as strings.
+            let revision = event["kv"]["mod_revision"]
+                .as_str()
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(0);
             if let Some(name) = key.strip_prefix(&prefix) {
-                seen.entry(name.to_string()).or_insert(at);
+                seen.entry(name.to_string()).or_insert((at, revision));
             }
         }
     }
