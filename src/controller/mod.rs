@@ -15,7 +15,6 @@ pub mod reconcile;
 pub mod status;
 pub mod status_memo;
 pub mod uid;
-pub mod watch_reader;
 pub mod write_gate;
 
 use std::sync::Arc;
@@ -204,52 +203,47 @@ fn scoped(
         created_pods.clone(),
         metrics.clone(),
     );
-    let pod_events = watch_reader::on_own_task(
-        watcher(pods, watcher::Config::default().labels(MANAGED_BY_SELECTOR))
-            .backoff(watch_backoff()),
-    )
-    .inspect(move |event| {
-        if let Ok(event) = event {
-            cached.apply(event);
-            failures.apply(event, &cached);
-            if let Some(delay) = seen.apply(event) {
-                watch_metrics.pod_seen(delay);
+    let pod_events = watcher(pods, watcher::Config::default().labels(MANAGED_BY_SELECTOR))
+        .backoff(watch_backoff())
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                cached.apply(event);
+                failures.apply(event, &cached);
+                if let Some(delay) = seen.apply(event) {
+                    watch_metrics.pod_seen(delay);
+                }
             }
-        }
-        mark_filled(event, &pods_filled)
-    })
-    .touched_objects()
-    .inspect_ok(move |pod| pending_pods.pod_changed(pod, &known_builds));
+            mark_filled(event, &pods_filled)
+        })
+        .touched_objects()
+        .inspect_ok(move |pod| pending_pods.pod_changed(pod, &known_builds));
 
     let (pending_builds, deleted_builds) = (pending.clone(), pending.clone());
     let status_memo = status_memo::StatusMemo::default();
     let forget_written = status_memo.clone();
-    let build_events = watch_reader::on_own_task(
-        watcher(builds, watcher::Config::default().any_semantic()).backoff(watch_backoff()),
-    )
-    .reflect(build_writer)
-    .inspect(move |event| mark_filled(event, &builds_filled))
-    // A deleted SourceBuild is never reconciled: it no longer waits.
-    .inspect_ok(move |event| {
-        if let watcher::Event::Delete(sb) = event {
-            deleted_builds.picked_up(&sb.key());
-            if let Some(uid) = sb.uid() {
-                forget_written.forget(&uid);
+    let build_events = watcher(builds, watcher::Config::default().any_semantic())
+        .backoff(watch_backoff())
+        .reflect(build_writer)
+        .inspect(move |event| mark_filled(event, &builds_filled))
+        // A deleted SourceBuild is never reconciled: it no longer waits.
+        .inspect_ok(move |event| {
+            if let watcher::Event::Delete(sb) = event {
+                deleted_builds.picked_up(&sb.key());
+                if let Some(uid) = sb.uid() {
+                    forget_written.forget(&uid);
+                }
             }
-        }
-    })
-    .applied_objects()
-    .inspect_ok(move |sb| pending_builds.triggered(sb.key()));
+        })
+        .applied_objects()
+        .inspect_ok(move |sb| pending_builds.triggered(sb.key()));
 
     // Mount failures wake the owning SourceBuild; nothing of these Events is cached.
     let (failures, known_pods) = (mount_failures.clone(), pod_cache.clone());
-    let failed_mounts = watch_reader::on_own_task(
-        watcher(
-            kubelet_events,
-            watcher::Config::default().fields(mount_failures::FIELD_SELECTOR),
-        )
-        .backoff(watch_backoff()),
+    let failed_mounts = watcher(
+        kubelet_events,
+        watcher::Config::default().fields(mount_failures::FIELD_SELECTOR),
     )
+    .backoff(watch_backoff())
     .touched_objects();
 
     let context = Arc::new(Context {
