@@ -402,4 +402,45 @@ etcd_server_has_leader 1
         );
         assert_eq!(range_end("a"), b"b".to_vec());
     }
+
+    #[test]
+    fn reads_the_pods_cache_revision_only() {
+        assert_eq!(
+            pods_cache_revision(
+                "apiserver_watch_cache_resource_version{group=\"\",resource=\"pods\"} 9415"
+            ),
+            Some(9415)
+        );
+        assert_eq!(
+            pods_cache_revision(
+                "apiserver_watch_cache_resource_version{group=\"\",resource=\"events\"} 9415"
+            ),
+            None
+        );
+        assert_eq!(
+            pods_cache_revision("etcd_debugging_mvcc_pending_events_total 612"),
+            None
+        );
+    }
+
+    #[test]
+    fn backlogs_split_at_the_cache() {
+        let pod = |etcd_at, revision, watched_at| PodTimes {
+            etcd_at,
+            revision,
+            watched_at,
+        };
+        let pods = [
+            pod(0.0, 10, Some(50.0)),
+            pod(10.0, 11, Some(300.0)),
+            pod(20.0, 12, Some(320.0)),
+            pod(400.0, 13, None),
+        ];
+        // At 100 ms the cache is at revision 10: two delivered Pods not in it. At 200 ms it
+        // holds all three, none watched beyond the first. At 500 the fourth is delivered and
+        // in the cache but never watched.
+        let samples = [(100.0, 10), (200.0, 12), (500.0, 13)];
+        assert_eq!(worst_backlogs(&samples, &pods), (2, 2));
+        assert_eq!(worst_backlogs(&[], &pods), (0, 0));
+    }
 }
