@@ -1,6 +1,6 @@
 //! Unit tests of the controller benchmark's pure pieces (benches/controller: percentiles, API
-//! request counting, the Markdown table, the charts, the trace's metric picking). A `harness = false` bench runs no
-//! `#[test]`, so they are compiled and run here.
+//! request counting, the Markdown table, the charts, the trace's metric picking). A
+//! `harness = false` bench runs no `#[test]`, so they are compiled and run here.
 #![allow(dead_code)]
 
 #[path = "../benches/controller/apimetrics.rs"]

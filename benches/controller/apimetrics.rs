@@ -64,7 +64,7 @@ impl RequestKey {
 pub type Counts = BTreeMap<RequestKey, u64>;
 
 /// The labels and value of every sample of the labelled metric `name` in a `/metrics` page.
-fn series<'a>(
+pub fn series<'a>(
     text: &'a str,
     name: &'a str,
 ) -> impl Iterator<Item = Result<(BTreeMap<String, String>, f64), String>> + 'a {

@@ -90,7 +90,6 @@ impl Creates {
         &self,
         seen: impl Iterator<Item = (&'a String, Option<f64>, Option<f64>)>,
     ) -> (Vec<f64>, Vec<f64>) {
-        let unix_ms = |t: &Timestamp| t.as_microsecond() as f64 / 1000.0;
         let (mut builds, mut pods) = (Vec::new(), Vec::new());
         for (name, build_seen, pod_seen) in seen {
             if let (Some(created), Some(seen)) = (self.builds.get(name), build_seen) {
@@ -102,4 +101,17 @@ impl Creates {
         }
         (builds, pods)
     }
+
+    /// When the API server answered each build Pod's create, by SourceBuild name (ms since the
+    /// Unix epoch).
+    pub fn pods_unix_ms(&self) -> HashMap<String, f64> {
+        self.pods
+            .iter()
+            .map(|(name, t)| (name.clone(), unix_ms(t)))
+            .collect()
+    }
+}
+
+fn unix_ms(t: &Timestamp) -> f64 {
+    t.as_microsecond() as f64 / 1000.0
 }

@@ -255,9 +255,7 @@ async fn pipeline(
             let creates = crate::audit::creates(&cluster.cp.audit_log, &ns)?;
             lags = tracker.watch_lag_ms(&creates);
             if let Some(trace) = trace {
-                let unix_ms = |t: &k8s_openapi::jiff::Timestamp| t.as_microsecond() as f64 / 1000.0;
-                let created = creates.pods.iter().map(|(n, t)| (n.clone(), unix_ms(t)));
-                trace.finish(&created.collect(), &tracker.pods_seen_unix_ms());
+                trace.finish(&creates.pods_unix_ms(), &tracker.pods_seen_unix_ms());
             }
             tracker.stop();
             finished?;

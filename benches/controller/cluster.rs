@@ -248,9 +248,7 @@ impl Cluster {
         let create_to_pod_server = creates.create_to_pod_ms();
         let (sourcebuild_watch_lag_ms, pod_watch_lag_ms) = tracker.watch_lag_ms(&creates);
         if let Some(trace) = trace {
-            let unix_ms = |t: &k8s_openapi::jiff::Timestamp| t.as_microsecond() as f64 / 1000.0;
-            let created = creates.pods.iter().map(|(n, t)| (n.clone(), unix_ms(t)));
-            trace.finish(&created.collect(), &tracker.pods_seen_unix_ms());
+            trace.finish(&creates.pods_unix_ms(), &tracker.pods_seen_unix_ms());
         }
         let finish_to_status: Vec<f64> = times
             .values()

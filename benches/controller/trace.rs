@@ -21,6 +21,9 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use kube::Client;
+
+use crate::apimetrics::series;
+use crate::stats::summarize;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 /// Metric names sampled, each line kept only when it is about Pods or has no resource label.
@@ -104,32 +107,36 @@ impl Trace {
             t.abort();
         }
         let etcd = self.etcd_seen.lock().unwrap().clone();
+        let samples = std::mem::take(&mut *self.samples.lock().unwrap());
         let mut rows = String::from("build\tcreated\tetcd\twatch\trevision\n");
-        let (mut etcd_lag, mut watch_lag) = (Vec::new(), Vec::new());
+        let (mut etcd_lag, mut watch_lag, mut ways) = (Vec::new(), Vec::new(), Vec::new());
         let mut names: Vec<&String> = created.keys().collect();
         names.sort();
         for name in names {
             let c = created[name];
-            let (e, revision) = match etcd.get(&format!("{name}-build-1")) {
-                Some((at, revision)) => (Some(*at), revision.to_string()),
-                None => (None, String::new()),
-            };
+            let e = etcd.get(&format!("{name}-build-1")).copied();
             let w = watched.get(name).copied();
             let show = |t: Option<f64>| t.map(|t| format!("{t:.1}")).unwrap_or_default();
+            let revision = e.map(|(_, r)| r.to_string()).unwrap_or_default();
             rows.push_str(&format!(
                 "{name}\t{c:.1}\t{}\t{}\t{revision}\n",
-                show(e),
+                show(e.map(|(at, _)| at)),
                 show(w)
             ));
-            if let Some(e) = e {
-                etcd_lag.push(e - c);
+            if let Some((etcd_at, revision)) = e {
+                etcd_lag.push(etcd_at - c);
+                ways.push(PodTimes {
+                    etcd_at,
+                    revision,
+                    watched_at: w,
+                });
             }
             if let Some(w) = w {
                 watch_lag.push(w - c);
             }
         }
         let mut metrics = String::from("unix_ms\tsample\n");
-        for (at, line) in self.samples.lock().unwrap().iter() {
+        for (at, line) in &samples {
             metrics.push_str(&format!("{at:.0}\t{line}\n"));
         }
         let _ = std::fs::create_dir_all(&self.dir);
@@ -140,39 +147,20 @@ impl Trace {
         if let Err(e) = written {
             eprintln!("bench: trace: writing {}: {e}", self.dir.display());
         }
-        let cache_rv: Vec<(f64, u64)> = self
-            .samples
-            .lock()
-            .unwrap()
+        let cache_rv: Vec<(f64, u64)> = samples
             .iter()
             .filter_map(|(at, line)| Some((*at, pods_cache_revision(line)?)))
             .collect();
-        let ways: Vec<PodTimes> = created
-            .keys()
-            .filter_map(|name| {
-                let (etcd_at, revision) = *etcd.get(&format!("{name}-build-1"))?;
-                Some(PodTimes {
-                    etcd_at,
-                    revision,
-                    watched_at: watched.get(name).copied(),
-                })
-            })
-            .collect();
         let (ahead_of_cache, ahead_of_watch) = worst_backlogs(&cache_rv, &ways);
-        let q = |v: &mut Vec<f64>, q: f64| {
-            v.sort_by(f64::total_cmp);
-            v.get(((v.len() as f64 - 1.0) * q).round() as usize)
-                .copied()
-                .unwrap_or(f64::NAN)
-        };
+        let (etcd_lag, watch_lag) = (summarize(&etcd_lag), summarize(&watch_lag));
         eprintln!(
             "bench: trace {}: Pod create -> etcd watch p50 {:.0} / p99 {:.0} ms ({} Pods); -> API server watch p50 {:.0} / p99 {:.0} ms; files in {}",
             self.ns,
-            q(&mut etcd_lag, 0.5),
-            q(&mut etcd_lag, 0.99),
-            etcd_lag.len(),
-            q(&mut watch_lag, 0.5),
-            q(&mut watch_lag, 0.99),
+            etcd_lag.p50,
+            etcd_lag.p99,
+            etcd_lag.count,
+            watch_lag.p50,
+            watch_lag.p99,
             pods.display()
         );
         eprintln!(
@@ -193,16 +181,10 @@ pub struct PodTimes {
 
 /// The pods watch cache's resource version, from its sampled metric line.
 pub fn pods_cache_revision(line: &str) -> Option<u64> {
-    let value = line.strip_prefix("apiserver_watch_cache_resource_version{")?;
-    if !value.contains("resource=\"pods\"") {
-        return None;
-    }
-    value
-        .rsplit(' ')
-        .next()?
-        .parse::<f64>()
-        .ok()
-        .map(|v| v as u64)
+    series(line, "apiserver_watch_cache_resource_version")
+        .filter_map(Result::ok)
+        .find(|(labels, _)| labels.get("resource").is_some_and(|r| r == "pods"))
+        .map(|(_, value)| value as u64)
 }
 
 /// At the worst sample: how many Pods etcd had delivered that the pods watch cache (at
