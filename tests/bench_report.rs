@@ -306,6 +306,30 @@ mod report_tests {
     }
 
     #[test]
+    fn cores_in_the_create_to_pod_window_sum_against_the_machine() {
+        let mut burst = load(42.0);
+        burst.rate_per_s = None;
+        burst.cores_to_last_pod = [
+            ("kube-apiserver".to_string(), 1.524),
+            ("operator".to_string(), 0.15),
+        ]
+        .into_iter()
+        .collect();
+        let table = goals_table(&Report {
+            burst: Some(burst),
+            machine: Machine {
+                cpus: 2,
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        assert!(
+            table.contains("| cores in use from the first SourceBuild to the last Pod seen (burst) | (whether the machine was saturated) | 1.67 of 2: kube-apiserver 1.52, operator 0.15 |"),
+            "{table}"
+        );
+    }
+
+    #[test]
     fn empty_report_is_just_the_header() {
         assert_eq!(goals_table(&Report::default()).lines().count(), 2);
     }
@@ -322,6 +346,34 @@ mod procfs_tests {
         assert_eq!(stat_cpu_ticks(stat), Some(1290));
         assert_eq!(stat_cpu_ticks("4242 (short) S 1"), None);
         assert_eq!(stat_cpu_ticks("no parenthesis"), None);
+    }
+
+    #[test]
+    fn cores_between_widens_the_window_to_its_samples() {
+        let sample = |at: f64, api: f64, op: Option<f64>| {
+            let mut cpu = std::collections::BTreeMap::from([("kube-apiserver".to_string(), api)]);
+            if let Some(op) = op {
+                cpu.insert("operator".to_string(), op);
+            }
+            (at, cpu)
+        };
+        let samples = vec![
+            sample(0.0, 10.0, Some(1.0)),
+            sample(100.0, 10.15, Some(1.01)),
+            sample(200.0, 10.3, Some(1.02)),
+            sample(300.0, 10.45, None),
+        ];
+        // 150 -> 250 ms reads the samples at 100 and 300 ms: 0.3 s of CPU in 0.2 s.
+        let cores = cores_between(&samples, 150.0, 250.0);
+        assert!((cores["kube-apiserver"] - 1.5).abs() < 1e-9, "{cores:?}");
+        // The operator is missing from the later sample: left out, not counted as zero.
+        assert!(!cores.contains_key("operator"), "{cores:?}");
+        let cores = cores_between(&samples, 0.0, 200.0);
+        assert!((cores["operator"] - 0.1).abs() < 1e-9, "{cores:?}");
+        // A window the samples do not reach on both sides gives nothing.
+        assert!(cores_between(&samples, 150.0, 301.0).is_empty());
+        assert!(cores_between(&samples[1..], 50.0, 200.0).is_empty());
+        assert!(cores_between(&[], 0.0, 1.0).is_empty());
     }
 
     #[test]

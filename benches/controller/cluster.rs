@@ -171,16 +171,19 @@ impl Cluster {
     /// kube-controller-manager, the operator and the benchmark itself (users, kubelet
     /// stand-in, watches). A process not running is left out.
     pub fn cpu_by_process(&self) -> BTreeMap<String, f64> {
+        cpu_of(&self.processes())
+    }
+
+    fn processes(&self) -> Vec<(String, u32)> {
         let names = ["etcd", "kube-apiserver", "kube-controller-manager"];
-        let mut pids: Vec<(&str, u32)> = names
+        let mut pids: Vec<(String, u32)> = names
             .into_iter()
+            .map(String::from)
             .zip(self.cp.pids.iter().copied())
             .collect();
-        pids.extend(self.operator.pid().map(|p| ("operator", p)));
-        pids.push(("benchmark", std::process::id()));
-        pids.into_iter()
-            .filter_map(|(name, pid)| Some((name.to_string(), procfs::cpu_seconds(pid)?)))
-            .collect()
+        pids.extend(self.operator.pid().map(|p| ("operator".to_string(), p)));
+        pids.push(("benchmark".to_string(), std::process::id()));
+        pids
     }
 
     /// Runs one load in a fresh namespace and measures it.
@@ -192,6 +195,7 @@ impl Cluster {
         let delay_before = self.operator_pod_watch_delay();
         let process_cpu_before = self.cpu_by_process();
         let rss_from = self.rss.len();
+        let cpu_samples = sample_cpu(self.processes(), tracker.base);
         let started = Instant::now();
         let profile = crate::pprof::Profile::start(&self.admin, &ns, PROFILE_LENGTH);
         let trace = crate::trace::Trace::start(&self.admin, self.cp.etcd_port, &ns).await;
@@ -272,6 +276,9 @@ impl Cluster {
             .fold(f64::MAX, f64::min);
         let last_pod = times.values().filter_map(|t| t.pod).fold(0.0, f64::max);
         let span_s = ((last_pod - first_created) / 1000.0).max(0.001);
+        cpu_samples.1.abort();
+        let cores_to_last_pod =
+            procfs::cores_between(&cpu_samples.0.lock().unwrap(), first_created, last_pod);
         let per = |n: u64| n as f64 / succeeded.max(1) as f64;
         tracker.stop();
         Ok((
@@ -294,6 +301,7 @@ impl Cluster {
                         Some((name.clone(), used * 1000.0 / spec.builds.max(1) as f64))
                     })
                     .collect(),
+                cores_to_last_pod,
                 finish_to_status_ms: summarize(&finish_to_status),
                 create_to_pod_span_s: span_s,
                 throughput_per_min: create_to_pod.len() as f64 / span_s * 60.0,
@@ -418,12 +426,45 @@ pub struct Times {
     pub status: Option<f64>,
 }
 
+/// CPU seconds used so far by each of `processes`.
+fn cpu_of(processes: &[(String, u32)]) -> BTreeMap<String, f64> {
+    processes
+        .iter()
+        .filter_map(|(name, pid)| Some((name.clone(), procfs::cpu_seconds(*pid)?)))
+        .collect()
+}
+
+/// Samples the CPU used by `processes` every 100 ms, timed in ms since `base` (the tracker's
+/// clock), until the task is aborted.
+fn sample_cpu(
+    processes: Vec<(String, u32)>,
+    base: Instant,
+) -> (
+    Arc<Mutex<Vec<procfs::CpuSample>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let samples: Arc<Mutex<Vec<procfs::CpuSample>>> = Arc::default();
+    let into = samples.clone();
+    let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tick.tick().await;
+            let cpu = cpu_of(&processes);
+            let at = base.elapsed().as_secs_f64() * 1000.0;
+            into.lock().unwrap().push((at, cpu));
+        }
+    });
+    (samples, task)
+}
+
 /// Watches SourceBuilds and build Pods of a namespace and plays the kubelet there.
 pub struct Tracker {
     times: Arc<Mutex<HashMap<String, Times>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// The tracker's start, in ms since the Unix epoch: [`Times`] on the audit log's clock.
     base_unix_ms: f64,
+    /// The tracker's start: [`Times`] are ms since this.
+    pub base: Instant,
 }
 
 impl Tracker {
@@ -529,6 +570,7 @@ impl Tracker {
             times,
             tasks: vec![watch_builds, watch_pods, kubelet_task],
             base_unix_ms,
+            base,
         })
     }
 

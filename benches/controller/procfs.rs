@@ -1,6 +1,30 @@
 //! What `/proc` tells of a process: its resident memory and the CPU it has used. The readers
 //! are split from the parsers so the parsing is tested on fixed text (tests/bench_report.rs).
 
+use std::collections::BTreeMap;
+
+/// CPU seconds used so far by each process, at a time in ms on the sampler's clock.
+pub type CpuSample = (f64, BTreeMap<String, f64>);
+
+/// Cores each process used on average from `from_ms` to `to_ms`, from the last sample at or
+/// before `from_ms` to the first at or after `to_ms` (the window widened to its samples). A
+/// process missing from either sample is left out; no samples round the window, no result.
+pub fn cores_between(samples: &[CpuSample], from_ms: f64, to_ms: f64) -> BTreeMap<String, f64> {
+    let start = samples.iter().rev().find(|(t, _)| *t <= from_ms);
+    let end = samples.iter().find(|(t, _)| *t >= to_ms);
+    let (Some((t0, before)), Some((t1, after))) = (start, end) else {
+        return BTreeMap::new();
+    };
+    let seconds = (t1 - t0) / 1000.0;
+    if seconds <= 0.0 {
+        return BTreeMap::new();
+    }
+    after
+        .iter()
+        .filter_map(|(name, cpu)| Some((name.clone(), (cpu - before.get(name)?) / seconds)))
+        .collect()
+}
+
 /// CPU seconds (user + system) a process has used.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

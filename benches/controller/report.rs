@@ -84,6 +84,10 @@ pub struct Load {
     /// kube-apiserver, kube-controller-manager, the operator, the benchmark. Where the
     /// machine's time goes when the load saturates it.
     pub cpu_ms_per_build: BTreeMap<String, f64>,
+    /// Cores each process used on average from the first SourceBuild seen to the last build
+    /// Pod seen (the create -> Pod window, sampled every 100 ms): whether the machine was
+    /// saturated while the Pods were on their way, and by whom.
+    pub cores_to_last_pod: BTreeMap<String, f64>,
     /// Pod seen Succeeded -> SourceBuild status seen with the digest (ms).
     pub finish_to_status_ms: Summary,
     /// First SourceBuild seen -> last build Pod seen (s).
@@ -323,6 +327,22 @@ pub fn goals_table(r: &Report) -> String {
                     format!("the machine's CPU per build by process ({name})"),
                     "(where the time goes)".into(),
                     parts.join(", "),
+                ]);
+            }
+            if !l.cores_to_last_pod.is_empty() {
+                let parts: Vec<String> = l
+                    .cores_to_last_pod
+                    .iter()
+                    .map(|(process, cores)| format!("{process} {cores:.2}"))
+                    .collect();
+                let total: f64 = l.cores_to_last_pod.values().sum();
+                let of = r.machine.cpus;
+                rows.push([
+                    format!(
+                        "cores in use from the first SourceBuild to the last Pod seen ({name})"
+                    ),
+                    "(whether the machine was saturated)".into(),
+                    format!("{total:.2} of {of}: {}", parts.join(", ")),
                 ]);
             }
         }
