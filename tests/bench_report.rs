@@ -330,6 +330,30 @@ mod report_tests {
     }
 
     #[test]
+    fn the_floor_is_a_row_with_its_cores() {
+        let floor = Pipeline {
+            builds: 1000,
+            seconds: 2.5,
+            cores_to_last_pod: [("kube-apiserver".to_string(), 1.5)].into_iter().collect(),
+            ..Default::default()
+        };
+        let table = goals_table(&Report {
+            floor: Some(floor),
+            machine: Machine {
+                cpus: 2,
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        assert_eq!(table.lines().count(), 2 + 1, "{table}");
+        assert!(table.contains("(in the burst's place;"), "{table}");
+        assert!(
+            table.contains("1000 Pods in 2.5 s; the API server's CPU 0.0 ms per build; cores in use to the last Pod 1.50 of 2: kube-apiserver 1.50 |"),
+            "{table}"
+        );
+    }
+
+    #[test]
     fn empty_report_is_just_the_header() {
         assert_eq!(goals_table(&Report::default()).lines().count(), 2);
     }

@@ -89,6 +89,23 @@ pub async fn measure(cluster: &mut Cluster, pods: usize) -> Result<Ceiling, Stri
     })
 }
 
+/// The `floor` scenario: the burst served by the zero-cost controller that learns of each
+/// SourceBuild from a watch, creates its Pod at once and reports each result (two writes per
+/// build, as `pipeline_watching` of the ceiling), in the burst's place. `ceiling` runs after
+/// the burst and after its own 2,000 Pod creates, so its floors are not measured on the
+/// cluster the burst met; `steady floor` against `steady burst`, run back to back, is.
+pub async fn floor(cluster: &mut Cluster, builds: usize) -> Result<Pipeline, String> {
+    let kubelet = Some(crate::burst_kubelet());
+    pipeline(
+        cluster,
+        &template()?,
+        builds,
+        kubelet,
+        Free::WatchesAndReports,
+    )
+    .await
+}
+
 /// What the zero-cost controller of [`pipeline`] does.
 #[derive(Clone, Copy, PartialEq)]
 enum Free {
@@ -141,6 +158,9 @@ async fn pipeline(
         .await;
     let operator = cluster.operator.clone();
     tokio::task::block_in_place(|| operator.kill());
+    let cpu_samples = tracker
+        .as_ref()
+        .map(|t| crate::cluster::sample_cpu(cluster.processes(), t.base));
     let users: Api<SourceBuild> = Api::namespaced(cluster.admin.clone(), &ns);
     let reporter = results.then(|| tokio::spawn(report_results(sa.clone(), ns.clone())));
     let pods: Api<Pod> = Api::namespaced(sa.clone(), &ns);
@@ -233,6 +253,7 @@ async fn pipeline(
     let seconds = started.elapsed().as_secs_f64();
     profile.finish().await;
     let mut lags = Default::default();
+    let mut cores_to_last_pod = Default::default();
     let latencies = match tracker {
         None => latencies,
         Some(tracker) => {
@@ -252,6 +273,15 @@ async fn pipeline(
                 watching.abort();
             }
             let times = tracker.snapshot();
+            if let Some((samples, task)) = &cpu_samples {
+                task.abort();
+                let first_created = times.values().filter_map(|t| t.created).reduce(f64::min);
+                let last_pod = times.values().filter_map(|t| t.pod).reduce(f64::max);
+                if let (Some(from), Some(to)) = (first_created, last_pod) {
+                    cores_to_last_pod =
+                        crate::procfs::cores_between(&samples.lock().unwrap(), from, to);
+                }
+            }
             let creates = crate::audit::creates(&cluster.cp.audit_log, &ns)?;
             lags = tracker.watch_lag_ms(&creates);
             if let Some(trace) = trace {
@@ -292,6 +322,7 @@ async fn pipeline(
         ),
         sourcebuild_watch_lag_ms: lags.0,
         pod_watch_lag_ms: lags.1,
+        cores_to_last_pod,
         api_server_cpu_ms_per_build: (cpu_after - cpu_before) * 1000.0 / builds.max(1) as f64,
     })
 }

@@ -174,7 +174,8 @@ impl Cluster {
         cpu_of(&self.processes())
     }
 
-    fn processes(&self) -> Vec<(String, u32)> {
+    /// The machine's load's processes by name (see [`Cluster::cpu_by_process`]).
+    pub fn processes(&self) -> Vec<(String, u32)> {
         let names = ["etcd", "kube-apiserver", "kube-controller-manager"];
         let mut pids: Vec<(String, u32)> = names
             .into_iter()
@@ -436,7 +437,7 @@ fn cpu_of(processes: &[(String, u32)]) -> BTreeMap<String, f64> {
 
 /// Samples the CPU used by `processes` every 100 ms, timed in ms since `base` (the tracker's
 /// clock), until the task is aborted.
-fn sample_cpu(
+pub fn sample_cpu(
     processes: Vec<(String, u32)>,
     base: Instant,
 ) -> (

@@ -5,7 +5,8 @@
 //! and measures with its own watches and the API server's `apiserver_request_total`.
 //! Scenarios, in this order: `steady`, `burst`, `resync`, `scale` (memory and cold start),
 //! `ceiling` (the API server's own Pod-create rate), `prepare`, `footprint` (live heap per cached
-//! object, no cluster); none named means all. Writes
+//! object, no cluster); none named means all of these. `floor` (the burst as a zero-cost
+//! controller serves it, in the burst's place, after `steady`) runs only when named. Writes
 //! `report.json`, `report.md` and SVG charts to DIR.
 //!
 //! Without `--bench` (as `cargo test --all-targets` runs it) every scenario runs at a tiny size
@@ -33,6 +34,9 @@ use std::time::{Duration, Instant};
 
 use cluster::{Cluster, Kubelet, LoadSpec};
 use report::{Machine, Report, Scale};
+
+/// Run only when named: each changes what the scenarios after it meet.
+const OPT_IN: [&str; 1] = ["floor"];
 
 const SCENARIOS: [&str; 7] = [
     "steady",
@@ -104,13 +108,16 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
                 let n = args.next().ok_or("--scale needs a number")?;
                 parsed.scale = Some(n.parse().map_err(|e| format!("--scale {n:?}: {e}"))?);
             }
-            name if SCENARIOS.contains(&name) => parsed.scenarios.push(name.to_string()),
+            name if SCENARIOS.contains(&name) || OPT_IN.contains(&name) => {
+                parsed.scenarios.push(name.to_string())
+            }
             // libtest's options, passed by `cargo test` to every target.
             "--nocapture" | "--quiet" | "-q" | "--show-output" => {}
             other => {
                 return Err(format!(
-                    "unknown argument {other:?}: expected scenarios ({}), --out DIR, --scale N",
-                    SCENARIOS.join(", ")
+                    "unknown argument {other:?}: expected scenarios ({}, and when named {}), --out DIR, --scale N",
+                    SCENARIOS.join(", "),
+                    OPT_IN.join(", ")
                 ));
             }
         }
@@ -179,7 +186,7 @@ async fn run(args: &Args, sizes: &Sizes, out: &Path) -> Result<Report, String> {
         machine: machine(),
         ..Default::default()
     };
-    let needs_cluster = SCENARIOS[..5].iter().any(|s| wants(s));
+    let needs_cluster = SCENARIOS[..5].iter().chain(&OPT_IN).any(|s| wants(s));
     if needs_cluster {
         let mut cluster = Cluster::start(out).await?;
         report.machine.kubernetes = cluster
@@ -202,6 +209,11 @@ async fn run(args: &Args, sizes: &Sizes, out: &Path) -> Result<Report, String> {
             let (ns, load) = cluster.load("bench-steady", &spec).await?;
             finished.push(ns);
             report.steady = Some(load);
+            save_partial(&report, out);
+        }
+        if wants("floor") {
+            eprintln!("bench: floor");
+            report.floor = Some(ceiling::floor(&mut cluster, sizes.burst).await?);
             save_partial(&report, out);
         }
         if wants("burst") {
