@@ -160,9 +160,9 @@ async fn pipeline(
         .await;
     let operator = cluster.operator.clone();
     tokio::task::block_in_place(|| operator.kill());
-    let cpu_samples = tracker
+    let cpu = tracker
         .as_ref()
-        .map(|t| crate::cluster::sample_cpu(cluster.processes(), t.base));
+        .map(|t| crate::cluster::CpuSampler::start(cluster.processes(), t.base));
     let users: Api<SourceBuild> = Api::namespaced(cluster.admin.clone(), &ns);
     let reporter = results.then(|| tokio::spawn(report_results(sa.clone(), ns.clone())));
     let pods: Api<Pod> = Api::namespaced(sa.clone(), &ns);
@@ -275,13 +275,11 @@ async fn pipeline(
                 watching.abort();
             }
             let times = tracker.snapshot();
-            if let Some((samples, task)) = &cpu_samples {
-                task.abort();
+            if let Some(cpu) = cpu {
                 let first_created = times.values().filter_map(|t| t.created).reduce(f64::min);
                 let last_pod = times.values().filter_map(|t| t.pod).reduce(f64::max);
                 if let (Some(from), Some(to)) = (first_created, last_pod) {
-                    cores_to_last_pod =
-                        crate::procfs::cores_between(&samples.lock().unwrap(), from, to);
+                    cores_to_last_pod = cpu.cores_between(from, to);
                 }
             }
             let creates = crate::audit::creates(&cluster.cp.audit_log, &ns)?;

@@ -196,7 +196,7 @@ impl Cluster {
         let delay_before = self.operator_pod_watch_delay();
         let process_cpu_before = self.cpu_by_process();
         let rss_from = self.rss.len();
-        let cpu_samples = sample_cpu(self.processes(), tracker.base);
+        let cpu = CpuSampler::start(self.processes(), tracker.base);
         let started = Instant::now();
         let profile = crate::pprof::Profile::start(&self.admin, &ns, PROFILE_LENGTH);
         let trace = crate::trace::Trace::start(&self.admin, self.cp.etcd_port, &ns).await;
@@ -277,9 +277,7 @@ impl Cluster {
             .fold(f64::MAX, f64::min);
         let last_pod = times.values().filter_map(|t| t.pod).fold(0.0, f64::max);
         let span_s = ((last_pod - first_created) / 1000.0).max(0.001);
-        cpu_samples.1.abort();
-        let cores_to_last_pod =
-            procfs::cores_between(&cpu_samples.0.lock().unwrap(), first_created, last_pod);
+        let cores_to_last_pod = cpu.cores_between(first_created, last_pod);
         let per = |n: u64| n as f64 / succeeded.max(1) as f64;
         tracker.stop();
         Ok((
@@ -435,27 +433,35 @@ fn cpu_of(processes: &[(String, u32)]) -> BTreeMap<String, f64> {
         .collect()
 }
 
-/// Samples the CPU used by `processes` every 100 ms, timed in ms since `base` (the tracker's
-/// clock), until the task is aborted.
-pub fn sample_cpu(
-    processes: Vec<(String, u32)>,
-    base: Instant,
-) -> (
-    Arc<Mutex<Vec<procfs::CpuSample>>>,
-    tokio::task::JoinHandle<()>,
-) {
-    let samples: Arc<Mutex<Vec<procfs::CpuSample>>> = Arc::default();
-    let into = samples.clone();
-    let task = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
-        loop {
-            tick.tick().await;
-            let cpu = cpu_of(&processes);
-            let at = base.elapsed().as_secs_f64() * 1000.0;
-            into.lock().unwrap().push((at, cpu));
-        }
-    });
-    (samples, task)
+/// Samples the CPU used by a load's processes every 100 ms, timed in ms since the tracker's
+/// start, until [`CpuSampler::cores_between`] stops it.
+pub struct CpuSampler {
+    samples: Arc<Mutex<Vec<procfs::CpuSample>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CpuSampler {
+    pub fn start(processes: Vec<(String, u32)>, base: Instant) -> Self {
+        let samples: Arc<Mutex<Vec<procfs::CpuSample>>> = Arc::default();
+        let into = samples.clone();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tick.tick().await;
+                let cpu = cpu_of(&processes);
+                let at = base.elapsed().as_secs_f64() * 1000.0;
+                into.lock().unwrap().push((at, cpu));
+            }
+        });
+        Self { samples, task }
+    }
+
+    /// Stops sampling; the cores each process used from `from_ms` to `to_ms` (see
+    /// [`procfs::cores_between`]).
+    pub fn cores_between(self, from_ms: f64, to_ms: f64) -> BTreeMap<String, f64> {
+        self.task.abort();
+        procfs::cores_between(&self.samples.lock().unwrap(), from_ms, to_ms)
+    }
 }
 
 /// Watches SourceBuilds and build Pods of a namespace and plays the kubelet there.

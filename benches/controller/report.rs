@@ -242,20 +242,24 @@ fn ms(v: f64) -> String {
     }
 }
 
+/// `cores` (by process) as "<total> of <cpus>: <process> <cores>, ...".
+fn cores_in_use(cores: &BTreeMap<String, f64>, cpus: usize) -> String {
+    let parts: Vec<String> = cores
+        .iter()
+        .map(|(process, cores)| format!("{process} {cores:.2}"))
+        .collect();
+    let total: f64 = cores.values().sum();
+    format!("{total:.2} of {cpus}: {}", parts.join(", "))
+}
+
 /// A row of the zero-cost controller's burst ([`Pipeline`]), `what` saying what it did.
 fn pipeline_row(p: &Pipeline, what: &str, cpus: usize) -> [String; 3] {
     let cores = if p.cores_to_last_pod.is_empty() {
         String::new()
     } else {
-        let parts: Vec<String> = p
-            .cores_to_last_pod
-            .iter()
-            .map(|(process, cores)| format!("{process} {cores:.2}"))
-            .collect();
-        let total: f64 = p.cores_to_last_pod.values().sum();
         format!(
-            "; cores in use to the last Pod {total:.2} of {cpus}: {}",
-            parts.join(", ")
+            "; cores in use to the last Pod {}",
+            cores_in_use(&p.cores_to_last_pod, cpus)
         )
     };
     [
@@ -371,19 +375,12 @@ pub fn goals_table(r: &Report) -> String {
                 ]);
             }
             if !l.cores_to_last_pod.is_empty() {
-                let parts: Vec<String> = l
-                    .cores_to_last_pod
-                    .iter()
-                    .map(|(process, cores)| format!("{process} {cores:.2}"))
-                    .collect();
-                let total: f64 = l.cores_to_last_pod.values().sum();
-                let of = r.machine.cpus;
                 rows.push([
                     format!(
                         "cores in use from the first SourceBuild to the last Pod seen ({name})"
                     ),
                     "(whether the machine was saturated)".into(),
-                    format!("{total:.2} of {of}: {}", parts.join(", ")),
+                    cores_in_use(&l.cores_to_last_pod, r.machine.cpus),
                 ]);
             }
         }
