@@ -1025,7 +1025,7 @@ mod tests {
     /// Pod: narrowing must never change what a Pod says.
     fn observe(pod: &Pod) -> BuildOutcome {
         let full = super::observe(pod);
-        let cached = crate::controller::build_pod::BuildPod::from_pod(pod).to_pod();
+        let cached = crate::controller::cache::slim_pod::SlimPod::from_pod(pod).to_pod();
         assert_eq!(
             super::observe(&cached),
             full,

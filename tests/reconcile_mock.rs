@@ -17,15 +17,17 @@ use kube::runtime::controller::Action;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use sourcebuild::api::{Phase, SourceBuild, SourceBuildStatus, Trigger};
-use sourcebuild::controller::build_pod::BuildPod;
-use sourcebuild::controller::events::EventSink;
-use sourcebuild::controller::mount_failures::MountFailures;
-use sourcebuild::controller::plan::Note;
-use sourcebuild::controller::pod_cache::PodCache;
-use sourcebuild::controller::priority::DEFER_FOR;
-use sourcebuild::controller::reconcile::{Context, reconcile};
+use sourcebuild::controller::cache::Caches;
+use sourcebuild::controller::cache::pod_cache::PodCache;
+use sourcebuild::controller::cache::slim_pod::SlimPod;
+use sourcebuild::controller::context::{Context, Settings, Sinks};
+use sourcebuild::controller::events::{Event, EventSink};
+use sourcebuild::controller::reconcile::reconcile;
 use sourcebuild::controller::status::NewBuild;
-use sourcebuild::controller::write_gate::{Priority, WriteGate};
+use sourcebuild::controller::throttle::Throttle;
+use sourcebuild::controller::throttle::queue::Pending;
+use sourcebuild::controller::throttle::write_gate::{Priority, WriteGate};
+use sourcebuild::controller::writes::DEFER_FOR;
 use sourcebuild::metrics::Metrics;
 use sourcebuild::pod::{BuildSettings, build_pod, pod_name};
 use tower_test::mock::{self, Handle};
@@ -39,7 +41,7 @@ struct RecordedEvents(Mutex<Vec<String>>);
 
 #[async_trait]
 impl EventSink for RecordedEvents {
-    async fn publish(&self, _sb: &SourceBuild, note: &Note) {
+    async fn publish(&self, _sb: &SourceBuild, note: &Event) {
         self.0.lock().unwrap().push(note.reason.clone());
     }
 }
@@ -105,7 +107,7 @@ fn finished(code: i32, message: &str) -> Value {
 
 /// The Pods as the controller's cache holds them.
 fn store_with(pods: Vec<Pod>) -> PodCache {
-    PodCache::listed(pods.iter().map(BuildPod::from_pod))
+    PodCache::listed(pods.iter().map(SlimPod::from_pod))
 }
 
 struct Harness {
@@ -118,19 +120,23 @@ fn harness(pods: Vec<Pod>) -> Harness {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let events = Arc::new(RecordedEvents::default());
     let store = store_with(pods);
+    let mut caches = Caches::new(tokio::sync::watch::channel(true).1);
+    caches.pods = store;
     let ctx = Arc::new(Context {
         client: Client::new(service, "default"),
-        mount_failures: MountFailures::default(),
-        created_pods: Default::default(),
-        pods: store,
-        status_memo: Default::default(),
-        pods_ready: tokio::sync::watch::channel(true).1,
-        settings: settings(),
-        routine_events: true,
-        events: events.clone(),
-        metrics: Metrics::new(),
-        pending: sourcebuild::controller::queue::Pending::new(Metrics::new()),
-        gate: WriteGate::default(),
+        caches,
+        throttle: Throttle {
+            gate: WriteGate::default(),
+            pending: Pending::new(Metrics::new()),
+        },
+        settings: Settings {
+            build: settings(),
+            routine_events: true,
+        },
+        sinks: Sinks {
+            events: events.clone(),
+            metrics: Metrics::new(),
+        },
     });
     Harness {
         ctx,
@@ -145,6 +151,8 @@ struct Expect {
     path: String,
     code: u16,
     answer: Value,
+    /// Runs when the request has come, before it is answered.
+    meanwhile: Option<Box<dyn FnOnce() + Send>>,
 }
 
 fn expect(method: Method, path: impl Into<String>, code: u16, answer: Value) -> Expect {
@@ -153,6 +161,7 @@ fn expect(method: Method, path: impl Into<String>, code: u16, answer: Value) -> 
         path: path.into(),
         code,
         answer,
+        meanwhile: None,
     }
 }
 
@@ -188,6 +197,9 @@ async fn run_for_action(
             } else {
                 serde_json::from_slice(&bytes).unwrap()
             });
+            if let Some(meanwhile) = step.meanwhile {
+                meanwhile();
+            }
             let response = Response::builder()
                 .status(step.code)
                 .body(Body::from(serde_json::to_vec(&step.answer).unwrap()))
@@ -284,6 +296,34 @@ async fn a_new_build_creates_its_pod_then_records_running() {
 }
 
 #[tokio::test]
+async fn a_pod_whose_watch_event_beats_its_create_answer_is_not_left_awaited() {
+    // A local API server often sends the new Pod's watch event before the create's answer. Were
+    // the create recorded only on its answer, the record would wait for an event already gone
+    // and count as a create the API server has not shown us, which holds progress back.
+    let sb = source_build(1, None);
+    let pod = build_pod(&sb, &settings()).unwrap();
+    let harness = harness(vec![]);
+    let caches = harness.ctx.caches.clone();
+    let mut shown = pod.clone();
+    shown.metadata.name = Some(pod_name("app", 1));
+    shown.metadata.namespace = Some("team".into());
+    let shown = SlimPod::from_pod(&shown);
+    let watch = caches.clone();
+    let mut create = pod_created(&pod);
+    create.meanwhile = Some(Box::new(move || {
+        watch.apply_pod_event(&kube::runtime::watcher::Event::Apply(shown));
+    }));
+    let script = vec![
+        create,
+        expect(Method::PATCH, status_path(), 200, echo_status(&sb)),
+    ];
+    let (bodies, _) = run(sb, harness, script).await;
+    assert_eq!(status_of(&bodies[1]).phase, Some(Phase::Running));
+    assert_eq!(caches.created_pods.unseen(), 0, "no create is left awaited");
+    assert!(!caches.created_pods.awaiting("team", &pod_name("app", 1)));
+}
+
+#[tokio::test]
 async fn a_pod_that_already_exists_is_not_an_error() {
     // A restart between the create and the status write: the create answers 409.
     let sb = source_build(1, None);
@@ -341,7 +381,10 @@ async fn routine_events_are_published_only_when_asked_for() {
     let sb = source_build(1, None);
     let pod = build_pod(&sb, &settings()).unwrap();
     let mut quiet = harness(vec![]);
-    Arc::get_mut(&mut quiet.ctx).unwrap().routine_events = false;
+    Arc::get_mut(&mut quiet.ctx)
+        .unwrap()
+        .settings
+        .routine_events = false;
     let script = vec![
         pod_created(&pod),
         expect(Method::PATCH, status_path(), 200, echo_status(&sb)),
@@ -357,7 +400,10 @@ async fn routine_events_are_published_only_when_asked_for() {
         (finished(1, "exit status 1"), vec!["BuildFailed"]),
     ] {
         let mut quiet = harness(vec![pod_for(&sb, pod)]);
-        Arc::get_mut(&mut quiet.ctx).unwrap().routine_events = false;
+        Arc::get_mut(&mut quiet.ctx)
+            .unwrap()
+            .settings
+            .routine_events = false;
         let script = vec![expect(Method::PATCH, status_path(), 200, echo_status(&sb))];
         let (_, events) = run(sb.clone(), quiet, script).await;
         assert_eq!(events, reasons);
@@ -609,12 +655,12 @@ async fn a_failed_mount_of_a_missing_secret_fails_the_build_at_once() {
     let mut pod = pod;
     pod.metadata.uid = Some("pod-uid-1".into());
     let h = harness(vec![pod.clone()]);
-    let owner = h.ctx.mount_failures.record(
+    let owner = h.ctx.caches.mount_failures.record(
         &failed_mount(
             &pod,
             "MountVolume.SetUp failed for volume \"push-secret\" : secret \"regcred\" not found",
         ),
-        &h.ctx.pods,
+        &h.ctx.caches.pods,
     );
     assert_eq!(owner.map(|o| o.name), Some("app".to_string()));
     let script = vec![
@@ -779,7 +825,7 @@ async fn a_cache_behind_our_own_write_plans_from_the_write() {
     let stale = Arc::new(sb);
     reconcile(stale.clone(), ctx.clone()).await.unwrap();
     reconcile(stale, ctx.clone()).await.unwrap();
-    assert_eq!(ctx.status_memo.len(), 1);
+    assert_eq!(ctx.caches.status_memo.len(), 1);
     drop(ctx);
     tokio::time::timeout(Duration::from_secs(5), server)
         .await
@@ -835,7 +881,7 @@ async fn a_pod_just_created_is_not_fetched_while_its_watch_event_is_on_the_way()
         written.unwrap()
     });
     reconcile(Arc::new(sb), ctx.clone()).await.unwrap();
-    assert_eq!(ctx.created_pods.len(), 1);
+    assert_eq!(ctx.caches.created_pods.len(), 1);
     // The SourceBuild watch shows our status write; the Pod watch has not delivered the Pod.
     let mut cached = source_build(1, Some(started(Timestamp::now())));
     cached.metadata.resource_version = Some("11".into());
@@ -876,13 +922,16 @@ fn in_a_burst(pods: Vec<Pod>) -> Harness {
         }
         drop(held);
     });
-    Arc::get_mut(&mut harness.ctx).expect("not shared yet").gate = gate;
+    Arc::get_mut(&mut harness.ctx)
+        .expect("not shared yet")
+        .throttle
+        .gate = gate;
     harness
 }
 
 /// Lets the first waiter of [`in_a_burst`] queue at the gate.
 async fn queued(harness: Harness) -> Harness {
-    while harness.ctx.gate.starts_waiting() == 0 {
+    while harness.ctx.throttle.gate.starts_waiting() == 0 {
         tokio::task::yield_now().await;
     }
     harness
@@ -950,22 +999,24 @@ async fn progress_waits_while_our_own_creates_are_not_back_through_the_watch() {
     let sb = source_build(1, Some(started(Timestamp::now())));
     let pod = pod_for(&sb, stuck());
     let behind = harness(vec![pod.clone()]);
-    for i in 0..sourcebuild::controller::priority::UNSEEN_CREATES {
+    for i in 0..sourcebuild::controller::writes::UNSEEN_CREATES {
         behind
             .ctx
+            .caches
             .created_pods
-            .created("team", &format!("other-{i}-build-1"));
+            .expect("team", &format!("other-{i}-build-1"));
     }
     let (bodies, events, action) = run_for_action(sb.clone(), behind, vec![]).await;
     assert!(bodies.is_empty() && events.is_empty(), "{events:?}");
     assert_eq!(action, Action::requeue(DEFER_FOR));
     // One fewer: the stuck Pod's status is written at once.
     let nearly = harness(vec![pod]);
-    for i in 1..sourcebuild::controller::priority::UNSEEN_CREATES {
+    for i in 1..sourcebuild::controller::writes::UNSEEN_CREATES {
         nearly
             .ctx
+            .caches
             .created_pods
-            .created("team", &format!("other-{i}-build-1"));
+            .expect("team", &format!("other-{i}-build-1"));
     }
     let script = vec![expect(Method::PATCH, status_path(), 200, echo_status(&sb))];
     let (bodies, _) = run(sb, nearly, script).await;
@@ -1016,11 +1067,11 @@ async fn a_pod_created_with_its_status_put_off_is_not_created_again() {
     let first = reconcile(Arc::new(sb.clone()), ctx.clone()).await.unwrap();
     assert_eq!(first, Action::requeue(DEFER_FOR));
     // The requeue fires before the Pod watch delivers the Pod; the backlog is gone by then.
-    assert_eq!(ctx.gate.starts_waiting(), 0);
+    assert_eq!(ctx.throttle.gate.starts_waiting(), 0);
     let second = reconcile(Arc::new(sb), ctx.clone()).await.unwrap();
     assert_eq!(
         second,
-        Action::requeue(sourcebuild::controller::created_pods::TRUSTED_FOR)
+        Action::requeue(sourcebuild::controller::cache::created_pods::TRUSTED_FOR)
     );
     drop(ctx);
     tokio::time::timeout(Duration::from_secs(5), server)

@@ -149,7 +149,9 @@ async fn pipeline(
     let results = free.reports();
     let ns = cluster.namespace("bench-ceiling-pipeline").await;
     let tracker = match &kubelet {
-        Some(kubelet) => Some(Tracker::start(cluster.admin.clone(), &ns, kubelet.clone()).await?),
+        Some(kubelet) => {
+            Some(Tracker::start(cluster.admin.clone(), &ns, Some(kubelet.clone())).await?)
+        }
         None => None,
     };
     let labelled = kubelet.is_some();
@@ -249,7 +251,7 @@ async fn pipeline(
                 Ok::<f64, String>(elapsed)
             }
         })
-        .buffer_unordered(sourcebuild::controller::write_gate::MAX_WRITERS)
+        .buffer_unordered(sourcebuild::controller::throttle::write_gate::MAX_WRITERS)
         .try_collect::<Vec<f64>>();
     let (created, latencies) = futures::join!(creating, following);
     let seconds = started.elapsed().as_secs_f64();
@@ -334,7 +336,7 @@ async fn report_results(client: Client, ns: String) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let builds: Api<SourceBuild> = Api::namespaced(client, &ns);
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(
-        sourcebuild::controller::write_gate::MAX_WRITERS,
+        sourcebuild::controller::throttle::write_gate::MAX_WRITERS,
     ));
     let mut reported = std::collections::HashSet::new();
     let config = watcher::Config::default().labels(MANAGED_BY_SELECTOR);

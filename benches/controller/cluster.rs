@@ -227,7 +227,10 @@ impl Cluster {
         self.sourcebuilds += spec.builds;
         // Generous: the API server on a shared 2-core machine managed about 15 builds/s.
         let deadline = Duration::from_secs(120) + Duration::from_millis(100 * spec.builds as u64);
-        let done = tracker.wait_all_done(spec.builds, deadline).await;
+        let done = match spec.kubelet {
+            Some(_) => tracker.wait_all_done(spec.builds, deadline).await,
+            None => tracker.wait_all_phased(spec.builds, deadline).await,
+        };
         profile.finish().await;
         // The operator's last writes (an Event after a status) land after status is seen.
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -248,6 +251,10 @@ impl Cluster {
         let create_to_pod: Vec<f64> = times
             .values()
             .filter_map(|t| Some(t.pod? - t.created?))
+            .collect();
+        let create_to_phase: Vec<f64> = times
+            .values()
+            .filter_map(|t| Some(t.phase? - t.created?))
             .collect();
         let creates = crate::audit::creates(&self.cp.audit_log, &ns)?;
         let create_to_pod_server = creates.create_to_pod_ms();
@@ -286,6 +293,7 @@ impl Cluster {
                 builds: spec.builds,
                 rate_per_s: spec.rate_per_s,
                 create_to_pod_ms: summarize(&create_to_pod),
+                create_to_phase_ms: summarize(&create_to_phase),
                 create_to_pod_server_ms: summarize(&create_to_pod_server),
                 sourcebuild_watch_lag_ms,
                 pod_watch_lag_ms,
@@ -402,7 +410,9 @@ pub struct LoadSpec {
     /// Creates per second; `None`: all at once, `create_concurrency` in flight.
     pub rate_per_s: Option<f64>,
     pub create_concurrency: usize,
-    pub kubelet: Kubelet,
+    /// `None`: no node; the Pods stay unscheduled and the load ends when every SourceBuild
+    /// shows a phase.
+    pub kubelet: Option<Kubelet>,
 }
 
 /// What the benchmark does, in the kubelet's place, to each build Pod.
@@ -420,6 +430,8 @@ pub struct Kubelet {
 #[derive(Clone, Debug, Default)]
 pub struct Times {
     pub created: Option<f64>,
+    /// The first status with a phase.
+    pub phase: Option<f64>,
     pub pod: Option<f64>,
     pub pod_finished: Option<f64>,
     pub status: Option<f64>,
@@ -475,7 +487,7 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    pub async fn start(client: Client, ns: &str, kubelet: Kubelet) -> Result<Self, String> {
+    pub async fn start(client: Client, ns: &str, kubelet: Option<Kubelet>) -> Result<Self, String> {
         let base = Instant::now();
         let base_unix_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -505,6 +517,9 @@ impl Tracker {
                 let entry = times.entry(sb.name_any()).or_default();
                 entry.created.get_or_insert(now);
                 let status = sb.status.as_ref();
+                if status.is_some_and(|s| s.phase.is_some()) {
+                    entry.phase.get_or_insert(now);
+                }
                 if status.is_some_and(|s| s.phase == Some(Phase::Succeeded) && s.digest.is_some()) {
                     entry.status.get_or_insert(now);
                 }
@@ -545,8 +560,13 @@ impl Tracker {
         });
 
         let pods: Api<Pod> = Api::namespaced(client, ns);
-        let slots = Arc::new(tokio::sync::Semaphore::new(kubelet.concurrency));
+        let slots = Arc::new(tokio::sync::Semaphore::new(
+            kubelet.as_ref().map_or(1, |k| k.concurrency),
+        ));
         let kubelet_task = tokio::spawn(async move {
+            let Some(kubelet) = kubelet else {
+                return;
+            };
             while let Some(name) = started_rx.recv().await {
                 let (pods, slots, kubelet) = (pods.clone(), slots.clone(), kubelet.clone());
                 tokio::spawn(async move {
@@ -611,6 +631,14 @@ impl Tracker {
     pub async fn wait_all_done(&self, n: usize, timeout: Duration) -> Result<(), String> {
         self.wait_for(n, timeout, "builds succeeded", |t| t.status.is_some())
             .await
+    }
+
+    /// Waits until `n` SourceBuilds show a phase.
+    pub async fn wait_all_phased(&self, n: usize, timeout: Duration) -> Result<(), String> {
+        self.wait_for(n, timeout, "SourceBuilds with a phase", |t| {
+            t.phase.is_some()
+        })
+        .await
     }
 
     /// Waits until `n` build Pods have been seen Succeeded.

@@ -18,9 +18,9 @@ use kube::runtime::reflector::{Store, store::Writer};
 use kube::runtime::{reflector, watcher};
 use serde_json::{Value, json};
 use sourcebuild::api::SourceBuild;
-use sourcebuild::controller::build_pod::BuildPod;
-use sourcebuild::controller::cached_build::CachedSourceBuild;
-use sourcebuild::controller::pod_cache::PodCache;
+use sourcebuild::controller::cache::pod_cache::PodCache;
+use sourcebuild::controller::cache::slim_pod::SlimPod;
+use sourcebuild::controller::cache::source_build::CachedSourceBuild;
 use sourcebuild::pod::{BuildSettings, build_pod};
 use sourcebuild::prepare::{PrepareReport, PrepareResult};
 
@@ -77,7 +77,7 @@ pub fn measure(n: usize) -> Footprint {
     let (build_pod_bytes, kept) = per_object(n, || {
         PodCache::listed(
             pods.iter()
-                .map(|text| -> BuildPod { serde_json::from_str(text).expect("a build Pod") }),
+                .map(|text| -> SlimPod { serde_json::from_str(text).expect("a build Pod") }),
         )
     });
     drop(kept);

@@ -6,7 +6,9 @@
 //! Scenarios, in this order: `steady`, `burst`, `resync`, `scale` (memory and cold start),
 //! `ceiling` (the API server's own Pod-create rate), `prepare`, `footprint` (live heap per cached
 //! object, no cluster); none named means all of these. `floor` (the burst as a zero-cost
-//! controller serves it, in the burst's place, after `steady`) runs only when named. Writes
+//! controller serves it, in the burst's place, after `steady`) and `unscheduled` (200
+//! SourceBuilds at 5/s on a cluster with no node: how soon each shows a phase) run only when
+//! named. Writes
 //! `report.json`, `report.md` and SVG charts to DIR.
 //!
 //! Without `--bench` (as `cargo test --all-targets` runs it) every scenario runs at a tiny size
@@ -36,7 +38,7 @@ use cluster::{Cluster, Kubelet, LoadSpec};
 use report::{Machine, Report, Scale};
 
 /// Run only when named: each changes what the scenarios after it meet.
-const OPT_IN: [&str; 1] = ["floor"];
+const OPT_IN: [&str; 2] = ["floor", "unscheduled"];
 
 const SCENARIOS: [&str; 7] = [
     "steady",
@@ -58,6 +60,7 @@ struct Sizes {
     steady_rate: f64,
     steady_seconds: f64,
     burst: usize,
+    unscheduled: usize,
     scale: usize,
     prepare_files: usize,
     prepare_runs: usize,
@@ -67,6 +70,7 @@ const FULL: Sizes = Sizes {
     steady_rate: 20.0,
     steady_seconds: 60.0,
     burst: 1000,
+    unscheduled: 200,
     scale: 10_000,
     prepare_files: 10_000,
     prepare_runs: 5,
@@ -76,6 +80,7 @@ const SMOKE: Sizes = Sizes {
     steady_rate: 5.0,
     steady_seconds: 1.0,
     burst: 10,
+    unscheduled: 5,
     scale: 20,
     prepare_files: 50,
     prepare_runs: 1,
@@ -204,11 +209,23 @@ async fn run(args: &Args, sizes: &Sizes, out: &Path) -> Result<Report, String> {
                 builds: (sizes.steady_rate * sizes.steady_seconds) as usize,
                 rate_per_s: Some(sizes.steady_rate),
                 create_concurrency: 1,
-                kubelet: burst_kubelet(),
+                kubelet: Some(burst_kubelet()),
             };
             let (ns, load) = cluster.load("bench-steady", &spec).await?;
             finished.push(ns);
             report.steady = Some(load);
+            save_partial(&report, out);
+        }
+        if wants("unscheduled") {
+            eprintln!("bench: unscheduled");
+            let spec = LoadSpec {
+                builds: sizes.unscheduled,
+                rate_per_s: Some(5.0),
+                create_concurrency: 1,
+                kubelet: None,
+            };
+            let (_, load) = cluster.load("bench-unscheduled", &spec).await?;
+            report.unscheduled = Some(load);
             save_partial(&report, out);
         }
         if wants("floor") {
@@ -222,7 +239,7 @@ async fn run(args: &Args, sizes: &Sizes, out: &Path) -> Result<Report, String> {
                 builds: sizes.burst,
                 rate_per_s: None,
                 create_concurrency: 32,
-                kubelet: burst_kubelet(),
+                kubelet: Some(burst_kubelet()),
             };
             let (ns, load) = cluster.load("bench-burst", &spec).await?;
             finished.push(ns);
@@ -236,7 +253,7 @@ async fn run(args: &Args, sizes: &Sizes, out: &Path) -> Result<Report, String> {
                     builds: sizes.burst,
                     rate_per_s: None,
                     create_concurrency: 32,
-                    kubelet: quick_kubelet(),
+                    kubelet: Some(quick_kubelet()),
                 };
                 finished.push(cluster.load("bench-resync", &spec).await?.0);
             }
@@ -314,7 +331,7 @@ async fn scale(cluster: &mut Cluster, n: usize) -> Result<Scale, String> {
         builds: n,
         rate_per_s: None,
         create_concurrency: 32,
-        kubelet: quick_kubelet(),
+        kubelet: Some(quick_kubelet()),
     };
     let (_, fill) = cluster.load("bench-scale", &spec).await?;
     // Let the allocator settle after the fill's peak.

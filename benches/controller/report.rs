@@ -20,6 +20,8 @@ pub struct Report {
     pub machine: Machine,
     pub steady: Option<Load>,
     pub burst: Option<Load>,
+    /// The `unscheduled` scenario: SourceBuilds at a steady rate on a cluster with no node.
+    pub unscheduled: Option<Load>,
     pub resync: Option<Resync>,
     pub scale: Option<Scale>,
     pub ceiling: Option<Ceiling>,
@@ -65,6 +67,9 @@ pub struct Load {
     pub rate_per_s: Option<f64>,
     /// SourceBuild seen by a watch -> its build Pod seen by a watch (ms).
     pub create_to_pod_ms: Summary,
+    /// SourceBuild seen by a watch -> seen with a phase in status (ms): when its user first
+    /// sees where the build stands.
+    pub create_to_phase_ms: Summary,
     /// SourceBuild create answered -> its build Pod's create answered, as the API server's
     /// audit log times them (ms): create -> Pod without the watches' delivery.
     pub create_to_pod_server_ms: Summary,
@@ -340,6 +345,28 @@ pub fn goals_table(r: &Report) -> String {
                 b.throughput_per_min, b.builds, b.create_to_pod_span_s
             ),
         ]);
+    }
+    let loads = [
+        ("steady", &r.steady),
+        ("burst", &r.burst),
+        ("no node, steady", &r.unscheduled),
+    ];
+    for (name, load) in loads {
+        if let Some(l) = load {
+            rows.push([
+                format!(
+                    "SourceBuild -> a phase in status ({name}, {} builds)",
+                    l.builds
+                ),
+                "shown at once".into(),
+                format!(
+                    "p50 {}, p99 {} (max {})",
+                    ms(l.create_to_phase_ms.p50),
+                    ms(l.create_to_phase_ms.p99),
+                    ms(l.create_to_phase_ms.max)
+                ),
+            ]);
+        }
     }
     for (name, load) in [("steady", &r.steady), ("burst", &r.burst)] {
         if let Some(l) = load {

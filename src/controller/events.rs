@@ -10,13 +10,49 @@ use kube::{Api, Resource};
 use tracing::warn;
 
 use crate::api::SourceBuild;
-use crate::controller::plan::{Note, Severity};
+
+/// Severity of an Event, as Kubernetes names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    /// A step of a healthy build.
+    Normal,
+    /// Something the user should look at.
+    Warning,
+}
+
+/// One Kubernetes Event to publish on the SourceBuild, as a plan decides it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// Normal or Warning.
+    pub severity: Severity,
+    /// CamelCase reason, for example `BuildStarted` or `AssembleFailed`.
+    pub reason: String,
+    /// Human-readable detail.
+    pub message: String,
+}
+
+/// The Event of a build that starts.
+pub const BUILD_STARTED: &str = "BuildStarted";
+/// The Event of a build that pushed its image.
+pub const BUILD_SUCCEEDED: &str = "BuildSucceeded";
+/// The Warning of a build Pod that cannot start (no node fits, an image cannot be pulled).
+pub const POD_PENDING: &str = "PodPending";
+
+impl Event {
+    /// `BuildStarted` and `BuildSucceeded`: every build has them, and its status (with
+    /// `status.history`) records the same, so they are published only when the operator is
+    /// asked to (`--routine-events`). Each is an API write on every build's path.
+    pub fn is_routine(&self) -> bool {
+        self.severity == Severity::Normal
+            && (self.reason == BUILD_STARTED || self.reason == BUILD_SUCCEEDED)
+    }
+}
 
 /// Where the controller publishes Events.
 #[async_trait]
 pub trait EventSink: Send + Sync {
     /// Publishes one Event about `sb`. Failing to publish never fails a reconcile.
-    async fn publish(&self, sb: &SourceBuild, note: &Note);
+    async fn publish(&self, sb: &SourceBuild, event: &Event);
 }
 
 /// Publishes through the `events.k8s.io` API, one create per Event.
@@ -37,10 +73,10 @@ impl KubeEvents {
     }
 }
 
-/// The Event for `note` about the object `regarding`, as the Events API wants it (the same
+/// The Event for `event` about the object `regarding`, as the Events API wants it (the same
 /// fields kube-runtime's `Recorder` fills).
 pub fn event_for(
-    note: &Note,
+    event: &Event,
     regarding: ObjectReference,
     instance: Option<&str>,
     now: Timestamp,
@@ -48,11 +84,11 @@ pub fn event_for(
     let controller = crate::api::FIELD_MANAGER;
     K8sEvent {
         action: Some("Build".into()),
-        reason: Some(note.reason.clone()),
-        note: Some(truncate(&note.message, 1024)),
+        reason: Some(event.reason.clone()),
+        note: Some(truncate(&event.message, 1024)),
         event_time: Some(MicroTime(now)),
         type_: Some(
-            match note.severity {
+            match event.severity {
                 Severity::Normal => "Normal",
                 Severity::Warning => "Warning",
             }
@@ -76,17 +112,17 @@ pub fn event_for(
 
 #[async_trait]
 impl EventSink for KubeEvents {
-    async fn publish(&self, sb: &SourceBuild, note: &Note) {
-        let event = event_for(
-            note,
+    async fn publish(&self, sb: &SourceBuild, event: &Event) {
+        let object = event_for(
+            event,
             sb.object_ref(&()),
             self.instance.as_deref(),
             Timestamp::now(),
         );
-        let namespace = event.metadata.namespace.clone().unwrap_or_default();
-        let events: Api<K8sEvent> = Api::namespaced(self.client.clone(), &namespace);
-        if let Err(error) = events.create(&PostParams::default(), &event).await {
-            warn!(%error, reason = note.reason, "could not publish Event");
+        let namespace = object.metadata.namespace.clone().unwrap_or_default();
+        let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), &namespace);
+        if let Err(error) = api.create(&PostParams::default(), &object).await {
+            warn!(%error, reason = event.reason, "could not publish Event");
         }
     }
 }
@@ -124,13 +160,13 @@ mod tests {
             uid: Some("u-1".into()),
             ..Default::default()
         };
-        let note = Note {
+        let event = Event {
             severity: Severity::Warning,
             reason: "AssembleFailed".into(),
             message: "x".repeat(3000),
         };
         let now: Timestamp = "2026-12-02T03:00:00Z".parse().unwrap();
-        let e = event_for(&note, regarding.clone(), Some("op-0"), now);
+        let e = event_for(&event, regarding.clone(), Some("op-0"), now);
         assert_eq!(e.metadata.namespace.as_deref(), Some("team"));
         assert_eq!(
             e.metadata.name.as_deref(),
@@ -145,7 +181,7 @@ mod tests {
             Some(crate::api::FIELD_MANAGER)
         );
         assert_eq!(e.reporting_instance.as_deref(), Some("op-0"));
-        let e = event_for(&note, regarding, None, now);
+        let e = event_for(&event, regarding, None, now);
         assert_eq!(
             e.reporting_instance.as_deref(),
             Some(crate::api::FIELD_MANAGER)

@@ -1,22 +1,17 @@
-//! Source polling (`spec.source.git.pollInterval`): when the remote is due to be asked, asking
-//! it off the async runtime with a deadline, and what its answer does to status and Events.
-//! Whether a build starts because of it is decided with every other trigger, in
-//! [`super::plan::target`].
+//! Source polling (`spec.source.git.pollInterval`), the rules: when the remote is due to be
+//! asked and what its answer does to status. Asking it is [`super::poll_remote`]; whether a
+//! build starts because of it is decided with every other trigger, in [`super::plan::target`].
 
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::{GitSource, SourceBuild};
-use crate::controller::plan::{Note, Plan, Severity};
+use crate::api::SourceBuild;
 use crate::controller::status;
-
-/// How long one look at the remote may take before it counts as failed.
-pub const POLL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What asking the remote gave.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Poll {
+pub enum Answer {
     /// The commit the polled ref points at.
     Head(String),
     /// Why the remote could not be asked, or did not know the ref.
@@ -56,43 +51,19 @@ fn elapsed(since: Timestamp, now: Timestamp) -> Duration {
     Duration::try_from(now.duration_since(since)).unwrap_or_default()
 }
 
-/// Asks the remote for the head of `git.revision` on the blocking pool (gix and its HTTP
-/// client block), giving up after [`POLL_TIMEOUT`]. A thread stuck past the deadline is left
-/// to finish on its own; the reconcile goes on without it.
-pub async fn check(git: GitSource) -> Poll {
-    let url = crate::source::location(&crate::api::Source {
-        git: Some(git.clone()),
-        ..Default::default()
-    });
-    let asked = tokio::task::spawn_blocking(move || crate::source::git::ls_remote(&git));
-    match tokio::time::timeout(POLL_TIMEOUT, asked).await {
-        Ok(Ok(Ok(head))) => Poll::Head(head),
-        Ok(Ok(Err(crate::source::GitError::Unauthenticated { url, .. }))) => Poll::Failed(format!(
-            "{url} asks for credentials, and polling asks anonymously (the controller never \
-             reads Secrets)"
-        )),
-        Ok(Ok(Err(error))) => Poll::Failed(error.to_string()),
-        Ok(Err(join)) => Poll::Failed(format!("asking {url} for its head failed: {join}")),
-        Err(_) => Poll::Failed(format!(
-            "{url} did not answer within {}",
-            humantime::format_duration(POLL_TIMEOUT)
-        )),
-    }
-}
-
 /// The SourceBuild as the plan should see it: with what `poll` found in `status.source` and
 /// the `SourceReachable` condition, or without both when polling is off.
-pub fn observe(sb: &SourceBuild, poll: Option<&Poll>, now: Timestamp) -> SourceBuild {
+pub fn record_answer(sb: &SourceBuild, answer: Option<&Answer>, now: Timestamp) -> SourceBuild {
     let mut observed = sb.clone();
     let generation = sb.metadata.generation.unwrap_or(1);
     let old = sb.status.clone().unwrap_or_default();
-    let new = match (sb.spec.poll_interval(), poll) {
+    let new = match (sb.spec.poll_interval(), answer) {
         (None, _) => status::not_polled(&old),
         (Some(_), None) => return observed,
-        (Some(_), Some(Poll::Head(head))) => {
+        (Some(_), Some(Answer::Head(head))) => {
             status::polled(&old, generation, Ok(head), &describe(sb), now)
         }
-        (Some(_), Some(Poll::Failed(message))) => {
+        (Some(_), Some(Answer::Failed(message))) => {
             status::polled(&old, generation, Err(message), &describe(sb), now)
         }
     };
@@ -118,27 +89,6 @@ pub fn new_head(sb: &SourceBuild) -> Option<String> {
     let known = source.built_revision.as_ref() == Some(head)
         || status.source_revision.as_ref() == Some(head);
     (!known).then(|| head.clone())
-}
-
-/// Adds to `plan` what polling changed that the plan did not write anyway (the status of a
-/// look that started nothing), and a Warning Event when the remote could not be asked.
-pub fn finish(
-    mut plan: Plan,
-    stored: &SourceBuild,
-    observed: &SourceBuild,
-    poll: Option<&Poll>,
-) -> Plan {
-    if plan.status.is_none() && observed.status != stored.status {
-        plan.status = observed.status.clone();
-    }
-    if let Some(Poll::Failed(message)) = poll {
-        plan.events.push(Note {
-            severity: Severity::Warning,
-            reason: "SourcePollFailed".into(),
-            message: format!("{message}; the last build is unaffected"),
-        });
-    }
-    plan
 }
 
 /// `branch main of https://…`: what is polled, for messages.

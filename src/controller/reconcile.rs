@@ -1,4 +1,5 @@
-//! The reconciler: reads a SourceBuild's Pods, asks [`plan`] what to do, and does it.
+//! The reconciler: reads a SourceBuild's Pods from the caches, asks [`plan`] what to do and
+//! [`writes`] what of it to write now, and writes it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,51 +8,19 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::api::{FIELD_MANAGER, SourceBuild};
-use crate::controller::cached_build::{CachedSourceBuild, UnpackError};
-use crate::controller::created_pods::CreatedPods;
-use crate::controller::events::EventSink;
-use crate::controller::mount_failures::MountFailures;
-use crate::controller::plan::{Plan, creation_refused, plan, target};
-use crate::controller::pod_cache::PodCache;
-use crate::controller::poll;
-use crate::controller::priority::{self, Writes};
-use crate::controller::status_memo::StatusMemo;
-use crate::controller::write_gate::{Permit, Priority, WriteGate};
-use crate::metrics::Metrics;
-use crate::pod::BuildSettings;
-
-/// What every reconcile shares.
-pub struct Context {
-    /// API client, with the operator's own identity.
-    pub client: Client,
-    /// Build Pods, from a label-selected watch.
-    pub pods: PodCache,
-    /// The kubelet's mount failures on build Pods, from a watch on its Events.
-    pub mount_failures: MountFailures,
-    /// Build Pods we created that the Pod watch has not shown yet.
-    pub created_pods: CreatedPods,
-    /// Our last status writes the SourceBuild cache does not show yet (read-your-writes).
-    pub status_memo: StatusMemo,
-    /// Turns true once `pods` holds a complete list.
-    pub pods_ready: tokio::sync::watch::Receiver<bool>,
-    /// Images the build Pods use.
-    pub settings: BuildSettings,
-    /// Publish routine Events too ([`Note::is_routine`](crate::controller::plan::Note::is_routine)).
-    pub routine_events: bool,
-    /// Where Events go.
-    pub events: Arc<dyn EventSink>,
-    /// Prometheus metrics.
-    pub metrics: Metrics,
-    /// SourceBuilds a watch event asked to reconcile, for the queue depth metric.
-    pub pending: crate::controller::queue::Pending,
-    /// Bounds the reconciles making API requests at once; Pod creates first.
-    pub gate: WriteGate,
-}
+use crate::api::{FIELD_MANAGER, SourceBuild, SourceBuildStatus};
+use crate::controller::cache::created_pods::TRUSTED_FOR;
+use crate::controller::cache::source_build::{CachedSourceBuild, UnpackError};
+use crate::controller::context::Context;
+use crate::controller::plan::{self, Plan, Target};
+use crate::controller::throttle::write_gate::{Permit, Priority};
+use crate::controller::writes::{self, PodLookup, Pressure, Then, Writes};
+use crate::controller::{poll, poll_remote, status};
 
 /// Why a reconcile failed; it is retried with backoff.
 #[derive(Debug, thiserror::Error)]
@@ -70,9 +39,6 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-    /// The status could not be serialized (a bug).
-    #[error("serializing status: {0}")]
-    Serialize(#[from] serde_json::Error),
     /// A SourceBuild of the cache could not be unpacked (a bug).
     #[error(transparent)]
     Cache(#[from] UnpackError),
@@ -103,9 +69,8 @@ pub async fn reconcile(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action
         namespace = sb.namespace().unwrap_or_default(),
         sourcebuild = sb.name_any(),
     );
-    ctx.pending
-        .picked_up(&kube::runtime::reflector::ObjectRef::from_obj(&*sb));
-    let _in_flight = ctx.metrics.reconcile_started();
+    ctx.throttle.pending.picked_up(&ObjectRef::from_obj(&*sb));
+    let _in_flight = ctx.sinks.metrics.reconcile_started();
     reconcile_one(sb, ctx).instrument(span).await
 }
 
@@ -119,142 +84,190 @@ pub async fn reconcile_cached(
 }
 
 /// How a pass of a reconcile ended.
-enum Step {
+enum Pass {
     /// Done; what the scheduler should do next.
     Done(Action),
-    /// The plan makes API requests: wait for a permit of this priority and plan again.
+    /// The pass must make API requests: wait for a permit of this priority and plan again.
     Wait(Priority),
 }
 
-async fn reconcile_one(sb: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.metrics.reconciled();
-    // Deciding "the Pod is missing" from a cache that has not listed yet would be wrong.
-    let _ = ctx.pods_ready.clone().wait_for(|filled| *filled).await;
+async fn reconcile_one(cached: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.sinks.metrics.reconciled();
+    ctx.caches.pods_listed().await;
     // A due look at a polled remote comes first: what it sees may start a build. It is taken
     // once; a second pass plans from the same answer.
-    let poll = {
-        let sb = ctx.status_memo.freshest(sb.clone());
-        match &sb.spec.source.git {
-            Some(git) if poll::due(&sb, Timestamp::now()) => {
-                let answer = poll::check(git.clone()).await;
-                debug!(?answer, "polled the git remote");
-                Some(answer)
-            }
-            _ => None,
-        }
+    let answer = ask_remote_if_due(&ctx.caches.freshest(cached.clone())).await;
+    // A reconcile waiting for a permit holds no plan (Pods and statuses), so a burst of a
+    // thousand waiting costs little; the second pass plans again from the cache as it is then.
+    let priority = match attempt(&cached, &ctx, answer.as_ref(), None).await? {
+        Pass::Done(action) => return Ok(action),
+        Pass::Wait(priority) => priority,
     };
-    // A plan holds Pods and statuses (the pass is some 20 KB): a reconcile waiting for a
-    // permit holds none of it, so a burst of a thousand waiting costs little. The second pass
-    // (only when no permit was free) plans again from the cache as it is once the permit is
-    // there.
-    let priority = match Box::pin(attempt(&sb, &ctx, poll.as_ref(), None)).await? {
-        Step::Done(action) => return Ok(action),
-        Step::Wait(priority) => priority,
-    };
-    let permit = ctx.gate.acquire(priority).await;
-    match Box::pin(attempt(&sb, &ctx, poll.as_ref(), Some(permit))).await? {
-        Step::Done(action) => Ok(action),
+    let permit = ctx.throttle.gate.acquire(priority).await;
+    match attempt(&cached, &ctx, answer.as_ref(), Some(permit)).await? {
+        Pass::Done(action) => Ok(action),
         // Not reached: a pass with a permit does not wait for one.
-        Step::Wait(_) => Ok(Action::requeue(priority::DEFER_FOR)),
+        Pass::Wait(_) => Ok(Action::requeue(writes::DEFER_FOR)),
     }
 }
 
-/// One pass: plans, and carries the plan out if it makes no API request, or `permit` is held,
-/// or a permit is free at once.
+async fn ask_remote_if_due(sb: &SourceBuild) -> Option<poll::Answer> {
+    let git = sb.spec.source.git.as_ref()?;
+    if !poll::due(sb, Timestamp::now()) {
+        return None;
+    }
+    let answer = poll_remote::ask(git.clone()).await;
+    debug!(?answer, "polled the git remote");
+    Some(answer)
+}
+
+/// One pass: plans, decides the writes, and makes them if they need no request, or `permit`
+/// is held, or a permit is free at once.
 async fn attempt(
-    sb: &Arc<SourceBuild>,
+    cached: &Arc<SourceBuild>,
     ctx: &Context,
-    poll: Option<&poll::Poll>,
+    answer: Option<&poll::Answer>,
     mut permit: Option<Permit>,
-) -> Result<Step, Error> {
+) -> Result<Pass, Error> {
     // The cache may not show our last status write yet; plan from what is really stored.
-    let sb = ctx.status_memo.freshest(sb.clone());
-    let namespace = sb
+    let stored = ctx.caches.freshest(cached.clone());
+    let namespace = stored
         .namespace()
-        .ok_or_else(|| Error::NoNamespace(sb.name_any()))?;
-    let name = sb.name_any();
-    let generation = sb.metadata.generation.unwrap_or(1);
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-
+        .ok_or_else(|| Error::NoNamespace(stored.name_any()))?;
     let now = Timestamp::now();
-    let stored = sb;
-    let sb = poll::observe(&stored, poll, now);
-    let target = target(&sb, now);
-    // Every build Pod of this SourceBuild in the cache, as the `Pod`s plan reads: the current
-    // one, and the others (older ones to stop, finished ones for retention).
-    let mut cached: Vec<Pod> = match sb.uid() {
-        Some(uid) => ctx.pods.owned(&uid, &namespace),
-        None => Vec::new(),
-    };
-    let mut current = cached
-        .iter()
-        .position(|pod| pod.name_any() == target.pod_name)
-        .map(|at| cached.swap_remove(at));
-    let status = sb.status.clone().unwrap_or_default();
-    if current.is_none() && ctx.created_pods.awaiting(&namespace, &target.pod_name) {
-        // Created by us a moment ago (also by a reconcile that left the status for later): its
-        // watch event reconciles this SourceBuild again.
-        debug!(pod = %target.pod_name, "build Pod created, not in the cache yet");
-        return Ok(Step::Done(Action::requeue(
-            crate::controller::created_pods::TRUSTED_FOR,
-        )));
-    }
-    if current.is_none()
-        && target.start.is_none()
-        && status.observed_generation == Some(generation)
-        && status.pod_name.as_deref() == Some(target.pod_name.as_str())
-        && !status.phase.is_some_and(crate::api::Phase::is_final)
-    {
-        let current_name = &target.pod_name;
-        // The watch may lag behind a create of an earlier run of the controller: ask the API
-        // server before calling the Pod deleted.
-        let Some(held) = permit.or_else(|| ctx.gate.try_acquire(Priority::Other)) else {
-            return Ok(Step::Wait(Priority::Other));
-        };
-        permit = Some(held);
-        current = pods
-            .get_opt(current_name)
-            .await
-            .map_err(api_error(
-                "get_pod",
-                format!("reading Pod {namespace}/{current_name}"),
-            ))?
-            .filter(|pod| is_owned_by(pod, &sb));
-    }
-    let others: Vec<&Pod> = cached.iter().collect();
+    let seen = poll::record_answer(&stored, answer, now);
+    let target = plan::target(&seen, now);
+    let (mut current, others) = cached_pods(ctx, &seen, &namespace, &target);
 
-    // A missing volume shows only in the kubelet's Events, which a watch records.
-    let pod_events = match current.as_ref() {
-        Some(pod) if is_waiting_to_start(pod) => ctx.mount_failures.messages(pod),
-        _ => Vec::new(),
-    };
+    let just_created = current.is_none()
+        && ctx
+            .caches
+            .created_pods
+            .awaiting(&namespace, &target.pod_name);
+    match writes::lookup(
+        seen.status.as_ref(),
+        &target,
+        current.is_some(),
+        just_created,
+    ) {
+        PodLookup::Cache => {}
+        PodLookup::AwaitWatch => {
+            debug!(pod = %target.pod_name, "build Pod created, not in the cache yet");
+            return Ok(Pass::Done(Action::requeue(TRUSTED_FOR)));
+        }
+        PodLookup::Confirm => {
+            let Some(held) = permit.or_else(|| ctx.throttle.gate.try_acquire(Priority::Other))
+            else {
+                return Ok(Pass::Wait(Priority::Other));
+            };
+            permit = Some(held);
+            current = get_owned_pod(ctx, &seen, &namespace, &target.pod_name).await?;
+        }
+    }
 
-    let mut plan = poll::finish(
-        plan(
-            &sb,
-            &target,
-            current.as_ref(),
-            &others,
-            &pod_events,
-            &ctx.settings,
-            now,
-        ),
+    let plan = make_plan(
+        ctx,
         &stored,
-        &sb,
-        poll,
+        &seen,
+        &target,
+        current.as_ref(),
+        &others,
+        answer,
+        now,
     );
-    if !ctx.routine_events {
-        plan.events.retain(|note| !note.is_routine());
-    }
+    let pressure = Pressure {
+        starts_waiting: ctx.throttle.starts_waiting(),
+        unseen_creates: ctx.caches.created_pods.unseen(),
+    };
+    ctx.sinks
+        .metrics
+        .set_starts_waiting(pressure.starts_waiting);
+    let writes = writes::decide(plan, pressure);
     debug!(
-        create = plan.create.is_some(),
-        delete = ?plan.delete,
-        status_changed = plan.status.is_some(),
-        queued = ctx.pending.len(),
-        starts_waiting = ctx.gate.starts_waiting(),
+        create = writes.create.is_some(),
+        delete = ?writes.delete,
+        status = writes.status.is_some(),
+        deferred = writes.deferred,
+        queued = ctx.throttle.pending.len(),
+        ?pressure,
         "planned"
     );
-    execute(&sb, &namespace, &name, plan, &pods, ctx, permit).await
+    if writes.deferred {
+        ctx.sinks.metrics.status_write_deferred();
+    }
+    let permit = match (writes.talks(), permit) {
+        (false, permit) | (true, permit @ Some(_)) => permit,
+        (true, None) => {
+            let priority = priority_of(&writes);
+            match ctx.throttle.gate.try_acquire(priority) {
+                Some(permit) => Some(permit),
+                None => return Ok(Pass::Wait(priority)),
+            }
+        }
+    };
+    execute(&seen, &namespace, writes, ctx, permit)
+        .await
+        .map(Pass::Done)
+}
+
+fn priority_of(writes: &Writes) -> Priority {
+    if writes.create.is_some() {
+        Priority::Start
+    } else {
+        Priority::Other
+    }
+}
+
+/// The target build's Pod, and the SourceBuild's other build Pods, as the cache holds them.
+fn cached_pods(
+    ctx: &Context,
+    sb: &SourceBuild,
+    namespace: &str,
+    target: &Target,
+) -> (Option<Pod>, Vec<Pod>) {
+    let mut pods = match sb.uid() {
+        Some(uid) => ctx.caches.pods_of(&uid, namespace),
+        None => Vec::new(),
+    };
+    let current = pods
+        .iter()
+        .position(|pod| pod.name_any() == target.pod_name)
+        .map(|at| pods.swap_remove(at));
+    (current, pods)
+}
+
+/// The plan for `seen` (the stored SourceBuild with the poll's answer recorded).
+#[allow(clippy::too_many_arguments)]
+fn make_plan(
+    ctx: &Context,
+    stored: &SourceBuild,
+    seen: &SourceBuild,
+    target: &Target,
+    current: Option<&Pod>,
+    others: &[Pod],
+    answer: Option<&poll::Answer>,
+    now: Timestamp,
+) -> Plan {
+    // A missing volume shows only in the kubelet's Events, which a watch records.
+    let pod_events = match current {
+        Some(pod) if is_waiting_to_start(pod) => ctx.caches.mount_failures.messages(pod),
+        _ => Vec::new(),
+    };
+    let others: Vec<&Pod> = others.iter().collect();
+    let planned = plan::plan(
+        seen,
+        target,
+        current,
+        &others,
+        &pod_events,
+        &ctx.settings.build,
+        now,
+    );
+    let mut plan = plan::with_poll_answer(planned, stored, seen, answer);
+    if !ctx.settings.routine_events {
+        plan.events.retain(|event| !event.is_routine());
+    }
+    plan
 }
 
 /// A Pod none of whose containers has started: a missing Secret or ConfigMap volume shows
@@ -272,61 +285,42 @@ fn is_waiting_to_start(pod: &Pod) -> bool {
         && !started
 }
 
+/// Makes `writes` in order: deletions, the create, the status, the Events.
 async fn execute(
     sb: &SourceBuild,
     namespace: &str,
-    name: &str,
-    plan: Plan,
-    pods: &Api<Pod>,
+    mut writes: Writes,
     ctx: &Context,
-    permit: Option<Permit>,
-) -> Result<Step, Error> {
-    let starts_waiting = ctx.gate.starts_waiting();
-    ctx.metrics.set_starts_waiting(starts_waiting);
-    let pressure = priority::Pressure {
-        starts_waiting,
-        unseen_creates: ctx.created_pods.unseen(),
-    };
-    let writes = priority::writes(&plan, pressure);
-    let plan = match writes {
-        Writes::All => plan,
-        Writes::PodsOnly => Plan {
-            status: None,
-            events: Vec::new(),
-            requeue_after: None,
-            ..plan
-        },
-        Writes::Later => {
-            debug!(?pressure, "the API server is behind: status later");
-            ctx.metrics.status_write_deferred();
-            return Ok(Step::Done(Action::requeue(priority::DEFER_FOR)));
-        }
-    };
-    let talks = plan.create.is_some()
-        || !plan.delete.is_empty()
-        || plan.status.is_some()
-        || !plan.events.is_empty();
-    let priority = if plan.create.is_some() {
-        Priority::Start
-    } else {
-        Priority::Other
-    };
-    let mut permit = match (talks, permit) {
-        (false, permit) => permit,
-        (true, Some(permit)) => Some(permit),
-        (true, None) => match ctx.gate.try_acquire(priority) {
-            Some(permit) => Some(permit),
-            None => return Ok(Step::Wait(priority)),
-        },
-    };
-    if writes == Writes::PodsOnly {
-        debug!(
-            ?pressure,
-            "the API server is behind: Pod first, status later"
-        );
-        ctx.metrics.status_write_deferred();
+    mut permit: Option<Permit>,
+) -> Result<Action, Error> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    delete_pods(&pods, namespace, &writes.delete).await?;
+    if let Some(pod) = writes.create.take()
+        && let Some(failed) = create_pod(sb, &pods, namespace, &pod, &writes, ctx).await?
+    {
+        writes = writes::after_refused_create(failed);
     }
-    for pod in &plan.delete {
+    if writes.yield_after_create {
+        drop(permit.take());
+        permit = Some(ctx.throttle.gate.acquire(Priority::Other).await);
+    }
+    if let Some(status) = &writes.status
+        && !write_status(sb, namespace, status, ctx).await?
+    {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    for event in &writes.events {
+        ctx.sinks.events.publish(sb, event).await;
+    }
+    drop(permit);
+    Ok(match writes.then() {
+        Then::RequeueAfter(after) => Action::requeue(after),
+        Then::AwaitChange => Action::await_change(),
+    })
+}
+
+async fn delete_pods(pods: &Api<Pod>, namespace: &str, names: &[String]) -> Result<(), Error> {
+    for pod in names {
         match pods.delete(pod, &DeleteParams::background()).await {
             Ok(_) => info!(pod, "deleted build Pod"),
             Err(e) if is_status(&e, 404) => {}
@@ -338,110 +332,133 @@ async fn execute(
             }
         }
     }
-    if let Some(pod) = &plan.create {
-        let params = PostParams {
-            field_manager: Some(FIELD_MANAGER.to_string()),
-            ..Default::default()
-        };
-        match pods.create(&params, pod).await {
-            Ok(created) => {
-                info!(pod = created.name_any(), "created build Pod");
-                ctx.created_pods.created(namespace, &created.name_any());
-                ctx.metrics.build_started();
-            }
-            // Same deterministic name: our earlier attempt got there first.
-            Err(e) if is_status(&e, 409) => {
-                debug!(pod = pod.name_any(), "build Pod already exists")
-            }
-            Err(kube::Error::Api(refusal))
-                if let Some(failed) =
-                    creation_refused(sb, &plan, &refusal.message, Timestamp::now()) =>
-            {
-                info!(
-                    pod = pod.name_any(),
-                    message = refusal.message,
-                    "build Pod refused"
-                );
-                // The failed plan is written as any other.
-                return Box::pin(execute(sb, namespace, name, failed, pods, ctx, permit)).await;
-            }
-            Err(e) => {
-                return Err(api_error(
-                    "create_pod",
-                    format!("creating Pod {namespace}/{}", pod.name_any()),
-                )(e));
-            }
+    Ok(())
+}
+
+/// Creates the build Pod. `Some(plan)` when the API server refused it for a reason that fails
+/// the build (the plan records the failure).
+async fn create_pod(
+    sb: &SourceBuild,
+    pods: &Api<Pod>,
+    namespace: &str,
+    pod: &Pod,
+    writes: &Writes,
+    ctx: &Context,
+) -> Result<Option<Plan>, Error> {
+    let name = pod.name_any();
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..Default::default()
+    };
+    // Expected before the create is sent: its watch event may come before its answer.
+    ctx.caches.created_pods.expect(namespace, &name);
+    let refusal = match pods.create(&params, pod).await {
+        Ok(_) => {
+            info!(pod = name, "created build Pod");
+            ctx.sinks.metrics.build_started();
+            return Ok(None);
         }
-    }
-    if plan.create.is_some() && (plan.status.is_some() || !plan.events.is_empty()) {
-        // The build has its Pod; its status and Events wait behind builds still to start.
-        drop(permit.take());
-        permit = Some(ctx.gate.acquire(Priority::Other).await);
-    }
-    if let Some(status) = &plan.status {
-        let api: Api<SourceBuild> = Api::namespaced(ctx.client.clone(), namespace);
-        let patch = status_patch(sb, status);
-        match api
-            .patch_status(
-                name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await
+        Err(e) => {
+            ctx.caches.created_pods.cancel(namespace, &name);
+            e
+        }
+    };
+    match refusal {
+        // Same deterministic name: our earlier attempt got there first.
+        e if is_status(&e, 409) => {
+            debug!(pod = name, "build Pod already exists");
+            Ok(None)
+        }
+        kube::Error::Api(refusal)
+            if let Some(failed) = plan::creation_refused(
+                sb,
+                writes.status.as_ref(),
+                &writes.events,
+                &refusal.message,
+                Timestamp::now(),
+            ) =>
         {
-            Ok(written) => ctx
-                .status_memo
-                .wrote(sb.resource_version().as_deref(), written),
-            // The status was computed from an older SourceBuild than the stored one: a cache
-            // behind the last write, or the write of a replica that lost its Lease arriving
-            // late. Writing it would move status backwards; the newer object reconciles again.
-            Err(e) if is_status(&e, 409) => {
-                debug!(
-                    resource_version = sb.resource_version(),
-                    "status computed from an outdated SourceBuild; not written"
-                );
-                return Ok(Step::Done(Action::requeue(Duration::from_secs(1))));
-            }
-            Err(e) => {
-                return Err(api_error(
-                    "patch_status",
-                    format!("updating status of SourceBuild {namespace}/{name}"),
-                )(e));
-            }
+            info!(pod = name, message = refusal.message, "build Pod refused");
+            Ok(Some(failed))
         }
-        if let Some(phase) = status.phase.filter(|p| p.is_final()) {
-            let reason = status
-                .condition(crate::controller::status::SUCCEEDED)
-                .map(|c| c.reason.as_str())
-                .unwrap_or("");
-            let seconds = match (&status.start_time, &status.completion_time) {
-                (Some(start), Some(end)) => Some(end.0.duration_since(start.0).as_secs_f64()),
-                _ => None,
-            };
-            ctx.metrics.build_finished(phase, reason, seconds);
+        e => Err(api_error(
+            "create_pod",
+            format!("creating Pod {namespace}/{name}"),
+        )(e)),
+    }
+}
+
+/// Writes `status`; `false` when the API server refused it as computed from an outdated
+/// SourceBuild.
+async fn write_status(
+    sb: &SourceBuild,
+    namespace: &str,
+    status: &SourceBuildStatus,
+    ctx: &Context,
+) -> Result<bool, Error> {
+    let name = sb.name_any();
+    let api: Api<SourceBuild> = Api::namespaced(ctx.client.clone(), namespace);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    match api
+        .patch_status(&name, &params, &Patch::Apply(&status_patch(sb, status)))
+        .await
+    {
+        Ok(written) => ctx
+            .caches
+            .status_memo
+            .wrote(sb.resource_version().as_deref(), written),
+        // The status was computed from an older SourceBuild than the stored one: a cache
+        // behind the last write, or the write of a replica that lost its Lease arriving
+        // late. Writing it would move status backwards; the newer object reconciles again.
+        Err(e) if is_status(&e, 409) => {
+            debug!(
+                resource_version = sb.resource_version(),
+                "status computed from an outdated SourceBuild; not written"
+            );
+            return Ok(false);
+        }
+        Err(e) => {
+            return Err(api_error(
+                "patch_status",
+                format!("updating status of SourceBuild {namespace}/{name}"),
+            )(e));
         }
     }
-    for note in &plan.events {
-        ctx.events.publish(sb, note).await;
+    if let Some(phase) = status.phase.filter(|p| p.is_final()) {
+        let reason = status
+            .condition(status::SUCCEEDED)
+            .map(|c| c.reason.as_str())
+            .unwrap_or("");
+        let seconds = match (&status.start_time, &status.completion_time) {
+            (Some(start), Some(end)) => Some(end.0.duration_since(start.0).as_secs_f64()),
+            _ => None,
+        };
+        ctx.sinks.metrics.build_finished(phase, reason, seconds);
     }
-    drop(permit);
-    if writes == Writes::PodsOnly {
-        // The new Pod's watch event normally comes first.
-        return Ok(Step::Done(Action::requeue(priority::DEFER_FOR)));
-    }
-    Ok(Step::Done(match plan.requeue_after {
-        // A little past the deadline, so the timeout is seen as reached.
-        Some(after) => Action::requeue(after + Duration::from_secs(1)),
-        None => Action::await_change(),
-    }))
+    Ok(true)
+}
+
+/// The Pod `name`, read from the API server, if it exists and `sb` owns it.
+async fn get_owned_pod(
+    ctx: &Context,
+    sb: &SourceBuild,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Pod>, Error> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let pod = pods.get_opt(name).await.map_err(api_error(
+        "get_pod",
+        format!("reading Pod {namespace}/{name}"),
+    ))?;
+    Ok(pod.filter(|pod| is_owned_by(pod, sb)))
 }
 
 /// The server-side apply body of a status write. It carries the resourceVersion of the
 /// SourceBuild the status was computed from, so the API server refuses it (409) once the object
 /// changed: a status decided from stale data, or delivered late, can never overwrite a newer one
-/// (found by `tests/faults.rs`: a leader cut off from the API server had a write in flight that
-/// landed after the new leader recorded the build's success, turning it back into Pending).
-pub fn status_patch(sb: &SourceBuild, status: &crate::api::SourceBuildStatus) -> serde_json::Value {
+/// (`tests/faults.rs` found a leader cut off from the API server whose late write turned a
+/// recorded success back into Pending).
+pub fn status_patch(sb: &SourceBuild, status: &SourceBuildStatus) -> serde_json::Value {
     let mut patch = json!({
         "apiVersion": SourceBuild::api_version(&()),
         "kind": SourceBuild::kind(&()),
@@ -464,9 +481,9 @@ fn is_owned_by(pod: &Pod, sb: &SourceBuild) -> bool {
 pub fn error_policy(cached: Arc<CachedSourceBuild>, error: &Error, ctx: Arc<Context>) -> Action {
     let meta = cached.meta();
     warn!(namespace = meta.namespace, sourcebuild = meta.name, %error, "reconcile failed");
-    ctx.metrics.reconcile_failed();
+    ctx.sinks.metrics.reconcile_failed();
     if let Error::Api { operation, .. } = error {
-        ctx.metrics.api_request_failed(operation);
+        ctx.sinks.metrics.api_request_failed(operation);
     }
     Action::requeue(Duration::from_secs(5))
 }

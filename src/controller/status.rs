@@ -144,11 +144,8 @@ pub fn cancelled(
     status.completion_time = Some(Time(now));
     if old.observed_generation != Some(generation) {
         // No build of this generation ever started: nothing describes one.
-        status.pod_name = None;
-        status.build = None;
-        status.trigger = None;
-        status.attempt = None;
-        status.start_time = None;
+        (status.pod_name, status.build, status.trigger) = (None, None, None);
+        (status.attempt, status.start_time) = (None, None);
     }
     let message = match stopped {
         Some(pod) => format!("spec.suspend is true: build Pod {pod} was stopped"),

@@ -2,10 +2,10 @@
 //! them.
 //!
 //! A reconcile needs the Pods of one SourceBuild. kube-runtime's reflector store can only
-//! find them by a scan (with 10,000 build Pods a scan per reconcile made a restart quadratic)
-//! or through an index kept beside it, and it holds every object whole with `ObjectMeta` under
-//! a key that copies name, namespace, uid and resourceVersion once more: 892 bytes per object
-//! before any spec or status. This cache holds each Pod once, as a [`CachedPod`], under its
+//! find them by a scan (a scan per reconcile makes a restart quadratic) or through an index
+//! kept beside it, and it holds every object whole with `ObjectMeta` under a key that copies
+//! name, namespace, uid and resourceVersion once more. This cache holds each Pod once, as a
+//! [`PackedPod`], under its
 //! namespace (one string for all the Pods in it) and name, and indexes it by owner uid.
 //!
 //! It follows the watch as a reflector store does: a (re-)list is gathered aside and replaces
@@ -20,11 +20,10 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 
 use crate::api::SourceBuild;
-use crate::controller::build_pod::{BuildPod, CachedPod};
-use crate::controller::uid::Uid;
+use crate::controller::cache::slim_pod::{PackedPod, SlimPod};
 
 /// Namespace -> name -> Pod.
-type Pods = HashMap<Arc<str>, HashMap<Box<str>, CachedPod>>;
+type Pods = HashMap<Arc<str>, HashMap<Box<str>, PackedPod>>;
 
 #[derive(Clone, Default)]
 pub struct PodCache {
@@ -36,14 +35,14 @@ struct State {
     pods: Pods,
     /// Owner uid -> names of the Pods it controls (a Pod lives in its owner's namespace). An
     /// owner has one Pod per build kept, so a Vec.
-    by_owner: HashMap<Uid, Vec<Box<str>>>,
+    by_owner: HashMap<Box<str>, Vec<Box<str>>>,
     /// A list in progress: what it has shown so far.
     listing: Option<Pods>,
 }
 
 impl PodCache {
     /// A cache filled by one complete list of `pods` (tests, benchmarks).
-    pub fn listed(pods: impl IntoIterator<Item = BuildPod>) -> Self {
+    pub fn listed(pods: impl IntoIterator<Item = SlimPod>) -> Self {
         let cache = Self::default();
         cache.apply(&watcher::Event::Init);
         for pod in pods {
@@ -54,7 +53,7 @@ impl PodCache {
     }
 
     /// Follows one event of the build Pod watch.
-    pub fn apply(&self, event: &watcher::Event<BuildPod>) {
+    pub fn apply(&self, event: &watcher::Event<SlimPod>) {
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         match event {
             watcher::Event::Apply(pod) => state.insert(pod),
@@ -79,15 +78,14 @@ impl PodCache {
     /// The cached Pods in `namespace` that the object with `owner_uid` controls.
     pub fn owned(&self, owner_uid: &str, namespace: &str) -> Vec<Pod> {
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
-        let owner = Uid::new(owner_uid);
-        let (Some(names), Some(pods)) = (state.by_owner.get(&owner), state.pods.get(namespace))
+        let (Some(names), Some(pods)) = (state.by_owner.get(owner_uid), state.pods.get(namespace))
         else {
             return Vec::new();
         };
         names
             .iter()
             .filter_map(|name| Some((name, pods.get(name)?)))
-            .filter(|(_, pod)| pod.owner_uid() == Some(&owner))
+            .filter(|(_, pod)| pod.owner_uid() == Some(owner_uid))
             .filter_map(|(name, pod)| unpacked(pod, namespace, name))
             .collect()
     }
@@ -118,7 +116,7 @@ impl PodCache {
             .pods
             .values()
             .flat_map(HashMap::values)
-            .filter_map(|pod| pod.uid().map(Uid::to_string))
+            .filter_map(|pod| pod.uid().map(str::to_string))
             .collect()
     }
 
@@ -135,7 +133,7 @@ impl PodCache {
 }
 
 /// `pod` as the cache holds it; never fails but for a bug, which is logged and costs the Pod.
-fn packed(pod: &BuildPod) -> Option<CachedPod> {
+fn packed(pod: &SlimPod) -> Option<PackedPod> {
     pod.to_cached()
         .inspect_err(|error| {
             tracing::error!(pod = ?pod.metadata.name, %error, "packing a build Pod for the cache")
@@ -143,7 +141,7 @@ fn packed(pod: &BuildPod) -> Option<CachedPod> {
         .ok()
 }
 
-fn unpacked(pod: &CachedPod, namespace: &str, name: &str) -> Option<Pod> {
+fn unpacked(pod: &PackedPod, namespace: &str, name: &str) -> Option<Pod> {
     pod.to_pod()
         .inspect_err(
             |error| tracing::error!(namespace, pod = name, %error, "unpacking a cached build Pod"),
@@ -151,7 +149,7 @@ fn unpacked(pod: &CachedPod, namespace: &str, name: &str) -> Option<Pod> {
         .ok()
 }
 
-fn key(pod: &BuildPod) -> Option<(&str, &str)> {
+fn key(pod: &SlimPod) -> Option<(&str, &str)> {
     Some((
         pod.metadata.namespace.as_deref()?,
         pod.metadata.name.as_deref()?,
@@ -159,7 +157,7 @@ fn key(pod: &BuildPod) -> Option<(&str, &str)> {
 }
 
 /// Stores `pod` as `namespace/name`, returning what it replaced.
-fn put(pods: &mut Pods, namespace: &str, name: &str, pod: CachedPod) -> Option<CachedPod> {
+fn put(pods: &mut Pods, namespace: &str, name: &str, pod: PackedPod) -> Option<PackedPod> {
     let names = match pods.get_mut(namespace) {
         Some(names) => names,
         None => pods.entry(Arc::from(namespace)).or_default(),
@@ -168,14 +166,14 @@ fn put(pods: &mut Pods, namespace: &str, name: &str, pod: CachedPod) -> Option<C
 }
 
 impl State {
-    fn insert(&mut self, pod: &BuildPod) {
+    fn insert(&mut self, pod: &SlimPod) {
         let (Some((namespace, name)), Some(cached)) = (key(pod), packed(pod)) else {
             return;
         };
-        let owner = cached.owner_uid().cloned();
+        let owner = cached.owner_uid().map(Box::from);
         let replaced = put(&mut self.pods, namespace, name, cached);
-        let old_owner = replaced.as_ref().and_then(CachedPod::owner_uid);
-        if old_owner != owner.as_ref()
+        let old_owner = replaced.as_ref().and_then(PackedPod::owner_uid);
+        if old_owner != owner.as_deref()
             && let Some(old_owner) = old_owner
         {
             unindex(&mut self.by_owner, old_owner, name);
@@ -185,7 +183,7 @@ impl State {
         }
     }
 
-    fn remove(&mut self, pod: &BuildPod) {
+    fn remove(&mut self, pod: &SlimPod) {
         let Some((namespace, name)) = key(pod) else {
             return;
         };
@@ -196,7 +194,7 @@ impl State {
         if names.is_empty() {
             self.pods.remove(namespace);
         }
-        if let Some(owner) = removed.as_ref().and_then(CachedPod::owner_uid) {
+        if let Some(owner) = removed.as_ref().and_then(PackedPod::owner_uid) {
             unindex(&mut self.by_owner, owner, name);
         }
     }
@@ -206,7 +204,7 @@ impl State {
         for pod_names in self.pods.values() {
             for (name, pod) in pod_names {
                 if let Some(owner) = pod.owner_uid() {
-                    index(&mut by_owner, owner.clone(), name);
+                    index(&mut by_owner, owner.into(), name);
                 }
             }
         }
@@ -215,7 +213,7 @@ impl State {
     }
 }
 
-fn index(by_owner: &mut HashMap<Uid, Vec<Box<str>>>, owner: Uid, name: &str) {
+fn index(by_owner: &mut HashMap<Box<str>, Vec<Box<str>>>, owner: Box<str>, name: &str) {
     let names = by_owner
         .entry(owner)
         .or_insert_with(|| Vec::with_capacity(1));
@@ -224,7 +222,7 @@ fn index(by_owner: &mut HashMap<Uid, Vec<Box<str>>>, owner: Uid, name: &str) {
     }
 }
 
-fn unindex(by_owner: &mut HashMap<Uid, Vec<Box<str>>>, owner: &Uid, name: &str) {
+fn unindex(by_owner: &mut HashMap<Box<str>, Vec<Box<str>>>, owner: &str, name: &str) {
     if let Some(names) = by_owner.get_mut(owner) {
         names.retain(|n| &**n != name);
         if names.is_empty() {
@@ -239,7 +237,7 @@ mod tests {
     use kube::ResourceExt;
     use serde_json::json;
 
-    fn pod(namespace: &str, name: &str, owner: &str) -> BuildPod {
+    fn pod(namespace: &str, name: &str, owner: &str) -> SlimPod {
         serde_json::from_value(json!({
             "metadata": {"name": name, "namespace": namespace, "uid": format!("{name}-uid"),
                 "resourceVersion": "7", "creationTimestamp": "2026-01-01T00:00:00Z",

@@ -59,7 +59,7 @@ impl StatusMemo {
         let (Some(uid), Some(based_on)) = (written.uid(), based_on) else {
             return;
         };
-        crate::controller::prune_source_build(&mut written);
+        super::source_build::prune_source_build(&mut written);
         let mut map = self.by_uid.lock().unwrap_or_else(|e| e.into_inner());
         let mut superseded = match map.remove(&uid) {
             // A write planned from our previous answer: the cache may still show any version

@@ -3,9 +3,8 @@
 //!
 //! kube-runtime's own concurrency limit is not used for this: once all its slots are busy it
 //! parks due requests in a hash set and takes them back in the set's bucket order, so under a
-//! steady stream of new requests some SourceBuilds wait until the stream ends (measured: in a
-//! burst of 1,000 builds, 48 SourceBuilds waited 15-20 s for their first reconcile while
-//! thousands of later requests ran). So the controller lets many reconciles run (they plan
+//! steady stream of new requests some SourceBuilds wait until the stream ends (see
+//! `docs/performance.md`). So the controller lets many reconciles run (they plan
 //! without I/O, and most end there) and queues only those with requests to make, here, in
 //! arrival order per priority.
 

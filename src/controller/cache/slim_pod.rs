@@ -1,12 +1,12 @@
 //! Build Pods as the controller caches them.
 //!
 //! With thousands of builds, cached Pods are most of the operator's memory. k8s-openapi's `Pod`
-//! is wide before it holds anything (size_of: Pod 2,248 B, PodSpec 1,440 B, Container 2,144 B,
-//! ContainerStatus 752 B), and deserializing one allocates everything the API server sends
-//! (managedFields, the spec we wrote, the kubelet's status) only for most of it to be dropped.
-//! [`BuildPod`] is a v1 Pod that keeps, straight from the watch's JSON, only what the controller
+//! is wide before it holds anything, and deserializing one allocates everything the API server
+//! sends (managedFields, the spec we wrote, the kubelet's status) only for most of it to be
+//! dropped (sizes in `docs/performance.md`).
+//! [`SlimPod`] is a v1 Pod that keeps, straight from the watch's JSON, only what the controller
 //! reads (plan, outcome, retention, the indexes); everything else is skipped while parsing.
-//! The cache keeps [`BuildPod::to_pod`] of each, packed ([`CachedPod`]), so the pure code
+//! The cache keeps [`SlimPod::to_pod`] of each, packed ([`PackedPod`]), so the pure code
 //! keeps k8s-openapi's types.
 //!
 //! What is kept: metadata name, namespace, uid, resourceVersion, creation and deletion
@@ -28,15 +28,14 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use serde::{Deserialize, Deserializer};
 
-use crate::controller::pack::{self, PackError};
-use crate::controller::uid::Uid;
+use crate::controller::cache::pack::{self, PackError};
 
 /// The Kaniko argument outcome reads: where the image is pushed.
 const DESTINATION_ARG: &str = "--destination=";
 
 /// A build Pod, narrowed to what the controller reads (see the module's comment).
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-pub struct BuildPod {
+pub struct SlimPod {
     #[serde(default, deserialize_with = "narrow_metadata")]
     pub metadata: ObjectMeta,
     #[serde(default)]
@@ -200,7 +199,7 @@ fn state_without_container_id<'de, D: Deserializer<'de>>(
     Ok(state)
 }
 
-impl BuildPod {
+impl SlimPod {
     /// The Pod as the controller sees it: the kept fields, in k8s-openapi's types (Kaniko's
     /// args hold only `--destination=`).
     pub fn to_pod(&self) -> Pod {
@@ -251,17 +250,17 @@ impl BuildPod {
         }
     }
 
-    /// What the cache keeps of the Pod: [`BuildPod::to_pod`], packed.
-    pub fn to_cached(&self) -> Result<CachedPod, PackError> {
+    /// What the cache keeps of the Pod: [`SlimPod::to_pod`], packed.
+    pub fn to_cached(&self) -> Result<PackedPod, PackError> {
         let meta = &self.metadata;
-        Ok(CachedPod {
-            uid: meta.uid.as_deref().map(Uid::new),
+        Ok(PackedPod {
+            uid: meta.uid.as_deref().map(Box::from),
             owner_uid: meta
                 .owner_references
                 .iter()
                 .flatten()
                 .find(|o| o.controller == Some(true))
-                .map(|o| Uid::new(&o.uid)),
+                .map(|o| Box::from(o.uid.as_str())),
             packed: pack::pack(&self.to_pod(), &DICTIONARY)?,
         })
     }
@@ -270,42 +269,42 @@ impl BuildPod {
     pub fn from_pod(pod: &Pod) -> Self {
         serde_json::to_value(pod)
             .and_then(serde_json::from_value)
-            .expect("a serialized Pod is a BuildPod")
+            .expect("a serialized Pod is a SlimPod")
     }
 }
 
-/// A build Pod as [`PodCache`](crate::controller::pod_cache::PodCache) holds it: what
-/// [`BuildPod::to_pod`] reads, [packed](crate::controller::pack) against a typical build Pod's
-/// (as `BuildPod`s of k8s-openapi's and our narrow types they were 1.8 KiB each, most of it
+/// A build Pod as [`PodCache`](crate::controller::cache::pod_cache::PodCache) holds it: what
+/// [`SlimPod::to_pod`] reads, [packed](crate::controller::cache::pack) against a typical build Pod's
+/// (as `SlimPod`s of k8s-openapi's and our narrow types they were 1.8 KiB each, most of it
 /// empty options and strings every Pod has), beside the two keys the cache indexes it by.
 #[derive(Clone, Debug, PartialEq)]
-pub struct CachedPod {
-    uid: Option<Uid>,
-    owner_uid: Option<Uid>,
+pub struct PackedPod {
+    uid: Option<Box<str>>,
+    owner_uid: Option<Box<str>>,
     packed: Box<[u8]>,
 }
 
-impl CachedPod {
-    /// The Pod, as [`BuildPod::to_pod`] read it.
+impl PackedPod {
+    /// The Pod, as [`SlimPod::to_pod`] read it.
     pub fn to_pod(&self) -> Result<Pod, PackError> {
         pack::unpack(&self.packed, &DICTIONARY)
     }
 
     /// The Pod's uid.
-    pub fn uid(&self) -> Option<&Uid> {
-        self.uid.as_ref()
+    pub fn uid(&self) -> Option<&str> {
+        self.uid.as_deref()
     }
 
     /// The uid of the SourceBuild that owns the Pod (its controller reference).
-    pub fn owner_uid(&self) -> Option<&Uid> {
-        self.owner_uid.as_ref()
+    pub fn owner_uid(&self) -> Option<&str> {
+        self.owner_uid.as_deref()
     }
 }
 
 /// What cached Pods are packed against: a finished build Pod as the watch shows it, narrowed.
 static DICTIONARY: LazyLock<Vec<u8>> = LazyLock::new(|| {
-    let typical: BuildPod = serde_json::from_value(typical())
-        .expect("the typical build Pod is a BuildPod (a test checks it)");
+    let typical: SlimPod = serde_json::from_value(typical())
+        .expect("the typical build Pod is a SlimPod (a test checks it)");
     pack::dictionary(&typical.to_pod())
 });
 
@@ -342,7 +341,7 @@ fn typical() -> serde_json::Value {
     })
 }
 
-impl kube::Resource for BuildPod {
+impl kube::Resource for SlimPod {
     type DynamicType = ();
     type Scope = NamespaceResourceScope;
 
@@ -486,7 +485,7 @@ mod tests {
         for status in statuses() {
             let listed = as_listed(with_kubelet_fields(status.clone()));
             let full: Pod = serde_json::from_value(listed.clone()).unwrap();
-            let cached: BuildPod = serde_json::from_value(listed).unwrap();
+            let cached: SlimPod = serde_json::from_value(listed).unwrap();
             let seen = observe(&cached.to_pod());
             assert_eq!(seen, observe(&full), "{status}");
             // What the Pod cache holds reads back as the very same Pod.
@@ -507,7 +506,7 @@ mod tests {
     #[test]
     fn only_what_the_controller_reads_is_kept() {
         let status = with_kubelet_fields(statuses().remove(0));
-        let cached: BuildPod = serde_json::from_value(as_listed(status)).unwrap();
+        let cached: SlimPod = serde_json::from_value(as_listed(status)).unwrap();
         let meta = &cached.metadata;
         assert_eq!(meta.name.as_deref(), Some("app-build-1"));
         assert_eq!(meta.namespace.as_deref(), Some("team"));
@@ -555,10 +554,10 @@ mod tests {
 
     #[test]
     fn a_cached_pod_is_a_fraction_of_its_json() {
-        let typical: BuildPod = serde_json::from_value(typical()).unwrap();
+        let typical: SlimPod = serde_json::from_value(typical()).unwrap();
         assert_eq!(typical.to_pod().spec.unwrap().containers[0].name, "build");
         for status in statuses() {
-            let listed: BuildPod =
+            let listed: SlimPod =
                 serde_json::from_value(as_listed(with_kubelet_fields(status.clone()))).unwrap();
             let json = serde_json::to_vec(&listed.to_pod()).unwrap();
             let held = listed.to_cached().unwrap();
@@ -568,13 +567,9 @@ mod tests {
                 held.packed.len(),
                 json.len()
             );
+            assert_eq!(held.uid(), Some("0f1e2d3c-0000-4000-8000-000000000002"));
             assert_eq!(
-                held.uid(),
-                Some(&Uid::new("0f1e2d3c-0000-4000-8000-000000000002"))
-            );
-            assert!(matches!(held.uid(), Some(Uid::Uuid(_))));
-            assert_eq!(
-                held.owner_uid().map(Uid::to_string).as_deref(),
+                held.owner_uid(),
                 Some("6d1e2f40-0000-4000-8000-000000000001")
             );
         }
@@ -585,17 +580,17 @@ mod tests {
         use kube::Resource;
         for namespace in [Some("team"), None] {
             assert_eq!(
-                BuildPod::url_path(&(), namespace),
+                SlimPod::url_path(&(), namespace),
                 Pod::url_path(&(), namespace)
             );
         }
-        assert_eq!(BuildPod::api_version(&()), "v1");
-        assert_eq!(BuildPod::kind(&()), "Pod");
+        assert_eq!(SlimPod::api_version(&()), "v1");
+        assert_eq!(SlimPod::kind(&()), "Pod");
     }
 
     #[test]
     fn null_and_missing_lists_read_as_empty() {
-        let cached: BuildPod = serde_json::from_value(json!({
+        let cached: SlimPod = serde_json::from_value(json!({
             "metadata": {"name": "p", "ownerReferences": null, "labels": null},
             "spec": {"containers": null, "initContainers": [{"name": "prepare", "args": null,
                 "resources": {"limits": null}}]},
@@ -608,8 +603,8 @@ mod tests {
             pod.spec.as_ref().unwrap().init_containers.as_ref().unwrap()[0].args,
             None
         );
-        assert_eq!(BuildPod::from_pod(&pod), cached);
-        let empty: BuildPod = serde_json::from_value(json!({"metadata": {"name": "p"}})).unwrap();
+        assert_eq!(SlimPod::from_pod(&pod), cached);
+        let empty: SlimPod = serde_json::from_value(json!({"metadata": {"name": "p"}})).unwrap();
         assert_eq!((empty.to_pod().spec, empty.to_pod().status), (None, None));
     }
 }

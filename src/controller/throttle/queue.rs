@@ -7,12 +7,12 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use crate::controller::build_pod::BuildPod;
+use crate::controller::cache::slim_pod::SlimPod;
 use kube::Resource;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::api::SourceBuild;
-use crate::controller::cached_build::{CachedSourceBuild, source_build_ref};
+use crate::controller::cache::source_build::{CachedSourceBuild, source_build_ref};
 use crate::metrics::Metrics;
 
 /// The SourceBuilds waiting for a reconcile. Cheap to clone: clones share the set.
@@ -48,7 +48,7 @@ impl Pending {
 
     /// A build Pod changed: its owning SourceBuild is triggered, if it still exists (the
     /// controller does not reconcile a SourceBuild that is gone, so it would never leave).
-    pub fn pod_changed(&self, pod: &BuildPod, builds: &Store<CachedSourceBuild>) {
+    pub fn pod_changed(&self, pod: &SlimPod, builds: &Store<CachedSourceBuild>) {
         let namespace = pod.meta().namespace.as_deref();
         for owner in pod.meta().owner_references.iter().flatten() {
             if let Some(key) = ObjectRef::<CachedSourceBuild>::from_owner_ref(namespace, owner, ())
@@ -94,7 +94,7 @@ mod tests {
         .unwrap()
     }
 
-    fn pod_of(owner: &str) -> BuildPod {
+    fn pod_of(owner: &str) -> SlimPod {
         serde_json::from_value(json!({
             "metadata": {"name": format!("{owner}-build-1"), "namespace": "team",
                 "ownerReferences": [{"apiVersion": "sourcebuild.dev/v1alpha1", "kind": "SourceBuild",

@@ -2,15 +2,17 @@
 //! the ReplicaSet controller calls them).
 //!
 //! The reconcile that follows a create often runs before the watch delivers the new Pod. Not
-//! finding it in the cache, it had to GET the Pod to tell "not seen yet" from "deleted": in a
-//! burst of 1,000 builds that was 1,442 GETs. A Pod we created a moment ago is known to
-//! exist; its watch event reconciles the SourceBuild again.
+//! finding it in the cache, it would have to GET the Pod to tell "not seen yet" from
+//! "deleted". A Pod we are creating is known to exist once the create succeeds; its watch
+//! event reconciles the SourceBuild again. As in the ReplicaSet controller, the expectation is
+//! recorded before the create is sent: the watch may deliver the Pod before the create's
+//! answer, and a record made after that would wait for an event that has already come.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::controller::build_pod::BuildPod;
+use crate::controller::cache::slim_pod::SlimPod;
 use kube::ResourceExt;
 use kube::runtime::watcher;
 
@@ -25,12 +27,20 @@ pub struct CreatedPods {
 }
 
 impl CreatedPods {
-    /// Records a Pod the API server accepted from us.
-    pub fn created(&self, namespace: &str, name: &str) {
+    /// Records a Pod we are about to create; call before the create is sent.
+    pub fn expect(&self, namespace: &str, name: &str) {
         self.unseen
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert((namespace.to_string(), name.to_string()), Instant::now());
+    }
+
+    /// Drops the record of a create that did not create the Pod.
+    pub fn cancel(&self, namespace: &str, name: &str) {
+        self.unseen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(namespace.to_string(), name.to_string()));
     }
 
     /// Whether `namespace/name` is a Pod we created less than [`TRUSTED_FOR`] ago that the
@@ -51,7 +61,7 @@ impl CreatedPods {
     /// Follows the build Pod watch: a Pod it shows (or shows deleted) is no longer awaited; a
     /// re-list's end leaves the cache authoritative. Returns how long the Pod was awaited, when
     /// it was.
-    pub fn apply(&self, event: &watcher::Event<BuildPod>) -> Option<Duration> {
+    pub fn apply(&self, event: &watcher::Event<SlimPod>) -> Option<Duration> {
         let unseen = || self.unseen.lock().unwrap_or_else(|e| e.into_inner());
         match event {
             watcher::Event::Apply(pod)
@@ -91,7 +101,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn pod(namespace: &str, name: &str) -> BuildPod {
+    fn pod(namespace: &str, name: &str) -> SlimPod {
         serde_json::from_value(json!({"metadata": {"name": name, "namespace": namespace}})).unwrap()
     }
 
@@ -99,7 +109,7 @@ mod tests {
     fn a_created_pod_is_awaited_until_the_watch_shows_it() {
         let created = CreatedPods::default();
         assert!(!created.awaiting("team", "app-build-1"));
-        created.created("team", "app-build-1");
+        created.expect("team", "app-build-1");
         assert!(created.awaiting("team", "app-build-1"));
         assert!(!created.awaiting("other", "app-build-1"));
         let awaited = created.apply(&watcher::Event::Apply(pod("team", "app-build-1")));
@@ -119,10 +129,37 @@ mod tests {
     }
 
     #[test]
+    fn a_pod_shown_before_its_create_answered_is_not_awaited() {
+        // The order of a create whose watch event wins the race with its answer.
+        let created = CreatedPods::default();
+        created.expect("team", "app-build-1");
+        assert!(
+            created
+                .apply(&watcher::Event::Apply(pod("team", "app-build-1")))
+                .is_some()
+        );
+        assert_eq!(
+            created.unseen(),
+            0,
+            "nothing is left waiting for that event"
+        );
+        assert!(!created.awaiting("team", "app-build-1"));
+    }
+
+    #[test]
+    fn a_create_that_failed_is_not_awaited() {
+        let created = CreatedPods::default();
+        created.expect("team", "app-build-1");
+        created.cancel("team", "app-build-1");
+        assert!(!created.awaiting("team", "app-build-1"));
+        assert_eq!(created.unseen(), 0);
+    }
+
+    #[test]
     fn a_deleted_pod_or_a_relist_ends_the_wait() {
         let created = CreatedPods::default();
-        created.created("team", "a-build-1");
-        created.created("team", "b-build-1");
+        created.expect("team", "a-build-1");
+        created.expect("team", "b-build-1");
         created.apply(&watcher::Event::Delete(pod("team", "a-build-1")));
         assert!(!created.awaiting("team", "a-build-1"));
         created.apply(&watcher::Event::InitDone);
@@ -152,7 +189,7 @@ mod tests {
             return;
         };
         let created = CreatedPods::default();
-        created.created("team", "new-build-1");
+        created.expect("team", "new-build-1");
         // A Pod deleted before its watch event came: never asked about again.
         created
             .unseen

@@ -9,8 +9,8 @@ use std::sync::{Arc, RwLock};
 
 use k8s_openapi::api::core::v1::{Event, Pod};
 
-use crate::controller::build_pod::BuildPod;
-use crate::controller::pod_cache::PodCache;
+use crate::controller::cache::pod_cache::PodCache;
+use crate::controller::cache::slim_pod::SlimPod;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 
@@ -64,7 +64,7 @@ impl MountFailures {
 
     /// Follows the build Pod watch: a deleted Pod's entry goes; a re-list's end keeps only the
     /// Pods `pods` still holds.
-    pub fn apply(&self, event: &watcher::Event<BuildPod>, pods: &PodCache) {
+    pub fn apply(&self, event: &watcher::Event<SlimPod>, pods: &PodCache) {
         match event {
             watcher::Event::Delete(pod) => {
                 if let Some(uid) = pod.metadata.uid.as_deref() {
@@ -101,7 +101,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn pod(name: &str, uid: &str, owner: Option<&str>) -> BuildPod {
+    fn pod(name: &str, uid: &str, owner: Option<&str>) -> SlimPod {
         let owners = owner
             .map(|o| {
                 json!([{"apiVersion": "sourcebuild.dev/v1alpha1", "kind": "SourceBuild",
@@ -123,7 +123,7 @@ mod tests {
         .unwrap()
     }
 
-    fn store_of(pods: &[BuildPod]) -> PodCache {
+    fn store_of(pods: &[SlimPod]) -> PodCache {
         PodCache::listed(pods.iter().cloned())
     }
 

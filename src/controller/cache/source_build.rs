@@ -1,12 +1,11 @@
 //! SourceBuilds as the controller caches them.
 //!
 //! The kube-runtime Controller reconciles what its reflector store holds, so the cached type
-//! is the reconciled one. A `SourceBuild` is 1,128 bytes of structs before it holds a string
-//! (`ObjectMeta` 360, spec 400, status 368, mostly empty options), and each of its strings is
-//! an allocation of its own: 3,132 bytes of heap for a finished build. [`CachedSourceBuild`]
-//! keeps the metadata as [`prune_source_build`] leaves it but for the uid, which it holds in
-//! 16 bytes beside it ([`Uid`]; as text it was a heap chunk here and another in the store's
-//! key), and spec and status [packed](crate::controller::pack) against a typical finished
+//! is the reconciled one. A `SourceBuild` is wide before it holds a string (mostly empty
+//! options), and each of its strings is an allocation of its own. [`CachedSourceBuild`]
+//! keeps the metadata as [`prune_source_build`] leaves it but for the uid, which it holds
+//! beside it (in the metadata it would be copied into the reflector store's key too), and spec
+//! and status [packed](crate::controller::cache::pack) against a typical finished
 //! build's. A reconcile unpacks the one SourceBuild it works on, and everything past its first
 //! line reads a `SourceBuild`.
 
@@ -15,14 +14,12 @@ use std::sync::LazyLock;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::Resource;
 use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::api::{SourceBuild, SourceBuildSpec, SourceBuildStatus};
-use crate::controller::pack::{self, PackError};
-use crate::controller::prune_source_build;
-use crate::controller::uid::Uid;
+use crate::api::{REBUILD_ANNOTATION, SourceBuild, SourceBuildSpec, SourceBuildStatus};
+use crate::controller::cache::pack::{self, PackError};
 
 /// A cached SourceBuild: pruned metadata, its uid, and spec and status packed (see the module's
 /// comment). Its [`Resource::meta`] has no uid: read the SourceBuild [`unpack`](Self::unpack)
@@ -30,7 +27,7 @@ use crate::controller::uid::Uid;
 #[derive(Clone, Debug, PartialEq)]
 pub struct CachedSourceBuild {
     metadata: ObjectMeta,
-    uid: Option<Uid>,
+    uid: Option<Box<str>>,
     packed: Box<[u8]>,
 }
 
@@ -40,6 +37,21 @@ pub struct CachedSourceBuild {
 pub struct UnpackError {
     name: String,
     source: PackError,
+}
+
+/// Drops what the controller never reads of a cached SourceBuild's metadata: managedFields,
+/// labels, and annotations but the rebuild request (kubectl's last-applied-configuration alone
+/// is a copy of the whole object). Status writes are patches of the status subresource, so
+/// nothing pruned here is ever written back.
+pub fn prune_source_build(sb: &mut SourceBuild) {
+    sb.managed_fields_mut().clear();
+    sb.metadata.labels = None;
+    if let Some(annotations) = sb.metadata.annotations.as_mut() {
+        annotations.retain(|key, _| key == REBUILD_ANNOTATION);
+        if annotations.is_empty() {
+            sb.metadata.annotations = None;
+        }
+    }
 }
 
 /// What packed SourceBuilds are compressed against: the packed JSON of a typical finished
@@ -111,7 +123,7 @@ impl CachedSourceBuild {
             name: sb.metadata.name.clone().unwrap_or_default(),
             source,
         })?;
-        let uid = sb.metadata.uid.take().map(|uid| Uid::new(&uid));
+        let uid = sb.metadata.uid.take().map(String::into_boxed_str);
         Ok(Self {
             metadata: sb.metadata,
             uid,
@@ -128,7 +140,7 @@ impl CachedSourceBuild {
             })?;
         Ok(SourceBuild {
             metadata: ObjectMeta {
-                uid: self.uid.as_ref().map(Uid::to_string),
+                uid: self.uid.as_deref().map(str::to_string),
                 ..self.metadata.clone()
             },
             spec,
@@ -297,11 +309,10 @@ mod tests {
     }
 
     #[test]
-    fn an_api_server_uid_is_held_as_a_uuid_and_read_back() {
+    fn the_uid_is_held_beside_the_metadata_and_read_back() {
         let mut value = everything();
         value["metadata"]["uid"] = json!("6d1e2f40-0000-4000-8000-000000000001");
         let cached: CachedSourceBuild = serde_json::from_value(value).unwrap();
-        assert!(matches!(cached.uid, Some(Uid::Uuid(_))));
         assert_eq!(
             cached.unpack().unwrap().metadata.uid.as_deref(),
             Some("6d1e2f40-0000-4000-8000-000000000001")
