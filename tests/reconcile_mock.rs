@@ -825,7 +825,7 @@ async fn a_cache_behind_our_own_write_plans_from_the_write() {
     let stale = Arc::new(sb);
     reconcile(stale.clone(), ctx.clone()).await.unwrap();
     reconcile(stale, ctx.clone()).await.unwrap();
-    assert_eq!(ctx.caches.status_memo.len(), 1);
+    assert_eq!(ctx.caches.status_memo.unconfirmed(), 1);
     drop(ctx);
     tokio::time::timeout(Duration::from_secs(5), server)
         .await
@@ -881,7 +881,7 @@ async fn a_pod_just_created_is_not_fetched_while_its_watch_event_is_on_the_way()
         written.unwrap()
     });
     reconcile(Arc::new(sb), ctx.clone()).await.unwrap();
-    assert_eq!(ctx.caches.created_pods.len(), 1);
+    assert_eq!(ctx.caches.created_pods.unseen(), 1);
     // The SourceBuild watch shows our status write; the Pod watch has not delivered the Pod.
     let mut cached = source_build(1, Some(started(Timestamp::now())));
     cached.metadata.resource_version = Some("11".into());

@@ -188,7 +188,7 @@ async fn attempt(
         delete = ?writes.delete,
         status = writes.status.is_some(),
         deferred = writes.deferred,
-        queued = ctx.throttle.pending.len(),
+        queued = ctx.throttle.pending.waiting(),
         ?pressure,
         "planned"
     );

@@ -151,24 +151,7 @@ pub fn cancelled(
         Some(pod) => format!("spec.suspend is true: build Pod {pod} was stopped"),
         None => "spec.suspend is true: no build runs".to_string(),
     };
-    set_condition(
-        &mut status,
-        SUCCEEDED,
-        "False",
-        "Cancelled",
-        &message,
-        generation,
-        now,
-    );
-    set_condition(
-        &mut status,
-        READY,
-        "False",
-        "Cancelled",
-        &message,
-        generation,
-        now,
-    );
+    set_settled(&mut status, "False", "Cancelled", &message, generation, now);
     status
 }
 
@@ -293,24 +276,7 @@ pub fn succeeded(
     status.digest = Some(result.digest.clone());
     set_provenance(&mut status, Some(&result.provenance));
     let message = format!("pushed {}", result.image);
-    set_condition(
-        &mut status,
-        SUCCEEDED,
-        "True",
-        "Succeeded",
-        &message,
-        generation,
-        now,
-    );
-    set_condition(
-        &mut status,
-        READY,
-        "True",
-        "Succeeded",
-        &message,
-        generation,
-        now,
-    );
+    set_settled(&mut status, "True", "Succeeded", &message, generation, now);
     status
 }
 
@@ -331,18 +297,8 @@ pub fn failed(
     status.log_snippet = failure.log_snippet.clone();
     set_provenance(&mut status, failure.provenance.as_ref());
     let reason = failure.reason.as_str();
-    set_condition(
+    set_settled(
         &mut status,
-        SUCCEEDED,
-        "False",
-        reason,
-        &failure.message,
-        generation,
-        now,
-    );
-    set_condition(
-        &mut status,
-        READY,
         "False",
         reason,
         &failure.message,
@@ -387,6 +343,19 @@ fn set_building(
         status, SUCCEEDED, "Unknown", reason, message, generation, now,
     );
     set_condition(status, READY, "False", "Building", message, generation, now);
+}
+
+/// A build has ended: `Succeeded` and `Ready` both say how.
+fn set_settled(
+    status: &mut SourceBuildStatus,
+    value: &str,
+    reason: &str,
+    message: &str,
+    generation: i64,
+    now: Timestamp,
+) {
+    set_condition(status, SUCCEEDED, value, reason, message, generation, now);
+    set_condition(status, READY, value, reason, message, generation, now);
 }
 
 /// Sets a condition, keeping `lastTransitionTime` unless its status changed.

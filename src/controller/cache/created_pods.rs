@@ -85,15 +85,6 @@ impl CreatedPods {
         unseen.retain(|_, at| at.elapsed() < TRUSTED_FOR);
         unseen.len()
     }
-
-    /// Pods created and not yet seen (for tests).
-    pub fn len(&self) -> usize {
-        self.unseen.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]
@@ -115,7 +106,7 @@ mod tests {
         let awaited = created.apply(&watcher::Event::Apply(pod("team", "app-build-1")));
         assert!(awaited.is_some_and(|d| d < TRUSTED_FOR), "{awaited:?}");
         assert!(!created.awaiting("team", "app-build-1"));
-        assert!(created.is_empty());
+        assert_eq!(created.unseen(), 0);
         // Seen again (its status changed): no longer awaited, so no delay to report.
         assert_eq!(
             created.apply(&watcher::Event::Apply(pod("team", "app-build-1"))),
@@ -179,7 +170,7 @@ mod tests {
             .unwrap()
             .insert(("team".into(), "app-build-1".into()), long_ago);
         assert!(!created.awaiting("team", "app-build-1"));
-        assert!(created.is_empty());
+        assert_eq!(created.unseen(), 0);
     }
 
     #[test]
@@ -197,6 +188,10 @@ mod tests {
             .unwrap()
             .insert(("team".into(), "gone-build-1".into()), long_ago);
         assert_eq!(created.unseen(), 1);
-        assert_eq!(created.len(), 1, "the old record is dropped");
+        assert_eq!(
+            created.unseen.lock().unwrap().len(),
+            1,
+            "the old record is dropped"
+        );
     }
 }

@@ -84,16 +84,6 @@ impl MountFailures {
             _ => {}
         }
     }
-
-    /// How many Pods have recorded failures (for tests).
-    pub fn len(&self) -> usize {
-        self.by_pod.read().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    /// Whether no Pod has a recorded failure.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]
@@ -156,7 +146,7 @@ mod tests {
         ] {
             assert_eq!(failures.record(&event, &store), None);
         }
-        assert!(failures.is_empty());
+        assert!(failures.by_pod.read().unwrap().is_empty());
         assert!(failures.messages(&stale.to_pod()).is_empty());
     }
 
@@ -172,10 +162,10 @@ mod tests {
         failures.record(&failed_mount("b-build-1", Some("pb"), MISSING), &store);
         failures.apply(&watcher::Event::Delete(a.clone()), &store);
         assert!(failures.messages(&a.to_pod()).is_empty());
-        assert_eq!(failures.len(), 1);
+        assert_eq!(failures.by_pod.read().unwrap().len(), 1);
         // A re-list that no longer holds b.
         let empty = store_of(&[]);
         failures.apply(&watcher::Event::InitDone, &empty);
-        assert!(failures.is_empty());
+        assert!(failures.by_pod.read().unwrap().is_empty());
     }
 }

@@ -91,12 +91,8 @@ impl StatusMemo {
     }
 
     /// Objects whose last write the cache has not shown yet.
-    pub fn len(&self) -> usize {
+    pub fn unconfirmed(&self) -> usize {
         self.by_uid.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -151,7 +147,7 @@ mod tests {
         // The watch delivers our last write: the entry goes.
         let caught_up = memo.freshest(Arc::new(object("12", Some("Running"))));
         assert_eq!(phase(&caught_up), Some(Phase::Running));
-        assert!(memo.is_empty());
+        assert!(memo.unconfirmed() == 0);
     }
 
     #[test]
@@ -161,7 +157,7 @@ mod tests {
         // A user's spec change (or another replica's write) after ours.
         let theirs = memo.freshest(Arc::new(object("13", None)));
         assert_eq!(theirs.resource_version().as_deref(), Some("13"));
-        assert!(memo.is_empty());
+        assert!(memo.unconfirmed() == 0);
         // A write planned from the cache, not from our answer, starts a new chain.
         memo.wrote(Some("10"), object("11", Some("Pending")));
         memo.wrote(Some("20"), object("21", Some("Running")));
@@ -175,11 +171,11 @@ mod tests {
         memo.wrote(Some("10"), object("11", Some("Pending")));
         memo.wrote(None, object("12", Some("Running")));
         assert_eq!(
-            memo.len(),
+            memo.unconfirmed(),
             1,
             "a write without a precondition is not recorded"
         );
         memo.forget("u");
-        assert!(memo.is_empty());
+        assert!(memo.unconfirmed() == 0);
     }
 }

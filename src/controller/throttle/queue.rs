@@ -67,13 +67,8 @@ impl Pending {
     }
 
     /// How many SourceBuilds wait.
-    pub fn len(&self) -> usize {
+    pub fn waiting(&self) -> usize {
         self.keys.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    /// Whether none waits.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -123,19 +118,19 @@ mod tests {
         pending.triggered(a.clone());
         pending.triggered(a.clone());
         pending.pod_changed(&pod_of("a"), &store);
-        assert_eq!(pending.len(), 1);
+        assert_eq!(pending.waiting(), 1);
         assert_eq!(depth(&metrics), "sourcebuild_queue_depth 1");
 
         // A Pod whose SourceBuild is gone would never be reconciled: not counted.
         pending.pod_changed(&pod_of("gone"), &store);
         pending.triggered(ObjectRef::from_obj(&sb("b")));
-        assert_eq!(pending.len(), 2);
+        assert_eq!(pending.waiting(), 2);
 
         pending.picked_up(&a);
         pending.picked_up(&a);
         assert_eq!(depth(&metrics), "sourcebuild_queue_depth 1");
         pending.picked_up(&ObjectRef::from_obj(&sb("b")));
-        assert!(pending.is_empty());
+        assert_eq!(pending.waiting(), 0);
         assert_eq!(depth(&metrics), "sourcebuild_queue_depth 0");
     }
 }
