@@ -42,14 +42,9 @@ pub struct NewBuild {
 /// Everything that described the previous build is dropped; `latestImage` and `history` stay.
 pub fn started(old: &SourceBuildStatus, new: &NewBuild, now: Timestamp) -> SourceBuildStatus {
     let mut status = for_generation(old, new.generation);
-    status.completion_time = None;
-    status.log_snippet = None;
-    status.source_revision = None;
-    status.builder_image = None;
-    status.dockerfile_sha256 = None;
-    status.next_attempt_time = None;
+    forget_build(&mut status);
     // Running from the create on: the fetch step is part of the build, and a Pod that cannot
-    // start is reported as Pending when it says why (see `plan::observe_pod`). A separate
+    // start is reported as Pending when it says why (see `plan::status_from_pod`). A separate
     // Pending -> Running write per build would be a third status write on every build's path.
     status.phase = Some(Phase::Running);
     status.pod_name = Some(new.pod_name.clone());
@@ -312,15 +307,20 @@ pub fn failed(
 fn for_generation(old: &SourceBuildStatus, generation: i64) -> SourceBuildStatus {
     let mut status = old.clone();
     if old.observed_generation != Some(generation) {
-        status.next_attempt_time = None;
-        status.completion_time = None;
-        status.log_snippet = None;
-        status.source_revision = None;
-        status.builder_image = None;
-        status.dockerfile_sha256 = None;
+        forget_build(&mut status);
     }
     status.observed_generation = Some(generation);
     status
+}
+
+/// Drops what described a build's end: its retry, completion, log and provenance.
+fn forget_build(status: &mut SourceBuildStatus) {
+    status.next_attempt_time = None;
+    status.completion_time = None;
+    status.log_snippet = None;
+    status.source_revision = None;
+    status.builder_image = None;
+    status.dockerfile_sha256 = None;
 }
 
 fn set_provenance(status: &mut SourceBuildStatus, provenance: Option<&PrepareResult>) {
