@@ -27,7 +27,7 @@ use sourcebuild::controller::reconcile::{Context, reconcile};
 use sourcebuild::controller::status::NewBuild;
 use sourcebuild::controller::write_gate::{Priority, WriteGate};
 use sourcebuild::metrics::Metrics;
-use sourcebuild::pod::{BuildSettings, build_pod, pod_name};
+use sourcebuild::pod::{BuildSettings, build_pod, build_pod_name};
 use tower_test::mock::{self, Handle};
 
 type ApiHandle = Handle<Request<Body>, Response<Body>>;
@@ -241,7 +241,7 @@ fn started(at: Timestamp) -> SourceBuildStatus {
         &NewBuild {
             generation: 1,
             build: 1,
-            pod_name: pod_name("app", 1),
+            pod_name: build_pod_name("app", 1, 1),
             trigger: Trigger::ConfigChange,
             attempt: 1,
             rebuild: None,
@@ -275,11 +275,11 @@ async fn a_new_build_creates_its_pod_then_records_running() {
     ];
     let (bodies, events) = run(sb, harness(vec![]), script).await;
     let created: Pod = serde_json::from_value(bodies[0].clone()).unwrap();
-    assert_eq!(created.name_any(), pod_name("app", 1));
+    assert_eq!(created.name_any(), build_pod_name("app", 1, 1));
     let status = status_of(&bodies[1]);
     assert_eq!(status.phase, Some(Phase::Running));
     assert_eq!(status.observed_generation, Some(1));
-    assert_eq!(status.pod_name, Some(pod_name("app", 1)));
+    assert_eq!(status.pod_name, Some(build_pod_name("app", 1, 1)));
     assert_eq!(events, ["BuildStarted"]);
 }
 
@@ -436,7 +436,7 @@ async fn a_spec_change_stops_the_running_build_and_starts_the_new_one() {
     let running_status = sourcebuild::controller::status::in_progress(
         &Default::default(),
         1,
-        &pod_name("app", 1),
+        &build_pod_name("app", 1, 1),
         Phase::Running,
         None,
         Time(Timestamp::now()),
@@ -447,7 +447,10 @@ async fn a_spec_change_stops_the_running_build_and_starts_the_new_one() {
     let script = vec![
         expect(
             Method::DELETE,
-            format!("/api/v1/namespaces/team/pods/{}", pod_name("app", 1)),
+            format!(
+                "/api/v1/namespaces/team/pods/{}",
+                build_pod_name("app", 1, 1)
+            ),
             200,
             serde_json::to_value(&old_pod).unwrap(),
         ),
@@ -456,7 +459,7 @@ async fn a_spec_change_stops_the_running_build_and_starts_the_new_one() {
     ];
     let (bodies, events) = run(sb, harness(vec![old_pod]), script).await;
     let created: Pod = serde_json::from_value(bodies[1].clone()).unwrap();
-    assert_eq!(created.name_any(), pod_name("app", 2));
+    assert_eq!(created.name_any(), build_pod_name("app", 2, 1));
     let status = status_of(&bodies[2]);
     assert_eq!(
         (status.phase, status.observed_generation),
@@ -473,7 +476,10 @@ async fn a_restarted_controller_with_a_cold_cache_asks_before_creating() {
     let pod = pod_for(&sb, running());
     let script = vec![expect(
         Method::GET,
-        format!("/api/v1/namespaces/team/pods/{}", pod_name("app", 1)),
+        format!(
+            "/api/v1/namespaces/team/pods/{}",
+            build_pod_name("app", 1, 1)
+        ),
         200,
         serde_json::to_value(&pod).unwrap(),
     )];
@@ -489,7 +495,10 @@ async fn a_pod_deleted_by_someone_else_fails_the_build() {
     let script = vec![
         expect(
             Method::GET,
-            format!("/api/v1/namespaces/team/pods/{}", pod_name("app", 1)),
+            format!(
+                "/api/v1/namespaces/team/pods/{}",
+                build_pod_name("app", 1, 1)
+            ),
             404,
             not_found(),
         ),
@@ -540,7 +549,10 @@ async fn a_pending_build_past_its_timeout_is_stopped() {
         // No request for the Pod's Events: mount failures come from a watch.
         expect(
             Method::DELETE,
-            format!("/api/v1/namespaces/team/pods/{}", pod_name("app", 1)),
+            format!(
+                "/api/v1/namespaces/team/pods/{}",
+                build_pod_name("app", 1, 1)
+            ),
             200,
             serde_json::to_value(&pod).unwrap(),
         ),
@@ -620,7 +632,10 @@ async fn a_failed_mount_of_a_missing_secret_fails_the_build_at_once() {
     let script = vec![
         expect(
             Method::DELETE,
-            format!("/api/v1/namespaces/team/pods/{}", pod_name("app", 1)),
+            format!(
+                "/api/v1/namespaces/team/pods/{}",
+                build_pod_name("app", 1, 1)
+            ),
             200,
             serde_json::to_value(&pod).unwrap(),
         ),
@@ -726,7 +741,10 @@ async fn suspending_deletes_the_running_pod_and_records_cancelled() {
     let script = vec![
         expect(
             Method::DELETE,
-            format!("/api/v1/namespaces/team/pods/{}", pod_name("app", 1)),
+            format!(
+                "/api/v1/namespaces/team/pods/{}",
+                build_pod_name("app", 1, 1)
+            ),
             200,
             serde_json::to_value(&pod).unwrap(),
         ),
@@ -845,7 +863,10 @@ async fn a_pod_just_created_is_not_fetched_while_its_watch_event_is_on_the_way()
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(written["status"]["podName"], json!(pod_name("app", 1)));
+    assert_eq!(
+        written["status"]["podName"],
+        json!(build_pod_name("app", 1, 1))
+    );
     assert_eq!(*events.0.lock().unwrap(), ["BuildStarted"]);
 }
 
@@ -985,7 +1006,7 @@ async fn a_build_first_recorded_running_writes_one_status_and_its_start_event() 
     .await;
     let status = status_of(&bodies[0]);
     assert_eq!(status.phase, Some(Phase::Running));
-    assert_eq!(status.pod_name, Some(pod_name("app", 1)));
+    assert_eq!(status.pod_name, Some(build_pod_name("app", 1, 1)));
     assert_eq!(events, ["BuildStarted"]);
 }
 

@@ -17,10 +17,9 @@ use crate::api::{
 };
 use crate::controller::poll;
 use crate::controller::status::{self, NewBuild};
-use crate::outcome::{
-    BuildFailure, BuildOutcome, FailureReason, is_transient, missing_reference, observe,
-};
+use crate::outcome::{BuildFailure, BuildOutcome, is_transient, missing_reference};
 use crate::pod::{BuildSettings, build_pod, build_pod_name};
+use crate::reason::FailureReason;
 use crate::validation::validate_spec;
 
 /// Severity of an Event, as Kubernetes names it.
@@ -420,7 +419,7 @@ fn observe_pod(
         .filter(|_| old.observed_generation == Some(generation))
         .or_else(|| pod.metadata.creation_timestamp.clone())
         .unwrap_or(Time(now));
-    let outcome = observe(pod);
+    let outcome = BuildOutcome::from_pod(pod);
     let timeout = sb.spec.timeout();
     let elapsed = now.duration_since(start.0).unsigned_abs();
     match outcome {
@@ -602,7 +601,7 @@ fn retention(
         .filter(|pod| pod.metadata.deletion_timestamp.is_none())
         .filter(|pod| !plan.delete.contains(&pod.name_any()))
         .filter_map(|pod| {
-            let succeeded = match observe(pod) {
+            let succeeded = match BuildOutcome::from_pod(pod) {
                 BuildOutcome::Succeeded(_) => true,
                 BuildOutcome::Failed(_) => false,
                 _ => return None,
@@ -1109,10 +1108,10 @@ mod tests {
             .as_ref()?;
         let request = env
             .iter()
-            .find(|e| e.name == crate::prepare::REQUEST_ENV)?
+            .find(|e| e.name == crate::contract::REQUEST_ENV)?
             .value
             .as_ref()?;
-        let request: crate::prepare::PrepareRequest = serde_json::from_str(request).ok()?;
+        let request: crate::contract::PrepareRequest = serde_json::from_str(request).ok()?;
         request.source.git?.revision
     }
 
