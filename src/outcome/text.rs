@@ -1,9 +1,9 @@
 //! Untrusted text from the build Pod (termination messages, Kaniko's log) made fit for status:
 //! bounded, on character boundaries, without escape sequences.
 
-/// At most this many lines of log go into [`BuildFailure::log_snippet`].
+/// At most this many lines of log go into a failure's log snippet.
 pub const LOG_SNIPPET_MAX_LINES: usize = 20;
-/// At most this many bytes of log go into [`BuildFailure::log_snippet`].
+/// At most this many bytes of log go into a failure's log snippet.
 pub const LOG_SNIPPET_MAX_BYTES: usize = 2048;
 
 /// The last lines of `log`, at most [`LOG_SNIPPET_MAX_LINES`] lines and
