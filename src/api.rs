@@ -2,7 +2,7 @@
 //!
 //! The schema carries every rule the API server can check on its own (patterns, lengths, CEL
 //! `x-kubernetes-validations`), so a bad spec is refused at `kubectl apply` time. What only the
-//! controller can check lives in [`crate::validation`].
+//! controller can check lives in the `validation` module.
 
 // kube's derive repeats `type_ = "string"` across printcolumns, which clippy takes for a
 // duplicated attribute.

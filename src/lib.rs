@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod builder_image;
+pub mod contract;
 pub mod controller;
 pub mod crd;
 pub mod leader;
@@ -11,6 +12,7 @@ pub mod metrics;
 pub mod outcome;
 pub mod pod;
 pub mod prepare;
+pub mod reason;
 pub mod render;
 pub mod s2i;
 pub mod source;

@@ -14,7 +14,7 @@ use sourcebuild::leader::{self, LeaseConfig};
 use sourcebuild::metrics::{self, Metrics};
 use sourcebuild::pod::BuildSettings;
 use sourcebuild::telemetry::{self, LogFormat};
-use sourcebuild::{crd, prepare, render};
+use sourcebuild::{contract, crd, prepare, render};
 
 #[derive(Parser)]
 #[command(
@@ -145,22 +145,22 @@ struct ControllerArgs {
 #[derive(Args)]
 struct PrepareArgs {
     /// Build context directory shared with the Kaniko container.
-    #[arg(long, default_value = prepare::WORKSPACE_DIR)]
+    #[arg(long, default_value = contract::WORKSPACE_DIR)]
     workspace: PathBuf,
     /// Scratch directory for the fetched source.
-    #[arg(long, default_value = prepare::SCRATCH_DIR)]
+    #[arg(long, default_value = contract::SCRATCH_DIR)]
     scratch: PathBuf,
     /// Where the result is reported for the controller.
     #[arg(long, default_value = "/dev/termination-log")]
     termination_log: PathBuf,
     /// Where the git credentials Secret is mounted (if the source names one).
-    #[arg(long, default_value = prepare::GIT_SECRET_DIR)]
+    #[arg(long, default_value = contract::GIT_SECRET_DIR)]
     git_secret_dir: PathBuf,
     /// Where the ConfigMap source is mounted.
-    #[arg(long, default_value = prepare::CONFIGMAP_DIR)]
+    #[arg(long, default_value = contract::CONFIGMAP_DIR)]
     configmap_dir: PathBuf,
     /// Where the registry credentials (a docker config.json) are mounted; missing: anonymous.
-    #[arg(long, default_value = prepare::REGISTRY_AUTH_DIR)]
+    #[arg(long, default_value = contract::REGISTRY_AUTH_DIR)]
     registry_auth_dir: PathBuf,
     /// Log format.
     #[arg(
@@ -310,7 +310,7 @@ fn run_prepare(args: PrepareArgs) -> Result<()> {
             git_secret_dir: Some(args.git_secret_dir).filter(|dir| dir.is_dir()),
             configmap_dir: args.configmap_dir,
         },
-        docker_config: args.registry_auth_dir.join(prepare::REGISTRY_AUTH_FILE),
+        docker_config: args.registry_auth_dir.join(contract::REGISTRY_AUTH_FILE),
     };
     prepare::run(
         &args.workspace,

@@ -12,11 +12,10 @@ use std::time::Duration;
 
 /// The controller's malloc arenas. glibc gives every new thread that allocates an arena of its
 /// own until it has eight per core, and memory freed in one arena serves only that arena's
-/// later allocations; the caches' objects are allocated on whichever runtime worker ran
-/// the watch and freed on another, so every arena kept its own high-water mark. With one arena,
-/// 10,000 SourceBuilds and their Pods settle at 82.7 MiB instead of 87.0 and restart at 84.5
-/// instead of 92.5 (`cargo bench --bench controller -- scale --scale 10000`). The lock is
-/// contended by a handful of runtime workers only.
+/// later allocations; the caches' objects are allocated on whichever runtime worker ran the
+/// watch and freed on another, so every arena would keep its own high-water mark. One arena
+/// keeps one, and its lock is contended by a handful of runtime workers only (figures in
+/// `docs/performance.md`).
 pub const CONTROLLER_ARENAS: i32 = 1;
 
 /// Caps glibc's malloc arenas at `arenas`; call it before the runtime starts its threads.
@@ -32,8 +31,8 @@ pub fn limit_arenas(arenas: i32) {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn limit_arenas(_arenas: i32) {}
 
-/// How often freed memory is handed back: cheap (a walk over the free lists, milliseconds for
-/// a cache of 20,000 objects), and often enough that RSS follows the cache down within seconds.
+/// How often freed memory is handed back: cheap (a walk over the free lists), and often enough
+/// that RSS follows the cache down within seconds.
 pub const TRIM_PERIOD: Duration = Duration::from_secs(10);
 
 /// Hands freed memory back every `period`, for as long as the process runs.

@@ -11,8 +11,9 @@ use serde::Deserialize;
 
 use crate::api::{GROUP, SourceBuild};
 use crate::builder_image::{BuilderImage, metadata_from_config, pinned_reference};
+use crate::contract::PrepareResult;
 use crate::pod::{BuildSettings, build_pod, prepare_request};
-use crate::prepare::{PrepareResult, prepare_workspace};
+use crate::prepare::prepare_workspace;
 use crate::source::FetchedSource;
 use crate::validation::validate_spec;
 

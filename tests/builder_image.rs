@@ -15,10 +15,9 @@ use sourcebuild::api::{ArchiveSource, Source};
 use sourcebuild::builder_image::{
     BuilderImageError, FetchOptions, fetch_builder_image, this_architecture,
 };
-use sourcebuild::prepare::{
-    PrepareError, PrepareMounts, PrepareReport, PrepareRequest, REASON_BUILDER_IMAGE_PULL_FAILED,
-    REQUEST_ENV, prepare_build,
-};
+use sourcebuild::contract::{PrepareReport, PrepareRequest, REQUEST_ENV};
+use sourcebuild::prepare::{PrepareError, PrepareMounts, prepare_build};
+use sourcebuild::reason::FailureReason;
 use sourcebuild::s2i::scripts::BuilderMetadata;
 use sourcebuild::source::SourceMounts;
 use support::builder::{BuilderImages, push_builder_images};
@@ -434,7 +433,7 @@ fn prepare_reports_builder_image_pull_failed_for_an_unknown_image_or_tag() {
         let PrepareReport::Failed(failure) = report else {
             panic!("prepare succeeded for {image}: {report:?}");
         };
-        assert_eq!(failure.reason, REASON_BUILDER_IMAGE_PULL_FAILED);
+        assert_eq!(failure.reason, FailureReason::BuilderImagePullFailed);
         assert!(failure.message.contains(&image), "{}", failure.message);
         // The builder is looked up first: nothing was fetched or written.
         assert!(!dir.path().join("workspace/Dockerfile").exists());
@@ -457,5 +456,5 @@ fn prepare_reports_builder_image_pull_failed_for_an_unknown_image_or_tag() {
     )
     .unwrap_err();
     assert!(matches!(error, PrepareError::BuilderImage(_)), "{error}");
-    assert_eq!(error.reason(), REASON_BUILDER_IMAGE_PULL_FAILED);
+    assert_eq!(error.reason(), FailureReason::BuilderImagePullFailed);
 }

@@ -529,10 +529,10 @@ fn requested_revision(pod: &k8s_openapi::api::core::v1::Pod) -> Option<String> {
         .as_ref()?;
     let request = env
         .iter()
-        .find(|e| e.name == sourcebuild::prepare::REQUEST_ENV)?
+        .find(|e| e.name == sourcebuild::contract::REQUEST_ENV)?
         .value
         .as_ref()?;
-    let request: sourcebuild::prepare::PrepareRequest = serde_json::from_str(request).ok()?;
+    let request: sourcebuild::contract::PrepareRequest = serde_json::from_str(request).ok()?;
     request.source.git?.revision
 }
 

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use sourcebuild::prepare::{PrepareReport, REQUEST_ENV};
+use sourcebuild::contract::{PrepareReport, REQUEST_ENV};
 use support::app::{
     ASSEMBLE_HOOK, FAILING_ASSEMBLE_HOOK, poll_http, start_image_command, write_app,
 };

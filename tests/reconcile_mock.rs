@@ -29,7 +29,7 @@ use sourcebuild::controller::throttle::queue::Pending;
 use sourcebuild::controller::throttle::write_gate::{Priority, WriteGate};
 use sourcebuild::controller::writes::DEFER_FOR;
 use sourcebuild::metrics::Metrics;
-use sourcebuild::pod::{BuildSettings, build_pod, pod_name};
+use sourcebuild::pod::{BuildSettings, build_pod, build_pod_name};
 use tower_test::mock::{self, Handle};
 
 type ApiHandle = Handle<Request<Body>, Response<Body>>;
@@ -253,7 +253,7 @@ fn started(at: Timestamp) -> SourceBuildStatus {
         &NewBuild {
             generation: 1,
             build: 1,
-            pod_name: pod_name("app", 1),
+            pod_name: build_pod_name("app", 1, 1),
             trigger: Trigger::ConfigChange,
             attempt: 1,
             rebuild: None,
@@ -287,11 +287,11 @@ async fn a_new_build_creates_its_pod_then_records_running() {
     ];
     let (bodies, events) = run(sb, harness(vec![]), script).await;
     let created: Pod = serde_json::from_value(bodies[0].clone()).unwrap();
-    assert_eq!(created.name_any(), pod_name("app", 1));
+    assert_eq!(created.name_any(), build_pod_name("app", 1, 1));
     let status = status_of(&bodies[1]);
     assert_eq!(status.phase, Some(Phase::Running));
     assert_eq!(status.observed_generation, Some(1));
-    assert_eq!(status.pod_name, Some(pod_name("app", 1)));
+    assert_eq!(status.pod_name, Some(build_pod_name("app", 1, 1)));
     assert_eq!(events, ["BuildStarted"]);
 }
 
@@ -305,7 +305,7 @@ async fn a_pod_whose_watch_event_beats_its_create_answer_is_not_left_awaited() {
     let harness = harness(vec![]);
     let caches = harness.ctx.caches.clone();
     let mut shown = pod.clone();
-    shown.metadata.name = Some(pod_name("app", 1));
+    shown.metadata.name = Some(build_pod_name("app", 1, 1));
     shown.metadata.namespace = Some("team".into());
     let shown = SlimPod::from_pod(&shown);
     let watch = caches.clone();
@@ -320,7 +320,11 @@ async fn a_pod_whose_watch_event_beats_its_create_answer_is_not_left_awaited() {
     let (bodies, _) = run(sb, harness, script).await;
     assert_eq!(status_of(&bodies[1]).phase, Some(Phase::Running));
     assert_eq!(caches.created_pods.unseen(), 0, "no create is left awaited");
-    assert!(!caches.created_pods.awaiting("team", &pod_name("app", 1)));
+    assert!(
+        !caches
+            .created_pods
+            .awaiting("team", &build_pod_name("app", 1, 1))
+    );
 }
 
 #[tokio::test]
@@ -482,7 +486,7 @@ async fn a_spec_change_stops_the_running_build_and_starts_the_new_one() {
     let running_status = sourcebuild::controller::status::in_progress(
         &Default::default(),
         1,
-        &pod_name("app", 1),
+        &build_pod_name("app", 1, 1),
         Phase::Running,
         None,
         Time(Timestamp::now()),
@@ -493,7 +497,10 @@ async fn a_spec_change_stops_the_running_build_and_starts_the_new_one() {
     let script = vec![
         expect(
             Method::DELETE,
-            format!("/api/v1/namespaces/team/pods/{}", pod_name("app", 1)),
+            format!(
+                "/api/v1/namespaces/team/pods/{}",
+                build_pod_name("app", 1, 1)
+            ),
             200,
             serde_json::to_value(&old_pod).unwrap(),
         ),
@@ -502,7 +509,7 @@ async fn a_spec_change_stops_the_running_build_and_starts_the_new_one() {
     ];
     let (bodies, events) = run(sb, harness(vec![old_pod]), script).await;
     let created: Pod = serde_json::from_value(bodies[1].clone()).unwrap();
-    assert_eq!(created.name_any(), pod_name("app", 2));
+    assert_eq!(created.name_any(), build_pod_name("app", 2, 1));
     let status = status_of(&bodies[2]);
     assert_eq!(
         (status.phase, status.observed_generation),
@@ -519,7 +526,10 @@ async fn a_restarted_controller_with_a_cold_cache_asks_before_creating() {
     let pod = pod_for(&sb, running());
     let script = vec![expect(
         Method::GET,
-        format!("/api/v1/namespaces/team/pods/{}", pod_name("app", 1)),
+        format!(
+            "/api/v1/namespaces/team/pods/{}",
+            build_pod_name("app", 1, 1)
+        ),
         200,
         serde_json::to_value(&pod).unwrap(),
     )];
@@ -535,7 +545,10 @@ async fn a_pod_deleted_by_someone_else_fails_the_build() {
     let script = vec![
         expect(
             Method::GET,
-            format!("/api/v1/namespaces/team/pods/{}", pod_name("app", 1)),
+            format!(
+                "/api/v1/namespaces/team/pods/{}",
+                build_pod_name("app", 1, 1)
+            ),
             404,
             not_found(),
         ),
@@ -586,7 +599,10 @@ async fn a_pending_build_past_its_timeout_is_stopped() {
         // No request for the Pod's Events: mount failures come from a watch.
         expect(
             Method::DELETE,
-            format!("/api/v1/namespaces/team/pods/{}", pod_name("app", 1)),
+            format!(
+                "/api/v1/namespaces/team/pods/{}",
+                build_pod_name("app", 1, 1)
+            ),
             200,
             serde_json::to_value(&pod).unwrap(),
         ),
@@ -666,7 +682,10 @@ async fn a_failed_mount_of_a_missing_secret_fails_the_build_at_once() {
     let script = vec![
         expect(
             Method::DELETE,
-            format!("/api/v1/namespaces/team/pods/{}", pod_name("app", 1)),
+            format!(
+                "/api/v1/namespaces/team/pods/{}",
+                build_pod_name("app", 1, 1)
+            ),
             200,
             serde_json::to_value(&pod).unwrap(),
         ),
@@ -772,7 +791,10 @@ async fn suspending_deletes_the_running_pod_and_records_cancelled() {
     let script = vec![
         expect(
             Method::DELETE,
-            format!("/api/v1/namespaces/team/pods/{}", pod_name("app", 1)),
+            format!(
+                "/api/v1/namespaces/team/pods/{}",
+                build_pod_name("app", 1, 1)
+            ),
             200,
             serde_json::to_value(&pod).unwrap(),
         ),
@@ -891,7 +913,10 @@ async fn a_pod_just_created_is_not_fetched_while_its_watch_event_is_on_the_way()
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(written["status"]["podName"], json!(pod_name("app", 1)));
+    assert_eq!(
+        written["status"]["podName"],
+        json!(build_pod_name("app", 1, 1))
+    );
     assert_eq!(*events.0.lock().unwrap(), ["BuildStarted"]);
 }
 
@@ -1036,7 +1061,7 @@ async fn a_build_first_recorded_running_writes_one_status_and_its_start_event() 
     .await;
     let status = status_of(&bodies[0]);
     assert_eq!(status.phase, Some(Phase::Running));
-    assert_eq!(status.pod_name, Some(pod_name("app", 1)));
+    assert_eq!(status.pod_name, Some(build_pod_name("app", 1, 1)));
     assert_eq!(events, ["BuildStarted"]);
 }
 

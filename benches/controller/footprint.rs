@@ -18,11 +18,11 @@ use kube::runtime::reflector::{Store, store::Writer};
 use kube::runtime::{reflector, watcher};
 use serde_json::{Value, json};
 use sourcebuild::api::SourceBuild;
+use sourcebuild::contract::{PrepareReport, PrepareResult};
 use sourcebuild::controller::cache::pod_cache::PodCache;
 use sourcebuild::controller::cache::slim_pod::SlimPod;
 use sourcebuild::controller::cache::source_build::CachedSourceBuild;
 use sourcebuild::pod::{BuildSettings, build_pod};
-use sourcebuild::prepare::{PrepareReport, PrepareResult};
 
 use crate::report::Footprint;
 

@@ -11,7 +11,8 @@ use std::time::Instant;
 
 use sourcebuild::api::{GitSource, Source};
 use sourcebuild::builder_image::BuilderImage;
-use sourcebuild::prepare::{PrepareRequest, prepare_workspace};
+use sourcebuild::contract::PrepareRequest;
+use sourcebuild::prepare::prepare_workspace;
 use sourcebuild::s2i::scripts::BuilderMetadata;
 use sourcebuild::source::SourceMounts;
 

@@ -8,8 +8,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{BuildRecord, Phase, SourceBuildStatus, Trigger};
+use crate::contract::PrepareResult;
 use crate::outcome::{BuildFailure, BuildResult};
-use crate::prepare::PrepareResult;
 
 /// Condition type: an image built from the current spec is available.
 pub const READY: &str = "Ready";
@@ -392,7 +392,7 @@ fn set_condition(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::FailureReason;
+    use crate::reason::FailureReason;
 
     fn at(seconds: i64) -> Timestamp {
         Timestamp::from_second(1_700_000_000 + seconds).unwrap()

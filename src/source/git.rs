@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicBool;
 use gix::bstr::ByteSlice;
 use tracing::{debug, info, warn};
 
+use super::userinfo::mask_userinfo;
 use crate::api::GitSource;
 
 /// What a clone produced.
@@ -392,25 +393,6 @@ fn parse_url(raw: &str) -> Result<(gix::Url, Option<Credentials>), GitError> {
     Ok((url, credentials))
 }
 
-/// Replaces the userinfo of a URL that may not parse with `***`, for error messages.
-pub(crate) fn mask_userinfo(raw: &str) -> String {
-    let Some(scheme_end) = raw.find("://") else {
-        return raw.to_string();
-    };
-    let authority_start = scheme_end + 3;
-    let authority_end = raw[authority_start..]
-        .find(['/', '?', '#'])
-        .map_or(raw.len(), |i| authority_start + i);
-    match raw[authority_start..authority_end].rfind('@') {
-        Some(at) => format!(
-            "{}***@{}",
-            &raw[..authority_start],
-            &raw[authority_start + at + 1..]
-        ),
-        None => raw.to_string(),
-    }
-}
-
 fn read_secret(dir: &Path) -> Result<Credentials, GitError> {
     let read = |key: &str| {
         let path = dir.join(key);
@@ -429,19 +411,6 @@ fn read_secret(dir: &Path) -> Result<Credentials, GitError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn userinfo_is_masked_in_unparsed_urls() {
-        assert_eq!(
-            mask_userinfo("https://user:secret@example.com/a.git"),
-            "https://***@example.com/a.git"
-        );
-        assert_eq!(
-            mask_userinfo("https://example.com/a@b.git"),
-            "https://example.com/a@b.git"
-        );
-        assert_eq!(mask_userinfo("not a url"), "not a url");
-    }
 
     #[test]
     fn url_credentials_are_taken_out_of_the_url() {

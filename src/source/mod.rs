@@ -7,11 +7,13 @@
 use std::path::{Path, PathBuf};
 
 use crate::api::Source;
-use crate::prepare::{REASON_INVALID_SOURCE, REASON_SOURCE_FETCH_FAILED};
+use crate::reason::FailureReason;
+use userinfo::strip_userinfo;
 
 pub mod archive;
 pub mod configmap;
 pub mod git;
+mod userinfo;
 
 pub use archive::{ArchiveError, ArchiveLimits};
 pub use configmap::ConfigMapError;
@@ -58,13 +60,15 @@ pub enum FetchError {
 impl FetchError {
     /// The status reason this failure maps to: `InvalidSource` when the spec itself can never
     /// work, `SourceFetchFailed` when fetching it did not.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> FailureReason {
         match self {
-            FetchError::InvalidSource(_) => REASON_INVALID_SOURCE,
+            FetchError::InvalidSource(_) => FailureReason::InvalidSource,
             FetchError::Git(GitError::InvalidUrl { .. })
             | FetchError::Archive(ArchiveError::InvalidUrl { .. })
-            | FetchError::ConfigMap(ConfigMapError::InvalidPath { .. }) => REASON_INVALID_SOURCE,
-            _ => REASON_SOURCE_FETCH_FAILED,
+            | FetchError::ConfigMap(ConfigMapError::InvalidPath { .. }) => {
+                FailureReason::InvalidSource
+            }
+            _ => FailureReason::SourceFetchFailed,
         }
     }
 }
@@ -116,24 +120,6 @@ pub fn location(source: &Source) -> String {
         format!("configmap:{}", config_map.name)
     } else {
         String::new()
-    }
-}
-
-fn strip_userinfo(raw: &str) -> String {
-    let Some(scheme_end) = raw.find("://") else {
-        return raw.to_string();
-    };
-    let authority_start = scheme_end + 3;
-    let authority_end = raw[authority_start..]
-        .find(['/', '?', '#'])
-        .map_or(raw.len(), |i| authority_start + i);
-    match raw[authority_start..authority_end].rfind('@') {
-        Some(at) => format!(
-            "{}{}",
-            &raw[..authority_start],
-            &raw[authority_start + at + 1..]
-        ),
-        None => raw.to_string(),
     }
 }
 

@@ -38,10 +38,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
-use sourcebuild::pod::{MANAGED_BY_SELECTOR, TERMINATION_MESSAGE_PATH};
-use sourcebuild::prepare::{
+use sourcebuild::contract::{
     CONFIGMAP_DIR, GIT_SECRET_DIR, REGISTRY_AUTH_DIR, SCRATCH_DIR, WORKSPACE_DIR,
 };
+use sourcebuild::pod::{MANAGED_BY_SELECTOR, TERMINATION_MESSAGE_PATH};
 
 use super::control_plane::ControlPlane;
 use super::kaniko::{ContainerEnd, KanikoContainer, run_kaniko_container};

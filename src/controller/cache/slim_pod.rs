@@ -369,9 +369,9 @@ impl kube::Resource for SlimPod {
 mod tests {
     use super::*;
     use crate::api::{GitSource, Output, Source, SourceBuild, SourceBuildSpec};
-    use crate::outcome::{BuildOutcome, observe};
+    use crate::contract::{PrepareReport, PrepareResult};
+    use crate::outcome::BuildOutcome;
     use crate::pod::{BuildSettings, build_pod};
-    use crate::prepare::{PrepareReport, PrepareResult};
     use serde_json::{Value, json};
 
     /// A build Pod as the API server sends it, with what the kubelet and the API server add
@@ -486,8 +486,8 @@ mod tests {
             let listed = as_listed(with_kubelet_fields(status.clone()));
             let full: Pod = serde_json::from_value(listed.clone()).unwrap();
             let cached: SlimPod = serde_json::from_value(listed).unwrap();
-            let seen = observe(&cached.to_pod());
-            assert_eq!(seen, observe(&full), "{status}");
+            let seen = BuildOutcome::from_pod(&cached.to_pod());
+            assert_eq!(seen, BuildOutcome::from_pod(&full), "{status}");
             // What the Pod cache holds reads back as the very same Pod.
             let held = cached.to_cached().unwrap();
             assert_eq!(held.to_pod().unwrap(), cached.to_pod(), "{status}");

@@ -18,10 +18,9 @@ use crate::api::{
 use crate::controller::events::{BUILD_STARTED, BUILD_SUCCEEDED, Event, POD_PENDING, Severity};
 use crate::controller::poll;
 use crate::controller::status::{self, NewBuild};
-use crate::outcome::{
-    BuildFailure, BuildOutcome, FailureReason, is_transient, missing_reference, observe,
-};
+use crate::outcome::{BuildFailure, BuildOutcome, is_transient, missing_reference};
 use crate::pod::{BuildSettings, build_pod, build_pod_name};
+use crate::reason::FailureReason;
 use crate::validation::validate_spec;
 
 /// What to do for one SourceBuild.
@@ -405,7 +404,7 @@ fn status_from_pod(
         .filter(|_| old.observed_generation == Some(generation))
         .or_else(|| pod.metadata.creation_timestamp.clone())
         .unwrap_or(Time(now));
-    let outcome = observe(pod);
+    let outcome = BuildOutcome::from_pod(pod);
     let timeout = sb.spec.timeout();
     let elapsed = now.duration_since(start.0).unsigned_abs();
     match outcome {
@@ -582,7 +581,7 @@ fn retention(
         .filter(|pod| pod.metadata.deletion_timestamp.is_none())
         .filter(|pod| !plan.delete.contains(&pod.name_any()))
         .filter_map(|pod| {
-            let succeeded = match observe(pod) {
+            let succeeded = match BuildOutcome::from_pod(pod) {
                 BuildOutcome::Succeeded(_) => true,
                 BuildOutcome::Failed(_) => false,
                 _ => return None,

@@ -441,10 +441,10 @@ fn pinned_revision(pod: &Pod) -> Option<String> {
         .as_ref()?;
     let request = env
         .iter()
-        .find(|e| e.name == crate::prepare::REQUEST_ENV)?
+        .find(|e| e.name == crate::contract::REQUEST_ENV)?
         .value
         .as_ref()?;
-    let request: crate::prepare::PrepareRequest = serde_json::from_str(request).ok()?;
+    let request: crate::contract::PrepareRequest = serde_json::from_str(request).ok()?;
     request.source.git?.revision
 }
 

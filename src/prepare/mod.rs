@@ -1,101 +1,28 @@
 //! The build Pod's init step: fetch the source, lay out the build context and write the
 //! generated Dockerfile, then report what was built from as JSON in the termination message.
 //!
-//! The controller hands the step a [`PrepareRequest`] (JSON in the `SOURCEBUILD_PREPARE_REQUEST`
-//! environment variable) and reads back a [`PrepareReport`] from the init container's
-//! termination message. Both types are the contract between `pod.rs`/`outcome.rs` and this step.
+//! The controller hands the step a [`PrepareRequest`] (JSON in the [`REQUEST_ENV`] environment
+//! variable) and reads back a [`PrepareReport`] from the init container's termination message;
+//! both are defined in [`crate::contract`].
+
+pub mod scripts_download;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::api::{EnvVar, Source};
 use crate::builder_image::{BuilderImage, BuilderImageError, FetchOptions, fetch_builder_image};
+use crate::contract::{
+    CONFIGMAP_DIR, GIT_SECRET_DIR, PrepareFailure, PrepareReport, PrepareRequest, PrepareResult,
+    REGISTRY_AUTH_DIR, REGISTRY_AUTH_FILE, REQUEST_ENV, TERMINATION_MESSAGE_LIMIT, report_json,
+};
+use crate::reason::FailureReason;
 use crate::s2i::context::lay_out_context;
 use crate::s2i::dockerfile::{DockerfileSpec, render_dockerfile};
 use crate::s2i::scripts::{self, Script, ScriptsUrl};
 use crate::source::{FetchedSource, SourceMounts};
-
-/// Environment variable that carries the [`PrepareRequest`] JSON into the init container.
-pub const REQUEST_ENV: &str = "SOURCEBUILD_PREPARE_REQUEST";
-/// The shared `emptyDir`: prepare writes `Dockerfile` and `upload/` here, Kaniko reads it.
-pub const WORKSPACE_DIR: &str = "/workspace";
-/// Scratch space for the fetched source, outside the build context.
-pub const SCRATCH_DIR: &str = "/scratch";
-/// Where a `kubernetes.io/basic-auth` git Secret is mounted (keys `username`, `password`).
-pub const GIT_SECRET_DIR: &str = "/var/run/secrets/sourcebuild/git";
-/// Where the ConfigMap source is mounted (read-only, laid out by the kubelet).
-pub const CONFIGMAP_DIR: &str = "/var/run/sourcebuild/configmap";
-/// Where the push Secret's `.dockerconfigjson` is mounted as `config.json`, so prepare can read
-/// the builder image from a private registry with the same credentials Kaniko gets.
-pub const REGISTRY_AUTH_DIR: &str = "/var/run/secrets/sourcebuild/registry";
-/// The docker config file name inside [`REGISTRY_AUTH_DIR`].
-pub const REGISTRY_AUTH_FILE: &str = "config.json";
-/// Largest termination message the kubelet keeps (bytes).
-pub const TERMINATION_MESSAGE_LIMIT: usize = 4096;
-
-/// Everything `prepare` needs, derived by the controller from the SourceBuild spec.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct PrepareRequest {
-    /// The source: exactly one of git, configMap, archive, plus contextDir.
-    pub source: Source,
-    /// Builder image reference (spec or the operator default), as the user wrote it.
-    pub builder_image: String,
-    /// `spec.builder.scriptsUrl`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scripts_url: Option<String>,
-    /// `spec.builder.assembleUser`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub assemble_user: Option<String>,
-    /// `spec.env`, applied after `.s2i/environment`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub env: Vec<EnvVar>,
-    /// `spec.output.labels`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
-    /// `spec.output.image`, recorded in the image's labels.
-    pub output_image: String,
-    /// Registries (`host[:port]`) reached over plain HTTP (the operator's `--insecure-registry`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub insecure_registries: Vec<String>,
-}
-
-/// What prepare reports in its termination message.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub enum PrepareReport {
-    /// The build context is ready.
-    Prepared(PrepareResult),
-    /// The step failed; the build must not go on.
-    Failed(PrepareFailure),
-}
-
-/// Provenance of a prepared build context.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct PrepareResult {
-    /// Resolved git commit, or `sha256:<hex>` of the archive; none for a ConfigMap.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revision: Option<String>,
-    /// `sha256:<hex>` of the generated Dockerfile bytes.
-    pub dockerfile_sha256: String,
-    /// The builder image the Dockerfile's FROM names: `repo@sha256:...`, pinned to the manifest
-    /// whose config prepare read.
-    pub builder_image: String,
-}
-
-/// Why prepare failed, in status terms.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct PrepareFailure {
-    /// A status reason: `SourceFetchFailed`, `InvalidSource` or `BuilderImagePullFailed`.
-    pub reason: String,
-    /// What went wrong, naming the file, line or field.
-    pub message: String,
-}
+use scripts_download::{DownloadError, MAX_SCRIPT_BYTES, download_scripts};
 
 /// Image label: the builder image the build used.
 pub const LABEL_BUILD_IMAGE: &str = "io.openshift.s2i.build.image";
@@ -105,12 +32,6 @@ pub const LABEL_SOURCE_LOCATION: &str = "io.openshift.s2i.build.source-location"
 pub const LABEL_COMMIT_ID: &str = "io.openshift.s2i.build.commit.id";
 /// Image label: the output image name.
 pub const LABEL_DISPLAY_NAME: &str = "io.k8s.display-name";
-/// Status reason for a source that could not be fetched.
-pub const REASON_SOURCE_FETCH_FAILED: &str = "SourceFetchFailed";
-/// Status reason for a source (or request) the build cannot use.
-pub const REASON_INVALID_SOURCE: &str = "InvalidSource";
-/// Status reason for a builder image whose manifest or config could not be read.
-pub const REASON_BUILDER_IMAGE_PULL_FAILED: &str = "BuilderImagePullFailed";
 
 /// Why prepare failed.
 #[derive(Debug, thiserror::Error)]
@@ -130,9 +51,12 @@ pub enum PrepareError {
     /// The source tree cannot be laid out.
     #[error(transparent)]
     Context(#[from] crate::s2i::context::ContextError),
-    /// Scripts, destination or user are unusable, or the script download failed.
+    /// Scripts, destination or user are unusable.
     #[error(transparent)]
     Scripts(#[from] crate::s2i::scripts::ScriptsError),
+    /// Downloading the scripts from `spec.builder.scriptsUrl` failed.
+    #[error(transparent)]
+    ScriptsDownload(#[from] DownloadError),
     /// A value cannot be written into the Dockerfile.
     #[error(transparent)]
     Dockerfile(#[from] crate::s2i::dockerfile::DockerfileError),
@@ -147,18 +71,20 @@ pub enum PrepareError {
 
 impl PrepareError {
     /// The status reason for this failure: the one place errors map to reasons.
-    pub fn reason(&self) -> &'static str {
-        use crate::s2i::scripts::ScriptsError;
+    pub fn reason(&self) -> FailureReason {
         match self {
             PrepareError::Fetch(error) => error.reason(),
-            PrepareError::BuilderImage(_) => REASON_BUILDER_IMAGE_PULL_FAILED,
-            PrepareError::Scripts(ScriptsError::Download { .. }) => REASON_SOURCE_FETCH_FAILED,
+            PrepareError::BuilderImage(_) => FailureReason::BuilderImagePullFailed,
+            PrepareError::ScriptsDownload(DownloadError::Fetch { .. }) => {
+                FailureReason::SourceFetchFailed
+            }
             PrepareError::MissingRequest
             | PrepareError::InvalidRequest(_)
             | PrepareError::Context(_)
             | PrepareError::Scripts(_)
+            | PrepareError::ScriptsDownload(DownloadError::Write { .. })
             | PrepareError::Dockerfile(_)
-            | PrepareError::Write { .. } => REASON_INVALID_SOURCE,
+            | PrepareError::Write { .. } => FailureReason::InvalidSource,
         }
     }
 }
@@ -203,10 +129,10 @@ pub fn prepare_workspace(
         .transpose()?;
     let mut uploaded = context.hooks.clone();
     if let Some(ScriptsUrl::Http(url)) = &spec_url {
-        let downloaded = scripts::download_scripts(
+        let downloaded = download_scripts(
             url,
             &workspace.join("upload").join("scripts"),
-            scripts::MAX_SCRIPT_BYTES,
+            MAX_SCRIPT_BYTES,
         )?;
         uploaded.extend(downloaded);
     }
@@ -324,9 +250,9 @@ pub fn write_report(
     let report = match outcome {
         Ok(result) => PrepareReport::Prepared(result.clone()),
         Err(error) => {
-            tracing::error!(reason = error.reason(), %error, "prepare failed");
+            tracing::error!(reason = error.reason().as_str(), %error, "prepare failed");
             PrepareReport::Failed(PrepareFailure {
-                reason: error.reason().to_string(),
+                reason: error.reason(),
                 message: error.to_string(),
             })
         }
@@ -341,41 +267,6 @@ pub fn write_report(
 fn read_request() -> Result<PrepareRequest, PrepareError> {
     let raw = std::env::var(REQUEST_ENV).map_err(|_| PrepareError::MissingRequest)?;
     serde_json::from_str(&raw).map_err(PrepareError::InvalidRequest)
-}
-
-/// The report as JSON of at most `limit` bytes: a failure's message is cut (at a character
-/// boundary, marked with `...`) until it fits, since the kubelet truncates the termination
-/// message and a truncated JSON document cannot be parsed.
-pub fn report_json(report: &PrepareReport, limit: usize) -> String {
-    let json = serde_json::to_string(report).expect("the report always serializes");
-    let PrepareReport::Failed(failure) = report else {
-        return json;
-    };
-    if json.len() <= limit {
-        return json;
-    }
-    let mut keep = failure.message.len();
-    loop {
-        let excess = serde_json::to_string(&PrepareReport::Failed(PrepareFailure {
-            reason: failure.reason.clone(),
-            message: truncated(&failure.message, keep),
-        }))
-        .expect("the report always serializes");
-        if excess.len() <= limit || keep == 0 {
-            return excess;
-        }
-        // Escaping can make a byte of message cost up to six bytes of JSON, so shrink in
-        // proportion to the overshoot rather than by it; a few rounds converge.
-        keep = (keep * limit / excess.len()).min(keep - 1);
-    }
-}
-
-fn truncated(message: &str, keep: usize) -> String {
-    let mut end = keep.min(message.len());
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &message[..end])
 }
 
 #[cfg(test)]
@@ -431,7 +322,7 @@ mod tests {
         assert_eq!(
             PrepareError::Fetch(crate::source::FetchError::InvalidSource("none set".into()))
                 .reason(),
-            REASON_INVALID_SOURCE
+            FailureReason::InvalidSource
         );
         let missing = crate::source::configmap::ConfigMapError::MissingKey {
             name: "app".into(),
@@ -441,32 +332,32 @@ mod tests {
         };
         assert_eq!(
             PrepareError::Fetch(missing.into()).reason(),
-            REASON_SOURCE_FETCH_FAILED
+            FailureReason::SourceFetchFailed
         );
         let env = crate::s2i::context::ContextError::Environment(EnvironmentError::MissingEquals {
             file: ".s2i/environment".into(),
             line: 2,
         });
         let error = PrepareError::Context(env);
-        assert_eq!(error.reason(), REASON_INVALID_SOURCE);
+        assert_eq!(error.reason(), FailureReason::InvalidSource);
         assert_eq!(
             error.to_string(),
             ".s2i/environment:2: expected NAME=VALUE, found no '='"
         );
-        let download = crate::s2i::scripts::ScriptsError::Download {
+        let download = DownloadError::Fetch {
             url: "http://x/run".into(),
             reason: "404".into(),
         };
         assert_eq!(
-            PrepareError::Scripts(download).reason(),
-            REASON_SOURCE_FETCH_FAILED
+            PrepareError::ScriptsDownload(download).reason(),
+            FailureReason::SourceFetchFailed
         );
         let pull = PrepareError::BuilderImage(BuilderImageError::Registry {
             image: "127.0.0.1:5000/s2i/none:1".into(),
             registry: "127.0.0.1:5000".into(),
             answer: "MANIFEST_UNKNOWN".into(),
         });
-        assert_eq!(pull.reason(), REASON_BUILDER_IMAGE_PULL_FAILED);
+        assert_eq!(pull.reason(), FailureReason::BuilderImagePullFailed);
         assert_eq!(
             pull.to_string(),
             "pulling builder image 127.0.0.1:5000/s2i/none:1 from 127.0.0.1:5000: MANIFEST_UNKNOWN"
@@ -474,36 +365,6 @@ mod tests {
         assert_eq!(
             PrepareError::MissingRequest.to_string(),
             format!("environment variable {REQUEST_ENV} is not set")
-        );
-    }
-
-    #[test]
-    fn long_failure_messages_are_cut_to_fit() {
-        for message in ["x".repeat(10_000), "\"\u{1}é".repeat(3_000)] {
-            let report = PrepareReport::Failed(PrepareFailure {
-                reason: REASON_INVALID_SOURCE.into(),
-                message: message.clone(),
-            });
-            let json = report_json(&report, TERMINATION_MESSAGE_LIMIT);
-            assert!(json.len() <= TERMINATION_MESSAGE_LIMIT, "{}", json.len());
-            assert!(
-                json.len() > TERMINATION_MESSAGE_LIMIT - 16,
-                "{}",
-                json.len()
-            );
-            let PrepareReport::Failed(back) = serde_json::from_str(&json).unwrap() else {
-                panic!("not a failure: {json}");
-            };
-            assert!(back.message.ends_with("..."));
-            assert!(message.starts_with(back.message.trim_end_matches("...")));
-        }
-        let short = PrepareReport::Failed(PrepareFailure {
-            reason: REASON_INVALID_SOURCE.into(),
-            message: "short".into(),
-        });
-        assert_eq!(
-            report_json(&short, TERMINATION_MESSAGE_LIMIT),
-            serde_json::to_string(&short).unwrap()
         );
     }
 }
