@@ -289,6 +289,23 @@ mod report_tests {
     }
 
     #[test]
+    fn how_soon_a_phase_shows_is_a_row_per_load_that_measured_it() {
+        let mut unscheduled = load(42.0);
+        unscheduled.builds = 200;
+        unscheduled.create_to_phase_ms = super::stats::summarize(&[4.0, 6.0, 30.0]);
+        let table = goals_table(&Report {
+            steady: Some(load(42.0)),
+            unscheduled: Some(unscheduled),
+            ..Default::default()
+        });
+        assert!(
+            table.contains("| SourceBuild -> a phase in status (no node, steady, 200 builds) | shown at once | p50 6.0 ms, p99 30.0 ms (max 30.0 ms) |"),
+            "{table}"
+        );
+        assert!(!table.contains("a phase in status (steady"), "{table}");
+    }
+
+    #[test]
     fn cpu_by_process_is_a_row_of_its_own() {
         let mut steady = load(42.0);
         steady.cpu_ms_per_build = [("etcd".to_string(), 3.31), ("operator".to_string(), 0.5)]

@@ -352,7 +352,8 @@ pub fn goals_table(r: &Report) -> String {
         ("no node, steady", &r.unscheduled),
     ];
     for (name, load) in loads {
-        if let Some(l) = load {
+        // Reports of runs before this measure have no samples.
+        if let Some(l) = load.as_ref().filter(|l| l.create_to_phase_ms.count > 0) {
             rows.push([
                 format!(
                     "SourceBuild -> a phase in status ({name}, {} builds)",

@@ -3,14 +3,15 @@
 //! Decisions, without I/O: [`plan`] (what to do for one SourceBuild), [`status`] (status and
 //! conditions), [`events`] (the Events a plan publishes), [`poll`] (when a polled remote is
 //! due and what its answer records), [`writes`] (what of a plan to write now). Wiring:
-//! [`reconcile`] carries decisions out, [`watches`] feeds the caches and starts the
-//! reconciles, [`poll_remote`] asks a git remote. Machinery behind small interfaces that the
+//! [`reconcile`] takes the decisions, [`execute`] makes their requests, [`watches`] feeds the
+//! caches and starts the reconciles, [`poll_remote`] asks a git remote. Machinery behind small interfaces that the
 //! decisions never see: [`cache`] (what is kept of the cluster, packed) and [`throttle`] (how
 //! many requests go at once).
 
 pub mod cache;
 pub mod context;
 pub mod events;
+pub mod execute;
 pub mod plan;
 pub mod poll;
 pub mod poll_remote;
@@ -34,7 +35,7 @@ use crate::metrics::Metrics;
 use crate::pod::BuildSettings;
 
 pub use context::Context;
-pub use reconcile::Error;
+pub use execute::Error;
 
 /// How the operator runs.
 #[derive(Clone, Debug)]
