@@ -34,6 +34,7 @@
 #   SOURCEBUILD_CACHE        cache root (default ~/.cache/sourcebuild-operator): tools, and
 #                            the run directory $SOURCEBUILD_CACHE/cluster
 #   SOURCEBUILD_CLUSTER_DIR  the run directory instead (state, certificates, logs/)
+#   SOURCEBUILD_CLUSTER_KEEP=1  a failed `up` leaves what it started running, to look at
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -66,7 +67,7 @@ init_pid() {
   ours=$(readlink /proc/self/ns/pid)
   for p in /proc/[0-9]*; do
     [[ -r $p/environ ]] || continue
-    tr '\0' '\n' <"$p/environ" 2>/dev/null | grep -qxF "SOURCEBUILD_CLUSTER_INIT=$run" || continue
+    { tr '\0' '\n' <"$p/environ"; } 2>/dev/null | grep -qxF "SOURCEBUILD_CLUSTER_INIT=$run" || continue
     [[ $(readlink "$p/ns/pid" 2>/dev/null) != "$ours" ]] || continue
     echo "${p#/proc/}"
     return 0
@@ -168,6 +169,8 @@ up() {
   [[ $(id -u) == 0 ]] || die "needs root"
   cleanup
   rm -rf "$run/logs"
+  # A failed start stops what it started (SOURCEBUILD_CLUSTER_KEEP=1 keeps it to look at).
+  trap 'log "up failed; logs in $run/logs"; [[ -n ${SOURCEBUILD_CLUSTER_KEEP:-} ]] || cleanup' EXIT
   # Tools first, outside the namespace (building them needs the Go module proxy).
   k8s=$(tool kubernetes) etcd=$(tool etcd) crane=$(tool crane)
   containerd=$(tool containerd) runc=$(tool runc) cni=$(tool cni-plugins)
@@ -223,14 +226,16 @@ EOF
     --kubelet-client-certificate="$pki/apiserver-kubelet-client.crt" \
     --kubelet-client-key="$pki/apiserver-kubelet-client.key" \
     --kubelet-certificate-authority="$pki/ca.crt" --kubelet-preferred-address-types=Hostname
-  wait_for "kube-apiserver" 120 "$k8s/kubectl" --kubeconfig="$pki/admin.kubeconfig" get --raw=/readyz
+  wait_for "kube-apiserver" 120 "$k8s/kubectl" --kubeconfig="$pki/admin.kubeconfig" \
+    --cache-dir="$run/kube-cache" get --raw=/readyz
   start kube-controller-manager "$k8s/kube-controller-manager" \
     --kubeconfig="$pki/controller-manager.kubeconfig" \
     --authentication-kubeconfig="$pki/controller-manager.kubeconfig" \
     --authorization-kubeconfig="$pki/controller-manager.kubeconfig" \
     --controllers='*' --service-account-private-key-file="$pki/sa.key" \
     --root-ca-file="$pki/ca.crt" --leader-elect=false --bind-address=127.0.0.1 \
-    --cert-dir="$run/kcm-certs" --use-service-account-credentials=true
+    --cert-dir="$run/kcm-certs" --use-service-account-credentials=true \
+    --flex-volume-plugin-dir="$run/flexvolume"
   start kube-scheduler "$k8s/kube-scheduler" --kubeconfig="$pki/scheduler.kubeconfig" \
     --authentication-kubeconfig="$pki/scheduler.kubeconfig" \
     --authorization-kubeconfig="$pki/scheduler.kubeconfig" \
@@ -259,6 +264,9 @@ state = "$run/containerd/state"
   address = "$run/containerd/containerd.sock.ttrpc"
 
 [plugins]
+  # Its default /opt/containerd would be made on the host.
+  [plugins.'io.containerd.internal.v1.opt']
+    path = '$run/containerd/opt'
   [plugins.'io.containerd.cri.v1.images']
     snapshotter = 'overlayfs'
     [plugins.'io.containerd.cri.v1.images'.pinned_images]
@@ -331,6 +339,7 @@ healthzPort: 10248
 readOnlyPort: 0
 oomScoreAdj: 0
 podLogsDir: $run/pod-logs
+volumePluginDir: $run/flexvolume
 resolvConf: $run/etc/pod-resolv.conf
 clusterDomain: cluster.local
 tlsCertFile: $pki/kubelet-serving.crt
@@ -355,9 +364,10 @@ EOF
     --kubeconfig="$pki/kubelet.kubeconfig" --hostname-override="$NODE" --node-ip="$NODE_IP" \
     --v=1
   wait_for "node $NODE Ready" 120 "$k8s/kubectl" --kubeconfig="$pki/admin.kubeconfig" \
-    wait --for=condition=Ready "node/$NODE" --timeout=2s
+    --cache-dir="$run/kube-cache" wait --for=condition=Ready "node/$NODE" --timeout=2s
 
   env_lines >"$run/env"
+  trap - EXIT
   cat >&2 <<EOF
 cluster.sh: up (state in $run, logs in $run/logs)
   scripts/cluster.sh kubectl get nodes
@@ -372,6 +382,7 @@ env_lines() {
   k8s=$(tool kubernetes)
   cat <<EOF
 export KUBECONFIG=$run/pki/admin.kubeconfig
+export KUBECACHEDIR=$run/kube-cache
 export SOURCEBUILD_CLUSTER_REGISTRY=$REGISTRY
 export SOURCEBUILD_CLUSTER_API=$API_URL
 export SOURCEBUILD_CLUSTER_NODE=$NODE
@@ -389,7 +400,8 @@ case $cmd in
     pid=$(init_pid)
     if [[ -n $pid ]]; then echo "up (namespaces of PID $pid, state in $run)"; else echo "down"; exit 1; fi
     ;;
-  kubectl) inns "$(tool kubernetes)/kubectl" --kubeconfig="$run/pki/admin.kubeconfig" "$@" ;;
+  kubectl) inns "$(tool kubernetes)/kubectl" --kubeconfig="$run/pki/admin.kubeconfig" \
+    --cache-dir="$run/kube-cache" "$@" ;;
   exec) inns /bin/bash -c "source '$run/env'; exec \"\$@\"" bash "$@" ;;
   shell) inns /bin/bash --rcfile <(cat ~/.bashrc 2>/dev/null; cat "$run/env"; echo 'PS1="(cluster) $PS1"') -i ;;
   env) env_lines ;;

@@ -11,7 +11,7 @@ run=$SOURCEBUILD_CLUSTER_DIR
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 crane=$("$repo/scripts/tools.sh" crane)
 image=$SOURCEBUILD_CLUSTER_REGISTRY/sourcebuild/busybox:1
-bash "$repo/scripts/cluster/images.sh" busybox "$run" "$crane" "$image" >/dev/null
+bash "$repo/scripts/cluster/images.sh" busybox "$run" "$crane" "$image" >>"$run/logs/images.log" 2>&1
 
 ns=smoke-$(date +%s)
 kubectl create namespace "$ns" >/dev/null
