@@ -402,8 +402,9 @@ case $cmd in
     ;;
   kubectl) inns "$(tool kubernetes)/kubectl" --kubeconfig="$run/pki/admin.kubeconfig" \
     --cache-dir="$run/kube-cache" "$@" ;;
-  exec) inns /bin/bash -c "source '$run/env'; exec \"\$@\"" bash "$@" ;;
-  shell) inns /bin/bash --rcfile <(cat ~/.bashrc 2>/dev/null; cat "$run/env"; echo 'PS1="(cluster) $PS1"') -i ;;
+  # The caller's working directory carries over (nsenter -m would start in /).
+  exec) inns /bin/bash -c "cd '$PWD' && source '$run/env' && exec \"\$@\"" bash "$@" ;;
+  shell) inns /bin/bash --rcfile <(cat ~/.bashrc 2>/dev/null; cat "$run/env"; echo "cd '$PWD'"; echo 'PS1="(cluster) $PS1"') -i ;;
   env) env_lines ;;
   smoke) inns /bin/bash -c "source '$run/env'; exec bash '$repo/scripts/cluster/smoke.sh'" ;;
   *)
