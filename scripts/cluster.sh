@@ -13,7 +13,7 @@
 #
 # Inside a new network, mount and PID namespace (scripts/cluster/ns-init.sh is its PID 1):
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler, a registry
-# (crane registry serve), containerd (runc, CNI bridge) and a kubelet. The network namespace
+# (crane registry serve), containerd (runc, CNI bridge), a kubelet and kube-proxy (nftables). The network namespace
 # has loopback and the pod bridge only; Pods get no route beyond their subnet. Every binary is
 # a pinned tool (scripts/tools.sh), built outside the namespace before it starts.
 #
@@ -163,7 +163,7 @@ tool() { "$repo/scripts/tools.sh" "$1"; }
 
 up() {
   local k8s etcd crane containerd runc cni
-  for c in unshare nsenter ip openssl gcc sysctl; do
+  for c in unshare nsenter ip openssl gcc sysctl nft; do
     command -v "$c" >/dev/null || die "$c is missing (.ci/run installs it)"
   done
   [[ $(id -u) == 0 ]] || die "needs root"
@@ -294,7 +294,8 @@ state = "$run/containerd/state"
     stream_server_address = '127.0.0.1'
 EOF
   # The pod network: a bridge with host-local addresses, no masquerade, and no route beyond
-  # the subnet (no default route in the Pods).
+  # the subnet but one to the Service range via the bridge (kube-proxy's rules in the node's
+  # namespace turn those addresses into the node's own); no default route in the Pods.
   cat >"$run/cni/net.d/10-sourcebuild.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
@@ -311,7 +312,7 @@ EOF
         "type": "host-local",
         "dataDir": "$run/cni/ipam",
         "ranges": [[{"subnet": "$POD_SUBNET", "rangeStart": "${BRIDGE_IP%.*}.10", "gateway": "$BRIDGE_IP"}]],
-        "routes": []
+        "routes": [{"dst": "$SERVICE_RANGE"}]
       }
     },
     {"type": "portmap", "capabilities": {"portMappings": true}}
@@ -363,6 +364,27 @@ EOF
   start kubelet "$k8s/kubelet" --config="$run/kubelet/config.yaml" --root-dir="$run/kubelet" \
     --kubeconfig="$pki/kubelet.kubeconfig" --hostname-override="$NODE" --node-ip="$NODE_IP" \
     --v=1
+  # kube-proxy (nftables): its rules live in the namespace's own netfilter tables. No
+  # conntrack sysctls (maxPerCore 0): those are the host's.
+  cat >"$run/kube-proxy.yaml" <<EOF
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: nftables
+clientConnection:
+  kubeconfig: $pki/kube-proxy.kubeconfig
+hostnameOverride: $NODE
+bindAddress: 127.0.0.1
+healthzBindAddress: 127.0.0.1:10256
+metricsBindAddress: 127.0.0.1:10249
+clusterCIDR: $POD_SUBNET
+nodePortAddresses: ["$BRIDGE_IP/32"]
+conntrack:
+  maxPerCore: 0
+  min: 0
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
+EOF
+  start kube-proxy "$k8s/kube-proxy" --config="$run/kube-proxy.yaml" --v=1
   wait_for "node $NODE Ready" 120 "$k8s/kubectl" --kubeconfig="$pki/admin.kubeconfig" \
     --cache-dir="$run/kube-cache" wait --for=condition=Ready "node/$NODE" --timeout=2s
 
