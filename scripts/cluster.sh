@@ -10,6 +10,8 @@
 #   scripts/cluster.sh shell            an interactive shell inside the namespaces
 #   scripts/cluster.sh env              the variables `exec` and `shell` set, as shell lines
 #   scripts/cluster.sh smoke            run a locked-down Pod on the node (scripts/cluster/smoke.sh)
+#   scripts/cluster.sh smoke kaniko     a Kaniko build Pod on the node (scripts/cluster/kaniko-smoke.sh;
+#                                       `scripts/tools.sh kaniko` first: nothing is built inside)
 #
 # Inside a new network, mount and PID namespace (scripts/cluster/ns-init.sh is its PID 1):
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler, a registry
@@ -428,7 +430,11 @@ case $cmd in
   exec) inns /bin/bash -c "cd '$PWD' && source '$run/env' && exec \"\$@\"" bash "$@" ;;
   shell) inns /bin/bash --rcfile <(cat ~/.bashrc 2>/dev/null; cat "$run/env"; echo "cd '$PWD'"; echo 'PS1="(cluster) $PS1"') -i ;;
   env) env_lines ;;
-  smoke) inns /bin/bash -c "source '$run/env'; exec bash '$repo/scripts/cluster/smoke.sh'" ;;
+  smoke)
+    script=smoke.sh
+    [[ ${1:-} == kaniko ]] && script=kaniko-smoke.sh
+    inns /bin/bash -c "source '$run/env'; exec bash '$repo/scripts/cluster/$script'"
+    ;;
   *)
     sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
     exit 2
