@@ -9,6 +9,9 @@
 #   scripts/cluster.sh exec CMD...      run CMD inside the namespaces (KUBECONFIG etc. set)
 #   scripts/cluster.sh shell            an interactive shell inside the namespaces
 #   scripts/cluster.sh env              the variables `exec` and `shell` set, as shell lines
+#   scripts/cluster.sh stop NAME [SIG]  stop one daemon (kubelet, containerd, kube-proxy, ...) with
+#                                       SIG (default TERM; KILL for a crash) and wait for its end
+#   scripts/cluster.sh start NAME       start it again with the same command line
 #   scripts/cluster.sh smoke            run a locked-down Pod on the node (scripts/cluster/smoke.sh)
 #   scripts/cluster.sh smoke kaniko     a Kaniko build Pod on the node (scripts/cluster/kaniko-smoke.sh;
 #                                       `scripts/tools.sh kaniko` first: nothing is built inside)
@@ -91,6 +94,9 @@ inns() {
 start() {
   local name=$1
   shift
+  # The command line, to start it again after `stop` (fault tests: kubelet, containerd).
+  mkdir -p "$run/cmd"
+  printf '%q ' "$@" >"$run/cmd/$name"
   inns /bin/sh -c 'name=$1 run=$2; shift 2
     setsid "$@" </dev/null >>"$run/logs/$name.log" 2>&1 &
     echo $! >"$run/pids/$name"' sh "$name" "$run" "$@"
@@ -431,6 +437,23 @@ case $cmd in
   exec) inns /bin/bash -c "cd '$PWD' && source '$run/env' && exec \"\$@\"" bash "$@" ;;
   shell) inns /bin/bash --rcfile <(cat ~/.bashrc 2>/dev/null; cat "$run/env"; echo "cd '$PWD'"; echo 'PS1="(cluster) $PS1"') -i ;;
   env) env_lines ;;
+  stop)
+    name=${1:?usage: cluster.sh stop NAME [SIGNAL]} sig=${2:-TERM}
+    [[ -f $run/pids/$name ]] || die "no daemon $name (see $run/pids)"
+    # The PID is the namespace's: signal it from inside.
+    inns /bin/sh -c 'pid=$(cat "$1"); kill -"$2" "$pid" 2>/dev/null || exit 0
+      i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+      ! kill -0 "$pid" 2>/dev/null' sh "$run/pids/$name" "$sig" || die "$name did not stop"
+    log "$name stopped ($sig)"
+    ;;
+  start)
+    name=${1:?usage: cluster.sh start NAME}
+    [[ -f $run/cmd/$name ]] || die "no daemon $name (see $run/cmd)"
+    eval "cmdline=($(<"$run/cmd/$name"))"
+    # shellcheck disable=SC2154
+    start "$name" "${cmdline[@]}"
+    log "$name started"
+    ;;
   smoke)
     script=smoke.sh
     [[ ${1:-} == kaniko ]] && script=kaniko-smoke.sh
