@@ -191,6 +191,7 @@ NODE=$NODE
 NODE_IP=$NODE_IP
 BRIDGE=$BRIDGE
 BRIDGE_IP=$BRIDGE_IP
+SERVICE_RANGE=$SERVICE_RANGE
 EOF
   bash "$repo/scripts/cluster/pki.sh" "$run/pki" "$NODE" "$NODE_IP" "$BRIDGE_IP" "$API_URL"
 

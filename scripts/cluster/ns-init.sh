@@ -12,7 +12,8 @@
 #   /etc/hosts       the node name and localhost on 127.0.0.1
 #   /etc/resolv.conf a nameserver on 127.0.0.1 (nothing answers: no query leaves)
 # Network: loopback, and the pod bridge BRIDGE with the pods' gateway BRIDGE_IP/24 and the
-# node's InternalIP NODE_IP/32. No other interface, no default route.
+# node's InternalIP NODE_IP/32, and a route to the Service range on the bridge. No other
+# interface, no default route.
 set -euo pipefail
 
 run=${1:?usage: ns-init.sh RUN}
@@ -32,6 +33,9 @@ ip link add "$BRIDGE" type bridge
 ip addr add "$BRIDGE_IP/24" dev "$BRIDGE"
 ip addr add "$NODE_IP/32" dev "$BRIDGE"
 ip link set "$BRIDGE" up
+# Services' ClusterIPs from the namespace itself (tests, the demo): kube-proxy's output rules
+# turn them into addresses of the namespace or of Pods on the bridge.
+ip route add "$SERVICE_RANGE" dev "$BRIDGE"
 
 touch "$run/ns-ready"
 exec "$run/bin/pause"
