@@ -80,6 +80,16 @@ init_pid() {
   return 0
 }
 
+# The run directories of clusters up on this machine other than ours.
+other_clusters() {
+  local p m ours
+  ours=$(readlink /proc/self/ns/pid)
+  for p in /proc/[0-9]*; do
+    m=$({ tr '\0' '\n' <"$p/environ"; } 2>/dev/null | grep -m1 '^SOURCEBUILD_CLUSTER_INIT=') || continue
+    [[ ${m#*=} != "$run" && $(readlink "$p/ns/pid" 2>/dev/null) != "$ours" ]] && echo "${m#*=}"
+  done | sort -u
+}
+
 # Run a command inside the cluster's namespaces (network, mount, PID).
 inns() {
   local pid
@@ -175,6 +185,10 @@ up() {
     command -v "$c" >/dev/null || die "$c is missing (.ci/run installs it)"
   done
   [[ $(id -u) == 0 ]] || die "needs root"
+  # The kubelet's sysctls are host-wide: a second cluster would save the first one's values.
+  local other
+  other=$(other_clusters)
+  [[ -z $other ]] || die "another cluster is up ($other): SOURCEBUILD_CLUSTER_DIR=$other scripts/cluster.sh down first"
   cleanup
   rm -rf "$run/logs"
   # A failed start stops what it started (SOURCEBUILD_CLUSTER_KEEP=1 keeps it to look at).
