@@ -40,6 +40,8 @@
 #                            the run directory $SOURCEBUILD_CACHE/cluster
 #   SOURCEBUILD_CLUSTER_DIR  the run directory instead (state, certificates, logs/)
 #   SOURCEBUILD_CLUSTER_KEEP=1  a failed `up` leaves what it started running, to look at
+#   SOURCEBUILD_CLUSTER_WAIT=S  `up` waits up to S seconds for another run directory's cluster
+#                            to go down (default 0: fail at once)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -186,8 +188,12 @@ up() {
   done
   [[ $(id -u) == 0 ]] || die "needs root"
   # The kubelet's sysctls are host-wide: a second cluster would save the first one's values.
-  local other
+  local other waited=$SECONDS
   other=$(other_clusters)
+  while [[ -n $other ]] && ((SECONDS - waited < ${SOURCEBUILD_CLUSTER_WAIT:-0})); do
+    sleep 2
+    other=$(other_clusters)
+  done
   [[ -z $other ]] || die "another cluster is up ($other): SOURCEBUILD_CLUSTER_DIR=$other scripts/cluster.sh down first"
   cleanup
   rm -rf "$run/logs"
