@@ -18,8 +18,9 @@
 #
 # Inside a new network, mount and PID namespace (scripts/cluster/ns-init.sh is its PID 1):
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler, a registry
-# (crane registry serve), containerd (runc, CNI bridge), a kubelet and kube-proxy (nftables). The network namespace
-# has loopback and the pod bridge only; Pods get no route beyond their subnet. Every binary is
+# (crane registry serve), containerd (runc, CNI bridge), a kubelet and kube-proxy (nftables).
+# The network namespace has loopback and the pod bridge only; Pods get no route beyond their
+# subnet but the Service range's (to the bridge, where kube-proxy's rules are). Every binary is
 # a pinned tool (scripts/tools.sh), built outside the namespace before it starts.
 #
 # Addresses (the same on every run: the namespace has its own ports):
@@ -31,7 +32,7 @@
 # Host state it changes, all undone by `down` and by the cleanup that starts `up`:
 #   - sysctls the kubelet sets (kernel.panic, kernel.panic_on_oops, vm.overcommit_memory,
 #     vm.panic_on_oom, kernel.keys.root_maxkeys/root_maxbytes): saved before, restored after;
-#   - cgroups: the kubelet's tree under /sys/fs/cgroup/*/$CGROUP_ROOT (every hierarchy);
+#   - cgroups: the kubelet's tree under /sys/fs/cgroup/*/sourcebuild-<run dir's name>;
 #   - processes: all live in the PID namespace; killing its PID 1 ends them all.
 # Mounts, interfaces and routes live in the namespaces and go with them.
 #
@@ -109,6 +110,7 @@ start() {
   # The command line, to start it again after `stop` (fault tests: kubelet, containerd).
   mkdir -p "$run/cmd"
   printf '%q ' "$@" >"$run/cmd/$name"
+  # shellcheck disable=SC2016 # expanded by the inner shell
   inns /bin/sh -c 'name=$1 run=$2; shift 2
     setsid "$@" </dev/null >>"$run/logs/$name.log" 2>&1 &
     echo $! >"$run/pids/$name"' sh "$name" "$run" "$@"
@@ -446,6 +448,9 @@ EOF
 cmd=${1:-}
 shift || true
 case $cmd in
+  kubectl | exec | shell | smoke | stop | start) [[ -n $(init_pid) && -f $run/env ]] || die "the cluster is not up (scripts/cluster.sh up)" ;;
+esac
+case $cmd in
   up) up ;;
   down) cleanup; log "down" ;;
   status)
@@ -456,12 +461,16 @@ case $cmd in
     --cache-dir="$run/kube-cache" "$@" ;;
   # The caller's working directory carries over (nsenter -m would start in /).
   exec) inns /bin/bash -c "cd '$PWD' && source '$run/env' && exec \"\$@\"" bash "$@" ;;
-  shell) inns /bin/bash --rcfile <(cat ~/.bashrc 2>/dev/null; cat "$run/env"; echo "cd '$PWD'"; echo 'PS1="(cluster) $PS1"') -i ;;
+  shell)
+    # shellcheck disable=SC2016 # PS1 is the inner shell's
+    inns /bin/bash --rcfile <(cat ~/.bashrc 2>/dev/null; cat "$run/env"; echo "cd '$PWD'"; echo 'PS1="(cluster) $PS1"') -i
+    ;;
   env) env_lines ;;
   stop)
     name=${1:?usage: cluster.sh stop NAME [SIGNAL]} sig=${2:-TERM}
     [[ -f $run/pids/$name ]] || die "no daemon $name (see $run/pids)"
     # The PID is the namespace's: signal it from inside.
+    # shellcheck disable=SC2016 # expanded by the inner shell
     inns /bin/sh -c 'pid=$(cat "$1"); kill -"$2" "$pid" 2>/dev/null || exit 0
       i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
       ! kill -0 "$pid" 2>/dev/null' sh "$run/pids/$name" "$sig" || die "$name did not stop"

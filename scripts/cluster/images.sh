@@ -25,7 +25,10 @@ case $kind in
     entrypoint=/pause envs=(PATH=/)
     ;;
   busybox)
-    [[ -x /bin/busybox ]] && /bin/busybox --list >/dev/null || { echo "images.sh: Debian's busybox-static is missing" >&2; exit 1; }
+    if ! /bin/busybox --list >/dev/null 2>&1; then
+      echo "images.sh: Debian's busybox-static is missing" >&2
+      exit 1
+    fi
     mkdir -p "$work/root/bin" "$work/root/tmp"
     install -m 0755 /bin/busybox "$work/root/bin/busybox"
     for applet in $(/bin/busybox --list); do
