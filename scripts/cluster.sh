@@ -26,7 +26,7 @@
 # Addresses (the same on every run: the namespace has its own ports):
 #   API server   https://127.0.0.1:6443 (and https://10.88.0.1:6443, where Pods reach it)
 #   registry     10.88.0.1:5000, plain HTTP (containerd and Pods both reach it there)
-#   node         sourcebuild-node, InternalIP 192.0.2.10; Pods on 10.88.0.0/24
+#   node         sourcebuild-node, InternalIP 198.51.100.10; Pods on 10.88.0.0/24
 #   sandbox      10.88.0.1:5000/sourcebuild/pause:1 (images/pause/pause.c)
 #
 # Host state it changes, all undone by `down` and by the cleanup that starts `up`:
@@ -50,7 +50,9 @@ export SOURCEBUILD_CACHE=${SOURCEBUILD_CACHE:-$HOME/.cache/sourcebuild-operator}
 run=${SOURCEBUILD_CLUSTER_DIR:-$SOURCEBUILD_CACHE/cluster}
 
 NODE=sourcebuild-node
-NODE_IP=192.0.2.10
+# A documentation address (TEST-NET-2), only inside the namespace. Not 192.0.2.0/24: this
+# machine's own eth0 is on that one.
+NODE_IP=198.51.100.10
 BRIDGE=sbnode0
 BRIDGE_IP=10.88.0.1
 POD_SUBNET=10.88.0.0/24
