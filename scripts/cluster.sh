@@ -175,9 +175,10 @@ cleanup() {
     done <"$run/sysctls"
     log "sysctls restored: $(tr '\n' ' ' <"$run/sysctls")"
   fi
-  if [[ -d $run ]]; then
-    # Keep the last run's logs for a post-mortem; everything else goes.
-    find "$run" -mindepth 1 -maxdepth 1 ! -name logs -exec rm -rf {} +
+  if [[ -f $run/.sourcebuild-cluster ]]; then
+    # Keep the last run's logs for a post-mortem; everything else goes (only in a directory
+    # `up` made: a mistyped SOURCEBUILD_CLUSTER_DIR is never emptied).
+    find "$run" -mindepth 1 -maxdepth 1 ! -name logs ! -name .sourcebuild-cluster -exec rm -rf {} +
   fi
 }
 
@@ -199,7 +200,12 @@ up() {
     other=$(other_clusters)
   done
   [[ -z $other ]] || die "another cluster is up ($other): SOURCEBUILD_CLUSTER_DIR=$other scripts/cluster.sh down first"
+  if [[ -e $run && ! -f $run/.sourcebuild-cluster && -n $(ls -A "$run") ]]; then
+    die "$run is not empty and not a cluster's run directory: choose another SOURCEBUILD_CLUSTER_DIR"
+  fi
   cleanup
+  mkdir -p "$run"
+  touch "$run/.sourcebuild-cluster"
   rm -rf "$run/logs"
   # A failed start stops what it started (SOURCEBUILD_CLUSTER_KEEP=1 keeps it to look at).
   trap 'log "up failed; logs in $run/logs"; [[ -n ${SOURCEBUILD_CLUSTER_KEEP:-} ]] || cleanup' EXIT
