@@ -427,6 +427,10 @@ EOF
   wait_for "node $NODE Ready" 120 "$k8s/kubectl" --kubeconfig="$pki/admin.kubeconfig" \
     --cache-dir="$run/kube-cache" wait --for=condition=Ready "node/$NODE" --timeout=2s
 
+  # The controller-manager works (ServiceAccounts are made): Pods can be created.
+  wait_for "kube-controller-manager (ServiceAccount default/default)" 120 "$k8s/kubectl" \
+    --kubeconfig="$pki/admin.kubeconfig" --cache-dir="$run/kube-cache" \
+    get serviceaccount default -n default
   env_lines >"$run/env"
   trap - EXIT
   cat >&2 <<EOF

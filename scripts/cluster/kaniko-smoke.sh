@@ -22,6 +22,11 @@ echo "kaniko executor image $kaniko (executor $version)"
 ns=kaniko-$(date +%s)
 out=$reg/$ns/app:1
 kubectl create namespace "$ns" >/dev/null
+# Pods are refused until the controller-manager has made the namespace's default ServiceAccount.
+for _ in $(seq 1 300); do
+  kubectl -n "$ns" get serviceaccount default >/dev/null 2>&1 && break
+  sleep 0.2
+done
 kubectl -n "$ns" apply -f - >/dev/null <<YAML
 apiVersion: v1
 kind: ConfigMap

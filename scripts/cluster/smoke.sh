@@ -15,6 +15,11 @@ bash "$repo/scripts/cluster/images.sh" busybox "$run" "$crane" "$image" >>"$run/
 
 ns=smoke-$(date +%s)
 kubectl create namespace "$ns" >/dev/null
+# Pods are refused until the controller-manager has made the namespace's default ServiceAccount.
+for _ in $(seq 1 300); do
+  kubectl -n "$ns" get serviceaccount default >/dev/null 2>&1 && break
+  sleep 0.2
+done
 kubectl -n "$ns" apply -f - >/dev/null <<YAML
 apiVersion: v1
 kind: Pod
