@@ -8,7 +8,8 @@
 # its pins, in one of two flavours:
 #   Go:  go.mod (a `tool` directive) + go.sum, committed. tool.sh sets TOOL_MODULE (the
 #        required module whose version names the cache entry), TOOL_PACKAGE (the main
-#        package to build), optionally TOOL_LDFLAGS and TOOL_CGO (default 0).
+#        package to build), optionally TOOL_LDFLAGS, TOOL_TAGS (build tags, comma-separated)
+#        and TOOL_CGO (default 0; 1 needs gcc and the C libraries .ci/run installs).
 #        A tool that builds several binaries sets TOOL_PACKAGES (whitespace-separated main
 #        packages) instead of TOOL_PACKAGE; each lands in bin/ under its last path element,
 #        and the printed path is then that bin/ directory.
@@ -53,7 +54,7 @@ tool_module_version() {
   fi
 }
 
-TOOL_MODULE='' TOOL_PACKAGE='' TOOL_PACKAGES='' TOOL_LDFLAGS='' TOOL_CGO=0 TOOL_BIN=$tool
+TOOL_MODULE='' TOOL_PACKAGE='' TOOL_PACKAGES='' TOOL_LDFLAGS='' TOOL_TAGS='' TOOL_CGO=0 TOOL_BIN=$tool
 # shellcheck source=/dev/null
 source "$dir/tool.sh"
 version=$(tool_module_version "$TOOL_MODULE")
@@ -95,9 +96,9 @@ if [[ $flavour == go ]]; then
     if [[ -n $TOOL_PACKAGES ]]; then
       # One go build for all: shared packages compile once. -o DIR/ names each by its package.
       # shellcheck disable=SC2086
-      go build -ldflags "${TOOL_LDFLAGS//$'\n'/ }" -o "$out/bin.tmp/" $TOOL_PACKAGES
+      go build -tags "$TOOL_TAGS" -ldflags "${TOOL_LDFLAGS//$'\n'/ }" -o "$out/bin.tmp/" $TOOL_PACKAGES
     else
-      go build -ldflags "${TOOL_LDFLAGS//$'\n'/ }" -o "$bin.tmp" "$TOOL_PACKAGE"
+      go build -tags "$TOOL_TAGS" -ldflags "${TOOL_LDFLAGS//$'\n'/ }" -o "$bin.tmp" "$TOOL_PACKAGE"
     fi
   )
   if [[ -n $TOOL_PACKAGES ]]; then

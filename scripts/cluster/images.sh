@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Images the test node needs, made on this machine and pushed to the cluster's registry (run
+# inside the cluster's namespaces by scripts/cluster.sh: the registry is on the pod bridge).
+# crane leaves os/architecture empty in a config it makes from nothing; containerd would then
+# match no platform, so every image gets `--set-platform linux/amd64`.
+#
+#   images.sh pause   RUN CRANE REF   RUN/bin/pause (images/pause/pause.c) as /pause
+#   images.sh busybox RUN CRANE REF   Debian's static busybox as /bin/busybox with its applets
+#                                     as links in /bin (sh, cat, id, ...): a small test workload
+#   images.sh kaniko  RUN CRANE REF EXECUTOR
+#                                     the Kaniko executor image with the published one's layout:
+#                                     /kaniko/executor, CA certificates in /kaniko/ssl/certs,
+#                                     DOCKER_CONFIG=/kaniko/.docker/, WORKDIR /workspace (no
+#                                     cloud credential helpers)
+set -euo pipefail
+
+kind=${1:?usage: images.sh pause|busybox|kaniko RUN CRANE REF [EXECUTOR]} run=${2:?} crane=${3:?} ref=${4:?}
+work=$(mktemp -d "$run/images/$kind.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/root"
+envs=() workdir=/
+case $kind in
+  pause)
+    install -m 0755 "$run/bin/pause" "$work/root/pause"
+    entrypoint=/pause envs=(PATH=/)
+    ;;
+  busybox)
+    if ! /bin/busybox --list >/dev/null 2>&1; then
+      echo "images.sh: Debian's busybox-static is missing" >&2
+      exit 1
+    fi
+    mkdir -p "$work/root/bin" "$work/root/tmp"
+    install -m 0755 /bin/busybox "$work/root/bin/busybox"
+    for applet in $(/bin/busybox --list); do
+      [[ $applet == busybox ]] || ln -s busybox "$work/root/bin/$applet"
+    done
+    chmod 1777 "$work/root/tmp"
+    entrypoint=/bin/sh envs=(PATH=/bin)
+    ;;
+  kaniko)
+    executor=${5:?images.sh kaniko needs the executor (scripts/tools.sh kaniko)}
+    mkdir -p "$work/root/kaniko/ssl/certs" "$work/root/kaniko/.docker" "$work/root/etc" \
+      "$work/root/workspace" "$work/root/root"
+    chmod 0777 "$work/root/kaniko"
+    install -m 0755 "$executor" "$work/root/kaniko/executor"
+    install -m 0644 /etc/ssl/certs/ca-certificates.crt "$work/root/kaniko/ssl/certs/ca-certificates.crt"
+    # As upstream's files/nsswitch.conf: without it /etc/hosts (hostAliases) is not read.
+    printf 'hosts: files dns\nnetworks: files\n' >"$work/root/etc/nsswitch.conf"
+    entrypoint=/kaniko/executor workdir=/workspace
+    envs=(HOME=/root USER=root PATH=/usr/local/bin:/kaniko SSL_CERT_DIR=/kaniko/ssl/certs
+      DOCKER_CONFIG=/kaniko/.docker/)
+    ;;
+  *) echo "images.sh: unknown image $kind" >&2; exit 2 ;;
+esac
+tar -C "$work/root" --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -cf "$work/layer.tar" .
+"$crane" append --insecure --oci-empty-base -f "$work/layer.tar" -t "$ref"
+env_args=()
+for e in "${envs[@]}"; do env_args+=(--env "$e"); done
+"$crane" mutate --insecure "$ref" --set-platform linux/amd64 --entrypoint "$entrypoint" \
+  --workdir "$workdir" "${env_args[@]}" -t "$ref"
+"$crane" digest --insecure "$ref"
