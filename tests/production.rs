@@ -480,7 +480,12 @@ async fn metrics_count_builds_and_every_reconcile_log_line_names_its_source_buil
     for line in log.lines().filter(|l| l.starts_with('{')) {
         let entry: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
         let target = entry["target"].as_str().unwrap_or_default();
-        if !target.starts_with("sourcebuild::controller::reconcile") {
+        // The reconciler: its steps, and the requests it makes.
+        let reconciler = [
+            "sourcebuild::controller::reconcile",
+            "sourcebuild::controller::execute",
+        ];
+        if !reconciler.iter().any(|r| target.starts_with(r)) {
             continue;
         }
         let span = &entry["span"];
