@@ -1104,3 +1104,14 @@ async fn a_pod_created_with_its_status_put_off_is_not_created_again() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_reconcile_in_flight_is_small() {
+    // kube-runtime keeps up to a thousand reconciles in flight; what each holds while it waits
+    // (for a permit, an answer) is this future. The plan of a pass lives on the heap only while
+    // the pass runs.
+    let harness = harness(vec![]);
+    let future = reconcile(Arc::new(source_build(1, None)), harness.ctx.clone());
+    let size = std::mem::size_of_val(&future);
+    assert!(size <= 1024, "a reconcile future of {size} bytes");
+}

@@ -58,14 +58,15 @@ async fn reconcile_one(cached: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Ac
     // A due look at a polled remote comes first: what it sees may start a build. It is taken
     // once; a second pass plans from the same answer.
     let answer = ask_remote_if_due(&ctx.caches.freshest(cached.clone())).await;
-    // A reconcile waiting for a permit holds no plan (Pods and statuses), so a burst of a
-    // thousand waiting costs little; the second pass plans again from the cache as it is then.
-    let priority = match attempt(&cached, &ctx, answer.as_ref(), None).await? {
+    // A pass holds a plan (Pods and statuses, some 20 KB): boxed, it lives on the heap only
+    // while it runs, so the many reconciles kube-runtime keeps in flight stay small, and one
+    // waiting for a permit holds none of it. The second pass plans again from the cache.
+    let priority = match Box::pin(attempt(&cached, &ctx, answer.as_ref(), None)).await? {
         Pass::Done(action) => return Ok(action),
         Pass::Wait(priority) => priority,
     };
     let permit = ctx.throttle.gate.acquire(priority).await;
-    match attempt(&cached, &ctx, answer.as_ref(), Some(permit)).await? {
+    match Box::pin(attempt(&cached, &ctx, answer.as_ref(), Some(permit))).await? {
         Pass::Done(action) => Ok(action),
         // Not reached: a pass with a permit does not wait for one.
         Pass::Wait(_) => Ok(Action::requeue(writes::DEFER_FOR)),
