@@ -85,7 +85,7 @@ pub async fn execute(
         ctx.sinks.events.publish(sb, event).await;
     }
     drop(permit);
-    Ok(match writes.then() {
+    Ok(match writes.then {
         Then::RequeueAfter(after) => Action::requeue(after),
         Then::AwaitChange => Action::await_change(),
     })

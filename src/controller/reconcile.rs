@@ -57,7 +57,7 @@ async fn reconcile_one(cached: Arc<SourceBuild>, ctx: Arc<Context>) -> Result<Ac
     ctx.caches.pods_listed().await;
     // A due look at a polled remote comes first: what it sees may start a build. It is taken
     // once; a second pass plans from the same answer.
-    let answer = ask_remote_if_due(&ctx.caches.freshest(cached.clone())).await;
+    let answer = ask_remote_if_due(&ctx.caches.status_memo.freshest(cached.clone())).await;
     // A pass holds a plan (Pods and statuses, some 20 KB): boxed, it lives on the heap only
     // while it runs, so the many reconciles kube-runtime keeps in flight stay small, and one
     // waiting for a permit holds none of it. The second pass plans again from the cache.
@@ -92,7 +92,7 @@ async fn attempt(
     mut permit: Option<Permit>,
 ) -> Result<Pass, Error> {
     // The cache may not show our last status write yet; plan from what is really stored.
-    let stored = ctx.caches.freshest(cached.clone());
+    let stored = ctx.caches.status_memo.freshest(cached.clone());
     let namespace = stored
         .namespace()
         .ok_or_else(|| Error::NoNamespace(stored.name_any()))?;
@@ -138,7 +138,7 @@ async fn attempt(
         now,
     );
     let pressure = Pressure {
-        starts_waiting: ctx.throttle.starts_waiting(),
+        starts_waiting: ctx.throttle.gate.starts_waiting(),
         unseen_creates: ctx.caches.created_pods.unseen(),
     };
     ctx.sinks
@@ -188,7 +188,7 @@ fn cached_pods(
     target: &Target,
 ) -> (Option<Pod>, Vec<Pod>) {
     let mut pods = match sb.uid() {
-        Some(uid) => ctx.caches.pods_of(&uid, namespace),
+        Some(uid) => ctx.caches.pods.owned(&uid, namespace),
         None => Vec::new(),
     };
     let current = pods

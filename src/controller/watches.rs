@@ -119,7 +119,7 @@ pub fn scoped(
             if let watcher::Event::Delete(sb) = event {
                 pending.picked_up(&sb.key());
                 if let Some(uid) = sb.uid() {
-                    caches.forget_source_build(&uid);
+                    caches.status_memo.forget(&uid);
                 }
             }
         })

@@ -88,11 +88,12 @@ pub fn lookup(
 }
 
 /// What the reconcile does after its writes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Then {
     /// Reconcile again after this long, even if nothing changes.
     RequeueAfter(Duration),
     /// Wait for a watch event.
+    #[default]
     AwaitChange,
 }
 
@@ -113,7 +114,7 @@ pub struct Writes {
     /// A status or Events of the plan wait for a later reconcile (the API server is behind).
     pub deferred: bool,
     /// What follows.
-    pub then: Option<Then>,
+    pub then: Then,
 }
 
 impl Writes {
@@ -124,18 +125,13 @@ impl Writes {
             || self.status.is_some()
             || !self.events.is_empty()
     }
-
-    /// What follows, as the plan or the deferral says.
-    pub fn then(&self) -> Then {
-        self.then.unwrap_or(Then::AwaitChange)
-    }
 }
 
 /// The writes of `plan` to make now under `pressure`.
 pub fn decide(plan: Plan, pressure: Pressure) -> Writes {
     let deferred = Writes {
         deferred: true,
-        then: Some(Then::RequeueAfter(DEFER_FOR)),
+        then: Then::RequeueAfter(DEFER_FOR),
         ..Writes::default()
     };
     if pressure.is_behind() {
@@ -171,7 +167,7 @@ pub fn decide(plan: Plan, pressure: Pressure) -> Writes {
         status: plan.status,
         events: plan.events,
         deferred: false,
-        then: Some(then),
+        then,
     }
 }
 
@@ -255,7 +251,7 @@ mod tests {
         assert_eq!(writes.status, status(Phase::Pending));
         assert_eq!(writes.events, [started()]);
         assert_eq!(
-            writes.then(),
+            writes.then,
             Then::RequeueAfter(Duration::from_secs(3601)),
             "a little past the deadline"
         );
@@ -271,7 +267,7 @@ mod tests {
     fn in_a_backlog_a_new_build_creates_its_pod_and_nothing_else() {
         let writes = decide(new_build(), waiting(BACKLOG));
         assert!(writes.create.is_some() && writes.deferred);
-        assert_eq!(writes.then(), Then::RequeueAfter(DEFER_FOR));
+        assert_eq!(writes.then, Then::RequeueAfter(DEFER_FOR));
         assert_eq!((writes.status, writes.events.len()), (None, 0));
         // Also when it stops the build it replaces (the deletion goes with the create).
         let replacing = Plan {
@@ -292,7 +288,7 @@ mod tests {
             };
             let writes = decide(plan, waiting(BACKLOG));
             assert!(!writes.talks() && writes.deferred, "{phase:?}");
-            assert_eq!(writes.then(), Then::RequeueAfter(DEFER_FOR));
+            assert_eq!(writes.then, Then::RequeueAfter(DEFER_FOR));
         }
         let event_only = Plan {
             events: vec![started()],
@@ -325,7 +321,7 @@ mod tests {
         // Nothing to write: nothing to put off, and no pointless requeue.
         let nothing = decide(Plan::default(), waiting(BACKLOG));
         assert!(!nothing.talks() && !nothing.deferred);
-        assert_eq!(nothing.then(), Then::AwaitChange);
+        assert_eq!(nothing.then, Then::AwaitChange);
     }
 
     #[test]
@@ -360,7 +356,7 @@ mod tests {
         assert!(writes.delete.is_empty(), "deleted already");
         assert!(writes.create.is_none() && !writes.yield_after_create);
         assert_eq!(writes.status, status(Phase::Failed));
-        assert_eq!(writes.then(), Then::AwaitChange);
+        assert_eq!(writes.then, Then::AwaitChange);
     }
 
     fn target(start: bool) -> Target {

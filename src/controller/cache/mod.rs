@@ -13,13 +13,10 @@ pub mod slim_pod;
 pub mod source_build;
 pub mod status_memo;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::watcher;
 
-use crate::api::SourceBuild;
 use created_pods::CreatedPods;
 use mount_failures::MountFailures;
 use pod_cache::PodCache;
@@ -65,20 +62,5 @@ impl Caches {
         self.pods.apply(event);
         self.mount_failures.apply(event, &self.pods);
         self.created_pods.apply(event)
-    }
-
-    /// A SourceBuild no longer exists: forget what was kept for it.
-    pub fn forget_source_build(&self, uid: &str) {
-        self.status_memo.forget(uid);
-    }
-
-    /// The SourceBuild to plan from: the cached one, or our own later write of its status.
-    pub fn freshest(&self, cached: Arc<SourceBuild>) -> Arc<SourceBuild> {
-        self.status_memo.freshest(cached)
-    }
-
-    /// Every cached build Pod of the SourceBuild with uid `owner` in `namespace`.
-    pub fn pods_of(&self, owner: &str, namespace: &str) -> Vec<Pod> {
-        self.pods.owned(owner, namespace)
     }
 }

@@ -526,7 +526,7 @@ fn phase_event(phase: Phase, new: &SourceBuildStatus) -> Option<Event> {
             succeeded
                 .as_ref()
                 .map(|c| c.reason.clone())
-                .unwrap_or_else(|| "BuildFailed".into()),
+                .unwrap_or_else(|| FailureReason::BuildFailed.as_str().into()),
         ),
     };
     Some(Event {

@@ -1,7 +1,7 @@
 //! How many API requests the controller makes at once, and in which order.
 //!
 //! The decisions never see this module. A reconcile takes a [`write_gate::Permit`] before it
-//! talks to the API server (Pod creates first) and reads [`Throttle::starts_waiting`] into the
+//! talks to the API server (Pod creates first) and reads the starts waiting at the gate into the
 //! pressure snapshot that [`super::writes`] decides from; [`queue`] counts what waits for a
 //! reconcile, for the queue depth metric.
 
@@ -18,11 +18,4 @@ pub struct Throttle {
     pub gate: WriteGate,
     /// SourceBuilds a watch event asked to reconcile, for the queue depth metric.
     pub pending: Pending,
-}
-
-impl Throttle {
-    /// Reconciles waiting at the gate to create a build Pod.
-    pub fn starts_waiting(&self) -> usize {
-        self.gate.starts_waiting()
-    }
 }
