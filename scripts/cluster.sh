@@ -186,8 +186,63 @@ cleanup() {
 
 tool() { "$repo/scripts/tools.sh" "$1"; }
 
+# The operator binary the operator image is made of: SOURCEBUILD_OPERATOR_BINARY, else a debug
+# build of this checkout (the image's runtime is this machine's libc, so any build runs in it).
+operator_binary() {
+  binary=${SOURCEBUILD_OPERATOR_BINARY:-}
+  if [[ -z $binary ]]; then
+    if [[ -z ${CARGO_TARGET_DIR:-} ]]; then
+      CARGO_TARGET_DIR=$SOURCEBUILD_CACHE/cargo-target-$(rustc --version | cut -d' ' -f2)
+      export CARGO_TARGET_DIR
+    fi
+    log "building the operator (cargo build --bin sourcebuild)"
+    (cd "$repo" && cargo build --locked --quiet --bin sourcebuild) || die "cargo build failed"
+    binary=$CARGO_TARGET_DIR/debug/sourcebuild
+  fi
+  [[ -x $binary ]] || die "no operator binary at $binary"
+}
+
+# The operator as the chart's Deployment (release sourcebuild in sourcebuild-system), with its
+# image, the Kaniko image and both S2I builder images in the cluster's registry; waits until
+# the Deployment is available. Writes RUN/images.env (the references, for tests and the demo).
+install_operator() {
+  local operator kaniko builders kaniko_version
+  # tools/kaniko-vX.Y.Z/bin/kaniko: the image is tagged with the executor's version.
+  kaniko_version=$(basename "$(dirname "$(dirname "$executor")")"); kaniko_version=${kaniko_version#kaniko-}
+  log "pushing the operator, Kaniko and builder images"
+  operator=$(inns bash "$repo/scripts/cluster/images.sh" operator "$run" "$crane" \
+    "$REGISTRY/sourcebuild/operator:dev" "$binary" 2>>"$run/logs/images.log" | tail -1) \
+    || { cat "$run/logs/images.log" >&2; die "pushing the operator image failed"; }
+  kaniko=$(inns bash "$repo/scripts/cluster/images.sh" kaniko "$run" "$crane" \
+    "$REGISTRY/sourcebuild/kaniko:$kaniko_version" "$executor" 2>>"$run/logs/images.log" | tail -1) \
+    || { cat "$run/logs/images.log" >&2; die "pushing the Kaniko image failed"; }
+  builders=$(inns "$repo/scripts/builder-images.sh" "$REGISTRY" 2>>"$run/logs/images.log") \
+    || { cat "$run/logs/images.log" >&2; die "pushing the builder images failed"; }
+  {
+    echo "export SOURCEBUILD_CLUSTER_OPERATOR_IMAGE=$REGISTRY/sourcebuild/operator@$operator"
+    echo "export SOURCEBUILD_CLUSTER_KANIKO_IMAGE=$REGISTRY/sourcebuild/kaniko@$kaniko"
+    echo "export SOURCEBUILD_CLUSTER_BUILDER_SCLORG=$(awk '$1 == "python-sclorg" {print $2}' <<<"$builders")"
+    echo "export SOURCEBUILD_CLUSTER_BUILDER_DAEPLOY=$(awk '$1 == "python-daeploy" {print $2}' <<<"$builders")"
+  } >"$run/images.env"
+  # shellcheck source=/dev/null
+  source "$run/images.env"
+  log "installing the chart (helm upgrade --install sourcebuild, namespace sourcebuild-system)"
+  inns env HELM_CACHE_HOME="$run/helm/cache" HELM_CONFIG_HOME="$run/helm/config" \
+    HELM_DATA_HOME="$run/helm/data" "$helm" upgrade --install sourcebuild "$repo/charts/sourcebuild-operator" \
+    --kubeconfig "$run/pki/admin.kubeconfig" --namespace sourcebuild-system --create-namespace \
+    --set image.repository="$REGISTRY/sourcebuild/operator" --set image.tag=dev \
+    --set image.digest="$operator" \
+    --set kanikoImage.repository="$REGISTRY/sourcebuild/kaniko" --set kanikoImage.tag="$kaniko_version" \
+    --set kanikoImage.digest="$kaniko" \
+    --set defaultBuilderImage="$SOURCEBUILD_CLUSTER_BUILDER_SCLORG" \
+    --set "insecureRegistries={$REGISTRY}" --set logFormat=text \
+    --wait --timeout 5m >>"$run/logs/helm.log" 2>&1 \
+    || { cat "$run/logs/helm.log" >&2; die "installing the chart failed"; }
+  log "operator ready: deployment sourcebuild-system/sourcebuild-sourcebuild-operator"
+}
+
 up() {
-  local k8s etcd crane containerd runc cni
+  local k8s etcd crane containerd runc cni helm executor binary
   for c in unshare nsenter ip openssl gcc sysctl nft; do
     command -v "$c" >/dev/null || die "$c is missing (.ci/run installs it)"
   done
@@ -212,6 +267,11 @@ up() {
   # Tools first, outside the namespace (building them needs the Go module proxy).
   k8s=$(tool kubernetes) etcd=$(tool etcd) crane=$(tool crane)
   containerd=$(tool containerd) runc=$(tool runc) cni=$(tool cni-plugins)
+  helm=$(tool helm) executor=$(tool kaniko)
+  # The builder images' Debian root filesystem (debootstrap needs the package mirror).
+  log "the builder images' Debian base (first run: minutes)"
+  "$repo/scripts/builder-images.sh" --base >/dev/null
+  operator_binary
 
   mkdir -p "$run"/{bin,etc,logs,pids,pki,etcd,registry,kubelet,pod-logs,cni/net.d,cni/ipam,containerd/certs.d/"$REGISTRY",images}
   gcc -static -Os -Wall -Wextra -o "$run/bin/pause" "$repo/images/pause/pause.c"
@@ -431,6 +491,7 @@ EOF
   wait_for "kube-controller-manager (ServiceAccount default/default)" 120 "$k8s/kubectl" \
     --kubeconfig="$pki/admin.kubeconfig" --cache-dir="$run/kube-cache" \
     get serviceaccount default -n default
+  install_operator
   env_lines >"$run/env"
   trap - EXIT
   cat >&2 <<EOF
@@ -448,6 +509,7 @@ env_lines() {
   cat <<EOF
 export KUBECONFIG=$run/pki/admin.kubeconfig
 export KUBECACHEDIR=$run/kube-cache
+export HELM_CACHE_HOME=$run/helm/cache HELM_CONFIG_HOME=$run/helm/config HELM_DATA_HOME=$run/helm/data
 export SOURCEBUILD_CLUSTER_REGISTRY=$REGISTRY
 export SOURCEBUILD_CLUSTER_API=$API_URL
 export SOURCEBUILD_CLUSTER_NODE=$NODE
@@ -455,6 +517,7 @@ export SOURCEBUILD_CLUSTER_BRIDGE_IP=$BRIDGE_IP
 export SOURCEBUILD_CLUSTER_DIR=$run
 export PATH=$k8s:\$PATH
 EOF
+  cat "$run/images.env" 2>/dev/null || true
 }
 
 cmd=${1:-}

@@ -74,42 +74,6 @@ if [[ ! -f $toolchain_layer ]]; then
   rm -rf "$stage"
 fi
 
-# The distroless-like runtime: the files the packages own, taken from the Debian layer.
-build_runtime_layer() {
-  local stage=$1 unpacked=$2 pkg list candidate path link
-  install -d -m 0755 "$stage/etc/ssl/certs" "$stage/home"
-  install -d -m 1777 "$stage/tmp"
-  install -d -m 0700 -o 65532 -g 65532 "$stage/home/nonroot"
-  install -d -m 0700 "$stage/root"
-  # The merged-/usr links first (/lib64 -> usr/lib64, ...): the packages' lists name paths
-  # through them, and the loader path goes through them.
-  for link in bin lib lib64 sbin; do
-    if [[ -L $unpacked/$link ]]; then
-      install -d -m 0755 "$stage/usr/$link"
-      cp -a "$unpacked/$link" "$stage/"
-    fi
-  done
-  for pkg in libc6 libgcc-s1 libstdc++6; do
-    list=''
-    for candidate in "$unpacked/var/lib/dpkg/info/$pkg.list" "$unpacked/var/lib/dpkg/info/$pkg":*.list; do
-      [[ -f $candidate ]] && { list=$candidate; break; }
-    done
-    [[ -n $list ]] || { log "package $pkg is not in the Debian layer"; exit 1; }
-    # Files and links only (directories come with them); paths are absolute in the list.
-    while IFS= read -r path; do
-      [[ -z $path || -d $unpacked$path && ! -L $unpacked$path ]] && continue
-      [[ -e $unpacked$path || -L $unpacked$path ]] || continue
-      (cd "$unpacked" && cp -a --parents ".$path" "$stage/")
-    done <"$list"
-  done
-  cp "$unpacked/etc/ssl/certs/ca-certificates.crt" "$stage/etc/ssl/certs/"
-  printf '%s\n' 'root:x:0:0:root:/root:/sbin/nologin' \
-    'nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin' \
-    'nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin' >"$stage/etc/passwd"
-  printf '%s\n' 'root:x:0:' 'nobody:x:65534:' 'tty:x:5:' 'staff:x:50:' 'nonroot:x:65532:' >"$stage/etc/group"
-  chmod 0644 "$stage/etc/passwd" "$stage/etc/group"
-}
-
 runtime_hash=$( (cat "$build_layer.sha256" 2>/dev/null || sha256sum "$build_layer") |
   cat - <(declare -f build_runtime_layer pack_overlay) | sha256sum | cut -c1-12)
 runtime_layer=$builders/runtime-cc-$runtime_hash/layer.tar

@@ -25,7 +25,10 @@ pub fn init(format: LogFormat, filter: &str) -> Result<(), String> {
             .flatten_event(true)
             .with_current_span(true)
             .try_init(),
-        LogFormat::Text => builder.try_init(),
+        // Colours only for a terminal: in `kubectl logs` and log files escape codes are noise.
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
     };
     result.map_err(|e| e.to_string())
 }

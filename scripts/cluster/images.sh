@@ -12,13 +12,19 @@
 #                                     /kaniko/executor, CA certificates in /kaniko/ssl/certs,
 #                                     DOCKER_CONFIG=/kaniko/.docker/, WORKDIR /workspace (no
 #                                     cloud credential helpers)
+#   images.sh operator RUN CRANE REF BINARY
+#                                     the operator image: BINARY (debug info stripped) as
+#                                     /sourcebuild on the distroless-like runtime of
+#                                     scripts/operator-image.sh, made from this machine's own
+#                                     libc6, libgcc-s1 and libstdc++6 (the libraries BINARY was
+#                                     linked against); USER 65532, ENTRYPOINT /sourcebuild
 set -euo pipefail
 
-kind=${1:?usage: images.sh pause|busybox|kaniko RUN CRANE REF [EXECUTOR]} run=${2:?} crane=${3:?} ref=${4:?}
+kind=${1:?usage: images.sh pause|busybox|kaniko|operator RUN CRANE REF [EXECUTOR|BINARY]} run=${2:?} crane=${3:?} ref=${4:?}
 work=$(mktemp -d "$run/images/$kind.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/root"
-envs=() workdir=/
+envs=() workdir=/ user="" owner=(--owner=0 --group=0)
 case $kind in
   pause)
     install -m 0755 "$run/bin/pause" "$work/root/pause"
@@ -50,12 +56,26 @@ case $kind in
     envs=(HOME=/root USER=root PATH=/usr/local/bin:/kaniko SSL_CERT_DIR=/kaniko/ssl/certs
       DOCKER_CONFIG=/kaniko/.docker/)
     ;;
+  operator)
+    binary=${5:?images.sh operator needs the operator binary}
+    log() { echo "images.sh: $*" >&2; }
+    # shellcheck source=../lib/rootfs.sh
+    source "$(dirname "${BASH_SOURCE[0]}")/../lib/rootfs.sh"
+    build_runtime_layer "$work/root" /
+    objcopy --strip-debug "$binary" "$work/root/sourcebuild"
+    chmod 0755 "$work/root/sourcebuild"
+    # Owners as laid out (/home/nonroot is 65532's).
+    entrypoint=/sourcebuild user=65532:65532 owner=()
+    envs=(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+      SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt)
+    ;;
   *) echo "images.sh: unknown image $kind" >&2; exit 2 ;;
 esac
-tar -C "$work/root" --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -cf "$work/layer.tar" .
+tar -C "$work/root" --sort=name "${owner[@]}" --numeric-owner --mtime=@0 -cf "$work/layer.tar" .
 "$crane" append --insecure --oci-empty-base -f "$work/layer.tar" -t "$ref"
 env_args=()
 for e in "${envs[@]}"; do env_args+=(--env "$e"); done
+[[ -z $user ]] || env_args+=(--user "$user")
 "$crane" mutate --insecure "$ref" --set-platform linux/amd64 --entrypoint "$entrypoint" \
   --workdir "$workdir" "${env_args[@]}" -t "$ref"
 "$crane" digest --insecure "$ref"
