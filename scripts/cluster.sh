@@ -12,6 +12,8 @@
 #   scripts/cluster.sh stop NAME [SIG]  stop one daemon (kubelet, containerd, kube-proxy, ...) with
 #                                       SIG (default TERM; KILL for a crash) and wait for its end
 #   scripts/cluster.sh start NAME       start it again with the same command line
+#   scripts/cluster.sh operator         rebuild the operator image from this checkout and roll the
+#                                       chart's Deployment to it (after a code change)
 #   scripts/cluster.sh smoke            run a locked-down Pod on the node (scripts/cluster/smoke.sh)
 #   scripts/cluster.sh smoke kaniko     a Kaniko build Pod on the node (scripts/cluster/kaniko-smoke.sh;
 #                                       `scripts/tools.sh kaniko` first: nothing is built inside)
@@ -95,9 +97,19 @@ other_clusters() {
   done | sort -u
 }
 
+# True inside the cluster's namespaces (scripts/cluster.sh exec, a test run there): PID 1 is
+# this run's ns-init.
+inside() {
+  { tr '\0' '\n' </proc/1/environ; } 2>/dev/null | grep -qxF "SOURCEBUILD_CLUSTER_INIT=$run"
+}
+
 # Run a command inside the cluster's namespaces (network, mount, PID).
 inns() {
   local pid
+  if inside; then
+    "$@"
+    return
+  fi
   pid=$(init_pid)
   [[ -n $pid ]] || die "the cluster is not up (scripts/cluster.sh up)"
   nsenter -t "$pid" -n -m -p -- "$@"
@@ -523,11 +535,17 @@ EOF
 cmd=${1:-}
 shift || true
 case $cmd in
-  kubectl | exec | shell | smoke | stop | start) [[ -n $(init_pid) && -f $run/env ]] || die "the cluster is not up (scripts/cluster.sh up)" ;;
+  kubectl | exec | shell | smoke | stop | start | operator) [[ ( -n $(init_pid) || inside ) && -f $run/env ]] || die "the cluster is not up (scripts/cluster.sh up)" ;;
 esac
 case $cmd in
   up) up ;;
   down) cleanup; log "down" ;;
+  operator)
+    crane=$(tool crane) helm=$(tool helm) executor=$(tool kaniko)
+    operator_binary
+    install_operator
+    env_lines >"$run/env"
+    ;;
   status)
     pid=$(init_pid)
     if [[ -n $pid ]]; then echo "up (namespaces of PID $pid, state in $run)"; else echo "down"; exit 1; fi

@@ -35,7 +35,7 @@ class Hello(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-http.server.HTTPServer(("127.0.0.1", int(os.environ.get("PORT", "8080"))), Hello).serve_forever()
+http.server.HTTPServer((os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "8080"))), Hello).serve_forever()
 "#;
 
 pub const ASSEMBLE_HOOK: &str = r#"#!/bin/bash

@@ -1,4 +1,5 @@
-//! Test helpers: a minimal HTTP/1.1 server on 127.0.0.1 and git repositories made with the CLI.
+//! Test helpers: a minimal HTTP/1.1 server on 127.0.0.1 (inside the local cluster: on the pod
+//! bridge's address, where build Pods reach it) and git repositories made with the CLI.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
@@ -55,8 +56,16 @@ impl Response {
 
 type Handler = dyn Fn(&Request) -> Response + Send + Sync;
 
-/// An HTTP server on an ephemeral loopback port, one thread per connection, `Connection: close`.
+/// The address test servers listen on: loopback, or inside the local cluster
+/// (`scripts/cluster.sh exec`) the pod bridge's, since a Pod's loopback is its own.
+pub fn listen_ip() -> String {
+    std::env::var("SOURCEBUILD_CLUSTER_BRIDGE_IP").unwrap_or_else(|_| "127.0.0.1".to_string())
+}
+
+/// An HTTP server on an ephemeral port of [`listen_ip`], one thread per connection,
+/// `Connection: close`.
 pub struct HttpServer {
+    ip: String,
     port: u16,
     stop: Arc<AtomicBool>,
     accept: Option<JoinHandle<()>>,
@@ -64,7 +73,8 @@ pub struct HttpServer {
 
 impl HttpServer {
     pub fn start(handler: impl Fn(&Request) -> Response + Send + Sync + 'static) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let ip = listen_ip();
+        let listener = TcpListener::bind((ip.as_str(), 0)).expect("bind the test server");
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
         let handler: Arc<Handler> = Arc::new(handler);
@@ -82,6 +92,7 @@ impl HttpServer {
             })
         };
         HttpServer {
+            ip,
             port,
             stop,
             accept: Some(accept),
@@ -89,7 +100,7 @@ impl HttpServer {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{}", self.port, path)
+        format!("http://{}:{}{}", self.ip, self.port, path)
     }
 
     pub fn port(&self) -> u16 {
@@ -101,7 +112,7 @@ impl Drop for HttpServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         // Wakes the accept loop so it sees the flag.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        let _ = TcpStream::connect((self.ip.as_str(), self.port));
         if let Some(accept) = self.accept.take() {
             let _ = accept.join();
         }

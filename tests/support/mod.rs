@@ -9,6 +9,7 @@ pub mod chaos;
 pub mod control_plane;
 pub mod http;
 pub mod kaniko;
+pub mod node;
 pub mod operator;
 pub mod pod_runner;
 pub mod proxy;

@@ -53,8 +53,10 @@ pub fn fetch(
 ) -> Result<DownloadedArchive, ArchiveError> {
     let (url, location) = parse_url(&source.url)?;
     info!(url = %location, "downloading archive source");
-    let spool_dir = dest.parent().unwrap_or(dest);
-    let (mut file, digest) = download(url, &location, spool_dir, limits)?;
+    // The download is spooled in `dest` itself, as an unnamed file that never shows among the
+    // unpacked files: in the build Pod it is the writable volume, and the root filesystem
+    // (the temporary directory's) is read-only.
+    let (mut file, digest) = download(url, &location, dest, limits)?;
     if let Some(expected) = &source.sha256
         && !expected.eq_ignore_ascii_case(&digest)
     {
@@ -134,9 +136,7 @@ fn download(
     {
         return Err(too_large());
     }
-    let file = tempfile::tempfile_in(spool_dir)
-        .or_else(|_| tempfile::tempfile())
-        .map_err(spool)?;
+    let file = tempfile::tempfile_in(spool_dir).map_err(spool)?;
     let mut writer = HashingWriter {
         inner: io::BufWriter::new(file),
         hasher: Sha256::new(),
