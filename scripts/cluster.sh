@@ -231,8 +231,8 @@ install_operator() {
   builders=$(inns "$repo/scripts/builder-images.sh" "$REGISTRY" 2>>"$run/logs/images.log") \
     || { cat "$run/logs/images.log" >&2; die "pushing the builder images failed"; }
   {
-    echo "export SOURCEBUILD_CLUSTER_OPERATOR_IMAGE=$REGISTRY/sourcebuild/operator@$operator"
-    echo "export SOURCEBUILD_CLUSTER_KANIKO_IMAGE=$REGISTRY/sourcebuild/kaniko@$kaniko"
+    echo "export SOURCEBUILD_CLUSTER_OPERATOR_IMAGE=$REGISTRY/sourcebuild/operator:dev@$operator"
+    echo "export SOURCEBUILD_CLUSTER_KANIKO_IMAGE=$REGISTRY/sourcebuild/kaniko:$kaniko_version@$kaniko"
     echo "export SOURCEBUILD_CLUSTER_BUILDER_SCLORG=$(awk '$1 == "python-sclorg" {print $2}' <<<"$builders")"
     echo "export SOURCEBUILD_CLUSTER_BUILDER_DAEPLOY=$(awk '$1 == "python-daeploy" {print $2}' <<<"$builders")"
   } >"$run/images.env"
@@ -322,6 +322,21 @@ EOF
   [[ -f $run/ns-ready ]] || { cat "$run/logs/ns-init.log" >&2; die "the namespaces did not come up"; }
 
   local pki=$run/pki
+  # Audit: every request on Secrets and ConfigMaps, and each Pod and SourceBuild creation, at
+  # Metadata level (no bodies): the tests prove from it that the operator never asks for a
+  # Secret or ConfigMap.
+  cat >"$run/audit-policy.yaml" <<EOF
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    resources: [{group: "", resources: [secrets, configmaps]}]
+  - level: Metadata
+    verbs: [create]
+    resources: [{group: "", resources: [pods]}, {group: sourcebuild.dev, resources: [sourcebuilds]}]
+  - level: None
+EOF
   start etcd "$etcd" --name=sourcebuild --data-dir="$run/etcd" \
     --listen-client-urls=http://127.0.0.1:2379 --advertise-client-urls=http://127.0.0.1:2379 \
     --listen-peer-urls=http://127.0.0.1:2380 --initial-advertise-peer-urls=http://127.0.0.1:2380 \
@@ -336,7 +351,8 @@ EOF
     --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
     --kubelet-client-certificate="$pki/apiserver-kubelet-client.crt" \
     --kubelet-client-key="$pki/apiserver-kubelet-client.key" \
-    --kubelet-certificate-authority="$pki/ca.crt" --kubelet-preferred-address-types=Hostname
+    --kubelet-certificate-authority="$pki/ca.crt" --kubelet-preferred-address-types=Hostname \
+    --audit-policy-file="$run/audit-policy.yaml" --audit-log-path="$run/logs/audit.log"
   wait_for "kube-apiserver" 120 "$k8s/kubectl" --kubeconfig="$pki/admin.kubeconfig" \
     --cache-dir="$run/kube-cache" get --raw=/readyz
   start kube-controller-manager "$k8s/kube-controller-manager" \

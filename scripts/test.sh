@@ -152,20 +152,40 @@ cargo_env() {
     export CARGO_TARGET_DIR
   fi
 }
-# The real node (docs/real-node.md): a cluster of its own (run directory cluster-test), a
-# locked-down Pod and a Kaniko build Pod on it, then down. About 35 s with the tools built.
+# The real node (docs/real-node.md): a cluster of its own (run directory cluster-test) with the
+# operator installed from the chart, the smoke Pods, then tests/node.rs run inside it (built
+# outside first: building needs the package registry, the cluster has no way out), then down.
 step_node() {
-  local rc=0
+  local rc=0 bin
+  cargo_env
+  bin=$(node_test_binary) || return 1
   export SOURCEBUILD_CLUSTER_DIR=$SOURCEBUILD_CACHE/cluster-test
-  SOURCEBUILD_CLUSTER_WAIT=600 scripts/cluster.sh up &&
-    scripts/cluster.sh smoke &&
+  if SOURCEBUILD_CLUSTER_WAIT=600 scripts/cluster.sh up; then
+    scripts/cluster.sh smoke || rc=1
     scripts/cluster.sh smoke kaniko || rc=1
+    scripts/cluster.sh exec bash scripts/cluster/demo.sh || rc=1
+    # One test at a time: they share the node, and the fault test stops its kubelet.
+    scripts/cluster.sh exec "$bin" --test-threads=1 || rc=1
+  else
+    rc=1
+  fi
   scripts/cluster.sh down || rc=1
   unset SOURCEBUILD_CLUSTER_DIR
   return "$rc"
 }
+
+# Builds tests/node.rs (not part of a plain `cargo test`) and prints its executable.
+node_test_binary() {
+  cargo test --locked --test node --no-run --message-format=json |
+    python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "node" and m.get("executable"):
+        print(m["executable"])'
+}
 step_fmt() { cargo fmt --all -- --check; }
-step_clippy() { cargo_env && cargo clippy --all-targets --locked -- -D warnings; }
+# --all-targets leaves out tests/node.rs (test = false): named on its own.
+step_clippy() { cargo_env && cargo clippy --all-targets --test node --locked -- -D warnings; }
 step_cargo-test() { cargo_env && cargo test --all-targets --locked; }
 # Every fuzz target for a bounded time from an empty corpus; a crash fails the step. The
 # sanitizer build lives in the cache (about 15 minutes the first time on 2 cores).

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use sourcebuild::api::{Phase, SourceBuild, SourceBuildStatus};
 use support::app::{ASSEMBLE_HOOK, FAILING_ASSEMBLE_HOOK, write, write_app};
 use support::eventually;
@@ -733,4 +733,647 @@ async fn git_tag_and_commit_configmap_archive_daeploy_and_context_dir() {
     let status = expect_failure(&sb, "SourceFetchFailed");
     let text = message(&status);
     assert!(text.contains(&sum) && text.contains(&wrong), "{text}");
+}
+
+// --- 3. the build Pod as the kubelet runs it ------------------------------------------------
+
+/// An assemble hook that takes its time, so the test can look at the build while it runs.
+const SLOW_ASSEMBLE_HOOK: &str = r#"#!/bin/bash
+set -euo pipefail
+echo "---> slow source assemble hook"
+"${STI_SCRIPTS_PATH}/assemble"
+sleep "${SLOW_SECONDS:-15}"
+echo "assembled by uid $(id -u)" > "${APP_SRC_DIR:-$HOME}/s2i-marker.txt"
+"#;
+
+/// Processes of Pod `uid`'s containers whose command line starts with `prefix`.
+fn processes_of_pod(node: &Node, pod_uid: &str, prefix: &str) -> Vec<u32> {
+    node.processes(prefix)
+        .into_iter()
+        .map(|(pid, _)| pid)
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                .is_ok_and(|c| c.contains(&format!("pod{pod_uid}")))
+        })
+        .collect()
+}
+
+/// Whether `/` of the process is mounted read-only (its mountinfo's root entry).
+fn root_is_read_only(pid: u32) -> bool {
+    let info = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
+    info.lines().any(|l| {
+        let fields: Vec<&str> = l.split_whitespace().collect();
+        fields.get(4) == Some(&"/")
+            && fields
+                .get(5)
+                .is_some_and(|o| o.split(',').any(|o| o == "ro"))
+    })
+}
+
+/// `prepare` runs as uid 65532 on a read-only root with no capability and no token, under
+/// RuntimeDefault seccomp; Kaniko runs as root with exactly the five capabilities, and reads
+/// the push Secret where it is mounted. Read from the running processes on the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_containers_run_with_the_documented_identity_capabilities_and_mounts() {
+    let node = node();
+    let _serial = serial().await;
+    let client = node.client().await;
+    let ns = node.namespace("node-pod-security").await;
+    let registry = &node.registry;
+    let (archive, sum) = app_archive(SLOW_ASSEMBLE_HOOK, "a slow build");
+    // The archive server holds its answer until the test has looked at prepare.
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let released = std::sync::Mutex::new(released);
+    let server = HttpServer::start(move |_| {
+        let _ = released
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(120));
+        Response::ok(archive.clone())
+    });
+    let push_config =
+        format!(r#"{{"auths": {{"{registry}": {{"auth": "cHVzaGVyOnNlY3JldA=="}}}}}}"#);
+    node.apply(
+        &ns,
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: regcred\ntype: kubernetes.io/dockerconfigjson\n\
+             stringData:\n  .dockerconfigjson: '{push_config}'\n"
+        ),
+    );
+    node.apply(
+        &ns,
+        &source_build(
+            "inspected",
+            &format!(
+                "{}  output:\n    image: {registry}/apps/inspected:1\n    pushSecretRef: {{name: regcred}}\n",
+                archive_source(&server, &sum)
+            ),
+        ),
+    );
+    let pod = node
+        .wait_pod(&client, &ns, "inspected-build-1", "scheduled", WAIT, |p| {
+            p.metadata.uid.is_some() && !pod_phase(p).is_empty()
+        })
+        .await;
+    let uid = pod.metadata.uid.clone().unwrap();
+    let prepare = eventually("prepare's process on the node", WAIT, || async {
+        processes_of_pod(node, &uid, "/sourcebuild prepare")
+            .first()
+            .copied()
+    })
+    .await;
+    let status = proc_status(prepare);
+    let seen = (
+        status["Uid"].as_str(),
+        status["Gid"].as_str(),
+        status["CapEff"].as_str(),
+        status["CapBnd"].as_str(),
+        status["NoNewPrivs"].as_str(),
+        status["Seccomp"].as_str(),
+    );
+    assert_eq!(
+        seen,
+        (
+            "65532",
+            "65532",
+            "0000000000000000",
+            "0000000000000000",
+            "1",
+            "2"
+        ),
+        "prepare's /proc/{prepare}/status"
+    );
+    assert!(root_is_read_only(prepare), "prepare's root is writable");
+    let root = format!("/proc/{prepare}/root");
+    assert!(
+        !std::path::Path::new(&format!("{root}/var/run/secrets/kubernetes.io")).exists(),
+        "a ServiceAccount token is mounted in prepare"
+    );
+    release.send(()).unwrap();
+
+    let kaniko = eventually("Kaniko's process on the node", WAIT, || async {
+        processes_of_pod(node, &uid, "/kaniko/executor")
+            .first()
+            .copied()
+    })
+    .await;
+    let status = proc_status(kaniko);
+    let seen = (
+        status["Uid"].as_str(),
+        status["CapEff"].as_str(),
+        status["CapBnd"].as_str(),
+        status["NoNewPrivs"].as_str(),
+        status["Seccomp"].as_str(),
+    );
+    // 0xcb: CHOWN, DAC_OVERRIDE, FOWNER, SETGID, SETUID.
+    assert_eq!(
+        seen,
+        ("0", "00000000000000cb", "00000000000000cb", "1", "2"),
+        "Kaniko's /proc/{kaniko}/status"
+    );
+    let root = format!("/proc/{kaniko}/root");
+    assert_eq!(
+        std::fs::read_to_string(format!("{root}/kaniko/.docker/config.json")).unwrap(),
+        push_config,
+        "the push Secret where Kaniko reads it"
+    );
+    assert!(
+        !std::path::Path::new(&format!("{root}/var/run/secrets/kubernetes.io")).exists(),
+        "a ServiceAccount token is mounted in the build container"
+    );
+    let sb = finished(&client, &ns, "inspected", 1).await;
+    expect_success(&sb, node, &ns);
+}
+
+// --- 4. real failures, in the kubelet's words -----------------------------------------------
+
+/// Failures, each with its precise reason: a wrong git revision, an unknown builder image, a
+/// registry that refuses the push, an assemble that exits 1 (its log snippet is the build
+/// container's log tail), a build over its memory limit, a build over its timeout, a missing
+/// push Secret and a missing ConfigMap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_have_precise_reasons_from_the_node() {
+    let node = node();
+    let _serial = serial().await;
+    let client = node.client().await;
+    let ns = node.namespace("node-failures").await;
+    let repo = app_repo(None, ASSEMBLE_HOOK);
+    let registry = &node.registry;
+    let (broken, broken_sum) = app_archive(FAILING_ASSEMBLE_HOOK, "never");
+    let broken_server = serve_bytes(broken);
+    let (greedy, greedy_sum) = app_archive(
+        "#!/bin/bash\necho '---> allocating 1 GiB'\npython3 -c 'x = bytearray(1 << 30); print(len(x))'\n",
+        "never",
+    );
+    let greedy_server = serve_bytes(greedy);
+    let (slow, slow_sum) = app_archive(SLOW_ASSEMBLE_HOOK, "never");
+    let slow_server = serve_bytes(slow);
+    let git_source = format!("  source:\n    git:\n      url: {}\n", repo.url());
+    let output = |name: &str| format!("  output:\n    image: {registry}/apps/{name}:1\n");
+    let builds = [
+        (
+            "wrong-revision",
+            format!(
+                "{git_source}      revision: no-such-branch\n{}",
+                output("x")
+            ),
+        ),
+        (
+            "unknown-builder",
+            format!(
+                "{git_source}  builder:\n    image: {registry}/no/such-builder:1\n{}",
+                output("unknown-builder")
+            ),
+        ),
+        (
+            // Nothing listens on the Pod's own loopback.
+            "push-refused",
+            format!("{git_source}  output:\n    image: 127.0.0.1:1/apps/refused:1\n"),
+        ),
+        (
+            "assemble-fails",
+            format!(
+                "{}{}",
+                archive_source(&broken_server, &broken_sum),
+                output("broken")
+            ),
+        ),
+        (
+            "out-of-memory",
+            format!(
+                "{}{}  resources:\n    limits:\n      memory: 256Mi\n",
+                archive_source(&greedy_server, &greedy_sum),
+                output("greedy")
+            ),
+        ),
+        (
+            "too-slow",
+            format!(
+                "{}{}  timeout: 20s\n  env:\n    - {{name: SLOW_SECONDS, value: \"600\"}}\n",
+                archive_source(&slow_server, &slow_sum),
+                output("slow")
+            ),
+        ),
+        (
+            "no-push-secret",
+            format!(
+                "{git_source}  output:\n    image: {registry}/apps/no-secret:1\n    pushSecretRef: {{name: nope}}\n"
+            ),
+        ),
+        (
+            "no-configmap",
+            format!(
+                "  source:\n    configMap:\n      name: nope\n      items:\n      - {{key: a, path: a}}\n{}",
+                output("no-configmap")
+            ),
+        ),
+    ];
+    for (name, spec) in &builds {
+        node.apply(&ns, &source_build(name, spec));
+    }
+
+    let sb = finished(&client, &ns, "wrong-revision", 1).await;
+    let status = expect_failure(&sb, "SourceFetchFailed");
+    assert!(message(&status).contains("no-such-branch"), "{status:#?}");
+
+    let sb = finished(&client, &ns, "unknown-builder", 1).await;
+    let status = expect_failure(&sb, "BuilderImagePullFailed");
+    assert!(message(&status).contains("no/such-builder"), "{status:#?}");
+
+    let sb = finished(&client, &ns, "push-refused", 1).await;
+    let status = expect_failure(&sb, "PushFailed");
+    assert!(message(&status).contains("127.0.0.1:1"), "{status:#?}");
+
+    let sb = finished(&client, &ns, "assemble-fails", 1).await;
+    let status = expect_failure(&sb, "AssembleFailed");
+    let snippet = status.log_snippet.clone().unwrap_or_default();
+    assert!(
+        snippet.contains("source assemble hook that fails"),
+        "{status:#?}"
+    );
+    // The snippet is the tail of what the kubelet kept of the build container's log.
+    let log = node.logs(&ns, "assemble-fails-build-1", "build");
+    let last_line = snippet.trim_end().lines().last().unwrap();
+    assert!(
+        log.trim_end().ends_with(last_line),
+        "snippet {snippet:?} is not the tail of the log:\n{log}"
+    );
+    assert!(!node.has_image(&format!("{registry}/apps/broken:1")));
+
+    let sb = finished(&client, &ns, "out-of-memory", 1).await;
+    let status = expect_failure(&sb, "OOMKilled");
+    assert!(message(&status).contains("256Mi"), "{status:#?}");
+
+    let sb = finished(&client, &ns, "too-slow", 1).await;
+    let status = expect_failure(&sb, "Timeout");
+    assert!(message(&status).contains("20s"), "{status:#?}");
+
+    let sb = finished(&client, &ns, "no-push-secret", 1).await;
+    let status = expect_failure(&sb, "SecretNotFound");
+    assert!(message(&status).contains("nope"), "{status:#?}");
+
+    let sb = finished(&client, &ns, "no-configmap", 1).await;
+    let status = expect_failure(&sb, "ConfigMapNotFound");
+    assert!(message(&status).contains("nope"), "{status:#?}");
+}
+
+/// `spec.suspend` and a spec change stop a running build (the kubelet kills its containers
+/// and the Pod goes), and a deleted running Pod is `PodDeleted`; each SourceBuild gets no
+/// second Pod for a generation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspend_spec_change_and_deletion_stop_running_builds() {
+    let node = node();
+    let _serial = serial().await;
+    let client = node.client().await;
+    let ns = node.namespace("node-stops").await;
+    let registry = &node.registry;
+    let (slow, sum) = app_archive(SLOW_ASSEMBLE_HOOK, "a rebuilt app");
+    let server = serve_bytes(slow);
+    let spec = |name: &str, slow_seconds: u32, extra: &str| {
+        source_build(
+            name,
+            &format!(
+                "{}  output:\n    image: {registry}/apps/{name}:1\n  env:\n    - {{name: SLOW_SECONDS, value: \"{slow_seconds}\"}}\n{extra}",
+                archive_source(&server, &sum)
+            ),
+        )
+    };
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let api: Api<SourceBuild> = Api::namespaced(client.clone(), &ns);
+    for name in ["suspended", "changed", "deleted"] {
+        node.apply(&ns, &spec(name, 600, ""));
+    }
+    for name in ["suspended", "changed", "deleted"] {
+        node.wait_pod(
+            &client,
+            &ns,
+            &format!("{name}-build-1"),
+            "running Kaniko",
+            BUILD_WAIT,
+            |p| pod_phase(p) == "Running",
+        )
+        .await;
+    }
+
+    node.apply(&ns, &spec("suspended", 600, "  suspend: true\n"));
+    node.apply(&ns, &spec("changed", 1, ""));
+    pods.delete("deleted-build-1", &DeleteParams::default())
+        .await
+        .unwrap();
+
+    let sb = finished(&client, &ns, "suspended", 2).await;
+    assert_eq!(
+        sb.status.as_ref().unwrap().phase,
+        Some(Phase::Cancelled),
+        "{:#?}",
+        sb.status
+    );
+    eventually("the suspended build's Pod gone", WAIT, || async {
+        pods.get_opt("suspended-build-1")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+
+    let sb = finished(&client, &ns, "changed", 2).await;
+    expect_success(&sb, node, &ns);
+    let history = &sb.status.as_ref().unwrap().history;
+    assert!(
+        history
+            .iter()
+            .any(|h| h.generation == 1 && h.phase == Phase::Cancelled),
+        "generation 1 is recorded as cancelled: {history:#?}"
+    );
+    assert!(pods.get_opt("changed-build-1").await.unwrap().is_none());
+
+    let sb = finished(&client, &ns, "deleted", 1).await;
+    expect_failure(&sb, "PodDeleted");
+    // Never started again.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(pods.get_opt("deleted-build-1").await.unwrap().is_none());
+    let sb = api.get("deleted").await.unwrap();
+    assert_eq!(sb.status.unwrap().phase, Some(Phase::Failed));
+}
+
+// --- 5. faults on the node ------------------------------------------------------------------
+
+/// Waits until the kubelet's healthz (which checks its runtime too) answers `ok`.
+async fn kubelet_healthy() {
+    eventually("the kubelet's /healthz", WAIT, || async {
+        tokio::task::spawn_blocking(|| {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect("127.0.0.1:10248").ok()?;
+            s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+            s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").ok()?;
+            let mut text = String::new();
+            s.read_to_string(&mut text).ok()?;
+            (text.starts_with("HTTP/1.0 200") && text.ends_with("ok")).then_some(())
+        })
+        .await
+        .ok()
+        .flatten()
+    })
+    .await
+}
+
+/// The kubelet and then containerd are killed and started again while builds run: every build
+/// ends final with the digest the registry serves, and none gets a second Pod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builds_survive_kubelet_and_containerd_restarts() {
+    let node = node();
+    let _serial = serial().await;
+    let client = node.client().await;
+    let ns = node.namespace("node-faults").await;
+    let registry = &node.registry;
+    let (slow, sum) = app_archive(SLOW_ASSEMBLE_HOOK, "a node fault");
+    let server = serve_bytes(slow);
+    let names = ["through-kubelet", "through-containerd"];
+    for name in names {
+        node.apply(
+            &ns,
+            &source_build(
+                name,
+                &format!(
+                    "{}  output:\n    image: {registry}/apps/{name}:1\n  env:\n    - {{name: SLOW_SECONDS, value: \"20\"}}\n",
+                    archive_source(&server, &sum)
+                ),
+            ),
+        );
+    }
+    for name in names {
+        node.wait_pod(
+            &client,
+            &ns,
+            &format!("{name}-build-1"),
+            "running",
+            BUILD_WAIT,
+            |p| pod_phase(p) == "Running",
+        )
+        .await;
+    }
+    // Each crash while the other daemon is up (a kubelet that starts without its runtime
+    // exits, as on any node: a supervisor would start it again).
+    node.cluster_sh(&["stop", "kubelet", "KILL"]);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    node.cluster_sh(&["start", "kubelet"]);
+    kubelet_healthy().await;
+    node.cluster_sh(&["stop", "containerd", "KILL"]);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    node.cluster_sh(&["start", "containerd"]);
+    kubelet_healthy().await;
+
+    for name in names {
+        let sb = finished(&client, &ns, name, 1).await;
+        let status = expect_success(&sb, node, &ns);
+        assert_eq!(
+            status.digest,
+            Some(node.digest(&format!("{registry}/apps/{name}:1")))
+        );
+        assert_eq!(status.history.len(), 1, "{:#?}", status.history);
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let mut all: Vec<String> = pods
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    all.sort();
+    assert_eq!(
+        all,
+        ["through-containerd-build-1", "through-kubelet-build-1"]
+    );
+}
+
+// --- secrets on the node ----------------------------------------------------------------------
+
+fn random_value() -> String {
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .expect("read /dev/urandom");
+    hex::encode(bytes)
+}
+
+/// A random secret value in a push Secret and a git Secret, used by real builds on the node
+/// in a namespace enforcing Pod Security `baseline`: it appears in nothing the operator or the
+/// builds write back (the operator's log, Events, SourceBuilds, Pods, the containers' logs),
+/// and the API server's audit log shows the operator never made a request on a Secret or a
+/// ConfigMap while the kubelet did read the Secret to mount it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_values_never_leak_and_the_operator_never_requests_secrets() {
+    use base64::Engine;
+    use k8s_openapi::api::core::v1::{Event, Secret};
+    use kube::ResourceExt;
+    let node = node();
+    let _serial = serial().await;
+    let admin = node.client().await;
+    let ns = node.namespace("node-secrets").await;
+    node.kubectl_ok(
+        &[
+            "label",
+            "namespace",
+            &ns,
+            "pod-security.kubernetes.io/enforce=baseline",
+        ],
+        None,
+    );
+    let value = random_value();
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("pusher:{value}"));
+    let registry = &node.registry;
+    let push_config = serde_json::json!({"auths": {registry.clone(): {"auth": auth}}}).to_string();
+    // A git server wanting exactly these credentials; prepare refuses to send them over plain
+    // HTTP, so that build fails before any request carries them.
+    let guarded = app_repo(Some(("builder", value.as_str())), ASSEMBLE_HOOK);
+    node.apply(
+        &ns,
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: git-creds\ntype: kubernetes.io/basic-auth\n\
+             stringData:\n  username: builder\n  password: {value}\n---\n\
+             apiVersion: v1\nkind: Secret\nmetadata:\n  name: regcred\ntype: kubernetes.io/dockerconfigjson\n\
+             stringData:\n  .dockerconfigjson: '{push_config}'\n---\n\
+             apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app-source\ndata:\n  \
+             service.py: {service}\n  environment: \"APP_FILE=service.py\\nGREETING=x\\n\"\n",
+            service = serde_json::to_string(support::app::SERVICE_PY).unwrap(),
+        ),
+    );
+    node.apply(
+        &ns,
+        &source_build(
+            "git-creds",
+            &format!(
+                "  source:\n    git:\n      url: {}\n      secretRef: {{name: git-creds}}\n  \
+                 output:\n    image: {registry}/apps/git-creds:1\n    pushSecretRef: {{name: regcred}}\n",
+                guarded.url()
+            ),
+        ),
+    );
+    node.apply(
+        &ns,
+        &source_build(
+            "pushed",
+            &format!(
+                "  source:\n    configMap:\n      name: app-source\n      items:\n      \
+                 - {{key: service.py, path: service.py}}\n      \
+                 - {{key: environment, path: .s2i/environment}}\n  \
+                 output:\n    image: {registry}/apps/pushed:1\n    pushSecretRef: {{name: regcred}}\n"
+            ),
+        ),
+    );
+    let git = finished(&admin, &ns, "git-creds", 1).await;
+    expect_failure(&git, "SourceFetchFailed");
+    let pushed = finished(&admin, &ns, "pushed", 1).await;
+    // Kaniko ran with the push Secret mounted and pushed (the registry takes any auth).
+    expect_success(&pushed, node, &ns);
+
+    let needles = [value.clone(), auth.clone()];
+    let mut haystacks: Vec<(String, String)> = vec![("operator log".into(), node.operator_log())];
+    assert!(!haystacks[0].1.is_empty(), "no operator log");
+    let events = Api::<Event>::namespaced(admin.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert!(!events.items.is_empty(), "no Events in {ns}");
+    haystacks.push((
+        "Events".into(),
+        serde_json::to_string(&events.items).unwrap(),
+    ));
+    let builds = Api::<SourceBuild>::namespaced(admin.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    haystacks.push((
+        "SourceBuilds".into(),
+        serde_json::to_string(&builds.items).unwrap(),
+    ));
+    let pods = Api::<Pod>::namespaced(admin.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert_eq!(pods.items.len(), 2, "a build Pod per SourceBuild");
+    for pod in &pods.items {
+        let name = pod.name_any();
+        haystacks.push((format!("Pod {name}"), serde_json::to_string(pod).unwrap()));
+        haystacks.push((format!("{name} logs"), node.build_log(&ns, &name)));
+    }
+    for (what, text) in &haystacks {
+        for needle in &needles {
+            assert!(!text.contains(needle), "the secret value is in the {what}");
+        }
+    }
+
+    // The audit log of the cluster's API server (scripts/cluster.sh's policy).
+    let operator_user = "system:serviceaccount:sourcebuild-system:sourcebuild-sourcebuild-operator";
+    // A refused request with the operator's identity (impersonated by the admin): the log
+    // records refusals, so an attempt by the operator would show.
+    let impersonating = {
+        let mut config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(&node.kubeconfig).unwrap(),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+        config.auth_info.impersonate = Some(operator_user.to_string());
+        kube::Client::try_from(config).unwrap()
+    };
+    let refused = Api::<Secret>::namespaced(impersonating, &ns)
+        .get("regcred")
+        .await;
+    assert!(
+        matches!(&refused, Err(kube::Error::Api(e)) if e.code == 403),
+        "the operator's ServiceAccount may read Secrets: {refused:?}"
+    );
+    let entries = eventually("the audit log's entries", WAIT, || async {
+        let audit = std::fs::read_to_string(node.dir.join("logs/audit.log")).ok()?;
+        let entries: Vec<serde_json::Value> = audit
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        // Written a moment after the request: wait for the refused one.
+        entries
+            .iter()
+            .any(|e| {
+                e["impersonatedUser"]["username"] == operator_user
+                    && e["objectRef"]["resource"] == "secrets"
+                    && e["objectRef"]["namespace"] == ns.as_str()
+            })
+            .then_some(entries)
+    })
+    .await;
+    let on = |e: &serde_json::Value, resource: &str| e["objectRef"]["resource"] == resource;
+    // The kubelet read this namespace's push Secret to mount it: the log records such reads.
+    assert!(
+        entries.iter().any(|e| on(e, "secrets")
+            && e["objectRef"]["namespace"] == ns.as_str()
+            && e["objectRef"]["name"] == "regcred"
+            && e["user"]["username"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("system:node:"))),
+        "the audit log has no read of {ns}/regcred by the kubelet: the check would prove nothing"
+    );
+    // The operator itself (its own token, not impersonated): not one request on a Secret or
+    // ConfigMap since the cluster started, in any namespace; and it is in the log (it created
+    // this namespace's build Pods).
+    let by_operator: Vec<&serde_json::Value> = entries
+        .iter()
+        .filter(|e| e["user"]["username"] == operator_user)
+        .collect();
+    assert!(
+        by_operator.iter().any(|e| on(e, "pods")
+            && e["verb"] == "create"
+            && e["objectRef"]["namespace"] == ns.as_str()),
+        "no build Pod creation by the operator in the audit log"
+    );
+    let on_secrets: Vec<_> = by_operator
+        .iter()
+        .filter(|e| on(e, "secrets") || on(e, "configmaps"))
+        .collect();
+    assert!(
+        on_secrets.is_empty(),
+        "the operator made requests on Secrets or ConfigMaps: {on_secrets:#?}"
+    );
 }

@@ -7,12 +7,9 @@
 //! - Pod Security admission: build Pods are admitted under `baseline`; the whole build Pod is
 //!   refused under `restricted` (Kaniko runs as root) while its prepare container alone passes
 //!   `restricted`; the chart's Deployment passes `restricted`.
-//! - Secrets never leak: a random secret value in a push Secret and a git Secret used by real
-//!   builds (the pod runner, real prepare and Kaniko) appears nowhere the operator writes, and
-//!   the API server's audit log shows the operator never made one request on a Secret or a
-//!   ConfigMap.
+//! - Secrets never leak: proven with real builds on the node (tests/node.rs).
 //!
-//! The tests on the shared control plane use the one operator of `BuildEnv` (a second
+//! The tests on the shared control plane use the one operator of `ChartOperator` (a second
 //! cluster-wide operator would reconcile the same SourceBuilds); the namespace-mode test starts
 //! a control plane of its own for the same reason. Needs root and the pinned tools, like
 //! tests/e2e_build.rs.
@@ -24,24 +21,21 @@ use std::io::Write;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use base64::Engine;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectRulesReview, SelfSubjectRulesReviewSpec, SubjectAccessReview,
     SubjectAccessReviewSpec,
 };
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Pod, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, ServiceAccount};
 use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
+use kube::Client;
 use serde_json::{Value, json};
-use sourcebuild::api::{Phase, SourceBuild};
-use support::build_env::BuildEnv;
+use sourcebuild::api::SourceBuild;
+use support::chart_operator::ChartOperator;
 use support::operator::{
     CHART_NAMESPACE, Operator, SERVICE_ACCOUNT, install_chart_release, render_chart,
 };
 use support::{ControlPlane, control_plane, eventually};
 
-/// A real build takes about a minute on 2 cores; this leaves room for a slow machine.
-const BUILD_WAIT: Duration = Duration::from_secs(10 * 60);
 const WAIT: Duration = Duration::from_secs(60);
 
 /// Every verb RBAC knows for resources (`*` aside), checked for every resource of the matrix.
@@ -231,16 +225,13 @@ fn forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>, what: &str) {
     }
 }
 
-/// The shared control plane with the chart installed and `BuildEnv`'s operator and pod runner.
-fn env() -> Option<(&'static ControlPlane, &'static BuildEnv)> {
-    static ENV: OnceLock<BuildEnv> = OnceLock::new();
+/// The shared control plane with the chart installed and `ChartOperator`'s operator.
+fn env() -> Option<(&'static ControlPlane, &'static ChartOperator)> {
+    static ENV: OnceLock<ChartOperator> = OnceLock::new();
     let cp = control_plane()?;
     let env = ENV.get_or_init(|| {
-        let env = BuildEnv::start(cp);
-        eprintln!(
-            "security logs (operator.log, pods/): {}",
-            env.logs.display()
-        );
+        let env = ChartOperator::start(cp);
+        eprintln!("security logs (operator.log): {}", env.logs.display());
         env
     });
     Some((cp, env))
@@ -513,8 +504,7 @@ async fn build_pods_meet_baseline_and_prepare_and_the_operator_meet_restricted()
     let baseline = pod_security_namespace(cp, "psa-baseline", "baseline").await;
     let restricted = pod_security_namespace(cp, "psa-restricted", "restricted").await;
 
-    // A real create by the operator; the source is unreachable, so the runner's build of it
-    // ends at once: the Pod's admission is the point.
+    // A real create by the operator (no node runs it): the Pod's admission is the point.
     support::sourcebuilds::apply(
         cp,
         &baseline,
@@ -616,234 +606,5 @@ async fn build_pods_meet_baseline_and_prepare_and_the_operator_meet_restricted()
     assert!(
         stderr.contains("would violate PodSecurity \"restricted:latest\""),
         "no Pod Security warning for the build Pod's spec: {stderr}"
-    );
-}
-
-/// 32 random hex characters.
-fn random_value() -> String {
-    let mut bytes = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-        .expect("read /dev/urandom");
-    hex::encode(bytes)
-}
-
-/// The SourceBuild's status once `generation` has ended.
-async fn finished(client: &Client, ns: &str, name: &str) -> SourceBuild {
-    let api: Api<SourceBuild> = Api::namespaced(client.clone(), ns);
-    eventually(
-        &format!("SourceBuild {ns}/{name} to end"),
-        BUILD_WAIT,
-        || async {
-            let sb = api.get(name).await.ok()?;
-            let status = sb.status.as_ref()?;
-            (status.observed_generation == Some(1)
-                && matches!(status.phase, Some(Phase::Succeeded | Phase::Failed)))
-            .then_some(sb)
-        },
-    )
-    .await
-}
-
-/// (3) A random secret value in a push Secret and a git Secret, used by real builds in a
-/// namespace enforcing baseline: it appears in none of what the operator or the builds write
-/// back, and the audit log shows the operator never made a request on a Secret or ConfigMap.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn secret_values_never_leak_and_the_operator_never_requests_secrets() {
-    let Some((cp, env)) = env() else { return };
-    let admin = cp.client().await;
-    let ns = pod_security_namespace(cp, "secrets", "baseline").await;
-    let value = random_value();
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let auth = b64.encode(format!("pusher:{value}"));
-    let registry = env.registry.host();
-    let push_config = json!({"auths": {registry.clone(): {"auth": auth}}}).to_string();
-
-    // A git server wanting exactly these credentials; prepare refuses to send them over plain
-    // HTTP, so that build fails before any request carries them.
-    let repo_dir = tempfile::tempdir().unwrap();
-    support::http::make_repo(repo_dir.path());
-    let guarded = support::http::git_http_server(
-        repo_dir.path().to_path_buf(),
-        Some(("builder", value.as_str())),
-    );
-    support::sourcebuilds::apply(
-        cp,
-        &ns,
-        &format!(
-            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: git-creds\ntype: kubernetes.io/basic-auth\n\
-             stringData:\n  username: builder\n  password: {value}\n---\n\
-             apiVersion: v1\nkind: Secret\nmetadata:\n  name: regcred\ntype: kubernetes.io/dockerconfigjson\n\
-             stringData:\n  .dockerconfigjson: '{push_config}'\n"
-        ),
-    );
-    support::sourcebuilds::apply(
-        cp,
-        &ns,
-        &format!(
-            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app-source\ndata:\n  \
-             service.py: {service}\n  environment: \"APP_FILE=service.py\\n\"\n",
-            service = serde_json::to_string(support::app::SERVICE_PY).unwrap(),
-        ),
-    );
-    support::sourcebuilds::apply(
-        cp,
-        &ns,
-        &source_build(
-            "git-creds",
-            &format!(
-                "  source:\n    git:\n      url: {}\n      secretRef: {{name: git-creds}}\n  \
-                 output:\n    image: {registry}/apps/git-creds:1\n    pushSecretRef: {{name: regcred}}\n",
-                guarded.url("/repo.git")
-            ),
-        ),
-    );
-    support::sourcebuilds::apply(
-        cp,
-        &ns,
-        &source_build(
-            "pushed",
-            &format!(
-                "  source:\n    configMap:\n      name: app-source\n      items:\n      \
-                 - {{key: service.py, path: service.py}}\n      \
-                 - {{key: environment, path: .s2i/environment}}\n  \
-                 output:\n    image: {registry}/apps/pushed:1\n    pushSecretRef: {{name: regcred}}\n"
-            ),
-        ),
-    );
-    let git = finished(&admin, &ns, "git-creds").await;
-    assert_eq!(
-        git.status.as_ref().unwrap().phase,
-        Some(Phase::Failed),
-        "credentials over plain HTTP must be refused: {:?}",
-        git.status
-    );
-    let pushed = finished(&admin, &ns, "pushed").await;
-    // Kaniko really ran with the push Secret (success or not: the registry takes no auth).
-    let pushed_pod = pushed.status.as_ref().unwrap().pod_name.clone().unwrap();
-    assert!(
-        !env.runner.build_log(&ns, &pushed_pod).is_empty(),
-        "Kaniko did not run for {pushed_pod}"
-    );
-    // The runner laid the Secret out as the kubelet would: the value was in reach of the build.
-    assert!(
-        std::fs::read_to_string(
-            env.runner
-                .pod_dir(&ns, &pushed_pod)
-                .join("volumes/push-secret/config.json")
-        )
-        .unwrap()
-        .contains(&auth)
-    );
-
-    let needles = [value.clone(), auth.clone()];
-    let mut haystacks: Vec<(String, String)> = vec![("operator log".into(), env.operator.log())];
-    let events = Api::<Event>::namespaced(admin.clone(), &ns)
-        .list(&ListParams::default())
-        .await
-        .unwrap();
-    assert!(!events.items.is_empty(), "no Events in {ns}");
-    haystacks.push((
-        "Events".into(),
-        serde_json::to_string(&events.items).unwrap(),
-    ));
-    let builds = Api::<SourceBuild>::namespaced(admin.clone(), &ns)
-        .list(&ListParams::default())
-        .await
-        .unwrap();
-    haystacks.push((
-        "SourceBuilds".into(),
-        serde_json::to_string(&builds.items).unwrap(),
-    ));
-    let pods = Api::<Pod>::namespaced(admin.clone(), &ns)
-        .list(&ListParams::default())
-        .await
-        .unwrap();
-    assert!(pods.items.len() >= 2, "a build Pod per SourceBuild");
-    for pod in &pods.items {
-        let name = pod.name_any();
-        haystacks.push((
-            format!("Pod {name} (spec and status)"),
-            serde_json::to_string(pod).unwrap(),
-        ));
-        // The containers' own output, which the runner keeps as the kubelet keeps logs.
-        for log in ["prepare.log", "build.log"] {
-            let path = env.runner.pod_dir(&ns, &name).join(log);
-            haystacks.push((
-                format!("{name}/{log}"),
-                std::fs::read_to_string(path).unwrap_or_default(),
-            ));
-        }
-    }
-    for (what, text) in &haystacks {
-        for needle in &needles {
-            assert!(!text.contains(needle), "the secret value is in the {what}");
-        }
-    }
-
-    // The audit log: every request on Secrets and ConfigMaps since the API server started.
-    let audit = std::fs::read_to_string(&cp.audit_log).expect("read the audit log");
-    let entries: Vec<Value> = audit
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("an audit event"))
-        .collect();
-    let on = |e: &Value, resource: &str| e["objectRef"]["resource"] == resource;
-    // It really records them: the runner (as admin, like a kubelet) read this namespace's
-    // push Secret to lay out the volume.
-    assert!(
-        entries.iter().any(|e| on(e, "secrets")
-            && e["objectRef"]["namespace"] == ns.as_str()
-            && e["objectRef"]["name"] == "regcred"
-            && e["verb"] == "get"),
-        "the audit log has no read of {ns}/regcred: the check would prove nothing"
-    );
-    // Refused requests are recorded too, with the client certificate's id: one made here with
-    // the operator's identity but a certificate of its own.
-    let same_identity = cp
-        .client_for_service_account(CHART_NAMESPACE, SERVICE_ACCOUNT)
-        .await;
-    forbidden(
-        Api::<Secret>::namespaced(same_identity, &ns)
-            .get("regcred")
-            .await,
-        "get the push Secret as the operator's ServiceAccount",
-    );
-    let audit = std::fs::read_to_string(&cp.audit_log).expect("read the audit log");
-    let entries: Vec<Value> = audit
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("an audit event"))
-        .collect();
-    let operator_user = user_of(SERVICE_ACCOUNT);
-    assert!(
-        entries.iter().any(|e| on(e, "secrets")
-            && e["objectRef"]["namespace"] == ns.as_str()
-            && e["user"]["username"] == operator_user.as_str()
-            && e["annotations"]["authorization.k8s.io/decision"] == "forbid"),
-        "the audit log has no refused request of the operator's identity"
-    );
-    // The operator process itself: not one request on a Secret or ConfigMap since the API
-    // server started, allowed or refused, in any namespace.
-    let credential = env.operator.credential_id();
-    let by_operator: Vec<&Value> = entries
-        .iter()
-        .filter(|e| {
-            (on(e, "secrets") || on(e, "configmaps"))
-                && e["user"]["extra"]["authentication.kubernetes.io/credential-id"][0]
-                    == credential.as_str()
-        })
-        .collect();
-    assert!(
-        by_operator.is_empty(),
-        "the operator made requests on Secrets or ConfigMaps: {by_operator:#?}"
-    );
-    // The operator's own requests are in the audit log under that id (its build Pods'
-    // creations): the filter above would have found a request on a Secret.
-    assert!(
-        entries.iter().any(|e| on(e, "pods")
-            && e["verb"] == "create"
-            && e["objectRef"]["namespace"] == ns.as_str()
-            && e["user"]["extra"]["authentication.kubernetes.io/credential-id"][0]
-                == credential.as_str()),
-        "no build Pod creation by the operator's certificate ({credential}) in the audit log"
     );
 }

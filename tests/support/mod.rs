@@ -3,15 +3,14 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod app;
-pub mod build_env;
 pub mod builder;
 pub mod chaos;
+pub mod chart_operator;
 pub mod control_plane;
 pub mod http;
 pub mod kaniko;
 pub mod node;
 pub mod operator;
-pub mod pod_runner;
 pub mod proxy;
 pub mod registry;
 pub mod sourcebuilds;

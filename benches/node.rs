@@ -1,0 +1,180 @@
+//! The example app built on the real node (`scripts/cluster.sh`), as a user sees it: from
+//! `kubectl apply` of a SourceBuild to the digest in its status, for a first build (empty
+//! Kaniko cache) and a cached rebuild (a new generation with the same Dockerfile), and the part
+//! of each that is not Kaniko's own build (the Pod's start, `prepare`, the status write).
+//! Median and spread of `SOURCEBUILD_BENCH_RUNS` (default 5) of each.
+//!
+//! Runs inside the cluster, like tests/node.rs:
+//!
+//! ```sh
+//! scripts/cluster.sh up
+//! scripts/cluster.sh exec cargo bench --bench node
+//! ```
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use sourcebuild::api::{Phase, SourceBuild};
+use support::app::{ASSEMBLE_HOOK, write_app};
+use support::http::{HttpServer, Response};
+use support::node::node;
+
+/// What one build took, from the test's clock (milliseconds of observation).
+struct Timing {
+    /// `kubectl apply` to the digest in status.
+    total: Duration,
+    /// The build container running (as the kubelet reports it) to its end.
+    kaniko: Duration,
+}
+
+impl Timing {
+    fn outside_kaniko(&self) -> Duration {
+        self.total.saturating_sub(self.kaniko)
+    }
+}
+
+/// Applies `manifest` and watches the SourceBuild and its Pod every 50 ms until the status
+/// of `generation` is final; returns the timing, panicking on a failed build.
+async fn build(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    generation: i64,
+    manifest: &str,
+) -> Timing {
+    let builds: Api<SourceBuild> = Api::namespaced(client.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let pod_name = format!("{name}-build-{generation}");
+    let start = Instant::now();
+    node().apply(ns, manifest);
+    let (mut running, mut ended) = (None, None);
+    loop {
+        if let Ok(Some(pod)) = pods.get_opt(&pod_name).await {
+            let state = pod
+                .status
+                .and_then(|s| s.container_statuses)
+                .and_then(|c| c.into_iter().next())
+                .and_then(|c| c.state);
+            if let Some(state) = state {
+                if state.running.is_some() && running.is_none() {
+                    running = Some(start.elapsed());
+                }
+                if state.terminated.is_some() && ended.is_none() {
+                    running.get_or_insert(start.elapsed());
+                    ended = Some(start.elapsed());
+                }
+            }
+        }
+        let sb = builds.get(name).await.expect("get the SourceBuild");
+        if let Some(status) = sb.status
+            && status.observed_generation == Some(generation)
+            && status.phase.is_some_and(Phase::is_final)
+        {
+            assert_eq!(status.phase, Some(Phase::Succeeded), "{status:#?}");
+            let total = start.elapsed();
+            let kaniko = ended
+                .unwrap_or(total)
+                .saturating_sub(running.unwrap_or(total));
+            return Timing { total, kaniko };
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "{name} took over 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn median(mut values: Vec<Duration>) -> Duration {
+    values.sort();
+    values[values.len() / 2]
+}
+
+fn line(what: &str, values: Vec<Duration>) {
+    let min = values.iter().min().copied().unwrap_or_default();
+    let max = values.iter().max().copied().unwrap_or_default();
+    println!(
+        "| {what} | {:.1} s | {:.1} - {:.1} s |",
+        median(values).as_secs_f64(),
+        min.as_secs_f64(),
+        max.as_secs_f64()
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    // `cargo bench` passes `--bench`; nothing to filter.
+    let runs: usize = std::env::var("SOURCEBUILD_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let node = node();
+    let client = node.client().await;
+    let ns = node.namespace("bench-node").await;
+    // The test app with its hooks, from an archive on the bridge: no git round trips.
+    let (archive, sum) = {
+        use sha2::Digest;
+        let dir = tempfile::tempdir().unwrap();
+        write_app(dir.path(), Some(ASSEMBLE_HOOK));
+        let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::fast(),
+        ));
+        builder.append_dir_all(".", dir.path()).unwrap();
+        let bytes = builder.into_inner().unwrap().finish().unwrap();
+        let sum = hex::encode(sha2::Sha256::digest(&bytes));
+        (bytes, sum)
+    };
+    let server = HttpServer::start(move |_| Response::ok(archive.clone()));
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (mut first, mut cached) = (Vec::new(), Vec::new());
+    for run in 0..runs {
+        let name = format!("app-{run}");
+        // A repository of its own per run: its cache starts empty.
+        let manifest = |timeout: &str| {
+            format!(
+                "apiVersion: sourcebuild.dev/v1alpha1\nkind: SourceBuild\nmetadata:\n  name: {name}\nspec:\n  \
+                 source:\n    archive:\n      url: {}\n      sha256: \"{sum}\"\n  \
+                 output:\n    image: {}/bench/{stamp}-{run}:1\n  cache:\n    enabled: true\n  timeout: {timeout}\n",
+                server.url("/app.tar.gz"),
+                node.registry
+            )
+        };
+        let one = build(&client, &ns, &name, 1, &manifest("30m")).await;
+        let two = build(&client, &ns, &name, 2, &manifest("31m")).await;
+        eprintln!(
+            "run {run}: first {:.1}s (Kaniko {:.1}s), cached {:.1}s (Kaniko {:.1}s)",
+            one.total.as_secs_f64(),
+            one.kaniko.as_secs_f64(),
+            two.total.as_secs_f64(),
+            two.kaniko.as_secs_f64()
+        );
+        first.push(one);
+        cached.push(two);
+    }
+    println!("\nThe example app on the real node, {runs} runs each (median, min - max):\n");
+    println!("| | median | range |\n|---|---|---|");
+    line(
+        "first build: apply -> digest in status",
+        first.iter().map(|t| t.total).collect(),
+    );
+    line(
+        "  of which not Kaniko's build",
+        first.iter().map(Timing::outside_kaniko).collect(),
+    );
+    line(
+        "cached rebuild: apply -> digest in status",
+        cached.iter().map(|t| t.total).collect(),
+    );
+    line(
+        "  of which not Kaniko's build",
+        cached.iter().map(Timing::outside_kaniko).collect(),
+    );
+}
