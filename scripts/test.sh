@@ -130,6 +130,12 @@ step_helm() {
     grep -q -- '- --namespace=team-a,team-b,team-c' "$out/multi.yaml"
   reject "schema: watchNamespaces with a bad name" "$helm" template sb "$chart" --set 'watchNamespaces={Bad_NS}'
 
+  expect "default: no --insecure-registry flag" bash -c "! grep -q -- '--insecure-registry' '$out/default.yaml'"
+  expect "insecureRegistries: one --insecure-registry flag each" bash -c "
+    '$helm' template sb '$chart' --set 'insecureRegistries={10.88.0.1:5000,registry.internal}' |
+      grep -c -- '- --insecure-registry=' | grep -qx 2"
+  reject "schema: insecureRegistries with a URL" "$helm" template sb "$chart" --set 'insecureRegistries={http://x}'
+
   # What the chart refuses.
   reject "schema: an unknown value" "$helm" template sb "$chart" --set nosuchvalue=1
   reject "schema: logFormat=xml" "$helm" template sb "$chart" --set logFormat=xml

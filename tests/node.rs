@@ -230,6 +230,60 @@ fn http_get(addr: &str, path: &str) -> String {
     body.to_string()
 }
 
+/// The chart release upgraded with `sets` (on top of its values) until dropped, when it is
+/// rolled back to the revision before: a failing test leaves the operator as it found it.
+struct ChartValues(&'static Node);
+
+impl ChartValues {
+    fn set(node: &'static Node, sets: &[&str]) -> ChartValues {
+        let mut args = vec![
+            "upgrade".to_string(),
+            OPERATOR_RELEASE.to_string(),
+            support::repo_root()
+                .join("charts/sourcebuild-operator")
+                .display()
+                .to_string(),
+            "-n".into(),
+            OPERATOR_NAMESPACE.into(),
+            "--reuse-values".into(),
+            "--wait".into(),
+            "--timeout".into(),
+            "3m".into(),
+        ];
+        for set in sets {
+            args.extend(["--set".to_string(), set.to_string()]);
+        }
+        let out = node.helm().args(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "helm {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ChartValues(node)
+    }
+}
+
+impl Drop for ChartValues {
+    fn drop(&mut self) {
+        let out = self
+            .0
+            .helm()
+            .args([
+                "rollback",
+                OPERATOR_RELEASE,
+                "-n",
+                OPERATOR_NAMESPACE,
+                "--wait",
+                "--timeout",
+                "3m",
+            ])
+            .output();
+        if !out.as_ref().is_ok_and(|o| o.status.success()) {
+            eprintln!("helm rollback failed: {out:?}");
+        }
+    }
+}
+
 /// Fields of `/proc/<pid>/status` (`Uid`, `CapEff`, `Seccomp`, ...), first value each.
 fn proc_status(pid: u32) -> std::collections::BTreeMap<String, String> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -304,33 +358,7 @@ async fn the_operator_runs_as_the_charts_deployment_and_a_standby_takes_over() {
     assert_eq!(holder.as_deref(), pod.metadata.name.as_deref());
 
     // Two replicas: one leads.
-    let helm = node
-        .helm()
-        .args([
-            "upgrade",
-            OPERATOR_RELEASE,
-            &support::repo_root()
-                .join("charts/sourcebuild-operator")
-                .display()
-                .to_string(),
-            "-n",
-            OPERATOR_NAMESPACE,
-            "--reuse-values",
-            "--set",
-            "replicaCount=2",
-            "--set",
-            "leaderElection.leaseDuration=5s",
-            "--wait",
-            "--timeout",
-            "3m",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        helm.status.success(),
-        "{}",
-        String::from_utf8_lossy(&helm.stderr)
-    );
+    let _values = ChartValues::set(node, &["replicaCount=2", "leaderElection.leaseDuration=5s"]);
     let (leader, standby) = eventually("two ready replicas, one leading", WAIT, || async {
         let pods = pods.list(&selector).await.ok()?.items;
         let ready: Vec<String> = pods
@@ -393,32 +421,7 @@ async fn the_operator_runs_as_the_charts_deployment_and_a_standby_takes_over() {
         "the standby's log says it leads"
     );
 
-    // Back to one replica for the other tests.
-    let helm = node
-        .helm()
-        .args([
-            "upgrade",
-            OPERATOR_RELEASE,
-            &support::repo_root()
-                .join("charts/sourcebuild-operator")
-                .display()
-                .to_string(),
-            "-n",
-            OPERATOR_NAMESPACE,
-            "--reuse-values",
-            "--set",
-            "replicaCount=1",
-            "--wait",
-            "--timeout",
-            "3m",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        helm.status.success(),
-        "{}",
-        String::from_utf8_lossy(&helm.stderr)
-    );
+    // Back to one replica for the other tests: `_values` rolls the release back.
 }
 
 // --- 2. builds end to end -------------------------------------------------------------------
@@ -1015,6 +1018,44 @@ async fn failures_have_precise_reasons_from_the_node() {
     let sb = finished(&client, &ns, "no-configmap", 1).await;
     let status = expect_failure(&sb, "ConfigMapNotFound");
     assert!(message(&status).contains("nope"), "{status:#?}");
+}
+
+/// The operator configured with a Kaniko image the registry does not have: the build fails as
+/// `ImagePullFailed`, naming the image, from what the kubelet reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpullable_kaniko_image_fails_as_image_pull_failed() {
+    let node = node();
+    let _serial = serial().await;
+    let client = node.client().await;
+    let ns = node.namespace("node-kaniko-pull").await;
+    let missing = format!("{}/sourcebuild/kaniko", node.registry);
+    let _values = ChartValues::set(
+        node,
+        &[
+            &format!("kanikoImage.repository={missing}"),
+            "kanikoImage.tag=no-such-tag",
+            "kanikoImage.digest=",
+        ],
+    );
+    let (archive, sum) = app_archive(ASSEMBLE_HOOK, "never");
+    let server = serve_bytes(archive);
+    node.apply(
+        &ns,
+        &source_build(
+            "no-kaniko",
+            &format!(
+                "{}  output:\n    image: {}/apps/no-kaniko:1\n  timeout: 90s\n",
+                archive_source(&server, &sum),
+                node.registry
+            ),
+        ),
+    );
+    let sb = finished(&client, &ns, "no-kaniko", 1).await;
+    let status = expect_failure(&sb, "ImagePullFailed");
+    assert!(
+        message(&status).contains(&format!("{missing}:no-such-tag")),
+        "{status:#?}"
+    );
 }
 
 /// `spec.suspend` and a spec change stop a running build (the kubelet kills its containers
