@@ -532,8 +532,8 @@ EOF
 }
 
 env_lines() {
-  local k8s
-  k8s=$(tool kubernetes)
+  local k8s helm_bin
+  k8s=$(tool kubernetes) helm_bin=$(tool helm)
   cat <<EOF
 export KUBECONFIG=$run/pki/admin.kubeconfig
 export KUBECACHEDIR=$run/kube-cache
@@ -543,7 +543,7 @@ export SOURCEBUILD_CLUSTER_API=$API_URL
 export SOURCEBUILD_CLUSTER_NODE=$NODE
 export SOURCEBUILD_CLUSTER_BRIDGE_IP=$BRIDGE_IP
 export SOURCEBUILD_CLUSTER_DIR=$run
-export PATH=$k8s:\$PATH
+export PATH=$k8s:$(dirname "$helm_bin"):\$PATH
 EOF
   cat "$run/images.env" 2>/dev/null || true
 }
