@@ -1021,7 +1021,8 @@ async fn failures_have_precise_reasons_from_the_node() {
 }
 
 /// The operator configured with a Kaniko image the registry does not have: the build fails as
-/// `ImagePullFailed`, naming the image, from what the kubelet reported.
+/// `ImagePullFailed` as soon as the kubelet reports the registry's `NotFound` (not at its
+/// timeout), naming the container and the image.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unpullable_kaniko_image_fails_as_image_pull_failed() {
     let node = node();

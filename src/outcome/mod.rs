@@ -360,6 +360,59 @@ enum ForeignReport {
     Failed { reason: String, message: String },
 }
 
+/// A build Pod held back because the kubelet cannot pull one of its own images (prepare's or
+/// Kaniko's; the builder image is Kaniko's to pull).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StuckPull {
+    pub container: String,
+    pub image: String,
+    /// The waiting reason: `ErrImagePull`, `ImagePullBackOff` or `InvalidImageName`.
+    pub reason: String,
+    /// The kubelet's message, from the runtime.
+    pub message: Option<String>,
+}
+
+impl StuckPull {
+    /// Whether waiting cannot help: the name is invalid, or the registry answered that the
+    /// image does not exist (the runtime's `NotFound`). A Pod's images cannot change, so such
+    /// a build would only wait for its timeout.
+    pub fn is_permanent(&self) -> bool {
+        self.reason == "InvalidImageName"
+            || self
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("code = NotFound") || m.contains("manifest unknown"))
+    }
+
+    /// `container build could not pull <image>: <reason>: <message>`.
+    pub fn describe(&self) -> String {
+        format!(
+            "container {} could not pull {}: {}{}",
+            self.container,
+            self.image,
+            self.reason,
+            self.message
+                .as_deref()
+                .map(|m| format!(": {}", bounded_head(m.trim(), QUOTE_MAX_BYTES)))
+                .unwrap_or_default()
+        )
+    }
+}
+
+/// The first of the Pod's containers stuck on pulling its image, if any.
+pub fn stuck_pull(pod: &Pod) -> Option<StuckPull> {
+    let view = PodView::new(pod);
+    let (container, reason, message) = view
+        .stuck_waiting()
+        .find(|(_, reason, _)| IMAGE_PULL_REASONS.contains(reason))?;
+    Some(StuckPull {
+        container: container.to_string(),
+        image: view.image_of(container).unwrap_or("its image").to_string(),
+        reason: reason.to_string(),
+        message: message.map(str::to_string),
+    })
+}
+
 /// An object the build needs that the kubelet or the API server reported missing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MissingReference {

@@ -18,7 +18,9 @@ use crate::api::{
 use crate::controller::events::{BUILD_STARTED, BUILD_SUCCEEDED, Event, POD_PENDING, Severity};
 use crate::controller::poll;
 use crate::controller::status::{self, NewBuild};
-use crate::outcome::{BuildFailure, BuildOutcome, is_transient, missing_reference};
+use crate::outcome::{
+    BuildFailure, BuildOutcome, StuckPull, is_transient, missing_reference, stuck_pull,
+};
 use crate::pod::{BuildSettings, build_pod, build_pod_name};
 use crate::reason::FailureReason;
 use crate::validation::validate_spec;
@@ -414,6 +416,22 @@ fn status_from_pod(
         BuildOutcome::Failed(failure) => {
             status::failed(old, generation, Some(name), &failure, Some(start), now)
         }
+        BuildOutcome::Pending { .. }
+            if elapsed >= timeout
+                && let Some(pull) = stuck_pull(pod) =>
+        {
+            // Out of time waiting for one of the Pod's own images: that is the cause to name.
+            plan.delete.push(name.to_string());
+            let failure = controller_failure(
+                FailureReason::ImagePullFailed,
+                format!(
+                    "build did not start within {}: {}",
+                    humantime::format_duration(timeout),
+                    pull.describe()
+                ),
+            );
+            status::failed(old, generation, Some(name), &failure, Some(start), now)
+        }
         BuildOutcome::Pending { .. } | BuildOutcome::Running if elapsed >= timeout => {
             plan.delete.push(name.to_string());
             let still = match outcome {
@@ -429,6 +447,18 @@ fn status_from_pod(
                     "build did not finish within {}{still}",
                     humantime::format_duration(timeout)
                 ),
+            );
+            status::failed(old, generation, Some(name), &failure, Some(start), now)
+        }
+        BuildOutcome::Pending { .. }
+            if let Some(pull) = stuck_pull(pod).filter(StuckPull::is_permanent) =>
+        {
+            // The image does not exist (or its name is invalid): the kubelet would retry the
+            // pull until the timeout for nothing, so the build fails now.
+            plan.delete.push(name.to_string());
+            let failure = controller_failure(
+                FailureReason::ImagePullFailed,
+                format!("build Pod {name} cannot start: {}", pull.describe()),
             );
             status::failed(old, generation, Some(name), &failure, Some(start), now)
         }

@@ -202,6 +202,67 @@ fn a_stuck_pod_is_pending_with_a_warning_until_it_moves() {
     assert!(p.events.is_empty(), "{:?}", p.events);
 }
 
+/// The Pod's Kaniko image as the kubelet reports it stuck: `message` is the runtime's.
+fn stuck_on_pull(sb: &SourceBuild, reason: &str, message: &str) -> Pod {
+    pod_in(
+        sb,
+        "app-build-1",
+        json!({"phase": "Pending", "containerStatuses": [{"name": "build", "ready": false,
+               "restartCount": 0, "image": "registry.test/kaniko:nope", "imageID": "",
+               "state": {"waiting": {"reason": reason, "message": message}}}]}),
+    )
+}
+
+#[test]
+fn an_image_that_does_not_exist_fails_the_build_at_once_and_a_slow_pull_at_its_timeout() {
+    let mut sb = sb(1, json!({"timeout": "10m"}));
+    step(&mut sb, &[], at(0));
+    // The registry says the image does not exist: no reason to wait for the timeout.
+    let missing = stuck_on_pull(
+        &sb,
+        "ErrImagePull",
+        "rpc error: code = NotFound desc = failed to pull and unpack image \"registry.test/kaniko:nope\": not found",
+    );
+    let (_, p) = step(&mut sb.clone(), std::slice::from_ref(&missing), at(5));
+    let status = p.status.clone().unwrap();
+    assert_eq!(status.phase, Some(Phase::Failed));
+    let condition = status.condition(status::SUCCEEDED).unwrap();
+    assert_eq!(condition.reason, "ImagePullFailed");
+    assert!(
+        condition
+            .message
+            .contains("container build could not pull kaniko:test: ErrImagePull"),
+        "{}",
+        condition.message
+    );
+    assert_eq!(p.delete, ["app-build-1"]);
+    // A registry that does not answer may come back: Pending until the timeout, then the pull
+    // is what the failure names (not a bare Timeout).
+    let unreachable = stuck_on_pull(
+        &sb,
+        "ImagePullBackOff",
+        "Back-off pulling image \"registry.test/kaniko:nope\": connection refused",
+    );
+    let (_, p) = step(&mut sb.clone(), std::slice::from_ref(&unreachable), at(5));
+    assert_eq!(p.status.unwrap().phase, Some(Phase::Pending));
+    assert!(p.delete.is_empty());
+    let (_, p) = step(&mut sb, std::slice::from_ref(&unreachable), at(601));
+    let status = p.status.unwrap();
+    let condition = status.condition(status::SUCCEEDED).unwrap();
+    assert_eq!(
+        (status.phase, condition.reason.as_str()),
+        (Some(Phase::Failed), "ImagePullFailed")
+    );
+    assert!(
+        condition
+            .message
+            .starts_with("build did not start within 10m: container build could not pull"),
+        "{}",
+        condition.message
+    );
+    assert_eq!(p.delete, ["app-build-1"]);
+}
+
 #[test]
 fn a_new_rebuild_value_builds_the_same_generation_once() {
     let mut sb = sb(1, json!({}));
