@@ -69,13 +69,14 @@ pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
     category = "all",
     derive = "PartialEq",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Image", type_ = "string", json_path = ".status.latestImage"),
+    // Shown by default (it was `-o wide` only) and before the long image, so a failure's
+    // reason is what `kubectl get sb` says first.
     printcolumn(
         name = "Reason",
         type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Succeeded\")].reason",
-        priority = "1"
+        json_path = ".status.conditions[?(@.type==\"Succeeded\")].reason"
     ),
+    printcolumn(name = "Image", type_ = "string", json_path = ".status.latestImage"),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -514,8 +515,9 @@ pub struct SourceBuildStatus {
     /// Tail of the build log when a build fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_snippet: Option<String>,
-    /// `Ready` (an image for the current spec is available) and `Succeeded` (the outcome of the
-    /// latest build: Unknown while it runs).
+    /// `Ready` (an image for the current spec is available), `Succeeded` (the outcome of the
+    /// latest build: Unknown while it runs), and kstatus's `Reconciling` (a build or its retry is
+    /// on its way) and `Stalled` (the build failed for good), each present only while true.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
@@ -615,9 +617,13 @@ mod tests {
             .as_ref()
             .unwrap()
             .iter()
-            .map(|c| c.name.as_str())
+            .map(|c| (c.name.as_str(), c.priority.unwrap_or(0)))
             .collect();
-        assert_eq!(columns, ["Phase", "Image", "Reason", "Age"]);
+        // Priority 0: every column, the failure's reason included, shows without `-o wide`.
+        assert_eq!(
+            columns,
+            [("Phase", 0), ("Reason", 0), ("Image", 0), ("Age", 0)]
+        );
     }
 
     #[test]

@@ -207,7 +207,11 @@ pub fn plan(
         ))
     } else if old.observed_generation == Some(generation) && old.phase.is_some_and(Phase::is_final)
     {
-        None
+        // A settled build needs no write, unless its status predates `Reconciling` and
+        // `Stalled`: a failure recorded by an older operator gains `Stalled` once, or kstatus
+        // would read it as in progress for ever.
+        let summarized = status::summarized(&old, now);
+        (summarized != old).then_some(summarized)
     } else {
         Some(match validate_spec(&sb.spec) {
             Err(invalid) => {
@@ -357,7 +361,7 @@ fn settle(
             let at = now
                 .checked_add(SignedDuration::try_from(wait).unwrap_or(SignedDuration::MAX))
                 .unwrap_or(now);
-            status = status::retry_at(status, at, attempt, limit);
+            status = status::retry_at(status, at, attempt, limit, now);
         }
     }
     status::record_history(&mut status, sb.spec.history_limit());
