@@ -549,6 +549,37 @@ pub struct SourcePollStatus {
     pub built_revision: Option<String>,
 }
 
+/// The SourceBuild CRD as served: the derived one, with `status` defaulting to
+/// `{observedGeneration: 0}`.
+///
+/// The API server drops `status` on create, so a SourceBuild the operator has not yet seen has
+/// none, and kstatus reads an object without `observedGeneration` or conditions as Current: a
+/// GitOps tool waiting on a SourceBuild it just applied would be done before the build began.
+/// Defaults apply whenever the API server reads the object, so every read, watch event and the
+/// create's own answer carry generation 0 observed until the operator's first status write.
+pub fn crd()
+-> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    use kube::CustomResourceExt;
+    let mut crd = SourceBuild::crd();
+    for version in &mut crd.spec.versions {
+        let status = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+            .and_then(|s| s.properties.as_mut())
+            .and_then(|p| p.get_mut("status"));
+        if let Some(status) = status {
+            let unobserved = serde_json::json!({ "observedGeneration": 0 });
+            status.default = Some(
+                k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSON(
+                    unobserved,
+                ),
+            );
+        }
+    }
+    crd
+}
+
 impl SourceBuildStatus {
     /// The condition of the given type, if set.
     pub fn condition(&self, type_: &str) -> Option<&Condition> {
@@ -602,11 +633,10 @@ impl SourceBuildSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kube::CustomResourceExt;
 
     #[test]
     fn crd_names_and_columns() {
-        let crd = SourceBuild::crd();
+        let crd = crd();
         assert_eq!(
             crd.metadata.name.as_deref(),
             Some("sourcebuilds.sourcebuild.dev")
@@ -624,6 +654,24 @@ mod tests {
             columns,
             [("Phase", 0), ("Reason", 0), ("Image", 0), ("Age", 0)]
         );
+    }
+
+    #[test]
+    fn an_unobserved_source_build_says_so_in_its_default_status() {
+        let crd = crd();
+        let schema = crd.spec.versions[0].schema.as_ref().unwrap();
+        let status = &schema
+            .open_api_v3_schema
+            .as_ref()
+            .unwrap()
+            .properties
+            .as_ref()
+            .unwrap()["status"];
+        let default = &status.default.as_ref().unwrap().0;
+        assert_eq!(default, &serde_json::json!({"observedGeneration": 0}));
+        // The default is a status the operator reads as "no build yet".
+        let parsed: SourceBuildStatus = serde_json::from_value(default.clone()).unwrap();
+        assert_eq!((parsed.observed_generation, parsed.phase), (Some(0), None));
     }
 
     #[test]

@@ -163,7 +163,16 @@ pub fn cancelled(
         Some(pod) => format!("spec.suspend is true: build Pod {pod} was stopped"),
         None => "spec.suspend is true: no build runs".to_string(),
     };
-    set_settled(&mut status, "False", "Cancelled", &message, generation, now);
+    // `Succeeded` says the build was cancelled; `Ready` goes (see `summarize`).
+    set_condition(
+        &mut status,
+        SUCCEEDED,
+        "False",
+        "Cancelled",
+        &message,
+        generation,
+        now,
+    );
     summarize(&mut status, now);
     status
 }
@@ -336,7 +345,10 @@ pub fn failed(
 /// condition, and removes whichever is not true. A build on its way (Running, Pending) or a
 /// failure waiting for its retry is Reconciling; a failure with nothing left to try is Stalled,
 /// with its reason and message; a success or a cancellation (`spec.suspend`) is neither, which
-/// kstatus reads as Current: the spec asked for no more than what happened. Idempotent.
+/// kstatus reads as Current: the spec asked for no more than what happened. A cancellation also
+/// has no `Ready`: the suspended spec asks for no image, and kstatus reads any `Ready` that is
+/// not true as in progress, so a GitOps wait on a suspended SourceBuild would never end.
+/// Idempotent.
 pub fn summarize(status: &mut SourceBuildStatus, now: Timestamp) {
     let outcome = status.condition(SUCCEEDED).cloned();
     let message = outcome.as_ref().map_or("", |c| c.message.as_str());
@@ -357,6 +369,9 @@ pub fn summarize(status: &mut SourceBuildStatus, now: Timestamp) {
             }
             None => status.conditions.retain(|c| c.type_ != type_),
         }
+    }
+    if status.phase == Some(Phase::Cancelled) {
+        status.conditions.retain(|c| c.type_ != READY);
     }
 }
 
@@ -686,7 +701,16 @@ mod tests {
         let s1 = started(&SourceBuildStatus::default(), &first_build(1), at(0));
         let stopped = cancelled(&s1, 2, Some("app-build-1"), at(10));
         assert_eq!(summary(&stopped), []);
-        assert_eq!(stopped.condition(READY).unwrap().reason, "Cancelled");
+        assert_eq!(stopped.condition(SUCCEEDED).unwrap().reason, "Cancelled");
+        assert_eq!(
+            stopped.condition(READY),
+            None,
+            "a Ready=False reads in progress"
+        );
+        // A cancellation recorded with Ready loses it, as a legacy failure gains Stalled.
+        let mut legacy = stopped.clone();
+        set_condition(&mut legacy, READY, "False", "Cancelled", "", 2, at(10));
+        assert_eq!(summarized(&legacy, at(20)), stopped);
     }
 
     #[test]
