@@ -34,16 +34,21 @@ func run(in io.Reader, out io.Writer) error {
 	decoder := utilyaml.NewYAMLOrJSONDecoder(bufio.NewReader(in), 4096)
 	encoder := json.NewEncoder(out)
 	for {
-		object := map[string]any{}
-		if err := decoder.Decode(&object); errors.Is(err, io.EOF) {
+		var raw json.RawMessage
+		if err := decoder.Decode(&raw); errors.Is(err, io.EOF) {
 			return nil
 		} else if err != nil {
 			return err
 		}
-		if len(object) == 0 {
+		if len(raw) == 0 || string(raw) == "null" {
 			continue
 		}
-		result, err := status.Compute(&unstructured.Unstructured{Object: object})
+		// As a client reads it: integers stay int64, which kstatus's field lookups insist on.
+		object := &unstructured.Unstructured{}
+		if err := object.UnmarshalJSON(raw); err != nil {
+			return err
+		}
+		result, err := status.Compute(object)
 		if err != nil {
 			return err
 		}
