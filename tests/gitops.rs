@@ -336,3 +336,18 @@ fn the_argo_cd_health_check_passes_its_own_test_cases() {
     }
     assert!(report.contains("10 passed, 0 failed"), "{report}");
 }
+
+/// The `argocd-cm` snippet in docs/gitops.md is the tested script, word for word.
+#[test]
+fn the_documented_argocd_cm_snippet_is_the_tested_script() {
+    let docs = std::fs::read_to_string(repo_root().join("docs/gitops.md")).unwrap();
+    let key = "resource.customizations.health.sourcebuild.dev_SourceBuild: |\n";
+    let start = docs.find(key).expect("the argocd-cm snippet") + key.len();
+    let snippet: String = docs[start..]
+        .lines()
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+    let script = std::fs::read_to_string(health_lua()).unwrap();
+    assert_eq!(snippet.trim_end(), script.trim_end());
+}
