@@ -164,7 +164,14 @@ step_node() {
   unset SOURCEBUILD_CLUSTER_DIR
   return "$rc"
 }
-step_fmt() { cargo fmt --all -- --check; }
+# Rust, and our own Go programs in tools/ (a main package beside a tool's go.mod).
+step_fmt() {
+  local ok=0 unformatted
+  cargo fmt --all -- --check || ok=1
+  unformatted=$(gofmt -l "$repo"/tools/*/*.go) || ok=1
+  [[ -z $unformatted ]] || { echo "gofmt would change: $unformatted" >&2; ok=1; }
+  return "$ok"
+}
 step_clippy() { cargo_env && cargo clippy --all-targets --locked -- -D warnings; }
 step_cargo-test() { cargo_env && cargo test --all-targets --locked; }
 # Every fuzz target for a bounded time from an empty corpus; a crash fails the step. The
