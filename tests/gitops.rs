@@ -16,9 +16,10 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 use sourcebuild::api::Phase;
+use support::flux::Flux;
 use support::sourcebuilds::*;
 use support::tools::tool;
-use support::{ControlPlane, eventually, repo_root};
+use support::{ControlPlane, eventually, git, git_http_server, repo_root};
 
 fn setup() -> Option<&'static ControlPlane> {
     shared_operator("gitops", &[]).map(|(cp, _)| cp)
@@ -350,4 +351,162 @@ fn the_documented_argocd_cm_snippet_is_the_tested_script() {
         .collect();
     let script = std::fs::read_to_string(health_lua()).unwrap();
     assert_eq!(snippet.trim_end(), script.trim_end());
+}
+
+/// A Flux `Kustomization`'s `Ready` condition: (status, reason, message).
+async fn kustomization_ready(
+    cp: &ControlPlane,
+    ns: &str,
+    name: &str,
+) -> Option<(String, String, String)> {
+    let out = kubectl_output(
+        cp,
+        &["get", "kustomization", name, "-n", ns, "-o", "json"],
+        None,
+    );
+    let object: Value = serde_json::from_slice(&out.stdout).ok()?;
+    let ready = object["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")?
+        .clone();
+    let text = |key: &str| ready[key].as_str().unwrap_or_default().to_string();
+    Some((text("status"), text("reason"), text("message")))
+}
+
+/// Flux end to end: source-controller fetches a repository from the tests' git server holding
+/// three SourceBuilds; kustomize-controller applies each with `wait: true`. The Kustomization of
+/// a build becomes Ready once the build succeeds, another fails with kstatus's Failed as soon as
+/// its build fails for good, long before its timeout, and that of a suspended one is Ready.
+#[tokio::test]
+async fn flux_is_ready_once_built_or_suspended_and_fails_as_soon_as_a_build_fails() {
+    let Some(cp) = setup() else { return };
+    let client = cp.client().await;
+    let ns = cp.namespace("gitops-flux").await;
+    let logs = tempfile::Builder::new()
+        .prefix("sourcebuild-flux-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    eprintln!("flux logs: {}", logs.display());
+    let flux = Flux::start(cp, &logs);
+
+    // The repository: one directory per SourceBuild, as a GitOps repository would hold them.
+    let root = tempfile::tempdir().unwrap();
+    let work = root.path().join("work");
+    let builds = [
+        ("ok", "web", ""),
+        ("broken", "bad", ""),
+        ("held", "held", "  suspend: true\n"),
+    ];
+    for (dir, name, extra) in builds {
+        let path = work.join("builds").join(dir);
+        std::fs::create_dir_all(&path).unwrap();
+        std::fs::write(path.join("sourcebuild.yaml"), manifest(name, extra)).unwrap();
+    }
+    git(&work, &["init", "-q", "-b", "main"]);
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "three builds"]);
+    git(root.path(), &["clone", "-q", "--bare", "work", "apps.git"]);
+    let server = git_http_server(root.path().to_path_buf(), None);
+
+    let timeout = "10m";
+    let kustomization = |name: &str, dir: &str| {
+        format!(
+            "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: {name}\n\
+             spec:\n  interval: 10m\n  retryInterval: 10s\n  path: ./builds/{dir}\n  prune: true\n  \
+             wait: true\n  timeout: {timeout}\n  targetNamespace: {ns}\n  \
+             sourceRef: {{kind: GitRepository, name: apps}}\n"
+        )
+    };
+    let repository = format!(
+        "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: apps\n\
+         spec:\n  interval: 10m\n  url: {}\n  ref: {{branch: main}}\n",
+        server.url("/apps.git")
+    );
+    apply(cp, &ns, &repository);
+    apply(cp, &ns, &kustomization("ok", "ok"));
+    apply(cp, &ns, &kustomization("broken", "broken"));
+    apply(cp, &ns, &kustomization("held", "held"));
+
+    // Source-controller fetches, kustomize-controller applies, the operator creates the Pod.
+    let wait = std::time::Duration::from_secs(120);
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(client.clone(), &ns);
+    let applied = |pod: &'static str| {
+        let pods = pods.clone();
+        async move {
+            let what = format!("Flux to apply the SourceBuild whose Pod is {pod}");
+            eventually(&what, wait, || async {
+                pods.get_opt(pod).await.ok().flatten()
+            })
+            .await
+        }
+    };
+    applied("web-build-1").await;
+    // Building: the Kustomization waits.
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    let building = kustomization_ready(cp, &ns, "ok").await;
+    assert!(
+        building
+            .as_ref()
+            .is_none_or(|(status, _, _)| status != "True"),
+        "Ready while the build runs: {building:?}"
+    );
+    mark_finished(&client, &ns, "web-build-1", 0, DIGEST).await;
+    eventually(
+        "the Kustomization of the built SourceBuild to be Ready",
+        wait,
+        || async {
+            kustomization_ready(cp, &ns, "ok")
+                .await
+                .filter(|(status, _, _)| status == "True")
+        },
+    )
+    .await;
+
+    applied("bad-build-1").await;
+    let log = "ERROR: No matching distribution found for flask==99\n\
+               error building image: error building stage: failed to execute command: waiting for process to exit: exit status 3";
+    mark_finished(&client, &ns, "bad-build-1", 1, log).await;
+    let failed_at = std::time::Instant::now();
+    let (_, reason, message) = eventually(
+        "the Kustomization of the failed SourceBuild to fail",
+        wait,
+        || async {
+            kustomization_ready(cp, &ns, "broken")
+                .await
+                .filter(|(status, _, m)| status == "False" && m.contains("SourceBuild"))
+        },
+    )
+    .await;
+    // Flux names the object and kstatus's verdict, long before the Kustomization's timeout
+    // (it read Failed from Stalled; InProgress would have waited the whole 10m).
+    assert_eq!(reason, "HealthCheckFailed", "{message}");
+    let named =
+        format!("failed early due to stalled resources: [SourceBuild/{ns}/bad status: 'Failed']");
+    assert!(message.contains(&named), "{message}");
+    assert!(failed_at.elapsed() < wait, "{:?}", failed_at.elapsed());
+    // The reason itself is on the object Flux names (Flux's message carries only the verdict).
+    let bad = get(&client, &ns, "bad").await.status.unwrap();
+    let stalled = bad.condition("Stalled").unwrap();
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", "AssembleFailed")
+    );
+
+    // A suspended SourceBuild asks for nothing: its Kustomization is done, not kept waiting.
+    eventually(
+        "the Kustomization of the suspended SourceBuild to be Ready",
+        wait,
+        || async {
+            kustomization_ready(cp, &ns, "held")
+                .await
+                .filter(|(status, _, _)| status == "True")
+        },
+    )
+    .await;
+    let held = get(&client, &ns, "held").await.status.unwrap();
+    assert_eq!(held.phase, Some(Phase::Cancelled));
+    drop(flux);
 }
