@@ -350,18 +350,20 @@ pub fn failed(
 /// not true as in progress, so a GitOps wait on a suspended SourceBuild would never end.
 /// Idempotent.
 pub fn summarize(status: &mut SourceBuildStatus, now: Timestamp) {
-    let outcome = status.condition(SUCCEEDED).cloned();
-    let message = outcome.as_ref().map_or("", |c| c.message.as_str());
+    let (outcome, message) = status
+        .condition(SUCCEEDED)
+        .map(|c| (c.reason.clone(), c.message.clone()))
+        .unwrap_or_default();
     let (reconciling, stalled) = match status.phase {
-        Some(Phase::Running) => (Some(BUILDING), None),
-        Some(Phase::Pending) => (Some(PENDING), None),
-        Some(Phase::Failed) if status.next_attempt_time.is_some() => (Some(RETRY_SCHEDULED), None),
-        Some(Phase::Failed) => (None, outcome.as_ref().map(|c| c.reason.as_str())),
+        Some(Phase::Running) => (Some(BUILDING.to_string()), None),
+        Some(Phase::Pending) => (Some(PENDING.to_string()), None),
+        Some(Phase::Failed) if status.next_attempt_time.is_some() => {
+            (Some(RETRY_SCHEDULED.to_string()), None)
+        }
+        Some(Phase::Failed) => (None, Some(outcome)),
         Some(Phase::Succeeded | Phase::Cancelled) | None => (None, None),
     };
     let generation = status.observed_generation.unwrap_or(0);
-    let (reconciling, stalled) = (reconciling.map(str::to_string), stalled.map(str::to_string));
-    let message = message.to_string();
     for (type_, reason) in [(RECONCILING, reconciling), (STALLED, stalled)] {
         match reason {
             Some(reason) => {

@@ -667,3 +667,23 @@ fn a_failure_recorded_without_stalled_gains_it_in_one_write_then_none() {
     let (_, p) = step(&mut sb, &pods, at(900));
     assert_eq!(p.status, None);
 }
+
+#[test]
+fn a_suspension_recorded_with_ready_loses_it_in_one_write_then_none() {
+    let mut sb = sb(1, json!({"suspend": true}));
+    let (_, p) = step(&mut sb, &[], at(0));
+    let status = p.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::Cancelled));
+    assert_eq!(status.condition(status::READY), None);
+    // As an operator without kstatus conditions recorded it: Ready=False, Cancelled.
+    let mut legacy = status.clone();
+    let mut ready = legacy.condition(status::SUCCEEDED).unwrap().clone();
+    ready.type_ = status::READY.into();
+    legacy.conditions.insert(0, ready);
+    sb.status = Some(legacy);
+    let (_, p) = step(&mut sb, &[], at(600));
+    assert_eq!(p.status.as_ref(), Some(&status));
+    assert!(p.events.is_empty(), "{:?}", p.events);
+    let (_, p) = step(&mut sb, &[], at(900));
+    assert_eq!(p.status, None);
+}
