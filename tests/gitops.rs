@@ -125,6 +125,7 @@ async fn judge_when(
     (object, verdict)
 }
 
+/// A status check for [`judge_when`]: the status is in `phase`.
 fn phase_is(phase: Phase) -> impl Fn(&Value) -> bool {
     move |status| status["phase"] == json!(phase.to_string())
 }
@@ -354,7 +355,7 @@ fn the_documented_argocd_cm_snippet_is_the_tested_script() {
 }
 
 /// A Flux `Kustomization`'s `Ready` condition: (status, reason, message).
-async fn kustomization_ready(
+fn kustomization_ready(
     cp: &ControlPlane,
     ns: &str,
     name: &str,
@@ -446,7 +447,7 @@ async fn flux_is_ready_once_built_or_suspended_and_fails_as_soon_as_a_build_fail
     applied("web-build-1").await;
     // Building: the Kustomization waits.
     tokio::time::sleep(std::time::Duration::from_secs(6)).await;
-    let building = kustomization_ready(cp, &ns, "ok").await;
+    let building = kustomization_ready(cp, &ns, "ok");
     assert!(
         building
             .as_ref()
@@ -457,11 +458,7 @@ async fn flux_is_ready_once_built_or_suspended_and_fails_as_soon_as_a_build_fail
     eventually(
         "the Kustomization of the built SourceBuild to be Ready",
         wait,
-        || async {
-            kustomization_ready(cp, &ns, "ok")
-                .await
-                .filter(|(status, _, _)| status == "True")
-        },
+        || async { kustomization_ready(cp, &ns, "ok").filter(|(status, _, _)| status == "True") },
     )
     .await;
 
@@ -475,7 +472,6 @@ async fn flux_is_ready_once_built_or_suspended_and_fails_as_soon_as_a_build_fail
         wait,
         || async {
             kustomization_ready(cp, &ns, "broken")
-                .await
                 .filter(|(status, _, m)| status == "False" && m.contains("SourceBuild"))
         },
     )
@@ -499,11 +495,7 @@ async fn flux_is_ready_once_built_or_suspended_and_fails_as_soon_as_a_build_fail
     eventually(
         "the Kustomization of the suspended SourceBuild to be Ready",
         wait,
-        || async {
-            kustomization_ready(cp, &ns, "held")
-                .await
-                .filter(|(status, _, _)| status == "True")
-        },
+        || async { kustomization_ready(cp, &ns, "held").filter(|(status, _, _)| status == "True") },
     )
     .await;
     let held = get(&client, &ns, "held").await.status.unwrap();
