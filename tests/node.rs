@@ -1528,3 +1528,62 @@ async fn secret_values_never_leak_and_the_operator_never_requests_secrets() {
         "the operator made requests on Secrets or ConfigMaps: {on_secrets:#?}"
     );
 }
+
+/// A builder image with a file owned by uid 100000, beyond the 65,536 ids a Pod's user
+/// namespace maps: in a user namespace Kaniko cannot unpack it and the build fails as
+/// `UserNamespaceUnsupported`, naming the file and the way out; with `spec.hostUsers: true`
+/// the same build succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_builder_with_a_file_of_an_unmapped_uid_needs_the_nodes_users() {
+    let node = node();
+    let _serial = serial().await;
+    let client = node.client().await;
+    let ns = node.namespace("node-high-uid").await;
+    let layer = tempfile::NamedTempFile::new().unwrap();
+    {
+        let mut tar = tar::Builder::new(std::fs::File::create(layer.path()).unwrap());
+        let data = b"owned by a high uid\n";
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_uid(100_000);
+        header.set_gid(100_000);
+        header.set_mode(0o644);
+        tar.append_data(&mut header, "opt/app-root/high-uid-file", &data[..])
+            .unwrap();
+        tar.finish().unwrap();
+    }
+    let builder = format!("{}/s2i/python-high-uid:1", node.registry);
+    node.crane(&[
+        "append",
+        "-b",
+        &node.sclorg,
+        "-f",
+        &layer.path().display().to_string(),
+        "-t",
+        &builder,
+    ]);
+    let (archive, sum) = app_archive(ASSEMBLE_HOOK, "a high uid");
+    let server = serve_bytes(archive);
+    for (name, extra) in [("in-userns", ""), ("host-users", "  hostUsers: true\n")] {
+        node.apply(
+            &ns,
+            &source_build(
+                name,
+                &format!(
+                    "{}  builder:\n    image: {builder}\n  output:\n    image: {}/apps/high-uid-{name}:1\n{extra}",
+                    archive_source(&server, &sum),
+                    node.registry
+                ),
+            ),
+        );
+    }
+    let sb = finished(&client, &ns, "in-userns", 1).await;
+    let status = expect_failure(&sb, "UserNamespaceUnsupported");
+    let text = message(&status);
+    assert!(
+        text.contains("chown /opt/app-root/high-uid-file") && text.contains("spec.hostUsers: true"),
+        "{text}"
+    );
+    let sb = finished(&client, &ns, "host-users", 1).await;
+    expect_success(&sb, node, &ns);
+}

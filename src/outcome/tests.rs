@@ -395,6 +395,28 @@ fn builder_image_retrieval_errors_are_builder_image_pull_failed() {
 }
 
 #[test]
+fn a_builder_file_owned_by_an_unmapped_id_is_user_namespace_unsupported() {
+    // Kaniko unpacking a builder layer with a file of uid 100000 in a Pod whose user namespace
+    // maps 0-65535 (seen on the real node).
+    let log = "INFO[0000] Unpacking rootfs as cmd COPY --chown=1001:0 upload/scripts /tmp/scripts requires it.\n\
+         error building image: error building stage: failed to get filesystem from image: \
+         chown /opt/app-root/high-uid-file: invalid argument\n";
+    let f = failure(from_pod(&build_failed_with(log)));
+    assert_eq!(f.reason, FailureReason::UserNamespaceUnsupported);
+    assert!(f.message.contains("spec.hostUsers: true"), "{}", f.message);
+    assert!(
+        f.message.contains("chown /opt/app-root/high-uid-file"),
+        "{}",
+        f.message
+    );
+    // Any other failure to unpack stays the builder image's.
+    let log = "error building image: error building stage: failed to get filesystem from image: \
+               chown /opt/x: operation not permitted\n";
+    let f = failure(from_pod(&build_failed_with(log)));
+    assert_eq!(f.reason, FailureReason::BuilderImagePullFailed);
+}
+
+#[test]
 fn other_kaniko_errors_are_build_failed() {
     for log in [
         "error building image: parsing dockerfile: dockerfile parse error line 3: unknown instruction: FORM\n",
