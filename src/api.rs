@@ -121,6 +121,12 @@ pub struct SourceBuildSpec {
     /// Setting it back to false builds the current spec.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub suspend: bool,
+    /// `true`: run this build with the node's user IDs even when the operator puts build Pods
+    /// in a user namespace (`--user-namespaces`). For a builder image with files owned by user
+    /// IDs beyond the 65,536 a Pod's namespace maps, or a build that needs device nodes. Unset:
+    /// the operator's choice. `false`: a user namespace, as far as the operator allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_users: Option<bool>,
     /// How many finished builds `status.history` keeps, newest first. Default 10, at most 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 100))]

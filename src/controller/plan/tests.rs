@@ -12,6 +12,7 @@ fn settings() -> BuildSettings {
         kaniko_image: "kaniko:test".into(),
         prepare_image: "sourcebuild-operator:test".into(),
         insecure_registries: vec![],
+        user_namespaces: false,
     }
 }
 
