@@ -299,9 +299,15 @@ fn check_image(errors: &mut Errors, field: &str, image: &str) -> bool {
     ok
 }
 
+/// Whether `name` is a valid object name (a lowercase RFC 1123 subdomain of at most 253
+/// characters), as SourceBuilds and Secrets need.
+pub fn is_object_name(name: &str) -> bool {
+    name.len() <= 253 && OBJECT_NAME.is_match(name)
+}
+
 fn check_object_name(errors: &mut Errors, field: &str, name: &str) {
     errors.check(
-        name.len() <= 253 && OBJECT_NAME.is_match(name),
+        is_object_name(name),
         field,
         format!("{name:?} is not a valid object name (lowercase RFC 1123 subdomain)"),
     );
