@@ -214,6 +214,8 @@ fn build_options(args: &BuildArgs) -> Result<BuildOptions, PluginError> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // kube's and the registry client's TLS; ring, as the operator uses.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     // Library warnings (a left-out file, an ignored token) reach the user on stderr; RUST_LOG
     // says more.
     let _ = tracing_subscriber::fmt()

@@ -53,12 +53,8 @@ pub enum PluginError {
     #[error("kubeconfig: {0}")]
     Kubeconfig(String),
     /// The API server refused or could not be reached.
-    #[error("{action}: {source}")]
-    Api {
-        action: String,
-        #[source]
-        source: kube::Error,
-    },
+    #[error("{action}: {answer}")]
+    Api { action: String, answer: String },
     /// The SourceBuild does not exist.
     #[error("sourcebuild {name:?} not found in namespace {namespace:?}")]
     NotFound { name: String, namespace: String },
@@ -95,11 +91,28 @@ impl PluginError {
         }
     }
 
-    /// An API error, said in a person's words for the two a user meets most.
-    pub fn api(action: impl Into<String>, source: kube::Error) -> PluginError {
+    /// An API error: the API server's own message when it answered (kube's text would add
+    /// the whole status object), else the transport's error and its causes.
+    pub fn api(action: impl Into<String>, error: kube::Error) -> PluginError {
+        let answer = match &error {
+            kube::Error::Api(status) => format!("{} ({})", status.message, status.reason),
+            other => {
+                let mut text = other.to_string();
+                let mut cause = std::error::Error::source(other);
+                while let Some(inner) = cause {
+                    let inner_text = inner.to_string();
+                    if !text.contains(&inner_text) {
+                        text.push_str(": ");
+                        text.push_str(&inner_text);
+                    }
+                    cause = inner.source();
+                }
+                text
+            }
+        };
         PluginError::Api {
             action: action.into(),
-            source,
+            answer,
         }
     }
 }
