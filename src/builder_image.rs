@@ -436,8 +436,14 @@ pub(crate) fn describe_registry_error(error: &oci_client::errors::OciDistributio
             this_architecture()
         );
     }
+    with_causes(error)
+}
+
+/// An error's text followed by each cause's that it does not already contain: transport errors
+/// (a refused connection, a TLS failure) only name what happened in their causes.
+pub fn with_causes(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
-    let mut cause = std::error::Error::source(error);
+    let mut cause = error.source();
     while let Some(inner) = cause {
         let inner_text = inner.to_string();
         if !text.contains(&inner_text) {

@@ -285,19 +285,16 @@ pub async fn logs(
         };
         println!("==> {pod} {container} <==");
         if follow_logs {
-            use futures::{AsyncBufReadExt, StreamExt};
-            let stream = loop {
-                match pods.log_stream(&pod, &params).await {
-                    Ok(stream) => break stream,
-                    Err(kube::Error::Api(ref s)) if s.code == 404 => return Err(gone()),
-                    // Not started yet: ask again.
-                    Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-                }
-            };
-            let mut lines = stream.lines();
-            while let Some(Ok(line)) = lines.next().await {
+            // The Pod exists (checked above): wait for each container and print as it comes.
+            let (lines, mut received) = tokio::sync::mpsc::unbounded_channel();
+            let (pods, pod) = (pods.clone(), pod.clone());
+            let task = tokio::spawn(async move {
+                super::follow::stream_container_logs(&pods, &pod, container, false, &lines).await
+            });
+            while let Some(line) = received.recv().await {
                 println!("{line}");
             }
+            let _ = task.await;
         } else {
             match pods.logs(&pod, &params).await {
                 Ok(text) => print!("{text}"),

@@ -79,26 +79,46 @@ fn spinner() -> ProgressBar {
     bar
 }
 
-/// Streams the logs of `pod`'s prepare container, then its build container, line by line into
-/// `lines`. A container not started yet is asked again until it is (or the task is dropped).
+/// Streams the logs of `pod`'s `container` line by line into `lines` (each marked
+/// `[container]` when `mark`), from its start to its end. A container not started yet is asked
+/// again until it is (or the task is dropped). False when nobody listens any more.
+pub async fn stream_container_logs(
+    pods: &Api<Pod>,
+    pod: &str,
+    container: &str,
+    mark: bool,
+    lines: &mpsc::UnboundedSender<String>,
+) -> bool {
+    let params = LogParams {
+        container: Some(container.to_string()),
+        follow: true,
+        ..LogParams::default()
+    };
+    let stream = loop {
+        match pods.log_stream(pod, &params).await {
+            Ok(stream) => break stream,
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    };
+    let mut reader = stream.lines();
+    while let Some(Ok(line)) = reader.next().await {
+        let line = if mark {
+            format!("[{container}] {line}")
+        } else {
+            line
+        };
+        if lines.send(line).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// The prepare container's logs, then the build container's, into `lines`.
 async fn stream_logs(pods: Api<Pod>, pod: String, lines: mpsc::UnboundedSender<String>) {
     for container in [PREPARE_CONTAINER, BUILD_CONTAINER] {
-        let params = LogParams {
-            container: Some(container.to_string()),
-            follow: true,
-            ..LogParams::default()
-        };
-        let stream = loop {
-            match pods.log_stream(&pod, &params).await {
-                Ok(stream) => break stream,
-                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-            }
-        };
-        let mut reader = stream.lines();
-        while let Some(Ok(line)) = reader.next().await {
-            if lines.send(format!("[{container}] {line}")).is_err() {
-                return;
-            }
+        if !stream_container_logs(&pods, &pod, container, true, &lines).await {
+            return;
         }
     }
 }

@@ -96,19 +96,7 @@ impl PluginError {
     pub fn api(action: impl Into<String>, error: kube::Error) -> PluginError {
         let answer = match &error {
             kube::Error::Api(status) => format!("{} ({})", status.message, status.reason),
-            other => {
-                let mut text = other.to_string();
-                let mut cause = std::error::Error::source(other);
-                while let Some(inner) = cause {
-                    let inner_text = inner.to_string();
-                    if !text.contains(&inner_text) {
-                        text.push_str(": ");
-                        text.push_str(&inner_text);
-                    }
-                    cause = inner.source();
-                }
-                text
-            }
+            other => crate::builder_image::with_causes(other),
         };
         PluginError::Api {
             action: action.into(),
