@@ -389,6 +389,63 @@ fn render_prints_the_dockerfile_with_the_local_commit() {
 }
 
 #[test]
+fn render_knows_the_oci_source_and_its_secret() {
+    let root = tempfile::tempdir().unwrap();
+    let manifest = root.path().join("sb.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: sourcebuild.dev/v1alpha1\nkind: SourceBuild\nmetadata: {name: app, namespace: team}\nspec:\n  \
+         source: {oci: {image: registry.example.com/team/app/source:main, secretRef: {name: artifact-creds}}}\n  \
+         output: {image: registry.example.com/team/app:1.0}\n",
+    )
+    .unwrap();
+    let output = Command::new(BIN)
+        .args(["render", "--pod", "-f"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let pod: serde_json::Value = serde_norway::from_str(&stdout).unwrap();
+    let volume = pod["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["secret"]["secretName"] == "artifact-creds")
+        .unwrap_or_else(|| panic!("no artifact-creds volume: {stdout}"));
+    let prepare = &pod["spec"]["initContainers"][0];
+    assert!(
+        prepare["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == volume["name"]
+                && m["mountPath"] == "/var/run/secrets/sourcebuild/oci"),
+        "{stdout}"
+    );
+
+    // A bad reference is named by its field.
+    std::fs::write(
+        &manifest,
+        "apiVersion: sourcebuild.dev/v1alpha1\nkind: SourceBuild\nmetadata: {name: app, namespace: team}\nspec:\n  \
+         source: {oci: {image: \"oci://registry.example.com/x\"}}\n  output: {image: registry.example.com/team/app:1.0}\n",
+    )
+    .unwrap();
+    let output = Command::new(BIN)
+        .args(["render", "--pod", "-f"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("spec.source.oci.image"), "{stderr}");
+}
+
+#[test]
 fn render_names_every_bad_field_and_exits_non_zero() {
     let root = tempfile::tempdir().unwrap();
     let manifest = root.path().join("bad.yaml");

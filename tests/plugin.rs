@@ -404,6 +404,61 @@ async fn an_unchanged_tree_is_a_no_op_and_status_list_logs_read_the_result() {
     assert_eq!(sb.metadata.generation, Some(generation + 1));
     assert_ne!(sb.spec.source.oci.unwrap().image, source);
 
+    // rebuild: the annotation, then following (stopped here at its limit).
+    let rebuild = plugin(
+        &dev,
+        &["rebuild", "my-app", "-n", &ns, "--follow-timeout", "1s"],
+    );
+    assert_exit(&rebuild, 130, "the build goes on");
+    let annotations = builds.get("my-app").await.unwrap().metadata.annotations;
+    assert!(
+        annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key("sourcebuild.dev/rebuild")),
+        "{annotations:?}"
+    );
+
+    // Ctrl-C while following: the same message and status, the SourceBuild left as applied.
+    std::fs::write(dir.join("app.py"), "print('interrupted')\n").unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "build",
+            dir.to_str().unwrap(),
+            "--image",
+            &image,
+            "-n",
+            &ns,
+            "--insecure-registry",
+            &host,
+            "--quiet",
+        ])
+        .env("KUBECONFIG", &dev)
+        .env("DOCKER_CONFIG", "/nonexistent")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr_pipe = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("following sourcebuild my-app") {
+        let mut line = String::new();
+        let read = std::io::BufRead::read_line(&mut stderr_pipe, &mut line).unwrap();
+        assert!(read > 0, "the plugin ended before following: {seen}");
+        seen.push_str(&line);
+    }
+    let pid = i32::try_from(child.id()).unwrap();
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr_pipe, &mut rest).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{seen}{rest}");
+    assert!(rest.contains("the build goes on"), "{rest}");
+    assert!(output.stdout.is_empty());
+    assert_eq!(
+        builds.get("my-app").await.unwrap().metadata.generation,
+        Some(generation + 2)
+    );
+
     let missing = plugin(&dev, &["status", "nope", "-n", &ns]);
     assert_exit(&missing, 4, "sourcebuild \"nope\" not found");
 }

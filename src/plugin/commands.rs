@@ -151,7 +151,7 @@ pub async fn build(
         return outcome(status);
     }
     eprintln!(
-        "sourcebuild {} applied (generation {}); following its build",
+        "sourcebuild {} applied (generation {})",
         request.name, target.generation
     );
     follow(
@@ -184,7 +184,7 @@ pub async fn rebuild(
         generation: patched.metadata.generation.unwrap_or_default(),
         rebuild: Some(value),
     };
-    eprintln!("asked sourcebuild {name} for a rebuild; following it");
+    eprintln!("asked sourcebuild {name} for a rebuild");
     follow(client, namespace, name, &target, follow_limit, logs).await
 }
 

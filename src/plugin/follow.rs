@@ -133,6 +133,10 @@ pub async fn follow(
     limit: Duration,
     show_logs: bool,
 ) -> Result<String, PluginError> {
+    // Listening from here on, before saying so: a Ctrl-C after the line below is always ours.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| PluginError::BadInput(format!("listening for Ctrl-C: {e}")))?;
+    eprintln!("following sourcebuild {name} (Ctrl-C stops following, not the build)");
     let builds: Api<SourceBuild> = Api::namespaced(client.clone(), namespace);
     let pods: Api<Pod> = Api::namespaced(client, namespace);
     let start = Instant::now();
@@ -141,8 +145,6 @@ pub async fn follow(
     let (log_tx, mut log_rx) = mpsc::unbounded_channel::<String>();
     let mut logs: Option<(String, tokio::task::JoinHandle<()>)> = None;
     let mut last_line = String::new();
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
     let stopped = |start: Instant| PluginError::Stopped {
         name: name.to_string(),
         namespace: namespace.to_string(),
@@ -189,7 +191,7 @@ pub async fn follow(
             tokio::select! {
                 _ = &mut tick => break,
                 Some(line) = log_rx.recv() => say(&line),
-                _ = &mut ctrl_c => {
+                _ = interrupt.recv() => {
                     bar.finish_and_clear();
                     return Err(stopped(start));
                 }
