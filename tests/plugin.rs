@@ -27,14 +27,20 @@ fn app(root: &Path) -> PathBuf {
 }
 
 fn plugin(kubeconfig: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
+    // No user credentials: the tests' registries are anonymous (or refuse).
+    plugin_with(kubeconfig, args, &[("DOCKER_CONFIG", "/nonexistent")])
+}
+
+fn plugin_with(kubeconfig: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(BIN);
+    command
         .args(args)
         .env("KUBECONFIG", kubeconfig)
-        // No user credentials: the tests' registries are anonymous (or refuse).
-        .env("DOCKER_CONFIG", "/nonexistent")
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap()
+        .env_remove("RUST_LOG");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().unwrap()
 }
 
 fn stderr(output: &Output) -> String {
@@ -194,7 +200,12 @@ async fn a_registry_that_refuses_or_is_not_there_writes_no_sourcebuild() {
     let root = tempfile::tempdir().unwrap();
     let dir = app(root.path());
 
-    let refusing = HttpServer::start(|_| {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let recorder = seen.clone();
+    let refusing = HttpServer::start(move |request| {
+        if let Some(authorization) = request.header("authorization") {
+            recorder.lock().unwrap().push(authorization.to_string());
+        }
         let mut response = Response::status(401);
         response
             .headers
