@@ -19,7 +19,7 @@ Exit status:
   2    bad arguments or a directory that cannot be built: nothing was pushed or written
   3    the registry refused the source or did not answer: no SourceBuild was written
   4    the cluster refused or could not be reached (kubeconfig, context, RBAC, not found)
-  130  following stopped (Ctrl-C or --timeout): the build goes on in the cluster";
+  130  following stopped (Ctrl-C or --follow-timeout): the build goes on in the cluster";
 
 const BUILD_EXAMPLES: &str = "\
 Examples:

@@ -31,7 +31,7 @@ pub const EXIT_BAD_INPUT: i32 = 2;
 pub const EXIT_REGISTRY: i32 = 3;
 /// Exit status: the cluster refused or could not be reached (kubeconfig, context, RBAC).
 pub const EXIT_CLUSTER: i32 = 4;
-/// Exit status: following was stopped (Ctrl-C or `--timeout`); the build goes on.
+/// Exit status: following was stopped (Ctrl-C or `--follow-timeout`); the build goes on.
 pub const EXIT_STOPPED: i32 = 130;
 
 /// Why a plugin command did not succeed. Each maps to one exit status.
