@@ -383,7 +383,10 @@ EOF
   cat >"$run/containerd/config.toml" <<EOF
 version = 3
 root = "$run/containerd/root"
-state = "$run/containerd/state"
+# The namespace's own /run (a tmpfs, as on a node): the containers' bundles and rootfs mounts
+# live here, on a path a user-namespaced container's root may traverse (the run directory is
+# under /root, mode 0700, and runc fails with EACCES there for a Pod with hostUsers: false).
+state = "/run/containerd"
 
 [grpc]
   address = "$run/containerd/containerd.sock"

@@ -197,7 +197,14 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "node" and m.get("executable"):
         print(m["executable"])'
 }
-step_fmt() { cargo fmt --all -- --check; }
+# Rust, and our own Go programs in tools/ (a main package beside a tool's go.mod).
+step_fmt() {
+  local ok=0 unformatted
+  cargo fmt --all -- --check || ok=1
+  unformatted=$(gofmt -l "$repo"/tools/*/*.go) || ok=1
+  [[ -z $unformatted ]] || { echo "gofmt would change: $unformatted" >&2; ok=1; }
+  return "$ok"
+}
 # --all-targets leaves out tests/node.rs (test = false): named on its own.
 step_clippy() { cargo_env && cargo clippy --all-targets --test node --locked -- -D warnings; }
 step_cargo-test() { cargo_env && cargo test --all-targets --locked; }

@@ -6,7 +6,8 @@
 #
 # Every tool is a directory tools/TOOL holding tool.sh (sourced: sets what to build) and
 # its pins, in one of two flavours:
-#   Go:  go.mod (a `tool` directive) + go.sum, committed. tool.sh sets TOOL_MODULE (the
+#   Go:  go.mod (a `tool` directive, or a main package of ours beside it: its *.go files
+#        count as pins) + go.sum, committed. tool.sh sets TOOL_MODULE (the
 #        required module whose version names the cache entry), TOOL_PACKAGE (the main
 #        package to build), optionally TOOL_LDFLAGS, TOOL_TAGS (build tags, comma-separated)
 #        and TOOL_CGO (default 0; 1 needs gcc and the C libraries .ci/run installs).
@@ -41,7 +42,11 @@ if [[ $# -ne 1 || ! -f $repo/tools/${1:-}/tool.sh ]]; then
 fi
 tool=$1
 dir=$repo/tools/$tool
-if [[ -f $dir/go.mod ]]; then flavour=go; pins=("$dir/go.mod" "$dir/go.sum"); else flavour=pip; pins=("$dir/requirements.txt" "$repo/scripts/tools.sh"); fi
+# A tool of our own (a main package in its directory) has its sources among the pins, so an edit
+# rebuilds it.
+shopt -s nullglob
+if [[ -f $dir/go.mod ]]; then flavour=go; pins=("$dir/go.mod" "$dir/go.sum" "$dir"/*.go); else flavour=pip; pins=("$dir/requirements.txt" "$repo/scripts/tools.sh"); fi
+shopt -u nullglob
 
 # The version tools/TOOL pins for MODULE (read from the pin file, no go or pip run).
 tool_module_version() {

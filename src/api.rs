@@ -69,13 +69,14 @@ pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
     category = "all",
     derive = "PartialEq",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Image", type_ = "string", json_path = ".status.latestImage"),
+    // Shown by default (it was `-o wide` only) and before the long image, so a failure's
+    // reason is what `kubectl get sb` says first.
     printcolumn(
         name = "Reason",
         type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Succeeded\")].reason",
-        priority = "1"
+        json_path = ".status.conditions[?(@.type==\"Succeeded\")].reason"
     ),
+    printcolumn(name = "Image", type_ = "string", json_path = ".status.latestImage"),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -120,6 +121,12 @@ pub struct SourceBuildSpec {
     /// Setting it back to false builds the current spec.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub suspend: bool,
+    /// `true`: run this build with the node's user IDs even when the operator puts build Pods
+    /// in a user namespace (`--user-namespaces`). For a builder image with files owned by user
+    /// IDs beyond the 65,536 a Pod's namespace maps, or a build that needs device nodes. Unset:
+    /// the operator's choice. `false`: a user namespace, as far as the operator allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_users: Option<bool>,
     /// How many finished builds `status.history` keeps, newest first. Default 10, at most 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 100))]
@@ -537,8 +544,9 @@ pub struct SourceBuildStatus {
     /// Tail of the build log when a build fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_snippet: Option<String>,
-    /// `Ready` (an image for the current spec is available) and `Succeeded` (the outcome of the
-    /// latest build: Unknown while it runs).
+    /// `Ready` (an image for the current spec is available), `Succeeded` (the outcome of the
+    /// latest build: Unknown while it runs), and kstatus's `Reconciling` (a build or its retry is
+    /// on its way) and `Stalled` (the build failed for good), each present only while true.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
@@ -587,6 +595,37 @@ pub struct SourcePollStatus {
     /// build): a `SourceChange` build starts only for a head other than this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub built_revision: Option<String>,
+}
+
+/// The SourceBuild CRD as served: the derived one, with `status` defaulting to
+/// `{observedGeneration: 0}`.
+///
+/// The API server drops `status` on create, so a SourceBuild the operator has not yet seen has
+/// none, and kstatus reads an object without `observedGeneration` or conditions as Current: a
+/// GitOps tool waiting on a SourceBuild it just applied would be done before the build began.
+/// Defaults apply whenever the API server reads the object, so every read, watch event and the
+/// create's own answer carry generation 0 observed until the operator's first status write.
+pub fn crd()
+-> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    use kube::CustomResourceExt;
+    let mut crd = SourceBuild::crd();
+    for version in &mut crd.spec.versions {
+        let status = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+            .and_then(|s| s.properties.as_mut())
+            .and_then(|p| p.get_mut("status"));
+        if let Some(status) = status {
+            let unobserved = serde_json::json!({ "observedGeneration": 0 });
+            status.default = Some(
+                k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSON(
+                    unobserved,
+                ),
+            );
+        }
+    }
+    crd
 }
 
 impl SourceBuildStatus {
@@ -642,11 +681,10 @@ impl SourceBuildSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kube::CustomResourceExt;
 
     #[test]
     fn crd_names_and_columns() {
-        let crd = SourceBuild::crd();
+        let crd = crd();
         assert_eq!(
             crd.metadata.name.as_deref(),
             Some("sourcebuilds.sourcebuild.dev")
@@ -657,9 +695,31 @@ mod tests {
             .as_ref()
             .unwrap()
             .iter()
-            .map(|c| c.name.as_str())
+            .map(|c| (c.name.as_str(), c.priority.unwrap_or(0)))
             .collect();
-        assert_eq!(columns, ["Phase", "Image", "Reason", "Age"]);
+        // Priority 0: every column, the failure's reason included, shows without `-o wide`.
+        assert_eq!(
+            columns,
+            [("Phase", 0), ("Reason", 0), ("Image", 0), ("Age", 0)]
+        );
+    }
+
+    #[test]
+    fn an_unobserved_source_build_says_so_in_its_default_status() {
+        let crd = crd();
+        let schema = crd.spec.versions[0].schema.as_ref().unwrap();
+        let status = &schema
+            .open_api_v3_schema
+            .as_ref()
+            .unwrap()
+            .properties
+            .as_ref()
+            .unwrap()["status"];
+        let default = &status.default.as_ref().unwrap().0;
+        assert_eq!(default, &serde_json::json!({"observedGeneration": 0}));
+        // The default is a status the operator reads as "no build yet".
+        let parsed: SourceBuildStatus = serde_json::from_value(default.clone()).unwrap();
+        assert_eq!((parsed.observed_generation, parsed.phase), (Some(0), None));
     }
 
     #[test]

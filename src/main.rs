@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand};
+use sourcebuild::controller::user_namespaces::{self, UserNamespaces};
 use sourcebuild::controller::{self, ControllerConfig};
 use sourcebuild::leader::{self, LeaseConfig};
 use sourcebuild::metrics::{self, Metrics};
@@ -84,6 +85,8 @@ impl ImageArgs {
             kaniko_image: self.kaniko_image.clone(),
             prepare_image: self.prepare_image.clone(),
             insecure_registries: self.insecure_registries.clone(),
+            // Decided by the controller at start (`--user-namespaces`); off for `render`.
+            user_namespaces: false,
         }
     }
 }
@@ -140,6 +143,17 @@ struct ControllerArgs {
     /// changes are always published.
     #[arg(long, env = "SOURCEBUILD_ROUTINE_EVENTS")]
     routine_events: bool,
+    /// Run build Pods in a user namespace of their own (`hostUsers: false`), so that root in a
+    /// build is an unprivileged user on the node: `auto` where the cluster supports it (asked
+    /// once at start), `on`, or `off`. A SourceBuild may ask for the node's users
+    /// (`spec.hostUsers: true`).
+    #[arg(
+        long,
+        env = "SOURCEBUILD_USER_NAMESPACES",
+        value_enum,
+        default_value = "auto"
+    )]
+    user_namespaces: UserNamespaces,
 }
 
 #[derive(Args)]
@@ -268,13 +282,35 @@ fn run_controller(args: ControllerArgs) -> Result<()> {
         tokio::spawn(sourcebuild::memory::return_freed_memory(
             sourcebuild::memory::TRIM_PERIOD,
         ));
+        let namespaces: Vec<String> = args
+            .namespaces
+            .into_iter()
+            .filter(|n| !n.is_empty())
+            .collect();
+        let mut settings = args.images.settings();
+        settings.user_namespaces = match args.user_namespaces {
+            UserNamespaces::On => true,
+            UserNamespaces::Off => false,
+            UserNamespaces::Auto => {
+                // A namespace the operator may create Pods in: a watched one, else its own.
+                let namespace = namespaces.first().unwrap_or(&args.lease_namespace);
+                user_namespaces::supported(&client, namespace)
+                    .await
+                    .unwrap_or_else(|error| {
+                        tracing::warn!(%error, "could not ask the API server about user namespaces; build Pods use the node's users");
+                        false
+                    })
+            }
+        };
+        tracing::info!(
+            mode = ?args.user_namespaces,
+            on = settings.user_namespaces,
+            "build Pods' user namespaces (hostUsers: false)"
+        );
+        metrics.set_user_namespaces(settings.user_namespaces);
         let config = ControllerConfig {
-            namespaces: args
-                .namespaces
-                .into_iter()
-                .filter(|n| !n.is_empty())
-                .collect(),
-            settings: args.images.settings(),
+            namespaces,
+            settings,
             instance: args.instance.clone(),
             routine_events: args.routine_events,
         };

@@ -65,6 +65,7 @@ pub struct Metrics {
     status_writes_deferred: Counter,
     api_failures: Family<OperationLabels, Counter>,
     pod_watch_delay: Histogram,
+    user_namespaces: Gauge,
 }
 
 impl Default for Metrics {
@@ -127,6 +128,13 @@ impl Metrics {
             "Kubernetes API requests of a reconcile that failed, by operation",
             api_failures.clone(),
         );
+        let user_namespaces = Gauge::default();
+        registry.register(
+            "user_namespaces",
+            "1 when build Pods get a user namespace of their own (hostUsers: false), else 0 \
+             (--user-namespaces, and with auto what the cluster answered at start)",
+            user_namespaces.clone(),
+        );
         registry.register(
             "reconciliations",
             "SourceBuild reconciles",
@@ -165,7 +173,13 @@ impl Metrics {
             status_writes_deferred,
             api_failures,
             pod_watch_delay,
+            user_namespaces,
         }
+    }
+
+    /// Records whether build Pods get a user namespace (decided once at start).
+    pub fn set_user_namespaces(&self, on: bool) {
+        self.user_namespaces.set(i64::from(on));
     }
 
     /// A reconcile starts; it counts as in flight until the guard is dropped.

@@ -41,6 +41,9 @@ pub enum FailureReason {
     ConfigMapNotFound,
     /// `spec.serviceAccountName` does not exist.
     ServiceAccountNotFound,
+    /// The build cannot run in its Pod's user namespace: the builder image holds files owned by
+    /// user ids the namespace does not map.
+    UserNamespaceUnsupported,
 }
 
 impl FailureReason {
@@ -63,6 +66,7 @@ impl FailureReason {
             FailureReason::SecretNotFound => "SecretNotFound",
             FailureReason::ConfigMapNotFound => "ConfigMapNotFound",
             FailureReason::ServiceAccountNotFound => "ServiceAccountNotFound",
+            FailureReason::UserNamespaceUnsupported => "UserNamespaceUnsupported",
         }
     }
 }
@@ -84,7 +88,7 @@ impl PartialEq<&str> for FailureReason {
 mod tests {
     use super::*;
 
-    const ALL: [FailureReason; 16] = [
+    const ALL: [FailureReason; 17] = [
         FailureReason::SourceFetchFailed,
         FailureReason::InvalidSource,
         FailureReason::AssembleFailed,
@@ -101,6 +105,7 @@ mod tests {
         FailureReason::SecretNotFound,
         FailureReason::ConfigMapNotFound,
         FailureReason::ServiceAccountNotFound,
+        FailureReason::UserNamespaceUnsupported,
     ];
 
     #[test]

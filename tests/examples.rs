@@ -18,6 +18,7 @@ fn examples_are_valid_source_builds() {
                 kaniko_image: "kaniko:test".into(),
                 prepare_image: "sourcebuild-operator:test".into(),
                 insecure_registries: vec![],
+                user_namespaces: false,
             };
             let pod =
                 render_pod(&sb, &settings).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

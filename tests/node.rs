@@ -773,9 +773,12 @@ fn root_is_read_only(pid: u32) -> bool {
     })
 }
 
-/// `prepare` runs as uid 65532 on a read-only root with no capability and no token, under
-/// RuntimeDefault seccomp; Kaniko runs as root with exactly the five capabilities, and reads
-/// the push Secret where it is mounted. Read from the running processes on the node.
+/// In a user namespace of its own (`--user-namespaces auto` on this cluster): `prepare` runs as
+/// uid 65532 on a read-only root with no capability and no token, under RuntimeDefault
+/// seccomp; Kaniko runs as root with exactly the five capabilities, and reads the push Secret
+/// where it is mounted; the assemble script runs as the builder's user 1001. Inside those are
+/// the ids; on the node each is the namespace's base id plus it, never the node's root. Read
+/// from the running processes (`/proc/<pid>/status` and `uid_map`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn build_containers_run_with_the_documented_identity_capabilities_and_mounts() {
     let node = node();
@@ -825,7 +828,14 @@ async fn build_containers_run_with_the_documented_identity_capabilities_and_moun
             .copied()
     })
     .await;
+    // The Pod's user namespace maps 0..65536 inside to base..base+65536 on the node.
+    let base = host_base(prepare);
+    assert!(
+        base >= 65536,
+        "prepare's user namespace maps root to host uid {base}"
+    );
     let status = proc_status(prepare);
+    let (host_uid, host_gid) = (format!("{}", base + 65532), format!("{}", base + 65532));
     let seen = (
         status["Uid"].as_str(),
         status["Gid"].as_str(),
@@ -837,8 +847,8 @@ async fn build_containers_run_with_the_documented_identity_capabilities_and_moun
     assert_eq!(
         seen,
         (
-            "65532",
-            "65532",
+            host_uid.as_str(),
+            host_gid.as_str(),
             "0000000000000000",
             "0000000000000000",
             "1",
@@ -860,7 +870,9 @@ async fn build_containers_run_with_the_documented_identity_capabilities_and_moun
             .copied()
     })
     .await;
+    assert_eq!(host_base(kaniko), base, "one user namespace for the Pod");
     let status = proc_status(kaniko);
+    let kaniko_uid = base.to_string();
     let seen = (
         status["Uid"].as_str(),
         status["CapEff"].as_str(),
@@ -871,7 +883,13 @@ async fn build_containers_run_with_the_documented_identity_capabilities_and_moun
     // 0xcb: CHOWN, DAC_OVERRIDE, FOWNER, SETGID, SETUID.
     assert_eq!(
         seen,
-        ("0", "00000000000000cb", "00000000000000cb", "1", "2"),
+        (
+            kaniko_uid.as_str(),
+            "00000000000000cb",
+            "00000000000000cb",
+            "1",
+            "2"
+        ),
         "Kaniko's /proc/{kaniko}/status"
     );
     let root = format!("/proc/{kaniko}/root");
@@ -884,8 +902,99 @@ async fn build_containers_run_with_the_documented_identity_capabilities_and_moun
         !std::path::Path::new(&format!("{root}/var/run/secrets/kubernetes.io")).exists(),
         "a ServiceAccount token is mounted in the build container"
     );
+    // The slow hook's `sleep`, run by the builder's user 1001 inside the build.
+    let hook = eventually(
+        "the assemble hook's sleep on the node",
+        BUILD_WAIT,
+        || async { processes_of_pod(node, &uid, "sleep").first().copied() },
+    )
+    .await;
+    assert_eq!(
+        proc_status(hook)["Uid"],
+        (base + 1001).to_string(),
+        "the assemble hook's host uid"
+    );
     let sb = finished(&client, &ns, "inspected", 1).await;
     expect_success(&sb, node, &ns);
+}
+
+/// The first line of `/proc/<pid>/uid_map` (`0 <base> <count>`): the host uid of root inside.
+fn host_base(pid: u32) -> u64 {
+    let map = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap_or_default();
+    let fields: Vec<u64> = map
+        .split_whitespace()
+        .take(3)
+        .map(|f| f.parse().unwrap())
+        .collect();
+    assert_eq!(fields.first(), Some(&0), "uid_map of {pid}: {map}");
+    fields[1]
+}
+
+/// The files of an image's filesystem as (path, uid, gid, mode, size), from `crane export`.
+fn image_files(
+    node: &Node,
+    image: &str,
+) -> std::collections::BTreeSet<(String, u64, u64, u32, u64)> {
+    let tar_bytes = node.crane(&["export", image, "-"]);
+    let mut archive = tar::Archive::new(std::io::Cursor::new(tar_bytes));
+    archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let h = e.header();
+            (
+                e.path().unwrap().display().to_string(),
+                h.uid().unwrap(),
+                h.gid().unwrap(),
+                h.mode().unwrap(),
+                h.size().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The same app built in a user namespace and with the node's users (`spec.hostUsers: true`):
+/// the Pods say which, and the two images hold the same files with the same owners, modes and
+/// sizes (Kaniko's timestamps differ, so the digests do).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_in_a_user_namespace_makes_the_same_files_as_one_with_the_nodes_users() {
+    let node = node();
+    let _serial = serial().await;
+    let client = node.client().await;
+    let ns = node.namespace("node-userns").await;
+    let (archive, sum) = app_archive(ASSEMBLE_HOOK, "either way");
+    let server = serve_bytes(archive);
+    for (name, extra) in [("in-userns", ""), ("host-users", "  hostUsers: true\n")] {
+        node.apply(
+            &ns,
+            &source_build(
+                name,
+                &format!(
+                    "{}  output:\n    image: {}/apps/{name}:1\n{extra}",
+                    archive_source(&server, &sum),
+                    node.registry
+                ),
+            ),
+        );
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let mut images = Vec::new();
+    for (name, host_users) in [("in-userns", Some(false)), ("host-users", None)] {
+        let sb = finished(&client, &ns, name, 1).await;
+        let status = expect_success(&sb, node, &ns);
+        let pod = pods.get(&format!("{name}-build-1")).await.unwrap();
+        assert_eq!(pod.spec.unwrap().host_users, host_users, "{name}'s Pod");
+        images.push(status.latest_image.unwrap());
+    }
+    let (a, b) = (image_files(node, &images[0]), image_files(node, &images[1]));
+    assert!(a.len() > 100, "{} files in {}", a.len(), images[0]);
+    let only_a: Vec<_> = a.difference(&b).collect();
+    let only_b: Vec<_> = b.difference(&a).collect();
+    assert!(
+        only_a.is_empty() && only_b.is_empty(),
+        "in the user namespace only: {only_a:#?}\nwith the node's users only: {only_b:#?}"
+    );
 }
 
 // --- 4. real failures, in the kubelet's words -----------------------------------------------
@@ -1418,6 +1527,65 @@ async fn secret_values_never_leak_and_the_operator_never_requests_secrets() {
         on_secrets.is_empty(),
         "the operator made requests on Secrets or ConfigMaps: {on_secrets:#?}"
     );
+}
+
+/// A builder image with a file owned by uid 100000, beyond the 65,536 ids a Pod's user
+/// namespace maps: in a user namespace Kaniko cannot unpack it and the build fails as
+/// `UserNamespaceUnsupported`, naming the file and the way out; with `spec.hostUsers: true`
+/// the same build succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_builder_with_a_file_of_an_unmapped_uid_needs_the_nodes_users() {
+    let node = node();
+    let _serial = serial().await;
+    let client = node.client().await;
+    let ns = node.namespace("node-high-uid").await;
+    let layer = tempfile::NamedTempFile::new().unwrap();
+    {
+        let mut tar = tar::Builder::new(std::fs::File::create(layer.path()).unwrap());
+        let data = b"owned by a high uid\n";
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_uid(100_000);
+        header.set_gid(100_000);
+        header.set_mode(0o644);
+        tar.append_data(&mut header, "opt/app-root/high-uid-file", &data[..])
+            .unwrap();
+        tar.finish().unwrap();
+    }
+    let builder = format!("{}/s2i/python-high-uid:1", node.registry);
+    node.crane(&[
+        "append",
+        "-b",
+        &node.sclorg,
+        "-f",
+        &layer.path().display().to_string(),
+        "-t",
+        &builder,
+    ]);
+    let (archive, sum) = app_archive(ASSEMBLE_HOOK, "a high uid");
+    let server = serve_bytes(archive);
+    for (name, extra) in [("in-userns", ""), ("host-users", "  hostUsers: true\n")] {
+        node.apply(
+            &ns,
+            &source_build(
+                name,
+                &format!(
+                    "{}  builder:\n    image: {builder}\n  output:\n    image: {}/apps/high-uid-{name}:1\n{extra}",
+                    archive_source(&server, &sum),
+                    node.registry
+                ),
+            ),
+        );
+    }
+    let sb = finished(&client, &ns, "in-userns", 1).await;
+    let status = expect_failure(&sb, "UserNamespaceUnsupported");
+    let text = message(&status);
+    assert!(
+        text.contains("chown /opt/app-root/high-uid-file") && text.contains("spec.hostUsers: true"),
+        "{text}"
+    );
+    let sb = finished(&client, &ns, "host-users", 1).await;
+    expect_success(&sb, node, &ns);
 }
 
 // --- the oci source and the kubectl plugin ---------------------------------------------------

@@ -20,6 +20,7 @@ fn settings() -> BuildSettings {
         kaniko_image: "registry.example.com/kaniko/executor:v1.24.0".to_string(),
         prepare_image: "registry.example.com/sourcebuild/operator:0.1.0".to_string(),
         insecure_registries: vec![],
+        user_namespaces: false,
     }
 }
 

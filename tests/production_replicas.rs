@@ -163,7 +163,12 @@ async fn an_operator_watches_only_the_namespaces_it_is_given() {
         .get("app")
         .await
         .unwrap();
-    assert_eq!(sb.status, None);
+    // Only the CRD's default status: generation 0 observed, nothing else.
+    let untouched = sourcebuild::api::SourceBuildStatus {
+        observed_generation: Some(0),
+        ..Default::default()
+    };
+    assert_eq!(sb.status, Some(untouched));
     let pods: Api<Pod> = Api::namespaced(client.clone(), &outside);
     assert!(pods.get_opt("app-build-1").await.unwrap().is_none());
 }

@@ -52,6 +52,7 @@ fn settings() -> BuildSettings {
         kaniko_image: "kaniko:test".into(),
         prepare_image: "sourcebuild-operator:test".into(),
         insecure_registries: vec![],
+        user_namespaces: false,
     }
 }
 
@@ -292,6 +293,12 @@ async fn a_new_build_creates_its_pod_then_records_running() {
     assert_eq!(status.phase, Some(Phase::Running));
     assert_eq!(status.observed_generation, Some(1));
     assert_eq!(status.pod_name, Some(build_pod_name("app", 1, 1)));
+    // kstatus's Reconciling rides in the same write: no request of its own.
+    let reconciling = status.condition("Reconciling").unwrap();
+    assert_eq!(
+        (reconciling.status.as_str(), reconciling.reason.as_str()),
+        ("True", "Building")
+    );
     assert_eq!(events, ["BuildStarted"]);
 }
 
@@ -472,10 +479,18 @@ async fn a_failed_build_records_reason_and_log_snippet() {
     assert!(
         status
             .log_snippet
+            .as_ref()
             .unwrap()
             .contains("No matching distribution")
     );
     assert_eq!(status.digest, None);
+    // Failed for good (no spec.retry): Stalled with the reason, Reconciling gone, one write.
+    let stalled = status.condition("Stalled").unwrap();
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", "AssembleFailed")
+    );
+    assert_eq!(status.condition("Reconciling"), None);
     assert_eq!(events, ["AssembleFailed"]);
 }
 

@@ -480,7 +480,13 @@ async fn namespace_mode_grants_nothing_outside_the_watched_namespace() {
         .get("app")
         .await
         .unwrap();
-    assert!(sb_b.status.is_none(), "b was reconciled: {:?}", sb_b.status);
+    // Only the CRD's default status (generation 0 observed) means the operator never wrote one.
+    let unobserved = sb_b.status.as_ref().and_then(|s| s.observed_generation) == Some(0);
+    let untouched = sb_b
+        .status
+        .as_ref()
+        .is_some_and(|s| s.phase.is_none() && unobserved);
+    assert!(untouched, "b was reconciled: {:?}", sb_b.status);
     let pods_b = Api::<Pod>::namespaced(admin.clone(), &b)
         .list(&ListParams::default())
         .await
@@ -518,6 +524,25 @@ async fn build_pods_meet_baseline_and_prepare_and_the_operator_meet_restricted()
     let spec = pod.spec.clone().unwrap();
     assert_eq!(spec.init_containers.as_ref().map(Vec::len), Some(1));
     assert_eq!(spec.containers.len(), 1);
+    // `--user-namespaces auto` on an API server that keeps the field: a user namespace.
+    assert_eq!(spec.host_users, Some(false));
+    // With the node's users (`spec.hostUsers: true`, or `--user-namespaces off`) the same Pod
+    // is admitted under baseline too: the user namespace changes nothing Pod Security checks
+    // (its relaxation for user namespaces is behind an alpha feature gate in 1.34).
+    let mut with_host_users = spec.clone();
+    with_host_users.host_users = None;
+    with_host_users.node_name = None;
+    Api::<Pod>::namespaced(admin.clone(), &baseline)
+        .create(&dry_run(), &pod_of("host-users", with_host_users.clone()))
+        .await
+        .expect("the build Pod with the node's users passes baseline");
+    let refused = Api::<Pod>::namespaced(admin.clone(), &restricted)
+        .create(&dry_run(), &pod_of("host-users", with_host_users))
+        .await;
+    assert!(
+        matches!(&refused, Err(kube::Error::Api(s)) if s.code == 403),
+        "the build Pod with the node's users was admitted under restricted: {refused:?}"
+    );
 
     // The same spec, under restricted: refused, naming what restricted forbids of Kaniko.
     let pods_restricted: Api<Pod> = Api::namespaced(admin.clone(), &restricted);

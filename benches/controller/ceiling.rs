@@ -457,6 +457,7 @@ fn template() -> Result<Pod, String> {
         kaniko_image: "registry.example.com/kaniko/executor:v1".into(),
         prepare_image: "registry.example.com/sourcebuild/operator:0.1.0".into(),
         insecure_registries: vec![],
+        user_namespaces: false,
     };
     let mut pod = build_pod(&sb, &settings).map_err(|e| e.to_string())?;
     pod.metadata.labels = None;

@@ -191,6 +191,7 @@ fn finished_pod(i: usize) -> Value {
         kaniko_image: "registry.example.com/kaniko/executor:v1.24.0".into(),
         prepare_image: "registry.example.com/sourcebuild/operator:0.1.0".into(),
         insecure_registries: vec![],
+        user_namespaces: false,
     };
     let mut pod =
         serde_json::to_value(build_pod(&sb, &settings).expect("a build Pod")).expect("JSON");

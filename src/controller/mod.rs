@@ -18,6 +18,7 @@ pub mod poll_remote;
 pub mod reconcile;
 pub mod status;
 pub mod throttle;
+pub mod user_namespaces;
 pub mod watches;
 pub mod writes;
 

@@ -2,7 +2,10 @@
 //!
 //! Conditions follow the Kubernetes API conventions: `Succeeded` is the outcome of the build of
 //! `observedGeneration` (Unknown while it runs), `Ready` says whether an image for the current
-//! spec exists. `lastTransitionTime` only moves when a condition's status changes.
+//! spec exists. `Reconciling` and `Stalled` are kstatus's two "abnormal-true" conditions, present
+//! only while true, derived from the rest by [`summarize`]: they are what Flux, cli-utils and
+//! `kubectl wait` users read, and kstatus reads nothing else of a custom resource.
+//! `lastTransitionTime` only moves when a condition's status changes.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -17,6 +20,19 @@ pub const READY: &str = "Ready";
 pub const SUCCEEDED: &str = "Succeeded";
 /// Condition type: whether the last look at a polled git remote resolved its head.
 pub const SOURCE_REACHABLE: &str = "SourceReachable";
+/// Condition type (kstatus): the build of `observedGeneration` is on its way or its retry is
+/// due. Present only while true.
+pub const RECONCILING: &str = "Reconciling";
+/// Condition type (kstatus): the build of `observedGeneration` failed and nothing more happens
+/// without a change. Present only while true.
+pub const STALLED: &str = "Stalled";
+
+/// `Reconciling` reason: the build Pod was created and the build runs.
+pub const BUILDING: &str = "Building";
+/// `Reconciling` reason: the build Pod cannot start yet (no node, an image pull).
+pub const PENDING: &str = "Pending";
+/// `Reconciling` reason: a transient failure waits for its retry (`status.nextAttemptTime`).
+pub const RETRY_SCHEDULED: &str = "RetryScheduled";
 
 /// A build that starts in this reconcile: which one, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,6 +90,7 @@ pub fn started(old: &SourceBuildStatus, new: &NewBuild, now: Timestamp) -> Sourc
         new.pod_name, new.trigger
     );
     set_building(&mut status, "Running", &message, generation, now);
+    summarize(&mut status, now);
     status
 }
 
@@ -146,16 +163,28 @@ pub fn cancelled(
         Some(pod) => format!("spec.suspend is true: build Pod {pod} was stopped"),
         None => "spec.suspend is true: no build runs".to_string(),
     };
-    set_settled(&mut status, "False", "Cancelled", &message, generation, now);
+    // `Succeeded` says the build was cancelled; `Ready` goes (see `summarize`).
+    set_condition(
+        &mut status,
+        SUCCEEDED,
+        "False",
+        "Cancelled",
+        &message,
+        generation,
+        now,
+    );
+    summarize(&mut status, now);
     status
 }
 
-/// Records a failed build's retry time, with the plan in the condition message.
+/// Records a failed build's retry time, with the plan in the build's condition messages: the
+/// build is `Reconciling` (`RetryScheduled`) again, not `Stalled`. `now` is when this is decided.
 pub fn retry_at(
     mut status: SourceBuildStatus,
     at: Timestamp,
     attempt: i32,
     limit: i32,
+    now: Timestamp,
 ) -> SourceBuildStatus {
     status.next_attempt_time = Some(Time(at));
     let note = format!(
@@ -163,11 +192,17 @@ pub fn retry_at(
         attempt + 1,
         limit + 1
     );
-    for condition in &mut status.conditions {
+    // SourceReachable is about the remote, not this build: its message stays as it is.
+    let build_conditions = status
+        .conditions
+        .iter_mut()
+        .filter(|c| c.type_ == SUCCEEDED || c.type_ == READY);
+    for condition in build_conditions {
         if !condition.message.ends_with(&note) {
             condition.message.push_str(&note);
         }
     }
+    summarize(&mut status, now);
     status
 }
 
@@ -250,6 +285,7 @@ pub fn in_progress(
     let message = message.map(str::to_string).unwrap_or(default_message);
     let reason = phase.to_string();
     set_building(&mut status, &reason, &message, generation, now);
+    summarize(&mut status, now);
     status
 }
 
@@ -272,6 +308,7 @@ pub fn succeeded(
     set_provenance(&mut status, Some(&result.provenance));
     let message = format!("pushed {}", result.image);
     set_settled(&mut status, "True", "Succeeded", &message, generation, now);
+    summarize(&mut status, now);
     status
 }
 
@@ -300,6 +337,50 @@ pub fn failed(
         generation,
         now,
     );
+    summarize(&mut status, now);
+    status
+}
+
+/// Sets `Reconciling` and `Stalled` from the phase, the pending retry and the `Succeeded`
+/// condition, and removes whichever is not true. A build on its way (Running, Pending) or a
+/// failure waiting for its retry is Reconciling; a failure with nothing left to try is Stalled,
+/// with its reason and message; a success or a cancellation (`spec.suspend`) is neither, which
+/// kstatus reads as Current: the spec asked for no more than what happened. A cancellation also
+/// has no `Ready`: the suspended spec asks for no image, and kstatus reads any `Ready` that is
+/// not true as in progress, so a GitOps wait on a suspended SourceBuild would never end.
+/// Idempotent.
+pub fn summarize(status: &mut SourceBuildStatus, now: Timestamp) {
+    let (outcome, message) = status
+        .condition(SUCCEEDED)
+        .map(|c| (c.reason.clone(), c.message.clone()))
+        .unwrap_or_default();
+    let (reconciling, stalled) = match status.phase {
+        Some(Phase::Running) => (Some(BUILDING.to_string()), None),
+        Some(Phase::Pending) => (Some(PENDING.to_string()), None),
+        Some(Phase::Failed) if status.next_attempt_time.is_some() => {
+            (Some(RETRY_SCHEDULED.to_string()), None)
+        }
+        Some(Phase::Failed) => (None, Some(outcome)),
+        Some(Phase::Succeeded | Phase::Cancelled) | None => (None, None),
+    };
+    let generation = status.observed_generation.unwrap_or(0);
+    for (type_, reason) in [(RECONCILING, reconciling), (STALLED, stalled)] {
+        match reason {
+            Some(reason) => {
+                set_condition(status, type_, "True", &reason, &message, generation, now)
+            }
+            None => status.conditions.retain(|c| c.type_ != type_),
+        }
+    }
+    if status.phase == Some(Phase::Cancelled) {
+        status.conditions.retain(|c| c.type_ != READY);
+    }
+}
+
+/// `status` with [`summarize`] applied: equal to it when it already says what kstatus needs.
+pub fn summarized(status: &SourceBuildStatus, now: Timestamp) -> SourceBuildStatus {
+    let mut status = status.clone();
+    summarize(&mut status, now);
     status
 }
 
@@ -522,5 +603,140 @@ mod tests {
         );
         assert_eq!(cond.observed_generation, Some(2));
         assert_eq!(bad.condition(READY).unwrap().status, "False");
+    }
+
+    /// The kstatus conditions as `(type, reason)` pairs, in the order status keeps them.
+    fn summary(status: &SourceBuildStatus) -> Vec<(&str, &str)> {
+        status
+            .conditions
+            .iter()
+            .filter(|c| c.type_ == RECONCILING || c.type_ == STALLED)
+            .inspect(|c| assert_eq!(c.status, "True", "{} is present only while true", c.type_))
+            .map(|c| (c.type_.as_str(), c.reason.as_str()))
+            .collect()
+    }
+
+    fn assemble_failed() -> BuildFailure {
+        BuildFailure {
+            reason: FailureReason::AssembleFailed,
+            message: "assemble exited with code 3".into(),
+            log_snippet: None,
+            provenance: None,
+        }
+    }
+
+    #[test]
+    fn a_build_on_its_way_is_reconciling_and_a_success_is_neither() {
+        let s1 = started(&SourceBuildStatus::default(), &first_build(1), at(0));
+        assert_eq!(summary(&s1), [(RECONCILING, BUILDING)]);
+        let reconciling = s1.condition(RECONCILING).unwrap();
+        assert_eq!(reconciling.observed_generation, Some(1));
+        assert_eq!(
+            reconciling.message,
+            s1.condition(SUCCEEDED).unwrap().message
+        );
+        let stuck = "container build is waiting: ImagePullBackOff";
+        let pending = Phase::Pending;
+        let s2 = in_progress(
+            &s1,
+            1,
+            "app-build-1",
+            pending,
+            Some(stuck),
+            Time(at(0)),
+            at(5),
+        );
+        assert_eq!(summary(&s2), [(RECONCILING, PENDING)]);
+        // Still true: the transition time stays at the build's start.
+        let since = &s2.condition(RECONCILING).unwrap().last_transition_time;
+        assert_eq!(since, &Time(at(0)));
+        let s3 = succeeded(&s2, 1, "app-build-1", &result(), Time(at(0)), at(60));
+        assert_eq!(summary(&s3), []);
+    }
+
+    #[test]
+    fn a_failure_for_good_is_stalled_with_its_reason_and_message() {
+        let s1 = started(&SourceBuildStatus::default(), &first_build(2), at(0));
+        let bad = failed(
+            &s1,
+            2,
+            Some("app-build-2"),
+            &assemble_failed(),
+            None,
+            at(30),
+        );
+        assert_eq!(summary(&bad), [(STALLED, "AssembleFailed")]);
+        let stalled = bad.condition(STALLED).unwrap();
+        assert_eq!(stalled.message, "assemble exited with code 3");
+        assert_eq!(stalled.observed_generation, Some(2));
+        assert_eq!(stalled.last_transition_time, Time(at(30)));
+    }
+
+    #[test]
+    fn a_failure_with_a_retry_due_is_reconciling_not_stalled() {
+        let s1 = started(&SourceBuildStatus::default(), &first_build(1), at(0));
+        let s1 = polled(
+            &s1,
+            1,
+            Ok("89ab"),
+            "main of https://example.com/a.git",
+            at(0),
+        );
+        let evicted = BuildFailure {
+            reason: FailureReason::Evicted,
+            message: "the kubelet evicted the Pod".into(),
+            ..assemble_failed()
+        };
+        let bad = failed(&s1, 1, Some("app-build-1"), &evicted, None, at(30));
+        let retrying = retry_at(bad, at(40), 1, 2, at(30));
+        assert_eq!(summary(&retrying), [(RECONCILING, RETRY_SCHEDULED)]);
+        let note = format!(" (transient; attempt 2 of 3 at {})", at(40));
+        let reconciling = retrying.condition(RECONCILING).unwrap();
+        assert!(
+            reconciling.message.ends_with(&note),
+            "{}",
+            reconciling.message
+        );
+        let source = retrying.condition(SOURCE_REACHABLE).unwrap();
+        assert_eq!(
+            source.message,
+            "main of https://example.com/a.git is at 89ab"
+        );
+        // Deciding again changes nothing.
+        assert_eq!(retry_at(retrying.clone(), at(40), 1, 2, at(35)), retrying);
+    }
+
+    #[test]
+    fn a_cancelled_build_is_neither_reconciling_nor_stalled() {
+        let s1 = started(&SourceBuildStatus::default(), &first_build(1), at(0));
+        let stopped = cancelled(&s1, 2, Some("app-build-1"), at(10));
+        assert_eq!(summary(&stopped), []);
+        assert_eq!(stopped.condition(SUCCEEDED).unwrap().reason, "Cancelled");
+        assert_eq!(
+            stopped.condition(READY),
+            None,
+            "a Ready=False reads in progress"
+        );
+        // A cancellation recorded with Ready loses it, as a legacy failure gains Stalled.
+        let mut legacy = stopped.clone();
+        set_condition(&mut legacy, READY, "False", "Cancelled", "", 2, at(10));
+        assert_eq!(summarized(&legacy, at(20)), stopped);
+    }
+
+    #[test]
+    fn a_failure_recorded_before_stalled_existed_gains_it_once() {
+        let s1 = started(&SourceBuildStatus::default(), &first_build(1), at(0));
+        let mut legacy = failed(
+            &s1,
+            1,
+            Some("app-build-1"),
+            &assemble_failed(),
+            None,
+            at(30),
+        );
+        legacy.conditions.retain(|c| c.type_ != STALLED);
+        let caught_up = summarized(&legacy, at(500));
+        assert_eq!(summary(&caught_up), [(STALLED, "AssembleFailed")]);
+        assert_eq!(summarized(&caught_up, at(900)), caught_up);
     }
 }

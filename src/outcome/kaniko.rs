@@ -21,6 +21,8 @@ const RUN_FAILED: [&str; 2] = [
 ];
 /// `build.go`: unpacking the base image's layers failed (a layer download or extraction).
 const BASE_FS_ERROR: &str = "failed to get filesystem from image";
+/// chown(2)'s answer for an id the caller's user namespace does not map.
+const UNMAPPED_ID: &str = ": invalid argument";
 /// `remote.go`: logged right before the base image's manifest is fetched. Its errors are
 /// returned unwrapped, so `error building image: <registry error>` follows directly.
 const RETRIEVING_IMAGE: &str = "Retrieving image";
@@ -54,6 +56,11 @@ pub(super) fn classify_kaniko_failure(log: &str, error_line: Option<&str>) -> Fa
     }
     if RUN_FAILED.iter().any(|m| line.contains(m)) {
         return FailureReason::AssembleFailed;
+    }
+    // In a user namespace an id outside its map cannot own a file: unpacking such a layer
+    // fails with EINVAL, which no registry or retry can fix.
+    if line.contains(BASE_FS_ERROR) && line.contains("chown ") && line.ends_with(UNMAPPED_ID) {
+        return FailureReason::UserNamespaceUnsupported;
     }
     if line.contains(BASE_FS_ERROR) {
         return FailureReason::BuilderImagePullFailed;

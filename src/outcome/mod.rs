@@ -486,6 +486,10 @@ fn build_failed(t: &ContainerStateTerminated, provenance: Option<PrepareResult>)
         FailureReason::AssembleFailed => "the assemble step failed",
         FailureReason::PushFailed => "the image could not be pushed",
         FailureReason::BuilderImagePullFailed => "Kaniko could not retrieve the builder image",
+        FailureReason::UserNamespaceUnsupported => {
+            "the builder image holds files owned by a user id the build Pod's user namespace \
+             does not map (set spec.hostUsers: true to build it with the node's users)"
+        }
         _ => "Kaniko failed",
     };
     let detail = match error_line {

@@ -102,6 +102,7 @@ fn pod() -> Pod {
         kaniko_image: "registry.example.com/kaniko/executor:v1.24.0".to_string(),
         prepare_image: "registry.example.com/sourcebuild/operator:0.1.0".to_string(),
         insecure_registries: vec![],
+        user_namespaces: false,
     };
     build_pod(&sb, &settings).unwrap()
 }
@@ -392,6 +393,28 @@ fn builder_image_retrieval_errors_are_builder_image_pull_failed() {
         let f = failure(from_pod(&build_failed_with(log)));
         assert_eq!(f.reason, FailureReason::BuilderImagePullFailed, "{log}");
     }
+}
+
+#[test]
+fn a_builder_file_owned_by_an_unmapped_id_is_user_namespace_unsupported() {
+    // Kaniko unpacking a builder layer with a file of uid 100000 in a Pod whose user namespace
+    // maps 0-65535 (seen on the real node).
+    let log = "INFO[0000] Unpacking rootfs as cmd COPY --chown=1001:0 upload/scripts /tmp/scripts requires it.\n\
+         error building image: error building stage: failed to get filesystem from image: \
+         chown /opt/app-root/high-uid-file: invalid argument\n";
+    let f = failure(from_pod(&build_failed_with(log)));
+    assert_eq!(f.reason, FailureReason::UserNamespaceUnsupported);
+    assert!(f.message.contains("spec.hostUsers: true"), "{}", f.message);
+    assert!(
+        f.message.contains("chown /opt/app-root/high-uid-file"),
+        "{}",
+        f.message
+    );
+    // Any other failure to unpack stays the builder image's.
+    let log = "error building image: error building stage: failed to get filesystem from image: \
+               chown /opt/x: operation not permitted\n";
+    let f = failure(from_pod(&build_failed_with(log)));
+    assert_eq!(f.reason, FailureReason::BuilderImagePullFailed);
 }
 
 #[test]

@@ -75,6 +75,9 @@ pub struct BuildSettings {
     pub prepare_image: String,
     /// Registries (`host[:port]`) reached over plain HTTP, for a cluster-local registry.
     pub insecure_registries: Vec<String>,
+    /// Build Pods get their own user namespace (`hostUsers: false`) unless their spec asks for
+    /// the node's users: root in the build is then an unprivileged user on the node.
+    pub user_namespaces: bool,
 }
 
 /// Why no Pod could be built: the SourceBuild lacks metadata the API server always sets.
@@ -202,6 +205,12 @@ fn kaniko_args(sb: &SourceBuild, settings: &BuildSettings) -> Vec<String> {
         args.push(format!("--insecure-registry={registry}"));
     }
     args
+}
+
+/// `Some(false)` (a user namespace) when the operator runs builds in one and the spec does not
+/// ask for the node's users; unset otherwise (the node's users, the Kubernetes default).
+fn host_users(spec: &crate::api::SourceBuildSpec, settings: &BuildSettings) -> Option<bool> {
+    (settings.user_namespaces && spec.host_users != Some(true)).then_some(false)
 }
 
 /// The request the init container gets: the spec's source and S2I settings, the builder image
@@ -454,6 +463,7 @@ pub fn build_pod(sb: &SourceBuild, settings: &BuildSettings) -> Result<Pod, PodE
             restart_policy: Some("Never".to_string()),
             // The build needs no API access; a token would only be something to steal.
             automount_service_account_token: Some(false),
+            host_users: host_users(spec, settings),
             // Service environment variables would leak the namespace's Services into the
             // assemble environment and make builds depend on what else runs there.
             enable_service_links: Some(false),

@@ -10,6 +10,7 @@ fn settings() -> BuildSettings {
         kaniko_image: "registry.example.com/kaniko/executor:v1.24.0".to_string(),
         prepare_image: "registry.example.com/sourcebuild/operator:0.1.0".to_string(),
         insecure_registries: vec![],
+        user_namespaces: false,
     }
 }
 
@@ -562,4 +563,28 @@ fn without_an_oci_secret_prepare_has_the_push_credentials() {
         request.source.oci.unwrap().image,
         "registry.example.com:5000/team/app/source:1.0"
     );
+}
+
+#[test]
+fn build_pods_get_a_user_namespace_unless_the_spec_asks_for_the_nodes_users() {
+    let host_users = |operator: bool, spec: Option<bool>| {
+        let mut s = git_spec();
+        s.host_users = spec;
+        let settings = BuildSettings {
+            user_namespaces: operator,
+            ..settings()
+        };
+        build_pod(&source_build("app", s), &settings)
+            .unwrap()
+            .spec
+            .unwrap()
+            .host_users
+    };
+    // The operator's choice, unless the spec asks for the node's users.
+    assert_eq!(host_users(true, None), Some(false));
+    assert_eq!(host_users(true, Some(false)), Some(false));
+    assert_eq!(host_users(true, Some(true)), None);
+    // Off: never a user namespace, whatever the spec says.
+    assert_eq!(host_users(false, None), None);
+    assert_eq!(host_users(false, Some(false)), None);
 }

@@ -7,6 +7,7 @@ pub mod builder;
 pub mod chaos;
 pub mod chart_operator;
 pub mod control_plane;
+pub mod flux;
 pub mod http;
 pub mod kaniko;
 pub mod node;

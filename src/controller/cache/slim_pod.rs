@@ -402,6 +402,7 @@ mod tests {
             kaniko_image: "registry.example.com/kaniko/executor:v1.24.0".into(),
             prepare_image: "registry.example.com/sourcebuild/operator:0.1.0".into(),
             insecure_registries: vec![],
+            user_namespaces: false,
         };
         let mut pod = serde_json::to_value(build_pod(&sb, &settings).unwrap()).unwrap();
         let meta = &mut pod["metadata"];

@@ -202,14 +202,23 @@ pub fn plan(
         let settled = old.observed_generation == Some(generation)
             && old.phase.is_some_and(Phase::is_final)
             && stopped.is_none();
-        (!settled).then(|| status::cancelled(&closed, generation, stopped.as_deref(), now))
+        if settled {
+            caught_up(&old, now)
+        } else {
+            Some(status::cancelled(
+                &closed,
+                generation,
+                stopped.as_deref(),
+                now,
+            ))
+        }
     } else if let Some(start) = &target.start {
         Some(start_build(
             sb, &closed, start, current, settings, now, &mut plan,
         ))
     } else if old.observed_generation == Some(generation) && old.phase.is_some_and(Phase::is_final)
     {
-        None
+        caught_up(&old, now)
     } else {
         Some(match validate_spec(&sb.spec) {
             Err(invalid) => {
@@ -241,6 +250,14 @@ pub fn plan(
         plan.requeue_after = Some(plan.requeue_after.map_or(wait, |r| r.min(wait)));
     }
     plan
+}
+
+/// A settled build needs no write, unless its status predates `Reconciling` and `Stalled`: a
+/// failure recorded by an older operator gains `Stalled` once (and a cancellation loses its
+/// `Ready=False`), or kstatus would read it as in progress for ever.
+fn caught_up(old: &SourceBuildStatus, now: Timestamp) -> Option<SourceBuildStatus> {
+    let summarized = status::summarized(old, now);
+    (&summarized != old).then_some(summarized)
 }
 
 /// Adds to `plan` what polling changed that the plan did not write anyway (the status of a
@@ -359,7 +376,7 @@ fn settle(
             let at = now
                 .checked_add(SignedDuration::try_from(wait).unwrap_or(SignedDuration::MAX))
                 .unwrap_or(now);
-            status = status::retry_at(status, at, attempt, limit);
+            status = status::retry_at(status, at, attempt, limit, now);
         }
     }
     status::record_history(&mut status, sb.spec.history_limit());

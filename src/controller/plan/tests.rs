@@ -12,6 +12,7 @@ fn settings() -> BuildSettings {
         kaniko_image: "kaniko:test".into(),
         prepare_image: "sourcebuild-operator:test".into(),
         insecure_registries: vec![],
+        user_namespaces: false,
     }
 }
 
@@ -703,4 +704,48 @@ fn a_new_spec_is_looked_at_at_once_and_a_head_of_the_old_one_means_nothing() {
         (source.latest_revision, source.built_revision),
         (None, None)
     );
+}
+
+#[test]
+fn a_failure_recorded_without_stalled_gains_it_in_one_write_then_none() {
+    let mut sb = sb(1, json!({}));
+    step(&mut sb, &[], at(0));
+    let failed = pod_in(
+        &sb,
+        "app-build-1",
+        finished(1, ASSEMBLE_FAILED, "2023-11-14T22:14:00Z"),
+    );
+    let pods = [failed];
+    step(&mut sb, &pods, at(30));
+    // The status an operator without kstatus conditions left behind.
+    let status = sb.status.as_mut().unwrap();
+    assert!(status.condition(status::STALLED).is_some());
+    status.conditions.retain(|c| c.type_ != status::STALLED);
+    let (_, p) = step(&mut sb, &pods, at(600));
+    let written = p.status.expect("the missing Stalled is written");
+    let stalled = written.condition(status::STALLED).unwrap();
+    assert_eq!(stalled.reason, "AssembleFailed");
+    assert!(p.events.is_empty(), "{:?}", p.events);
+    let (_, p) = step(&mut sb, &pods, at(900));
+    assert_eq!(p.status, None);
+}
+
+#[test]
+fn a_suspension_recorded_with_ready_loses_it_in_one_write_then_none() {
+    let mut sb = sb(1, json!({"suspend": true}));
+    let (_, p) = step(&mut sb, &[], at(0));
+    let status = p.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::Cancelled));
+    assert_eq!(status.condition(status::READY), None);
+    // As an operator without kstatus conditions recorded it: Ready=False, Cancelled.
+    let mut legacy = status.clone();
+    let mut ready = legacy.condition(status::SUCCEEDED).unwrap().clone();
+    ready.type_ = status::READY.into();
+    legacy.conditions.insert(0, ready);
+    sb.status = Some(legacy);
+    let (_, p) = step(&mut sb, &[], at(600));
+    assert_eq!(p.status.as_ref(), Some(&status));
+    assert!(p.events.is_empty(), "{:?}", p.events);
+    let (_, p) = step(&mut sb, &[], at(900));
+    assert_eq!(p.status, None);
 }
