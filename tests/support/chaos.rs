@@ -619,6 +619,14 @@ fn pod_creations(
         {
             continue;
         }
+        // A server-side dry run creates nothing: the operator's question at start whether the
+        // API server keeps `hostUsers: false` (`--user-namespaces auto`).
+        if e["requestURI"]
+            .as_str()
+            .is_some_and(|uri| uri.contains("dryRun=All"))
+        {
+            continue;
+        }
         let name = e["objectRef"]["name"].as_str().unwrap_or("").to_string();
         let Some(at) = e["stageTimestamp"]
             .as_str()
