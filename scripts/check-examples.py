@@ -80,9 +80,9 @@ def validate(value, schema, path, errors):
 
 def check_cel_by_hand(doc, path, errors):
     source = (doc.get("spec") or {}).get("source") or {}
-    kinds = [k for k in ("git", "configMap", "archive") if k in source]
+    kinds = [k for k in ("git", "configMap", "archive", "oci") if k in source]
     if len(kinds) != 1:
-        errors.append(f"{path}.spec.source: exactly one of git, configMap or archive, got {kinds}")
+        errors.append(f"{path}.spec.source: exactly one of git, configMap, archive or oci, got {kinds}")
 
 
 def main(argv):

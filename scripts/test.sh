@@ -98,6 +98,14 @@ step_helm() {
     grep -q 'type: RuntimeDefault' '$out/default.yaml'"
   expect "default: probes on /healthz and /readyz" bash -c "
     grep -q 'path: /healthz' '$out/default.yaml' && grep -q 'path: /readyz' '$out/default.yaml'"
+  expect "default: SourceBuild roles aggregated to edit/admin and view" bash -c "
+    grep -qE '^ClusterRole sb-sourcebuild-operator-edit -$' '$out/default.objects' &&
+    grep -qE '^ClusterRole sb-sourcebuild-operator-view -$' '$out/default.objects' &&
+    grep -q 'rbac.authorization.k8s.io/aggregate-to-edit: \"true\"' '$out/default.yaml' &&
+    grep -q 'rbac.authorization.k8s.io/aggregate-to-admin: \"true\"' '$out/default.yaml' &&
+    grep -q 'rbac.authorization.k8s.io/aggregate-to-view: \"true\"' '$out/default.yaml'"
+  expect "aggregateToDefaultRoles=false: no aggregated roles" bash -c "
+    ! '$helm' template sb '$chart' --set aggregateToDefaultRoles=false | grep -q 'aggregate-to-'"
   expect "default: RBAC never grants secrets or configmaps" \
     bash -c "! grep -qE 'secrets|configmaps' '$out/default.yaml'"
 
@@ -109,8 +117,8 @@ step_helm() {
   expect "watchNamespace: a Role and a RoleBinding in team-a" bash -c "
     grep -qE '^Role sb-sourcebuild-operator team-a$' '$out/ns.objects' &&
     grep -qE '^RoleBinding sb-sourcebuild-operator team-a$' '$out/ns.objects'"
-  expect "watchNamespace: no ClusterRole, no ClusterRoleBinding" \
-    bash -c "! grep -qE '^Cluster' '$out/ns.objects'"
+  expect "watchNamespace: no ClusterRole but the aggregated ones, no ClusterRoleBinding" \
+    bash -c "! grep -E '^Cluster' '$out/ns.objects' | grep -qvE '^ClusterRole sb-sourcebuild-operator-(edit|view) -$'"
   expect "watchNamespace: the controller gets --namespace=team-a" \
     grep -q -- '- --namespace=team-a' "$out/ns.yaml"
   expect "serviceMonitor.enabled: a ServiceMonitor" grep -q '^ServiceMonitor ' "$out/ns.objects"
@@ -124,8 +132,8 @@ step_helm() {
       grep -qE \"^Role sb-sourcebuild-operator \$ns\\\$\" '$out/multi.objects' &&
       grep -qE \"^RoleBinding sb-sourcebuild-operator \$ns\\\$\" '$out/multi.objects' || exit 1
     done"
-  expect "watchNamespaces: no ClusterRole, no ClusterRoleBinding" \
-    bash -c "! grep -qE '^Cluster' '$out/multi.objects'"
+  expect "watchNamespaces: no ClusterRole but the aggregated ones, no ClusterRoleBinding" \
+    bash -c "! grep -E '^Cluster' '$out/multi.objects' | grep -qvE '^ClusterRole sb-sourcebuild-operator-(edit|view) -$'"
   expect "watchNamespaces: the controller gets --namespace=team-a,team-b,team-c" \
     grep -q -- '- --namespace=team-a,team-b,team-c' "$out/multi.yaml"
   reject "schema: watchNamespaces with a bad name" "$helm" template sb "$chart" --set 'watchNamespaces={Bad_NS}'

@@ -189,12 +189,12 @@ pub struct Retry {
     pub backoff: Option<kube::core::Duration>,
 }
 
-/// Where the source comes from: exactly one of `git`, `configMap`, `archive`.
+/// Where the source comes from: exactly one of `git`, `configMap`, `archive`, `oci`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = kube::core::Rule::new(
-    "(has(self.git) ? 1 : 0) + (has(self.configMap) ? 1 : 0) + (has(self.archive) ? 1 : 0) == 1"
-).message("exactly one of git, configMap or archive must be set"))]
+    "(has(self.git) ? 1 : 0) + (has(self.configMap) ? 1 : 0) + (has(self.archive) ? 1 : 0) + (has(self.oci) ? 1 : 0) == 1"
+).message("exactly one of git, configMap, archive or oci must be set"))]
 pub struct Source {
     /// A git repository.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -205,6 +205,10 @@ pub struct Source {
     /// A `.tar`, `.tar.gz` or `.tgz` archive over http(s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archive: Option<Box<ArchiveSource>>,
+    /// An OCI artifact holding the source as one tar+gzip layer (what `flux push artifact` and
+    /// `kubectl sourcebuild build` push).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oci: Option<Box<OciSource>>,
     /// Sub-directory of the source to build (relative, no `..`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 1024))]
@@ -289,6 +293,20 @@ pub struct ArchiveSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern("^[0-9a-f]{64}$"))]
     pub sha256: Option<String>,
+}
+
+/// An OCI artifact in a registry whose content is one tar+gzip layer.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OciSource {
+    /// `repository@sha256:<digest>` or `repository:<tag>`. A tag is resolved once, when the
+    /// build fetches it; `status.sourceRevision` records the manifest digest that was built.
+    #[schemars(length(min = 1, max = 512), pattern(IMAGE_REFERENCE_PATTERN))]
+    pub image: String,
+    /// A `kubernetes.io/dockerconfigjson` Secret for the artifact's registry, mounted into the
+    /// fetch step. Default: the push Secret's credentials, as for the builder image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretReference>,
 }
 
 /// A reference to a Secret in the SourceBuild's namespace.
@@ -440,7 +458,8 @@ pub struct BuildRecord {
     /// The `Succeeded` condition's reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// The commit the source resolved to, or the archive's sha256.
+    /// The commit the source resolved to, the archive's sha256, or the OCI artifact's
+    /// manifest digest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_revision: Option<String>,
     /// The pushed image's digest, on success.
@@ -512,6 +531,10 @@ pub struct SourceBuildStatus {
     /// The commit the source resolved to, or the archive's sha256.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_revision: Option<String>,
+    /// Where an `oci` source says it was made from (its manifest's
+    /// `org.opencontainers.image.source` and `.revision` annotations); unset for other sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_origin: Option<Box<SourceOrigin>>,
     /// The builder image the build used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub builder_image: Option<String>,
@@ -533,6 +556,25 @@ pub struct SourceBuildStatus {
     /// What polling (`spec.source.git.pollInterval`) saw of the remote; unset without polling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Box<SourcePollStatus>>,
+}
+
+/// What an OCI artifact's annotations say about where its content came from.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceOrigin {
+    /// `org.opencontainers.image.source`: for example the git repository's URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// `org.opencontainers.image.revision`: for example the commit, or `branch@sha1:<commit>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+}
+
+impl SourceOrigin {
+    /// Neither annotation was set.
+    pub fn is_empty(&self) -> bool {
+        self.source.is_none() && self.revision.is_none()
+    }
 }
 
 /// What the controller last saw of a polled git remote.

@@ -359,14 +359,15 @@ pub fn fetch_builder_image(
     let reference = parse_reference(image)?;
     let registry = reference.registry().to_string();
     let auth = match &options.docker_config {
-        Some(path) => registry_auth(path, &registry)?,
+        Some(path) => {
+            registry_auth(path, &registry).map_err(|reason| BuilderImageError::DockerConfig {
+                path: path.clone(),
+                reason,
+            })?
+        }
         None => RegistryAuth::Anonymous,
     };
-    let auth_kind = match &auth {
-        RegistryAuth::Anonymous => "anonymous",
-        RegistryAuth::Basic(..) => "basic",
-        RegistryAuth::Bearer(_) => "token",
-    };
+    let auth_kind = auth_kind(&auth);
     tracing::info!(image, %registry, auth = auth_kind, "reading the builder image's config");
 
     let config = ClientConfig {
@@ -414,9 +415,18 @@ pub fn fetch_builder_image(
     })
 }
 
+/// What the log may say about a registry credential.
+pub(crate) fn auth_kind(auth: &RegistryAuth) -> &'static str {
+    match auth {
+        RegistryAuth::Anonymous => "anonymous",
+        RegistryAuth::Basic(..) => "basic",
+        RegistryAuth::Bearer(_) => "token",
+    }
+}
+
 /// The registry's answer in words: the client's error and what caused it (a refused connection
 /// is only named in the cause chain).
-fn describe_registry_error(error: &oci_client::errors::OciDistributionError) -> String {
+pub(crate) fn describe_registry_error(error: &oci_client::errors::OciDistributionError) -> String {
     use oci_client::errors::OciDistributionError;
     if let OciDistributionError::ImageManifestNotFoundError(what) = error
         && what.contains("platform")
@@ -426,8 +436,14 @@ fn describe_registry_error(error: &oci_client::errors::OciDistributionError) -> 
             this_architecture()
         );
     }
+    with_causes(error)
+}
+
+/// An error's text followed by each cause's that it does not already contain: transport errors
+/// (a refused connection, a TLS failure) only name what happened in their causes.
+pub fn with_causes(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
-    let mut cause = std::error::Error::source(error);
+    let mut cause = error.source();
     while let Some(inner) = cause {
         let inner_text = inner.to_string();
         if !text.contains(&inner_text) {
@@ -439,24 +455,18 @@ fn describe_registry_error(error: &oci_client::errors::OciDistributionError) -> 
     text
 }
 
-/// The credential `config.json` at `path` holds for `registry`, anonymous when none.
-fn registry_auth(path: &Path, registry: &str) -> Result<RegistryAuth, BuilderImageError> {
-    let bad = |reason: String| BuilderImageError::DockerConfig {
-        path: path.to_path_buf(),
-        reason,
-    };
+/// The credential `config.json` at `path` holds for `registry`, anonymous when none (or when
+/// there is no such file: the Secret is optional). `Err` says why the file is unusable.
+pub(crate) fn registry_auth(path: &Path, registry: &str) -> Result<RegistryAuth, String> {
     let json = match std::fs::read(path) {
         Ok(json) => json,
         // The Secret is optional: no push Secret, no file.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RegistryAuth::Anonymous),
-        Err(e) => return Err(bad(e.to_string())),
+        Err(e) => return Err(e.to_string()),
     };
-    let config = parse_docker_config(&json).map_err(|e| bad(e.to_string()))?;
+    let config = parse_docker_config(&json).map_err(|e| e.to_string())?;
     Ok(
-        match config
-            .credential_for(registry)
-            .map_err(|e| bad(e.to_string()))?
-        {
+        match config.credential_for(registry).map_err(|e| e.to_string())? {
             Some(Credential::Basic { username, password }) => {
                 RegistryAuth::Basic(username, password)
             }

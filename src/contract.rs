@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{EnvVar, Source};
+use crate::api::{EnvVar, Source, SourceOrigin};
 use crate::reason::FailureReason;
 
 /// Environment variable that carries the [`PrepareRequest`] JSON into the init container.
@@ -25,7 +25,10 @@ pub const CONFIGMAP_DIR: &str = "/var/run/sourcebuild/configmap";
 /// Where the push Secret's `.dockerconfigjson` is mounted as `config.json`, so prepare can read
 /// the builder image from a private registry with the same credentials Kaniko gets.
 pub const REGISTRY_AUTH_DIR: &str = "/var/run/secrets/sourcebuild/registry";
-/// The docker config file name inside [`REGISTRY_AUTH_DIR`].
+/// Where `spec.source.oci.secretRef`'s `.dockerconfigjson` is mounted as `config.json`; without
+/// that Secret prepare pulls the artifact with [`REGISTRY_AUTH_DIR`]'s credentials.
+pub const OCI_AUTH_DIR: &str = "/var/run/secrets/sourcebuild/oci";
+/// The docker config file name inside [`REGISTRY_AUTH_DIR`] and [`OCI_AUTH_DIR`].
 pub const REGISTRY_AUTH_FILE: &str = "config.json";
 /// Largest termination message the kubelet keeps (bytes).
 pub const TERMINATION_MESSAGE_LIMIT: usize = 4096;
@@ -71,9 +74,14 @@ pub enum PrepareReport {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PrepareResult {
-    /// Resolved git commit, or `sha256:<hex>` of the archive; none for a ConfigMap.
+    /// Resolved git commit, `sha256:<hex>` of the archive or of the OCI artifact's manifest;
+    /// none for a ConfigMap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
+    /// What an OCI artifact's annotations say it was made from (each value bounded, so the
+    /// report fits the termination message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<SourceOrigin>,
     /// `sha256:<hex>` of the generated Dockerfile bytes.
     pub dockerfile_sha256: String,
     /// The builder image the Dockerfile's FROM names: `repo@sha256:...`, pinned to the manifest

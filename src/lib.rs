@@ -10,6 +10,7 @@ pub mod leader;
 pub mod memory;
 pub mod metrics;
 pub mod outcome;
+pub mod plugin;
 pub mod pod;
 pub mod prepare;
 pub mod reason;

@@ -23,7 +23,7 @@ use sourcebuild::{contract, crd, prepare, render};
     version,
     about = "Build container images from source in Kubernetes, the Source-to-Image way",
     long_about = "Build container images from source in Kubernetes, the Source-to-Image way.\n\n\
-        A SourceBuild names a source (git, ConfigMap or archive), an S2I builder image and an\n\
+        A SourceBuild names a source (git, ConfigMap, archive or OCI artifact), an S2I builder image and an\n\
         output image. The controller runs one build Pod per spec generation (and per rebuild\n\
         request or retry) and records the pushed image's digest in status."
 )]
@@ -176,6 +176,9 @@ struct PrepareArgs {
     /// Where the registry credentials (a docker config.json) are mounted; missing: anonymous.
     #[arg(long, default_value = contract::REGISTRY_AUTH_DIR)]
     registry_auth_dir: PathBuf,
+    /// Where the OCI source's own credentials are mounted; missing: those of --registry-auth-dir.
+    #[arg(long, default_value = contract::OCI_AUTH_DIR)]
+    oci_auth_dir: PathBuf,
     /// Log format.
     #[arg(
         long,
@@ -345,8 +348,11 @@ fn run_prepare(args: PrepareArgs) -> Result<()> {
         source: sourcebuild::source::SourceMounts {
             git_secret_dir: Some(args.git_secret_dir).filter(|dir| dir.is_dir()),
             configmap_dir: args.configmap_dir,
+            ..Default::default()
         },
         docker_config: args.registry_auth_dir.join(contract::REGISTRY_AUTH_FILE),
+        oci_docker_config: Some(args.oci_auth_dir.join(contract::REGISTRY_AUTH_FILE))
+            .filter(|file| file.is_file()),
     };
     prepare::run(
         &args.workspace,

@@ -188,6 +188,7 @@ pub fn render_context(
     let fetched = FetchedSource {
         root: source_dir.to_path_buf(),
         revision: local_commit(source_dir),
+        origin: None,
         location: crate::source::location(&sb.spec.source),
     };
     let result = prepare_workspace(&fetched, &request, builder, context_dir)?;

@@ -111,16 +111,17 @@ fn validate_source(spec: &SourceBuildSpec, errors: &mut Errors) {
         source.git.is_some(),
         source.config_map.is_some(),
         source.archive.is_some(),
+        source.oci.is_some(),
     ];
     match kinds.iter().filter(|k| **k).count() {
         1 => {}
         0 => errors.add(
             "spec.source",
-            "exactly one of git, configMap or archive must be set, got none",
+            "exactly one of git, configMap, archive or oci must be set, got none",
         ),
         _ => errors.add(
             "spec.source",
-            "exactly one of git, configMap or archive must be set, got several",
+            "exactly one of git, configMap, archive or oci must be set, got several",
         ),
     }
     if let Some(git) = &source.git {
@@ -195,6 +196,12 @@ fn validate_source(spec: &SourceBuildSpec, errors: &mut Errors) {
                 "spec.source.archive.sha256",
                 "must be 64 lowercase hexadecimal digits",
             );
+        }
+    }
+    if let Some(oci) = &source.oci {
+        check_image(errors, "spec.source.oci.image", &oci.image);
+        if let Some(secret) = &oci.secret_ref {
+            check_object_name(errors, "spec.source.oci.secretRef.name", &secret.name);
         }
     }
     if let Some(dir) = &source.context_dir {
@@ -292,9 +299,15 @@ fn check_image(errors: &mut Errors, field: &str, image: &str) -> bool {
     ok
 }
 
+/// Whether `name` is a valid object name (a lowercase RFC 1123 subdomain of at most 253
+/// characters), as SourceBuilds and Secrets need.
+pub fn is_object_name(name: &str) -> bool {
+    name.len() <= 253 && OBJECT_NAME.is_match(name)
+}
+
 fn check_object_name(errors: &mut Errors, field: &str, name: &str) {
     errors.check(
-        name.len() <= 253 && OBJECT_NAME.is_match(name),
+        is_object_name(name),
         field,
         format!("{name:?} is not a valid object name (lowercase RFC 1123 subdomain)"),
     );
@@ -329,8 +342,8 @@ fn check_relative_path(errors: &mut Errors, field: &str, path: &str) {
 mod tests {
     use super::*;
     use crate::api::{
-        ArchiveSource, Cache, ConfigMapSource, EnvVar, GitSource, KeyToPath, Output, Source,
-        SourceBuild,
+        ArchiveSource, Cache, ConfigMapSource, EnvVar, GitSource, KeyToPath, OciSource, Output,
+        SecretReference, Source, SourceBuild,
     };
 
     fn valid() -> SourceBuildSpec {
@@ -389,6 +402,26 @@ mod tests {
                 s.source.archive = Some(Box::new(ArchiveSource {
                     url: "https://example.com/a.tgz".into(),
                     sha256: None,
+                }))
+            }),
+            ("spec.source", |s| {
+                s.source.oci = Some(Box::new(OciSource {
+                    image: "registry.example.com/a/source:1".into(),
+                    secret_ref: None,
+                }))
+            }),
+            ("spec.source.oci.image", |s| {
+                s.source.git = None;
+                s.source.oci = Some(Box::new(OciSource {
+                    image: "oci://registry.example.com/a".into(),
+                    secret_ref: None,
+                }))
+            }),
+            ("spec.source.oci.secretRef.name", |s| {
+                s.source.git = None;
+                s.source.oci = Some(Box::new(OciSource {
+                    image: "registry.example.com/a/source@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into(),
+                    secret_ref: Some(SecretReference { name: "Bad_Name".into() }),
                 }))
             }),
             ("spec.source.git.url", |s| {
@@ -524,6 +557,16 @@ mod tests {
             sha256: None,
         }));
         assert!(cel_rejects(&two));
+        let mut oci_and_git = valid();
+        oci_and_git.source.oci = Some(Box::new(OciSource {
+            image: "registry.example.com/a/source:1".into(),
+            secret_ref: None,
+        }));
+        assert!(cel_rejects(&oci_and_git));
+        let mut oci = oci_and_git.clone();
+        oci.source.git = None;
+        assert!(!cel_rejects(&oci));
+        assert_eq!(fields(&oci), Vec::<String>::new());
         for dir in ["../x", "/x", "a/../b", "a//b"] {
             let mut spec = valid();
             spec.source.context_dir = Some(dir.into());

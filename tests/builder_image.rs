@@ -385,8 +385,10 @@ fn spec_overrides_win_over_the_builder_image() {
         source: SourceMounts {
             git_secret_dir: None,
             configmap_dir: dir.path().join("no-configmap"),
+            ..SourceMounts::default()
         },
         docker_config: dir.path().join("no-config.json"),
+        oci_docker_config: None,
     };
     let (workspace, scratch) = volumes(dir.path(), "daeploy");
     let result = prepare_build(&req, &mounts, &workspace, &scratch).unwrap();
@@ -443,8 +445,10 @@ fn prepare_reports_builder_image_pull_failed_for_an_unknown_image_or_tag() {
         source: SourceMounts {
             git_secret_dir: None,
             configmap_dir: "/nonexistent".into(),
+            ..SourceMounts::default()
         },
         docker_config: "/nonexistent/config.json".into(),
+        oci_docker_config: None,
     };
     let dir = tempfile::tempdir().unwrap();
     let (workspace, scratch) = volumes(dir.path(), "unknown");

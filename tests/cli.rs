@@ -208,6 +208,76 @@ fn prepare_reports_an_unknown_revision_and_exits_non_zero() {
 }
 
 #[test]
+fn prepare_builds_an_oci_artifact_pinned_to_its_digest_with_its_origin() {
+    use sourcebuild::source::oci::{
+        ANNOTATION_REVISION, ANNOTATION_SOURCE, Artifact, push_artifact,
+    };
+    let root = tempfile::tempdir().unwrap();
+    let registry = Registry::start();
+    let builder = builder_image(&registry);
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(12);
+    header.set_mode(0o644);
+    tar.append_data(&mut header, "app/app.py", &b"print('oci')"[..])
+        .unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &tar.into_inner().unwrap()).unwrap();
+    let artifact = Artifact {
+        content: gz.finish().unwrap(),
+        annotations: [
+            (ANNOTATION_SOURCE, "https://example.com/team/app"),
+            (ANNOTATION_REVISION, "main@sha1:0123abcd"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+    };
+    let image = format!("{}/team/app/source:latest", registry.host());
+    let digest = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(push_artifact(
+            &image,
+            &artifact,
+            &oci_client::secrets::RegistryAuth::Anonymous,
+            &[registry.host()],
+            std::time::Duration::from_secs(60),
+        ))
+        .unwrap();
+    let request = serde_json::json!({
+        "source": {"oci": {"image": image}, "contextDir": "app"},
+        "builderImage": builder,
+        "outputImage": "registry.example.com/team/app:1.0",
+        "insecureRegistries": [registry.host()]
+    });
+    let (output, report) = prepare(root.path(), request);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let prepared = &report["prepared"];
+    assert_eq!(prepared["revision"], registry.digest(&image).as_str());
+    assert_eq!(prepared["revision"], digest.as_str());
+    assert_eq!(
+        prepared["origin"],
+        serde_json::json!({"source": "https://example.com/team/app", "revision": "main@sha1:0123abcd"})
+    );
+    let workspace = root.path().join("workspace");
+    let dockerfile = std::fs::read_to_string(workspace.join("Dockerfile")).unwrap();
+    for label in [
+        format!("\"io.openshift.s2i.build.source-location\"=\"oci://{image}\""),
+        "\"org.opencontainers.image.source\"=\"https://example.com/team/app\"".to_string(),
+        "\"org.opencontainers.image.revision\"=\"main@sha1:0123abcd\"".to_string(),
+    ] {
+        assert!(dockerfile.contains(&label), "{label} not in {dockerfile}");
+    }
+    assert!(!dockerfile.contains("commit.id"), "{dockerfile}");
+    let app = std::fs::read_to_string(workspace.join("upload/src/app.py")).unwrap();
+    assert_eq!(app, "print('oci')");
+}
+
+#[test]
 fn prepare_without_a_request_names_the_variable() {
     let root = tempfile::tempdir().unwrap();
     let termination_log = root.path().join("termination-log");
@@ -316,6 +386,63 @@ fn render_prints_the_dockerfile_with_the_local_commit() {
     assert!(stdout.contains(
         "\"io.openshift.s2i.build.source-location\"=\"https://example.com/acme/app.git\""
     ));
+}
+
+#[test]
+fn render_knows_the_oci_source_and_its_secret() {
+    let root = tempfile::tempdir().unwrap();
+    let manifest = root.path().join("sb.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: sourcebuild.dev/v1alpha1\nkind: SourceBuild\nmetadata: {name: app, namespace: team}\nspec:\n  \
+         source: {oci: {image: registry.example.com/team/app/source:main, secretRef: {name: artifact-creds}}}\n  \
+         output: {image: registry.example.com/team/app:1.0}\n",
+    )
+    .unwrap();
+    let output = Command::new(BIN)
+        .args(["render", "--pod", "-f"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let pod: serde_json::Value = serde_norway::from_str(&stdout).unwrap();
+    let volume = pod["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["secret"]["secretName"] == "artifact-creds")
+        .unwrap_or_else(|| panic!("no artifact-creds volume: {stdout}"));
+    let prepare = &pod["spec"]["initContainers"][0];
+    assert!(
+        prepare["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == volume["name"]
+                && m["mountPath"] == "/var/run/secrets/sourcebuild/oci"),
+        "{stdout}"
+    );
+
+    // A bad reference is named by its field.
+    std::fs::write(
+        &manifest,
+        "apiVersion: sourcebuild.dev/v1alpha1\nkind: SourceBuild\nmetadata: {name: app, namespace: team}\nspec:\n  \
+         source: {oci: {image: \"oci://registry.example.com/x\"}}\n  output: {image: registry.example.com/team/app:1.0}\n",
+    )
+    .unwrap();
+    let output = Command::new(BIN)
+        .args(["render", "--pod", "-f"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("spec.source.oci.image"), "{stderr}");
 }
 
 #[test]

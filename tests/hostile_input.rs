@@ -544,6 +544,7 @@ fn derived(spec: &SourceBuildSpec) -> DockerfileSpec {
     let fetched = FetchedSource {
         root: PathBuf::from("/nonexistent"),
         revision: Some("3f786850e387550fdab836ed7e6dc881de23001b".into()),
+        origin: None,
         location: "https://example.com/acme/app.git".into(),
     };
     DockerfileSpec {
@@ -1037,6 +1038,7 @@ fn prepare(root: &Path) -> (tempfile::TempDir, Result<String, PrepareError>) {
     let fetched = FetchedSource {
         root: root.to_path_buf(),
         revision: None,
+        origin: None,
         location: "https://example.com/acme/app.git".into(),
     };
     let result = prepare_workspace(

@@ -1587,3 +1587,230 @@ async fn a_builder_with_a_file_of_an_unmapped_uid_needs_the_nodes_users() {
     let sb = finished(&client, &ns, "host-users", 1).await;
     expect_success(&sb, node, &ns);
 }
+
+// --- the oci source and the kubectl plugin ---------------------------------------------------
+
+const PLUGIN: &str = env!("CARGO_BIN_EXE_kubectl-sourcebuild");
+
+/// `kubectl-sourcebuild ARGS` as a user runs it, against this cluster.
+fn plugin(node: &Node, args: &[&str]) -> std::process::Output {
+    tokio::task::block_in_place(|| {
+        std::process::Command::new(PLUGIN)
+            .args(args)
+            .env("KUBECONFIG", &node.kubeconfig)
+            .env("DOCKER_CONFIG", "/nonexistent")
+            .output()
+            .unwrap()
+    })
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `kubectl sourcebuild build DIR`: the image on stdout is what the registry serves and runs;
+/// the build's phases and logs were followed on stderr; an unchanged tree is a no-op, one changed
+/// file a new build; a failing assemble exits 1 with its reason and log; `logs` prints both
+/// containers' logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plugin_builds_a_directory_follows_it_and_reports() {
+    let node = node();
+    let _serial = serial().await;
+    let client = node.client().await;
+    let ns = node.namespace("node-plugin").await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("hello-plugin");
+    write_app(&app, Some(ASSEMBLE_HOOK));
+    let output = format!("{}/apps/plugin:1", node.registry);
+    let app_arg = app.to_str().unwrap().to_string();
+    let build = |extra: &[&str]| {
+        let mut args = vec![
+            "build",
+            app_arg.as_str(),
+            "--image",
+            output.as_str(),
+            "-n",
+            ns.as_str(),
+            "--insecure-registry",
+            node.registry.as_str(),
+        ];
+        args.extend(extra);
+        plugin(node, &args)
+    };
+
+    let start = Instant::now();
+    let first = build(&[]);
+    let stderr = text(&first.stderr);
+    assert_eq!(first.status.code(), Some(0), "{stderr}");
+    eprintln!("plugin build: {:.1}s", start.elapsed().as_secs_f64());
+    let digest = node.digest(&output);
+    let image = format!("{}/apps/plugin@{digest}", node.registry);
+    assert_eq!(text(&first.stdout), format!("{image}\n"));
+    for expected in [
+        "pushed the source as",
+        "Running (pod hello-plugin-build-1)",
+        "Succeeded (pod hello-plugin-build-1)",
+        "[prepare] ",
+        "[build] ---> source assemble hook",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} not in:\n{stderr}");
+    }
+    let sb: SourceBuild = Api::namespaced(client.clone(), &ns)
+        .get("hello-plugin")
+        .await
+        .unwrap();
+    let source = sb.spec.source.oci.as_ref().unwrap().image.clone();
+    let status = sb.status.unwrap();
+    assert_eq!(
+        status.source_revision.as_deref(),
+        source.split_once('@').map(|(_, d)| d)
+    );
+    let config = node.config(&output);
+    assert_eq!(
+        config["config"]["Labels"]["io.openshift.s2i.build.source-location"],
+        format!("oci://{source}").as_str()
+    );
+    assert_eq!(
+        answer_of_image(node, &client, &ns, "plugin-app", &image).await,
+        "hello from a real build (assembled by uid 1001)\n"
+    );
+
+    // Unchanged: nothing new, the same image.
+    let again = build(&["--quiet"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    assert_eq!(text(&again.stdout), format!("{image}\n"));
+    assert!(text(&again.stderr).contains("unchanged"));
+
+    // `logs`: both containers, on stdout.
+    let logs = plugin(node, &["logs", "hello-plugin", "-n", &ns]);
+    let logs_text = text(&logs.stdout);
+    assert_eq!(logs.status.code(), Some(0), "{}", text(&logs.stderr));
+    assert!(logs_text.contains("wrote the Dockerfile"), "{logs_text}");
+    assert!(
+        logs_text.contains("---> source assemble hook"),
+        "{logs_text}"
+    );
+
+    // One changed file: a new artifact, a new generation, a new image.
+    write(
+        &app.join(".s2i/environment"),
+        "APP_FILE=service.py\nGREETING=a changed build\n",
+        0o644,
+    );
+    let changed = build(&["--quiet"]);
+    assert_eq!(changed.status.code(), Some(0), "{}", text(&changed.stderr));
+    let new_image = text(&changed.stdout).trim().to_string();
+    assert_ne!(new_image, image);
+    assert_eq!(
+        answer_of_image(node, &client, &ns, "plugin-app-2", &new_image).await,
+        "hello from a changed build (assembled by uid 1001)\n"
+    );
+
+    // A failing assemble: exit 1, the reason and the log snippet.
+    let broken = dir.path().join("broken");
+    write_app(&broken, Some(FAILING_ASSEMBLE_HOOK));
+    let failed = plugin(
+        node,
+        &[
+            "build",
+            broken.to_str().unwrap(),
+            "--image",
+            &format!("{}/apps/broken-plugin:1", node.registry),
+            "-n",
+            &ns,
+            "--insecure-registry",
+            &node.registry,
+            "--quiet",
+        ],
+    );
+    let stderr = text(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(1), "{stderr}");
+    assert!(failed.stdout.is_empty());
+    assert!(stderr.contains("AssembleFailed"), "{stderr}");
+    assert!(
+        stderr.contains("source assemble hook that fails"),
+        "{stderr}"
+    );
+}
+
+/// An artifact in the format `flux push artifact` writes, pushed by tag: the build pins the
+/// manifest digest the tag had, and its origin annotations reach status and the image labels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flux_artifact_by_tag_builds_with_its_origin() {
+    use sourcebuild::source::oci::{ANNOTATION_REVISION, ANNOTATION_SOURCE, Artifact};
+    let node = node();
+    let _serial = serial().await;
+    let client = node.client().await;
+    let ns = node.namespace("node-flux").await;
+    let dir = tempfile::tempdir().unwrap();
+    write_app(dir.path(), Some(ASSEMBLE_HOOK));
+    let packed = sourcebuild::s2i::pack::pack_source(dir.path()).unwrap();
+    let artifact = Artifact {
+        content: packed.archive,
+        annotations: [
+            (ANNOTATION_SOURCE, "https://git.example.com/team/app"),
+            (ANNOTATION_REVISION, "main@sha1:0123456789abcdef"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+    };
+    let tag = format!("{}/apps/flux-source:v1", node.registry);
+    let digest = sourcebuild::source::oci::push_artifact(
+        &tag,
+        &artifact,
+        &oci_client::secrets::RegistryAuth::Anonymous,
+        std::slice::from_ref(&node.registry),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    let output = format!("{}/apps/flux:1", node.registry);
+    node.apply(
+        &ns,
+        &source_build(
+            "flux",
+            &format!("  source:\n    oci:\n      image: {tag}\n  output:\n    image: {output}\n"),
+        ),
+    );
+    let sb = finished(&client, &ns, "flux", 1).await;
+    let status = expect_success(&sb, node, &ns);
+    assert_eq!(status.source_revision.as_deref(), Some(digest.as_str()));
+    let origin = status.source_origin.unwrap();
+    assert_eq!(
+        origin.source.as_deref(),
+        Some("https://git.example.com/team/app")
+    );
+    assert_eq!(
+        origin.revision.as_deref(),
+        Some("main@sha1:0123456789abcdef")
+    );
+    let labels = &node.config(&output)["config"]["Labels"];
+    assert_eq!(
+        labels["org.opencontainers.image.source"],
+        "https://git.example.com/team/app"
+    );
+    assert_eq!(
+        labels["org.opencontainers.image.revision"],
+        "main@sha1:0123456789abcdef"
+    );
+
+    // A tag with no artifact: SourceFetchFailed, naming it.
+    node.apply(
+        &ns,
+        &source_build(
+            "flux-missing",
+            &format!(
+                "  source:\n    oci:\n      image: {}/apps/flux-source:none\n  output:\n    image: {output}\n",
+                node.registry
+            ),
+        ),
+    );
+    let sb = finished(&client, &ns, "flux-missing", 1).await;
+    let status = expect_failure(&sb, "SourceFetchFailed");
+    assert!(
+        message(&status).contains("apps/flux-source:none not found"),
+        "{}",
+        message(&status)
+    );
+}

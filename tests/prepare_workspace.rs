@@ -61,6 +61,7 @@ fn fetched(root: &Path) -> FetchedSource {
     FetchedSource {
         root: root.to_path_buf(),
         revision: Some(COMMIT.into()),
+        origin: None,
         location: "https://example.com/acme/app.git".into(),
     }
 }

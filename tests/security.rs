@@ -633,3 +633,73 @@ async fn build_pods_meet_baseline_and_prepare_and_the_operator_meet_restricted()
         "no Pod Security warning for the build Pod's spec: {stderr}"
     );
 }
+
+/// Whether `user` may `verb` SourceBuilds in `namespace`, as the authorizer answers.
+async fn may(admin: &Client, user: &str, verb: &str, namespace: &str) -> bool {
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(user.to_string()),
+            groups: Some(vec!["system:authenticated".to_string()]),
+            resource_attributes: Some(ResourceAttributes {
+                group: Some("sourcebuild.dev".to_string()),
+                resource: Some("sourcebuilds".to_string()),
+                verb: Some(verb.to_string()),
+                namespace: Some(namespace.to_string()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<SubjectAccessReview>::all(admin.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .expect("create SubjectAccessReview")
+        .status
+        .is_some_and(|s| s.allowed)
+}
+
+/// The chart's aggregated ClusterRoles: whoever holds the built-in `edit` in a namespace may
+/// create SourceBuilds there (what `kubectl sourcebuild build` needs), `view` may only read
+/// them, and neither reaches another namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edit_may_build_and_view_may_read_through_the_aggregated_roles() {
+    let Some((cp, _env)) = env() else { return };
+    let admin = cp.client().await;
+    let ns = cp.namespace("aggregated").await;
+    let other = cp.namespace("aggregated-other").await;
+    for (user, role) in [("alice", "edit"), ("bob", "view")] {
+        let binding: k8s_openapi::api::rbac::v1::RoleBinding = serde_json::from_value(json!({
+            "metadata": {"name": user},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}]
+        }))
+        .unwrap();
+        Api::<k8s_openapi::api::rbac::v1::RoleBinding>::namespaced(admin.clone(), &ns)
+            .create(&PostParams::default(), &binding)
+            .await
+            .unwrap();
+    }
+    // The controller-manager aggregates the chart's rules into edit and view a moment later.
+    eventually("edit to include SourceBuilds", WAIT, || async {
+        may(&admin, "alice", "create", &ns).await.then_some(())
+    })
+    .await;
+    eventually("view to include SourceBuilds", WAIT, || async {
+        may(&admin, "bob", "list", &ns).await.then_some(())
+    })
+    .await;
+    for verb in ["get", "list", "watch", "create", "patch", "delete"] {
+        assert!(may(&admin, "alice", verb, &ns).await, "edit: {verb}");
+        assert!(
+            !may(&admin, "alice", verb, &other).await,
+            "edit elsewhere: {verb}"
+        );
+    }
+    for verb in ["get", "list", "watch"] {
+        assert!(may(&admin, "bob", verb, &ns).await, "view: {verb}");
+    }
+    for verb in ["create", "patch", "delete"] {
+        assert!(!may(&admin, "bob", verb, &ns).await, "view: {verb}");
+    }
+}

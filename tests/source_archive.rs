@@ -227,6 +227,7 @@ fn plain_tar_through_fetch() {
     let mounts = SourceMounts {
         git_secret_dir: None,
         configmap_dir: "/nonexistent".into(),
+        ..SourceMounts::default()
     };
     let fetched = fetch(&source, &mounts, &dest).unwrap();
     assert_eq!(fetched.root, dest);
@@ -643,6 +644,7 @@ fn invalid_source_kinds_are_errors() {
     let mounts = SourceMounts {
         git_secret_dir: None,
         configmap_dir: "/nonexistent".into(),
+        ..SourceMounts::default()
     };
     let tmp = tempfile::tempdir().unwrap();
     let err = fetch(&Source::default(), &mounts, tmp.path()).unwrap_err();

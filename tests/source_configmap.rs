@@ -54,6 +54,7 @@ fn mounts(mount: &Path) -> SourceMounts {
     SourceMounts {
         git_secret_dir: None,
         configmap_dir: mount.to_path_buf(),
+        ..SourceMounts::default()
     }
 }
 

@@ -26,6 +26,7 @@ fn mounts(secret: Option<&Path>) -> SourceMounts {
     SourceMounts {
         git_secret_dir: secret.map(Path::to_path_buf),
         configmap_dir: "/nonexistent".into(),
+        ..SourceMounts::default()
     }
 }
 

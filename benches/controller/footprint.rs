@@ -207,6 +207,7 @@ fn finished_pod(i: usize) -> Value {
          "subresource": "status", "fieldsV1": {"f:status": {"f:conditions": {}, "f:containerStatuses": {}, "f:phase": {}}}}]);
     let report = serde_json::to_string(&PrepareReport::Prepared(PrepareResult {
         revision: Some(hex(i, 'b', 40)),
+        origin: None,
         dockerfile_sha256: format!("sha256:{}", hex(i, 'd', 64)),
         builder_image: format!("registry.example.com/s2i/python@sha256:{}", hex(0, 'c', 64)),
     }))

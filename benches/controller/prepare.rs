@@ -99,6 +99,7 @@ pub fn measure(files: usize, runs: usize) -> Prepare {
     let mounts = SourceMounts {
         git_secret_dir: None,
         configmap_dir: base.path().join("no-configmap"),
+        ..SourceMounts::default()
     };
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     let (mut fetches, mut workspaces) = (Vec::new(), Vec::new());

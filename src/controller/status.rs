@@ -400,6 +400,7 @@ fn forget_build(status: &mut SourceBuildStatus) {
     status.completion_time = None;
     status.log_snippet = None;
     status.source_revision = None;
+    status.source_origin = None;
     status.builder_image = None;
     status.dockerfile_sha256 = None;
 }
@@ -407,6 +408,7 @@ fn forget_build(status: &mut SourceBuildStatus) {
 fn set_provenance(status: &mut SourceBuildStatus, provenance: Option<&PrepareResult>) {
     if let Some(p) = provenance {
         status.source_revision = p.revision.clone();
+        status.source_origin = p.origin.clone().map(Box::new);
         status.builder_image = Some(p.builder_image.clone());
         status.dockerfile_sha256 = Some(p.dockerfile_sha256.clone());
     }
@@ -482,6 +484,10 @@ mod tests {
     fn provenance() -> PrepareResult {
         PrepareResult {
             revision: Some("0123456789abcdef0123456789abcdef01234567".into()),
+            origin: Some(crate::api::SourceOrigin {
+                source: Some("https://example.com/team/app".into()),
+                revision: None,
+            }),
             dockerfile_sha256: format!("sha256:{}", "d".repeat(64)),
             builder_image: "quay.io/sclorg/python-312-c9s:c9s".into(),
         }
@@ -536,6 +542,7 @@ mod tests {
         assert_eq!(s3.digest, Some(result().digest));
         assert_eq!(s3.latest_image, Some(result().image));
         assert_eq!(s3.source_revision, provenance().revision);
+        assert_eq!(s3.source_origin.as_deref(), provenance().origin.as_ref());
         assert_eq!(s3.completion_time, Some(Time(at(60))));
         let ready = s3.condition(READY).unwrap();
         assert_eq!(
@@ -566,6 +573,7 @@ mod tests {
             next.source_revision, None,
             "gen 1's commit must not describe gen 2"
         );
+        assert_eq!(next.source_origin, None);
         assert_eq!(next.completion_time, None);
         let failure = BuildFailure {
             reason: FailureReason::AssembleFailed,

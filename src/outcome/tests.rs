@@ -110,6 +110,7 @@ fn pod() -> Pod {
 fn provenance() -> PrepareResult {
     PrepareResult {
         revision: Some("0123456789abcdef0123456789abcdef01234567".to_string()),
+        origin: None,
         dockerfile_sha256: format!("sha256:{}", "d".repeat(64)),
         builder_image: "registry.example.com/s2i/base:1".to_string(),
     }

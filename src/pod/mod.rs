@@ -22,8 +22,8 @@ use sha2::{Digest, Sha256};
 
 use crate::api::SourceBuild;
 use crate::contract::{
-    CONFIGMAP_DIR, GIT_SECRET_DIR, PrepareRequest, REGISTRY_AUTH_DIR, REQUEST_ENV, SCRATCH_DIR,
-    WORKSPACE_DIR,
+    CONFIGMAP_DIR, GIT_SECRET_DIR, OCI_AUTH_DIR, PrepareRequest, REGISTRY_AUTH_DIR,
+    REGISTRY_AUTH_FILE, REQUEST_ENV, SCRATCH_DIR, WORKSPACE_DIR,
 };
 
 /// Label selecting every build Pod of one SourceBuild (value: [`name_label_value`]).
@@ -56,6 +56,7 @@ const SCRATCH_VOLUME: &str = "scratch";
 const GIT_SECRET_VOLUME: &str = "git-secret";
 const CONFIGMAP_VOLUME: &str = "source-configmap";
 const PUSH_SECRET_VOLUME: &str = "push-secret";
+const OCI_SECRET_VOLUME: &str = "oci-secret";
 
 /// Longest DNS label (Pod hostnames) and longest label value.
 const MAX_LABEL_LEN: usize = 63;
@@ -241,6 +242,23 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     }
 }
 
+/// A `kubernetes.io/dockerconfigjson` Secret as a volume whose only file is `config.json`.
+fn docker_config_volume(name: &str, secret: &str) -> Volume {
+    Volume {
+        name: name.to_string(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.to_string()),
+            items: Some(vec![KeyToPath {
+                key: ".dockerconfigjson".to_string(),
+                path: REGISTRY_AUTH_FILE.to_string(),
+                mode: None,
+            }]),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
 fn empty_dir(name: &str) -> Volume {
     Volume {
         name: name.to_string(),
@@ -360,21 +378,16 @@ pub fn build_pod(sb: &SourceBuild, settings: &BuildSettings) -> Result<Pod, PodE
         prepare_mounts.push(mount(CONFIGMAP_VOLUME, CONFIGMAP_DIR, true));
     }
 
+    // The artifact's own credentials; without them prepare falls back to the push Secret's,
+    // mounted below, as it does for the builder image.
+    if let Some(secret) = spec.source.oci.as_ref().and_then(|o| o.secret_ref.as_ref()) {
+        volumes.push(docker_config_volume(OCI_SECRET_VOLUME, &secret.name));
+        prepare_mounts.push(mount(OCI_SECRET_VOLUME, OCI_AUTH_DIR, true));
+    }
+
     let mut build_mounts = vec![mount(WORKSPACE_VOLUME, WORKSPACE_DIR, false)];
     if let Some(secret) = &spec.output.push_secret_ref {
-        volumes.push(Volume {
-            name: PUSH_SECRET_VOLUME.to_string(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(secret.name.clone()),
-                items: Some(vec![KeyToPath {
-                    key: ".dockerconfigjson".to_string(),
-                    path: "config.json".to_string(),
-                    mode: None,
-                }]),
-                ..SecretVolumeSource::default()
-            }),
-            ..Volume::default()
-        });
+        volumes.push(docker_config_volume(PUSH_SECRET_VOLUME, &secret.name));
         build_mounts.push(mount(PUSH_SECRET_VOLUME, KANIKO_DOCKER_CONFIG_DIR, true));
         // prepare reads the builder image's config with the same credentials Kaniko pulls it
         // with (the Secret's only item is config.json).

@@ -62,6 +62,17 @@ fn container<'a>(pod: &'a Pod, name: &str) -> &'a Container {
         .unwrap()
 }
 
+fn volume<'a>(pod: &'a Pod, name: &str) -> &'a Volume {
+    pod.spec
+        .as_ref()
+        .unwrap()
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == name)
+        .unwrap()
+}
+
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
@@ -349,15 +360,7 @@ fn kaniko_args_name_the_workspace_destination_and_digest_file() {
         .find(|m| m.mount_path == "/kaniko/.docker")
         .unwrap();
     assert_eq!(docker.read_only, Some(true));
-    let volume = pod
-        .spec
-        .as_ref()
-        .unwrap()
-        .volumes
-        .iter()
-        .flatten()
-        .find(|v| v.name == docker.name)
-        .unwrap();
+    let volume = volume(&pod, &docker.name);
     let secret = volume.secret.as_ref().unwrap();
     assert_eq!(secret.secret_name.as_deref(), Some("push-creds"));
     let items = secret.items.as_ref().unwrap();
@@ -495,6 +498,71 @@ fn deadline_follows_the_spec_timeout_rounding_up() {
     spec.timeout = Some("90m500ms".parse().unwrap());
     let pod = build_pod(&source_build("app", spec), &settings()).unwrap();
     assert_eq!(pod.spec.unwrap().active_deadline_seconds, Some(5401));
+}
+
+fn oci_spec(secret: Option<&str>) -> SourceBuildSpec {
+    let mut spec = git_spec();
+    spec.source = Source {
+        oci: Some(Box::new(crate::api::OciSource {
+            image: "registry.example.com:5000/team/app/source:1.0".to_string(),
+            secret_ref: secret.map(|name| SecretReference {
+                name: name.to_string(),
+            }),
+        })),
+        ..Source::default()
+    };
+    spec
+}
+
+fn mounts_of(pod: &Pod, container_name: &str) -> Vec<(String, String)> {
+    container(pod, container_name)
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| (m.name.clone(), m.mount_path.clone()))
+        .collect()
+}
+
+#[test]
+fn an_oci_secret_is_mounted_for_prepare_only() {
+    let pod = build_pod(
+        &source_build("app", oci_spec(Some("artifact-creds"))),
+        &settings(),
+    )
+    .unwrap();
+    let oci_mount = (OCI_SECRET_VOLUME.to_string(), OCI_AUTH_DIR.to_string());
+    assert!(mounts_of(&pod, PREPARE_CONTAINER).contains(&oci_mount));
+    assert!(!mounts_of(&pod, BUILD_CONTAINER).contains(&oci_mount));
+    let volume = volume(&pod, OCI_SECRET_VOLUME);
+    let secret = volume.secret.as_ref().unwrap();
+    assert_eq!(secret.secret_name.as_deref(), Some("artifact-creds"));
+    assert_eq!(
+        secret.items.as_ref().unwrap()[0].key,
+        ".dockerconfigjson".to_string()
+    );
+    assert_eq!(secret.items.as_ref().unwrap()[0].path, REGISTRY_AUTH_FILE);
+}
+
+#[test]
+fn without_an_oci_secret_prepare_has_the_push_credentials() {
+    let pod = build_pod(&source_build("app", oci_spec(None)), &settings()).unwrap();
+    let prepare = mounts_of(&pod, PREPARE_CONTAINER);
+    assert!(!prepare.iter().any(|(name, _)| name == OCI_SECRET_VOLUME));
+    assert!(prepare.contains(&(
+        PUSH_SECRET_VOLUME.to_string(),
+        REGISTRY_AUTH_DIR.to_string()
+    )));
+    let request: PrepareRequest = serde_json::from_str(
+        container(&pod, PREPARE_CONTAINER).env.as_ref().unwrap()[0]
+            .value
+            .as_deref()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        request.source.oci.unwrap().image,
+        "registry.example.com:5000/team/app/source:1.0"
+    );
 }
 
 #[test]

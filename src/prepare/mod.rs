@@ -14,8 +14,9 @@ use sha2::{Digest, Sha256};
 
 use crate::builder_image::{BuilderImage, BuilderImageError, FetchOptions, fetch_builder_image};
 use crate::contract::{
-    CONFIGMAP_DIR, GIT_SECRET_DIR, PrepareFailure, PrepareReport, PrepareRequest, PrepareResult,
-    REGISTRY_AUTH_DIR, REGISTRY_AUTH_FILE, REQUEST_ENV, TERMINATION_MESSAGE_LIMIT, report_json,
+    CONFIGMAP_DIR, GIT_SECRET_DIR, OCI_AUTH_DIR, PrepareFailure, PrepareReport, PrepareRequest,
+    PrepareResult, REGISTRY_AUTH_DIR, REGISTRY_AUTH_FILE, REQUEST_ENV, TERMINATION_MESSAGE_LIMIT,
+    report_json,
 };
 use crate::reason::FailureReason;
 use crate::s2i::context::lay_out_context;
@@ -30,6 +31,10 @@ pub const LABEL_BUILD_IMAGE: &str = "io.openshift.s2i.build.image";
 pub const LABEL_SOURCE_LOCATION: &str = "io.openshift.s2i.build.source-location";
 /// Image label: the git commit built.
 pub const LABEL_COMMIT_ID: &str = "io.openshift.s2i.build.commit.id";
+/// Image label (OCI): where an `oci` source's content was made from, from its annotation.
+pub const LABEL_OCI_SOURCE: &str = crate::source::oci::ANNOTATION_SOURCE;
+/// Image label (OCI): which revision of it, from its annotation.
+pub const LABEL_OCI_REVISION: &str = crate::source::oci::ANNOTATION_REVISION;
 /// Image label: the output image name.
 pub const LABEL_DISPLAY_NAME: &str = "io.k8s.display-name";
 
@@ -107,6 +112,16 @@ pub fn build_labels(source: &FetchedSource, req: &PrepareRequest) -> BTreeMap<St
     if let Some(revision) = source.revision.as_deref().filter(|r| is_git_commit(r)) {
         labels.insert(LABEL_COMMIT_ID.to_string(), revision.to_string());
     }
+    if let Some(origin) = &source.origin {
+        for (key, value) in [
+            (LABEL_OCI_SOURCE, &origin.source),
+            (LABEL_OCI_REVISION, &origin.revision),
+        ] {
+            if let Some(value) = value {
+                labels.insert(key.to_string(), value.clone());
+            }
+        }
+    }
     labels.extend(req.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
     labels
 }
@@ -181,6 +196,7 @@ pub fn prepare_workspace(
     );
     Ok(PrepareResult {
         revision: source.revision.clone(),
+        origin: source.origin.clone(),
         dockerfile_sha256,
         builder_image: builder.reference.clone(),
     })
@@ -193,7 +209,10 @@ pub struct PrepareMounts {
     /// The source Secret and ConfigMap.
     pub source: SourceMounts,
     /// A docker `config.json` for the builder image's registry; a missing file means anonymous.
+    /// Also the `oci` source's, unless that source has a Secret of its own.
     pub docker_config: PathBuf,
+    /// The `oci` source's own docker `config.json` (`spec.source.oci.secretRef`), when mounted.
+    pub oci_docker_config: Option<PathBuf>,
 }
 
 impl Default for PrepareMounts {
@@ -202,8 +221,11 @@ impl Default for PrepareMounts {
             source: SourceMounts {
                 git_secret_dir: Some(PathBuf::from(GIT_SECRET_DIR)).filter(|dir| dir.is_dir()),
                 configmap_dir: PathBuf::from(CONFIGMAP_DIR),
+                ..SourceMounts::default()
             },
             docker_config: Path::new(REGISTRY_AUTH_DIR).join(REGISTRY_AUTH_FILE),
+            oci_docker_config: Some(Path::new(OCI_AUTH_DIR).join(REGISTRY_AUTH_FILE))
+                .filter(|file| file.is_file()),
         }
     }
 }
@@ -238,7 +260,17 @@ pub fn prepare_build(
         ..FetchOptions::default()
     };
     let builder = fetch_builder_image(&req.builder_image, &options)?;
-    let source = crate::source::fetch(&req.source, &mounts.source, scratch)?;
+    let source_mounts = SourceMounts {
+        oci_docker_config: Some(
+            mounts
+                .oci_docker_config
+                .clone()
+                .unwrap_or_else(|| mounts.docker_config.clone()),
+        ),
+        insecure_registries: req.insecure_registries.clone(),
+        ..mounts.source.clone()
+    };
+    let source = crate::source::fetch(&req.source, &source_mounts, scratch)?;
     prepare_workspace(&source, req, &builder, workspace)
 }
 
@@ -287,6 +319,7 @@ mod tests {
         FetchedSource {
             root: std::path::PathBuf::from("/nonexistent"),
             revision: revision.map(str::to_string),
+            origin: None,
             location: "https://example.com/a.git".into(),
         }
     }
@@ -304,6 +337,32 @@ mod tests {
         assert_eq!(labels[LABEL_DISPLAY_NAME], "mine");
         assert_eq!(labels["team"], "x");
         assert_eq!(labels.len(), 5);
+    }
+
+    #[test]
+    fn an_artifacts_origin_becomes_oci_labels_and_user_labels_win() {
+        let mut source = fetched(Some(&format!("sha256:{}", "a".repeat(64))));
+        source.location = "oci://registry.example.com/a/source:1".into();
+        source.origin = Some(crate::api::SourceOrigin {
+            source: Some("https://example.com/a".into()),
+            revision: Some("main@sha1:0123".into()),
+        });
+        let mut req = request();
+        let labels = build_labels(&source, &req);
+        assert_eq!(labels[LABEL_OCI_SOURCE], "https://example.com/a");
+        assert_eq!(labels[LABEL_OCI_REVISION], "main@sha1:0123");
+        assert_eq!(
+            labels[LABEL_SOURCE_LOCATION],
+            "oci://registry.example.com/a/source:1"
+        );
+        req.labels
+            .insert(LABEL_OCI_REVISION.to_string(), "mine".to_string());
+        assert_eq!(build_labels(&source, &req)[LABEL_OCI_REVISION], "mine");
+        source.origin = Some(crate::api::SourceOrigin {
+            source: None,
+            revision: Some("v1".into()),
+        });
+        assert!(!build_labels(&source, &request()).contains_key(LABEL_OCI_SOURCE));
     }
 
     #[test]

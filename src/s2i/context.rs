@@ -132,10 +132,7 @@ pub fn lay_out_context(
         None => root,
     };
 
-    let ignore = match read_tree_file(&tree, IGNORE_FILE, &IgnoreRules::default())? {
-        Some(content) => IgnoreRules::parse(IGNORE_FILE, &content)?,
-        None => IgnoreRules::default(),
-    };
+    let ignore = read_ignore_rules(&tree)?;
     let environment = match read_tree_file(&tree, ENVIRONMENT_FILE, &ignore)? {
         Some(content) => parse_environment(ENVIRONMENT_FILE, &content)?,
         None => Vec::new(),
@@ -179,13 +176,9 @@ pub fn lay_out_context(
         }
     }
 
-    let mut walk = Walk {
-        tree: &tree,
-        ignore: &ignore,
-        hooks: &hook_paths,
-        context: &mut context,
-    };
-    walk.copy_dir(Path::new(""), &src)?;
+    walk_tree(&tree, &ignore, &hook_paths, &mut |entry| {
+        copy_entry(&src, &mut context, entry)
+    })?;
     tracing::info!(
         files = context.files,
         bytes = context.bytes,
@@ -348,22 +341,64 @@ pub fn link_stays_inside(link: &Path, target: &Path) -> bool {
     true
 }
 
+/// One thing [`walk_tree`] found, in sorted order, after `.git`, `.s2iignore` and the skipped
+/// paths were taken out. Paths are relative to the tree.
+pub(crate) enum Entry<'a> {
+    /// A directory, before its contents.
+    DirStart { relative: &'a Path },
+    /// The same directory, after its contents.
+    DirEnd { relative: &'a Path, mode: u32 },
+    /// A regular file; `source` is where to read it.
+    File {
+        relative: &'a Path,
+        source: &'a Path,
+        mode: u32,
+        size: u64,
+    },
+    /// A symlink whose target stays inside the tree.
+    Symlink {
+        relative: &'a Path,
+        target: &'a Path,
+    },
+    /// Something that never enters a context: a symlink leading outside the tree (`target`
+    /// set), or a fifo, socket or device (`target` unset).
+    LeftOut {
+        relative: &'a Path,
+        target: Option<&'a Path>,
+    },
+}
+
+/// Walks `tree` depth first in sorted name order, never following a symlink, and hands each
+/// entry to `visit`: the one reading of the rules that laying out a context and packing a
+/// source (`kubectl sourcebuild build`) share.
+pub(crate) fn walk_tree(
+    tree: &Path,
+    ignore: &IgnoreRules,
+    skip: &HashSet<String>,
+    visit: &mut dyn FnMut(Entry<'_>) -> Result<(), ContextError>,
+) -> Result<(), ContextError> {
+    Walk { tree, ignore, skip }.walk(Path::new(""), visit)
+}
+
 struct Walk<'a> {
     tree: &'a Path,
     ignore: &'a IgnoreRules,
-    hooks: &'a HashSet<String>,
-    context: &'a mut PreparedContext,
+    skip: &'a HashSet<String>,
 }
 
 impl Walk<'_> {
-    fn copy_dir(&mut self, relative_dir: &Path, dest: &Path) -> Result<(), ContextError> {
+    fn walk(
+        &self,
+        relative_dir: &Path,
+        visit: &mut dyn FnMut(Entry<'_>) -> Result<(), ContextError>,
+    ) -> Result<(), ContextError> {
         let dir = self.tree.join(relative_dir);
         let mut names: Vec<OsString> = std::fs::read_dir(&dir)
             .map_err(io("listing", &dir))?
             .map(|entry| entry.map(|e| e.file_name()))
             .collect::<Result<_, _>>()
             .map_err(io("listing", &dir))?;
-        // Sorted, so counts, logs and `left_out` come out the same on every run.
+        // Sorted, so counts, logs, `left_out` and packed archives come out the same every run.
         names.sort();
         for name in names {
             let relative = relative_dir.join(&name);
@@ -375,42 +410,49 @@ impl Walk<'_> {
                 tracing::debug!(path = %key, "ignored by .s2iignore");
                 continue;
             }
-            if self.hooks.contains(&key) {
+            if self.skip.contains(&key) {
                 continue;
             }
             let source = self.tree.join(&relative);
-            let target = dest.join(&name);
             let metadata = std::fs::symlink_metadata(&source).map_err(io("reading", &source))?;
             let file_type = metadata.file_type();
             let mode = metadata.permissions().mode();
             if file_type.is_dir() {
-                std::fs::create_dir(&target).map_err(io("creating", &target))?;
-                self.copy_dir(&relative, &target)?;
-                // Set after the contents are in, so a read-only directory can still be filled.
-                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode & 0o1777))
-                    .map_err(io("setting the mode of", &target))?;
+                visit(Entry::DirStart {
+                    relative: &relative,
+                })?;
+                self.walk(&relative, visit)?;
+                visit(Entry::DirEnd {
+                    relative: &relative,
+                    mode,
+                })?;
             } else if file_type.is_file() {
-                let bytes = std::fs::copy(&source, &target).map_err(io("copying", &source))?;
-                if mode & 0o6000 != 0 {
-                    tracing::warn!(path = %key, "dropping setuid/setgid bits");
-                }
-                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode & 0o777))
-                    .map_err(io("setting the mode of", &target))?;
-                self.context.files += 1;
-                self.context.bytes += bytes;
+                visit(Entry::File {
+                    relative: &relative,
+                    source: &source,
+                    mode,
+                    size: metadata.len(),
+                })?;
             } else if file_type.is_symlink() {
-                let link_target =
-                    std::fs::read_link(&source).map_err(io("reading link", &source))?;
-                if self.link_is_safe(&relative, &source, &link_target) {
-                    symlink(&link_target, &target).map_err(io("creating symlink", &target))?;
-                    self.context.symlinks += 1;
+                let target = std::fs::read_link(&source).map_err(io("reading link", &source))?;
+                if self.link_is_safe(&relative, &source, &target) {
+                    visit(Entry::Symlink {
+                        relative: &relative,
+                        target: &target,
+                    })?;
                 } else {
-                    tracing::warn!(path = %key, target = %link_target.display(), "leaving out a symlink that points outside the source tree");
-                    self.context.left_out.push(key);
+                    tracing::warn!(path = %key, target = %target.display(), "leaving out a symlink that points outside the source tree");
+                    visit(Entry::LeftOut {
+                        relative: &relative,
+                        target: Some(&target),
+                    })?;
                 }
             } else {
                 tracing::warn!(path = %key, "leaving out a special file (fifo, socket or device)");
-                self.context.left_out.push(key);
+                visit(Entry::LeftOut {
+                    relative: &relative,
+                    target: None,
+                })?;
             }
         }
         Ok(())
@@ -428,6 +470,63 @@ impl Walk<'_> {
             Err(_) => true,
         }
     }
+}
+
+/// Copies what [`walk_tree`] hands it under `dest`.
+fn copy_entry(
+    dest: &Path,
+    context: &mut PreparedContext,
+    entry: Entry<'_>,
+) -> Result<(), ContextError> {
+    match entry {
+        Entry::DirStart { relative, .. } => {
+            let target = dest.join(relative);
+            std::fs::create_dir(&target).map_err(io("creating", &target))?;
+        }
+        Entry::DirEnd { relative, mode } => {
+            // Set after the contents are in, so a read-only directory can still be filled.
+            let target = dest.join(relative);
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode & 0o1777))
+                .map_err(io("setting the mode of", &target))?;
+        }
+        Entry::File {
+            relative,
+            source,
+            mode,
+            ..
+        } => {
+            let target = dest.join(relative);
+            let bytes = std::fs::copy(source, &target).map_err(io("copying", source))?;
+            if mode & 0o6000 != 0 {
+                tracing::warn!(path = %relative.display(), "dropping setuid/setgid bits");
+            }
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode & 0o777))
+                .map_err(io("setting the mode of", &target))?;
+            context.files += 1;
+            context.bytes += bytes;
+        }
+        Entry::Symlink { relative, target } => {
+            let link = dest.join(relative);
+            symlink(target, &link).map_err(io("creating symlink", &link))?;
+            context.symlinks += 1;
+        }
+        Entry::LeftOut { relative, .. } => {
+            context
+                .left_out
+                .push(relative.to_string_lossy().into_owned());
+        }
+    }
+    Ok(())
+}
+
+/// The tree's `.s2iignore` rules (none when the file is absent).
+pub(crate) fn read_ignore_rules(tree: &Path) -> Result<IgnoreRules, ContextError> {
+    Ok(
+        match read_tree_file(tree, IGNORE_FILE, &IgnoreRules::default())? {
+            Some(content) => IgnoreRules::parse(IGNORE_FILE, &content)?,
+            None => IgnoreRules::default(),
+        },
+    )
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod context;
 pub mod dockerfile;
 pub mod environment;
 pub mod ignore;
+pub mod pack;
 pub mod scripts;
 
 use std::sync::LazyLock;

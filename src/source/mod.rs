@@ -1,4 +1,5 @@
-//! Fetching the source a SourceBuild names (git, ConfigMap, archive) into a local directory.
+//! Fetching the source a SourceBuild names (git, ConfigMap, archive, OCI artifact) into a local
+//! directory.
 //! Runs only inside the build Pod's init step (`sourcebuild prepare`).
 //!
 //! Every fetcher is blocking (gix and reqwest's blocking client run their own I/O): call
@@ -6,26 +7,32 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::api::Source;
+use crate::api::{Source, SourceOrigin};
 use crate::reason::FailureReason;
 use userinfo::strip_userinfo;
 
 pub mod archive;
 pub mod configmap;
 pub mod git;
+pub mod oci;
 mod userinfo;
 
 pub use archive::{ArchiveError, ArchiveLimits};
 pub use configmap::ConfigMapError;
 pub use git::GitError;
+pub use oci::OciError;
 
-/// Where the build Pod mounts what a source may need.
-#[derive(Clone, Debug, PartialEq)]
+/// Where the build Pod mounts what a source may need, and how registries are reached.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct SourceMounts {
     /// The `kubernetes.io/basic-auth` git Secret (files `username`, `password`), when one is set.
     pub git_secret_dir: Option<PathBuf>,
     /// The ConfigMap volume, for a `configMap` source.
     pub configmap_dir: PathBuf,
+    /// The docker `config.json` for an `oci` source's registry (a missing file is anonymous).
+    pub oci_docker_config: Option<PathBuf>,
+    /// Registries (`host[:port]`) reached over plain HTTP.
+    pub insecure_registries: Vec<String>,
 }
 
 /// A source tree on local disk.
@@ -33,8 +40,11 @@ pub struct SourceMounts {
 pub struct FetchedSource {
     /// Root of the fetched tree (before `contextDir` is applied).
     pub root: PathBuf,
-    /// Resolved commit SHA for git, `sha256:<hex>` for an archive, none for a ConfigMap.
+    /// Resolved commit SHA for git, `sha256:<hex>` for an archive or an OCI artifact's
+    /// manifest, none for a ConfigMap.
     pub revision: Option<String>,
+    /// What an OCI artifact's annotations say it was made from; none for other sources.
+    pub origin: Option<SourceOrigin>,
     /// Where the source came from, for the image's `io.openshift.s2i.build.source-location`
     /// label: the git or archive URL without credentials, or `configmap:<name>`.
     pub location: String,
@@ -55,6 +65,9 @@ pub enum FetchError {
     /// Copying the ConfigMap's files failed.
     #[error(transparent)]
     ConfigMap(#[from] ConfigMapError),
+    /// Pulling or unpacking the OCI artifact failed.
+    #[error(transparent)]
+    Oci(#[from] OciError),
 }
 
 impl FetchError {
@@ -63,6 +76,7 @@ impl FetchError {
     pub fn reason(&self) -> FailureReason {
         match self {
             FetchError::InvalidSource(_) => FailureReason::InvalidSource,
+            FetchError::Oci(error) => error.reason(),
             FetchError::Git(GitError::InvalidUrl { .. })
             | FetchError::Archive(ArchiveError::InvalidUrl { .. })
             | FetchError::ConfigMap(ConfigMapError::InvalidPath { .. }) => {
@@ -79,43 +93,62 @@ pub fn fetch(
     mounts: &SourceMounts,
     dest: &Path,
 ) -> Result<FetchedSource, FetchError> {
-    let revision = match (&source.git, &source.config_map, &source.archive) {
-        (Some(git), None, None) => {
+    let mut origin = None;
+    let revision = match (
+        &source.git,
+        &source.config_map,
+        &source.archive,
+        &source.oci,
+    ) {
+        (Some(git), None, None, None) => {
             Some(git::clone(git, mounts.git_secret_dir.as_deref(), dest)?.commit)
         }
-        (None, Some(config_map), None) => {
+        (None, Some(config_map), None, None) => {
             configmap::copy(config_map, &mounts.configmap_dir, dest)?;
             None
         }
-        (None, None, Some(archive)) => {
+        (None, None, Some(archive), None) => {
             Some(archive::fetch(archive, dest, &ArchiveLimits::default())?.revision)
         }
-        (None, None, None) => {
+        (None, None, None, Some(artifact)) => {
+            let options = oci::OciOptions {
+                insecure_registries: mounts.insecure_registries.clone(),
+                docker_config: mounts.oci_docker_config.clone(),
+            };
+            let pulled = oci::fetch(artifact, &options, dest, &ArchiveLimits::default())?;
+            origin = Some(pulled.origin).filter(|o| !o.is_empty());
+            Some(pulled.digest)
+        }
+        (None, None, None, None) => {
             return Err(FetchError::InvalidSource(
-                "no source set: exactly one of git, configMap or archive is required".into(),
+                "no source set: exactly one of git, configMap, archive or oci is required".into(),
             ));
         }
         _ => {
             return Err(FetchError::InvalidSource(
-                "several sources set: exactly one of git, configMap or archive is allowed".into(),
+                "several sources set: exactly one of git, configMap, archive or oci is allowed"
+                    .into(),
             ));
         }
     };
     Ok(FetchedSource {
         root: dest.to_path_buf(),
         revision,
+        origin,
         location: location(source),
     })
 }
 
 /// Where a source comes from, as the image label `io.openshift.s2i.build.source-location` shows
-/// it: the URL without any userinfo, or `configmap:<name>`. Derived from the spec alone, so
+/// it: the URL without any userinfo, `oci://<image>`, or `configmap:<name>`. Derived from the spec alone, so
 /// `sourcebuild render` writes the same label (and the same Dockerfile bytes) as the build Pod.
 pub fn location(source: &Source) -> String {
     if let Some(git) = &source.git {
         strip_userinfo(&git.url)
     } else if let Some(archive) = &source.archive {
         strip_userinfo(&archive.url)
+    } else if let Some(artifact) = &source.oci {
+        oci::location(artifact)
     } else if let Some(config_map) = &source.config_map {
         format!("configmap:{}", config_map.name)
     } else {

@@ -451,6 +451,7 @@ mod tests {
         let digest = format!("sha256:{}", "5f".repeat(32));
         let report = serde_json::to_string(&PrepareReport::Prepared(PrepareResult {
             revision: Some("a".repeat(40)),
+            origin: None,
             dockerfile_sha256: format!("sha256:{}", "d".repeat(64)),
             builder_image: format!("registry.example.com/s2i/python@sha256:{}", "b".repeat(64)),
         }))
