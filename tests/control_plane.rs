@@ -185,7 +185,10 @@ async fn invalid_sourcebuilds_are_rejected_naming_the_field() {
             |d| {
                 d["spec"]["source"]["configMap"] = json!({"name": "hello-source"});
             },
-            &["spec.source", "exactly one of git, configMap, archive or oci"],
+            &[
+                "spec.source",
+                "exactly one of git, configMap, archive or oci",
+            ],
         ),
         (
             "env name 1BAD",
