@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use sourcebuild::api::{Phase, SourceBuild};
-use support::app::{ASSEMBLE_HOOK, write_app};
+use support::app::{ASSEMBLE_HOOK, tar_gz, write_app};
 use support::http::{HttpServer, Response};
 use support::node::node;
 
@@ -124,17 +124,9 @@ async fn main() {
     let ns = node.namespace("bench-node").await;
     // The test app with its hooks, from an archive on the bridge: no git round trips.
     let (archive, sum) = {
-        use sha2::Digest;
         let dir = tempfile::tempdir().unwrap();
         write_app(dir.path(), Some(ASSEMBLE_HOOK));
-        let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
-            Vec::new(),
-            flate2::Compression::fast(),
-        ));
-        builder.append_dir_all(".", dir.path()).unwrap();
-        let bytes = builder.into_inner().unwrap().finish().unwrap();
-        let sum = hex::encode(sha2::Sha256::digest(&bytes));
-        (bytes, sum)
+        tar_gz(dir.path())
     };
     let server = HttpServer::start(move |_| Response::ok(archive.clone()));
     let stamp = std::time::SystemTime::now()

@@ -21,7 +21,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use sourcebuild::api::{Phase, SourceBuild, SourceBuildStatus};
-use support::app::{ASSEMBLE_HOOK, FAILING_ASSEMBLE_HOOK, write, write_app};
+use support::app::{ASSEMBLE_HOOK, FAILING_ASSEMBLE_HOOK, tar_gz, write, write_app};
 use support::eventually;
 use support::http::{HttpServer, Response, git, git_http_server};
 use support::node::{
@@ -140,7 +140,6 @@ fn app_repo(auth: Option<(&str, &str)>, assemble_hook: &str) -> AppRepo {
 
 /// The test app (with `assemble_hook`) as a .tar.gz, and its sha256 in hex.
 fn app_archive(assemble_hook: &str, greeting: &str) -> (Vec<u8>, String) {
-    use sha2::Digest;
     let dir = tempfile::tempdir().unwrap();
     write_app(dir.path(), Some(assemble_hook));
     std::fs::write(
@@ -148,14 +147,7 @@ fn app_archive(assemble_hook: &str, greeting: &str) -> (Vec<u8>, String) {
         format!("APP_FILE=service.py\nGREETING={greeting}\n"),
     )
     .unwrap();
-    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
-        Vec::new(),
-        flate2::Compression::fast(),
-    ));
-    builder.append_dir_all(".", dir.path()).unwrap();
-    let bytes = builder.into_inner().unwrap().finish().unwrap();
-    let sum = hex::encode(sha2::Sha256::digest(&bytes));
-    (bytes, sum)
+    tar_gz(dir.path())
 }
 
 fn serve_bytes(bytes: Vec<u8>) -> HttpServer {
@@ -535,7 +527,6 @@ async fn git_tag_and_commit_configmap_archive_daeploy_and_context_dir() {
     let archives = serve_bytes(archive);
     // A source tree with the app under app/ (contextDir).
     let nested = {
-        use sha2::Digest;
         let dir = tempfile::tempdir().unwrap();
         write_app(&dir.path().join("app"), Some(ASSEMBLE_HOOK));
         write(
@@ -544,13 +535,7 @@ async fn git_tag_and_commit_configmap_archive_daeploy_and_context_dir() {
             0o644,
         );
         write(&dir.path().join("README"), "not part of the build\n", 0o644);
-        let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
-            Vec::new(),
-            flate2::Compression::fast(),
-        ));
-        builder.append_dir_all(".", dir.path()).unwrap();
-        let bytes = builder.into_inner().unwrap().finish().unwrap();
-        let sum = hex::encode(sha2::Sha256::digest(&bytes));
+        let (bytes, sum) = tar_gz(dir.path());
         (serve_bytes(bytes), sum)
     };
     let push_config = format!(r#"{{"auths": {{"{registry}": {{"auth": "dGVzdDp0ZXN0"}}}}}}"#);

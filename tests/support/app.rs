@@ -226,3 +226,16 @@ pub fn serve_image_once_on(registry: &Registry, image: &str, rootfs: &Path, port
     let _ = app_process.wait();
     answer
 }
+
+/// `dir` as a .tar.gz (the tree under `.`), and the archive's sha256 in hex: an archive source.
+pub fn tar_gz(dir: &Path) -> (Vec<u8>, String) {
+    use sha2::Digest;
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
+    builder.append_dir_all(".", dir).unwrap();
+    let bytes = builder.into_inner().unwrap().finish().unwrap();
+    let sum = hex::encode(sha2::Sha256::digest(&bytes));
+    (bytes, sum)
+}

@@ -697,28 +697,7 @@ impl ControlPlane {
     /// A fresh namespace `<prefix>-<random>`, returned once its `default` ServiceAccount exists
     /// (so Pods can be created in it right away).
     pub async fn namespace(&self, prefix: &str) -> String {
-        let client = self.client().await;
-        let ns = Namespace {
-            metadata: ObjectMeta {
-                generate_name: Some(format!("{prefix}-")),
-                labels: Some([("sourcebuild.dev/test".to_string(), prefix.to_string())].into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let created = Api::<Namespace>::all(client.clone())
-            .create(&PostParams::default(), &ns)
-            .await
-            .expect("create namespace");
-        let name = created.metadata.name.expect("generated name");
-        let accounts: Api<ServiceAccount> = Api::namespaced(client, &name);
-        eventually(
-            &format!("ServiceAccount {name}/default"),
-            Duration::from_secs(60),
-            || async { accounts.get_opt("default").await.ok().flatten() },
-        )
-        .await;
-        name
+        fresh_namespace(self.client().await, prefix).await
     }
 
     /// Server-side apply every CRD in `crds/` and wait until each is Established.
@@ -893,4 +872,31 @@ fn wait_sync(
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A fresh namespace `<prefix>-<random>` made by `client` (an admin), returned once its
+/// `default` ServiceAccount exists (so Pods can be created in it right away). Shared by the
+/// test control plane and the local cluster (`node.rs`).
+pub async fn fresh_namespace(client: Client, prefix: &str) -> String {
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{prefix}-")),
+            labels: Some([("sourcebuild.dev/test".to_string(), prefix.to_string())].into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let created = Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
+    let name = created.metadata.name.expect("generated name");
+    let accounts: Api<ServiceAccount> = Api::namespaced(client, &name);
+    eventually(
+        &format!("ServiceAccount {name}/default"),
+        Duration::from_secs(60),
+        || async { accounts.get_opt("default").await.ok().flatten() },
+    )
+    .await;
+    name
 }

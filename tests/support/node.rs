@@ -14,11 +14,11 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::Api;
 
-use super::control_plane::{client_from_kubeconfig, eventually, repo_root};
+use super::control_plane::{client_from_kubeconfig, eventually, fresh_namespace, repo_root};
 
 pub const OPERATOR_NAMESPACE: &str = "sourcebuild-system";
 pub const OPERATOR_RELEASE: &str = "sourcebuild";
@@ -138,28 +138,7 @@ impl Node {
 
     /// A fresh namespace `<prefix>-<random>`, returned once its `default` ServiceAccount exists.
     pub async fn namespace(&self, prefix: &str) -> String {
-        let client = self.client().await;
-        let ns = Namespace {
-            metadata: ObjectMeta {
-                generate_name: Some(format!("{prefix}-")),
-                labels: Some([("sourcebuild.dev/test".to_string(), prefix.to_string())].into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let created = Api::<Namespace>::all(client.clone())
-            .create(&PostParams::default(), &ns)
-            .await
-            .expect("create namespace");
-        let name = created.metadata.name.expect("generated name");
-        let accounts: Api<ServiceAccount> = Api::namespaced(client, &name);
-        eventually(
-            &format!("ServiceAccount {name}/default"),
-            Duration::from_secs(60),
-            || async { accounts.get_opt("default").await.ok().flatten() },
-        )
-        .await;
-        name
+        fresh_namespace(self.client().await, prefix).await
     }
 
     /// crane against the cluster's registry; its stdout, or a panic with its stderr.
