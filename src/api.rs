@@ -363,6 +363,22 @@ pub struct Output {
     #[schemars(length(max = 64))]
     #[x_kube(validation = kube::core::Rule::new("self.all(k, k.size() <= 255 && k.matches('^[A-Za-z0-9][A-Za-z0-9._/-]*$'))").message("label keys must match [A-Za-z0-9][A-Za-z0-9._/-]* and be at most 255 characters"))]
     pub labels: BTreeMap<String, String>,
+    /// Sign the image and its provenance attestation with a cosign key pair. Unset: the
+    /// operator's default key (`--signing-key-secret`), else the provenance is published
+    /// unsigned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing: Option<Signing>,
+}
+
+/// A cosign key pair to sign with.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Signing {
+    /// A Secret in the SourceBuild's namespace as `cosign generate-key-pair
+    /// k8s://NAMESPACE/NAME` writes it: `cosign.key` (the encrypted private key) and
+    /// `cosign.password`. Mounted into the build Pod's signing steps only; the operator never
+    /// reads it.
+    pub key_secret_ref: SecretReference,
 }
 
 /// One environment variable.
@@ -462,9 +478,13 @@ pub struct BuildRecord {
     /// manifest digest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_revision: Option<String>,
-    /// The pushed image's digest, on success.
+    /// The pushed image's digest: on success, and on a failure after the push
+    /// (`ProvenancePushFailed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// The digest of the image's provenance attestation (an OCI referrer of the image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<String>,
     /// When the build started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
@@ -541,6 +561,10 @@ pub struct SourceBuildStatus {
     /// sha256 of the generated Dockerfile: `sourcebuild render` shows the same bytes offline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dockerfile_sha256: Option<String>,
+    /// What was published with the image of the latest finished build: its SLSA provenance
+    /// attestation and, when signed, its signature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Box<ProvenanceStatus>>,
     /// Tail of the build log when a build fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_snippet: Option<String>,
@@ -556,6 +580,28 @@ pub struct SourceBuildStatus {
     /// What polling (`spec.source.git.pollInterval`) saw of the remote; unset without polling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Box<SourcePollStatus>>,
+}
+
+/// The provenance published for a pushed image.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvenanceStatus {
+    /// `repository@sha256:...`: the image the provenance describes.
+    pub image: String,
+    /// Digest of the attestation manifest, an OCI 1.1 referrer of the image (artifactType
+    /// `application/vnd.in-toto+json`); unset when it could not be published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<String>,
+    /// Whether the attestation and the image are signed (`spec.output.signing` or the
+    /// operator's default key).
+    pub signed: bool,
+    /// Digest of the image's cosign signature manifest, when signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// How the registry links the attestation to the image: `ReferrersAPI`, or `TagSchema`
+    /// (the OCI fallback tag `sha256-<digest>`) for a registry without the referrers API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referrers: Option<String>,
 }
 
 /// What an OCI artifact's annotations say about where its content came from.

@@ -30,6 +30,26 @@ pub const REGISTRY_AUTH_DIR: &str = "/var/run/secrets/sourcebuild/registry";
 pub const OCI_AUTH_DIR: &str = "/var/run/secrets/sourcebuild/oci";
 /// The docker config file name inside [`REGISTRY_AUTH_DIR`] and [`OCI_AUTH_DIR`].
 pub const REGISTRY_AUTH_FILE: &str = "config.json";
+/// The `emptyDir` where prepare leaves its [`PrepareResult`] for the publish step. Kaniko does
+/// not mount it: the build's own `RUN` steps must not be able to rewrite what the provenance
+/// says the image was made from.
+pub const RESULTS_DIR: &str = "/var/run/sourcebuild/results";
+/// prepare's [`PrepareResult`] as JSON, inside [`RESULTS_DIR`].
+pub const PREPARE_RESULT_FILE: &str = "prepare.json";
+/// The `emptyDir` Kaniko writes `<repository>@<digest>` to (`--image-name-with-digest-file`)
+/// for the publish step.
+pub const DIGEST_DIR: &str = "/var/run/sourcebuild/digest";
+/// The file inside [`DIGEST_DIR`].
+pub const DIGEST_FILE: &str = "image";
+/// Where the signing key Secret (`cosign.key`, `cosign.password`) is mounted, in the key check
+/// and the publish step only.
+pub const SIGNING_KEY_DIR: &str = "/var/run/secrets/sourcebuild/signing";
+/// The encrypted private key inside [`SIGNING_KEY_DIR`].
+pub const SIGNING_KEY_FILE: &str = "cosign.key";
+/// Its password inside [`SIGNING_KEY_DIR`] (absent or empty: no password).
+pub const SIGNING_PASSWORD_FILE: &str = "cosign.password";
+/// Environment variable that carries the [`PublishRequest`] JSON into the publish step.
+pub const PUBLISH_REQUEST_ENV: &str = "SOURCEBUILD_PUBLISH_REQUEST";
 /// Largest termination message the kubelet keeps (bytes).
 pub const TERMINATION_MESSAGE_LIMIT: usize = 4096;
 
@@ -87,9 +107,73 @@ pub struct PrepareResult {
     /// The builder image the Dockerfile's FROM names: `repo@sha256:...`, pinned to the manifest
     /// whose config prepare read.
     pub builder_image: String,
+    /// When prepare started (RFC 3339): the provenance's start time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<String>,
 }
 
-/// Why prepare failed, in status terms.
+/// Everything the publish step needs besides what prepare and Kaniko leave it: what the
+/// provenance says about the build request and who ran it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishRequest {
+    /// `spec.output.image`: the image's repository is where the provenance goes.
+    pub output_image: String,
+    /// The SourceBuild's spec as applied: the provenance's external parameters. Secrets appear
+    /// by name only; the operator never has their contents.
+    pub spec: serde_json::Value,
+    /// The SourceBuild's namespace, name and uid, generation and build number: the invocation.
+    pub namespace: String,
+    /// The SourceBuild's name.
+    pub name: String,
+    /// The SourceBuild's uid.
+    pub uid: String,
+    /// The spec generation built.
+    pub generation: i64,
+    /// The build's number within its generation.
+    pub build: i64,
+    /// The provenance's `builder.id` (the operator's `--builder-id`).
+    pub builder_id: String,
+    /// The operator's version.
+    pub operator_version: String,
+    /// The Kaniko image that built the image.
+    pub kaniko_image: String,
+    /// Sign with the key mounted at [`SIGNING_KEY_DIR`] (the Secret's name, for messages).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key_secret: Option<String>,
+    /// Registries (`host[:port]`) reached over plain HTTP.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub insecure_registries: Vec<String>,
+}
+
+/// What the publish step (and the signing key check before the build) reports in its
+/// termination message.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub enum PublishReport {
+    /// The provenance (and signature) are in the registry; for the key check, the key loads.
+    Published(PublishResult),
+    /// The step failed.
+    Failed(PrepareFailure),
+}
+
+/// What was published with the image.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishResult {
+    /// `sha256:<hex>` of the image the provenance describes: Kaniko's digest, as read back.
+    pub subject: String,
+    /// `sha256:<hex>` of the attestation manifest; empty for the key check.
+    pub attestation: String,
+    /// `sha256:<hex>` of the cosign signature manifest, when signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// `ReferrersAPI` or `TagSchema`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referrers: Option<String>,
+}
+
+/// Why a step (prepare, the key check, publish) failed, in status terms.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PrepareFailure {

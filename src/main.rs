@@ -76,6 +76,19 @@ struct ImageArgs {
         value_delimiter = ','
     )]
     insecure_registries: Vec<String>,
+    /// A Secret (in each SourceBuild's namespace) with a cosign key pair to sign images and
+    /// their provenance with, for SourceBuilds without `spec.output.signing`. Unset: their
+    /// provenance is published unsigned.
+    #[arg(long, env = "SOURCEBUILD_SIGNING_KEY_SECRET")]
+    signing_key_secret: Option<String>,
+    /// The provenance's `builder.id`: a URI naming this operator and the cluster it runs in
+    /// (the chart sets one from its release and `clusterName`).
+    #[arg(
+        long,
+        env = "SOURCEBUILD_BUILDER_ID",
+        default_value = "https://sourcebuild.dev/operator"
+    )]
+    builder_id: String,
 }
 
 impl ImageArgs {
@@ -87,6 +100,8 @@ impl ImageArgs {
             insecure_registries: self.insecure_registries.clone(),
             // Decided by the controller at start (`--user-namespaces`); off for `render`.
             user_namespaces: false,
+            signing_key_secret: self.signing_key_secret.clone().filter(|s| !s.is_empty()),
+            builder_id: self.builder_id.clone(),
         }
     }
 }
@@ -179,6 +194,9 @@ struct PrepareArgs {
     /// Where the OCI source's own credentials are mounted; missing: those of --registry-auth-dir.
     #[arg(long, default_value = contract::OCI_AUTH_DIR)]
     oci_auth_dir: PathBuf,
+    /// Where the result is also left for the publish step (if the directory exists).
+    #[arg(long, default_value = contract::RESULTS_DIR)]
+    results_dir: PathBuf,
     /// Log format.
     #[arg(
         long,
@@ -353,6 +371,7 @@ fn run_prepare(args: PrepareArgs) -> Result<()> {
         docker_config: args.registry_auth_dir.join(contract::REGISTRY_AUTH_FILE),
         oci_docker_config: Some(args.oci_auth_dir.join(contract::REGISTRY_AUTH_FILE))
             .filter(|file| file.is_file()),
+        results_dir: Some(args.results_dir).filter(|dir| dir.is_dir()),
     };
     prepare::run(
         &args.workspace,

@@ -44,6 +44,11 @@ pub enum FailureReason {
     /// The build cannot run in its Pod's user namespace: the builder image holds files owned by
     /// user ids the namespace does not map.
     UserNamespaceUnsupported,
+    /// The signing key Secret holds no usable cosign key: missing `cosign.key`, malformed, of
+    /// an unsupported type, or its password is missing or wrong. Found before the build runs.
+    SigningKeyInvalid,
+    /// The image was pushed, but its provenance attestation (or signature) could not be.
+    ProvenancePushFailed,
 }
 
 impl FailureReason {
@@ -67,6 +72,8 @@ impl FailureReason {
             FailureReason::ConfigMapNotFound => "ConfigMapNotFound",
             FailureReason::ServiceAccountNotFound => "ServiceAccountNotFound",
             FailureReason::UserNamespaceUnsupported => "UserNamespaceUnsupported",
+            FailureReason::SigningKeyInvalid => "SigningKeyInvalid",
+            FailureReason::ProvenancePushFailed => "ProvenancePushFailed",
         }
     }
 }
@@ -88,7 +95,7 @@ impl PartialEq<&str> for FailureReason {
 mod tests {
     use super::*;
 
-    const ALL: [FailureReason; 17] = [
+    const ALL: [FailureReason; 19] = [
         FailureReason::SourceFetchFailed,
         FailureReason::InvalidSource,
         FailureReason::AssembleFailed,
@@ -106,6 +113,8 @@ mod tests {
         FailureReason::ConfigMapNotFound,
         FailureReason::ServiceAccountNotFound,
         FailureReason::UserNamespaceUnsupported,
+        FailureReason::SigningKeyInvalid,
+        FailureReason::ProvenancePushFailed,
     ];
 
     #[test]

@@ -112,7 +112,7 @@ pub fn load_source_build(path: &Path) -> Result<SourceBuild, RenderError> {
 
 /// The build Pod the controller would create, as YAML.
 pub fn render_pod(sb: &SourceBuild, settings: &BuildSettings) -> Result<String, RenderError> {
-    Ok(serde_norway::to_string(&build_pod(sb, settings)?)?)
+    Ok(serde_norway::to_string(&build_pod(sb, settings, 1)?)?)
 }
 
 /// The checked-out commit when `dir` is a git work tree, so the rendered Dockerfile carries the

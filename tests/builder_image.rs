@@ -389,6 +389,7 @@ fn spec_overrides_win_over_the_builder_image() {
         },
         docker_config: dir.path().join("no-config.json"),
         oci_docker_config: None,
+        results_dir: None,
     };
     let (workspace, scratch) = volumes(dir.path(), "daeploy");
     let result = prepare_build(&req, &mounts, &workspace, &scratch).unwrap();
@@ -449,6 +450,7 @@ fn prepare_reports_builder_image_pull_failed_for_an_unknown_image_or_tag() {
         },
         docker_config: "/nonexistent/config.json".into(),
         oci_docker_config: None,
+        results_dir: None,
     };
     let dir = tempfile::tempdir().unwrap();
     let (workspace, scratch) = volumes(dir.path(), "unknown");

@@ -19,6 +19,8 @@ fn examples_are_valid_source_builds() {
                 prepare_image: "sourcebuild-operator:test".into(),
                 insecure_registries: vec![],
                 user_namespaces: false,
+                signing_key_secret: None,
+                builder_id: "https://sourcebuild.dev/tests".to_string(),
             };
             let pod =
                 render_pod(&sb, &settings).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

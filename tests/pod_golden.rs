@@ -21,6 +21,8 @@ fn settings() -> BuildSettings {
         prepare_image: "registry.example.com/sourcebuild/operator:0.1.0".to_string(),
         insecure_registries: vec![],
         user_namespaces: false,
+        signing_key_secret: None,
+        builder_id: "https://sourcebuild.dev/tests".to_string(),
     }
 }
 
@@ -176,7 +178,7 @@ fn build_pods_match_golden_files() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/pod");
     let update = std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1");
     for (case, sb) in cases() {
-        let pod = build_pod(&sb, &settings()).unwrap();
+        let pod = build_pod(&sb, &settings(), 1).unwrap();
         let yaml = serde_norway::to_string(&pod).unwrap();
         let path = dir.join(format!("{case}.yaml"));
         if update {

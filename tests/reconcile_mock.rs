@@ -53,6 +53,8 @@ fn settings() -> BuildSettings {
         prepare_image: "sourcebuild-operator:test".into(),
         insecure_registries: vec![],
         user_namespaces: false,
+        signing_key_secret: None,
+        builder_id: "https://sourcebuild.dev/tests".to_string(),
     }
 }
 
@@ -74,7 +76,7 @@ fn source_build(generation: i64, status: Option<SourceBuildStatus>) -> SourceBui
 
 /// The Pod the controller would have created for `sb`, with the given status.
 fn pod_for(sb: &SourceBuild, status: Value) -> Pod {
-    let mut pod = build_pod(sb, &settings()).unwrap();
+    let mut pod = build_pod(sb, &settings(), 1).unwrap();
     pod.metadata.creation_timestamp = Some(Time(Timestamp::now()));
     pod.status = Some(serde_json::from_value(status).unwrap());
     pod
@@ -281,7 +283,7 @@ fn echo_status(sb: &SourceBuild) -> Value {
 #[tokio::test]
 async fn a_new_build_creates_its_pod_then_records_running() {
     let sb = source_build(1, None);
-    let pod = build_pod(&sb, &settings()).unwrap();
+    let pod = build_pod(&sb, &settings(), 1).unwrap();
     let script = vec![
         pod_created(&pod),
         expect(Method::PATCH, status_path(), 200, echo_status(&sb)),
@@ -308,7 +310,7 @@ async fn a_pod_whose_watch_event_beats_its_create_answer_is_not_left_awaited() {
     // the create recorded only on its answer, the record would wait for an event already gone
     // and count as a create the API server has not shown us, which holds progress back.
     let sb = source_build(1, None);
-    let pod = build_pod(&sb, &settings()).unwrap();
+    let pod = build_pod(&sb, &settings(), 1).unwrap();
     let harness = harness(vec![]);
     let caches = harness.ctx.caches.clone();
     let mut shown = pod.clone();
@@ -390,7 +392,7 @@ async fn a_stuck_pod_records_pending_and_a_warning() {
 #[tokio::test]
 async fn routine_events_are_published_only_when_asked_for() {
     let sb = source_build(1, None);
-    let pod = build_pod(&sb, &settings()).unwrap();
+    let pod = build_pod(&sb, &settings(), 1).unwrap();
     let mut quiet = harness(vec![]);
     Arc::get_mut(&mut quiet.ctx)
         .unwrap()
@@ -508,7 +510,7 @@ async fn a_spec_change_stops_the_running_build_and_starts_the_new_one() {
         Timestamp::now(),
     );
     let sb = source_build(2, Some(running_status));
-    let new_pod = build_pod(&sb, &settings()).unwrap();
+    let new_pod = build_pod(&sb, &settings(), 1).unwrap();
     let script = vec![
         expect(
             Method::DELETE,
@@ -772,7 +774,7 @@ async fn a_new_rebuild_value_creates_the_next_pod_of_the_same_generation() {
         .annotations
         .get_or_insert_default()
         .insert("sourcebuild.dev/rebuild".into(), "2026-01-05".into());
-    let mut second = build_pod(&sb, &settings()).unwrap();
+    let mut second = build_pod(&sb, &settings(), 1).unwrap();
     second.metadata.name = Some("app-build-1-2".into());
     let script = vec![
         pod_created(&second),
@@ -984,7 +986,7 @@ async fn queued(harness: Harness) -> Harness {
 #[tokio::test]
 async fn in_a_burst_a_new_build_gets_its_pod_first_and_its_status_after() {
     let sb = source_build(1, None);
-    let pod = build_pod(&sb, &settings()).unwrap();
+    let pod = build_pod(&sb, &settings(), 1).unwrap();
     let create = || pod_created(&pod);
     // Many builds wait to start: the Pod only; status and Events come later.
     let (bodies, events, action) =
@@ -1087,7 +1089,7 @@ async fn a_build_first_recorded_running_writes_one_status_and_its_start_event() 
 #[tokio::test]
 async fn a_pod_created_with_its_status_put_off_is_not_created_again() {
     let sb = source_build(1, None);
-    let pod = build_pod(&sb, &settings()).unwrap();
+    let pod = build_pod(&sb, &settings(), 1).unwrap();
     let Harness {
         ctx, mut handle, ..
     } = queued(in_a_burst(vec![])).await;

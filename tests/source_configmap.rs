@@ -6,6 +6,8 @@ use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
+use sha2::{Digest, Sha256};
+
 use sourcebuild::api::{ConfigMapSource, KeyToPath, Source};
 use sourcebuild::source::{ConfigMapError, FetchError, SourceMounts, fetch};
 
@@ -81,7 +83,13 @@ fn every_key_without_items_and_no_kubelet_bookkeeping() {
     fs::create_dir(&dest).unwrap();
     let fetched = fetch(&source(&[]), &mounts(&mount), &dest).unwrap();
     assert_eq!(fetched.root, dest);
-    assert_eq!(fetched.revision, None);
+    // The revision is the content's digest: each file's path, length and bytes, in path order.
+    let mut expected = Sha256::new();
+    for (path, content) in [("index.html", "<h1>hi</h1>\n"), ("package.json", "{}\n")] {
+        expected.update(format!("{path}\0{}\0{content}", content.len()).as_bytes());
+    }
+    let expected = format!("sha256:{}", hex::encode(expected.finalize()));
+    assert_eq!(fetched.revision.as_deref(), Some(expected.as_str()));
     assert_eq!(fetched.location, "configmap:app-src");
     assert_eq!(names(&dest), ["index.html", "package.json"]);
     let index = dest.join("index.html");

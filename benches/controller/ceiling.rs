@@ -458,8 +458,10 @@ fn template() -> Result<Pod, String> {
         prepare_image: "registry.example.com/sourcebuild/operator:0.1.0".into(),
         insecure_registries: vec![],
         user_namespaces: false,
+        signing_key_secret: None,
+        builder_id: "https://sourcebuild.dev/tests".to_string(),
     };
-    let mut pod = build_pod(&sb, &settings).map_err(|e| e.to_string())?;
+    let mut pod = build_pod(&sb, &settings, 1).map_err(|e| e.to_string())?;
     pod.metadata.labels = None;
     pod.metadata.owner_references = None;
     pod.metadata.namespace = None;

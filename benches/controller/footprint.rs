@@ -192,9 +192,11 @@ fn finished_pod(i: usize) -> Value {
         prepare_image: "registry.example.com/sourcebuild/operator:0.1.0".into(),
         insecure_registries: vec![],
         user_namespaces: false,
+        signing_key_secret: None,
+        builder_id: "https://sourcebuild.dev/tests".to_string(),
     };
     let mut pod =
-        serde_json::to_value(build_pod(&sb, &settings).expect("a build Pod")).expect("JSON");
+        serde_json::to_value(build_pod(&sb, &settings, 1).expect("a build Pod")).expect("JSON");
     let meta = &mut pod["metadata"];
     meta["name"] = json!(format!("{}-build-1", name(i)));
     meta["uid"] = json!(format!("0f1e2d3c-0000-4000-8000-{i:012}"));

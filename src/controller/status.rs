@@ -10,9 +10,10 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::{BuildRecord, Phase, SourceBuildStatus, Trigger};
+use crate::api::{BuildRecord, Phase, ProvenanceStatus, SourceBuildStatus, Trigger};
 use crate::contract::PrepareResult;
 use crate::outcome::{BuildFailure, BuildResult};
+use crate::reason::FailureReason;
 
 /// Condition type: an image built from the current spec is available.
 pub const READY: &str = "Ready";
@@ -245,6 +246,16 @@ pub fn record_history(status: &mut SourceBuildStatus, limit: usize) {
             .any(|r| r.generation == generation && r.build == build);
         if !known {
             let succeeded = phase == Phase::Succeeded;
+            let reason = status.condition(SUCCEEDED).map(|c| c.reason.clone());
+            // Pushed, but without its provenance: the image exists, so the record names it.
+            let pushed = status
+                .provenance
+                .as_ref()
+                .filter(|_| {
+                    reason.as_deref() == Some(FailureReason::ProvenancePushFailed.as_str())
+                })
+                .and_then(|p| p.image.rsplit_once('@'))
+                .map(|(_, digest)| digest.to_string());
             let record = BuildRecord {
                 generation,
                 build,
@@ -252,9 +263,14 @@ pub fn record_history(status: &mut SourceBuildStatus, limit: usize) {
                 trigger: status.trigger,
                 pod_name: status.pod_name.clone(),
                 phase,
-                reason: status.condition(SUCCEEDED).map(|c| c.reason.clone()),
+                reason,
                 source_revision: status.source_revision.clone(),
-                digest: status.digest.clone().filter(|_| succeeded),
+                digest: status.digest.clone().filter(|_| succeeded).or(pushed),
+                attestation: status
+                    .provenance
+                    .as_ref()
+                    .filter(|_| succeeded)
+                    .and_then(|p| p.attestation.clone()),
                 start_time: status.start_time.clone(),
                 completion_time: status.completion_time.clone(),
             };
@@ -306,6 +322,15 @@ pub fn succeeded(
     status.latest_image = Some(result.image.clone());
     status.digest = Some(result.digest.clone());
     set_provenance(&mut status, Some(&result.provenance));
+    status.provenance = result.published.as_ref().map(|p| {
+        Box::new(ProvenanceStatus {
+            image: result.image.clone(),
+            attestation: Some(p.attestation.clone()),
+            signed: p.signature.is_some(),
+            signature: p.signature.clone(),
+            referrers: p.referrers.clone(),
+        })
+    });
     let message = format!("pushed {}", result.image);
     set_settled(&mut status, "True", "Succeeded", &message, generation, now);
     summarize(&mut status, now);
@@ -328,6 +353,12 @@ pub fn failed(
     status.completion_time = Some(Time(now));
     status.log_snippet = failure.log_snippet.clone();
     set_provenance(&mut status, failure.provenance.as_ref());
+    if let Some(image) = &failure.pushed_image {
+        status.provenance = Some(Box::new(ProvenanceStatus {
+            image: image.clone(),
+            ..ProvenanceStatus::default()
+        }));
+    }
     let reason = failure.reason.as_str();
     set_settled(
         &mut status,
@@ -490,6 +521,7 @@ mod tests {
             }),
             dockerfile_sha256: format!("sha256:{}", "d".repeat(64)),
             builder_image: "quay.io/sclorg/python-312-c9s:c9s".into(),
+            started: None,
         }
     }
 
@@ -510,6 +542,7 @@ mod tests {
             digest: format!("sha256:{}", "a".repeat(64)),
             image: format!("registry.example.com/team/app@sha256:{}", "a".repeat(64)),
             provenance: provenance(),
+            published: None,
         }
     }
 
@@ -580,6 +613,7 @@ mod tests {
             message: "assemble exited with code 1".into(),
             log_snippet: Some("ERROR: No matching distribution found".into()),
             provenance: None,
+            pushed_image: None,
         };
         let bad = failed(
             &next,
@@ -622,6 +656,7 @@ mod tests {
             message: "assemble exited with code 3".into(),
             log_snippet: None,
             provenance: None,
+            pushed_image: None,
         }
     }
 

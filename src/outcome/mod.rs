@@ -3,8 +3,10 @@
 //! Pure: [`BuildOutcome::from_pod`] reads only the Pod object (spec and status), so the
 //! controller can call it on every watch event. What it relies on is set up by [`crate::pod`]:
 //! the `prepare` init container reports a [`PrepareReport`] in its termination message (policy
-//! `File`), the Kaniko `build` container writes the digest to its termination message
-//! (`--digest-file`) and falls back to its log tail when it fails (`FallbackToLogsOnError`).
+//! `File`), the Kaniko `build` init container writes the digest to its termination message
+//! (`--digest-file`) and falls back to its log tail when it fails (`FallbackToLogsOnError`), and
+//! the `publish` container (and the `signing-key` check) report a [`PublishReport`]. Kaniko's
+//! digest is the one truth about the image: publish's report must name the same one.
 
 mod kaniko;
 mod pod_view;
@@ -16,8 +18,10 @@ mod text;
 use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
 use serde::Deserialize;
 
-use crate::contract::{PrepareReport, PrepareResult};
-use crate::pod::{BUILD_CONTAINER, PREPARE_CONTAINER, image_repository};
+use crate::contract::{PrepareReport, PrepareResult, PublishReport, PublishResult};
+use crate::pod::{
+    BUILD_CONTAINER, PREPARE_CONTAINER, PUBLISH_CONTAINER, SIGNING_KEY_CONTAINER, image_repository,
+};
 use crate::reason::FailureReason;
 use kaniko::{classify_kaniko_failure, kaniko_error_line};
 use pod_view::PodView;
@@ -38,7 +42,7 @@ pub enum BuildOutcome {
         /// What the Pod waits on, when it is worth telling the user.
         message: Option<String>,
     },
-    /// Kaniko is building.
+    /// Kaniko is building, or the provenance is being published.
     Running,
     /// The image was built and pushed.
     Succeeded(BuildResult),
@@ -55,6 +59,8 @@ pub struct BuildResult {
     pub image: String,
     /// What the image was built from.
     pub provenance: PrepareResult,
+    /// What was published with it; none for a Pod made before provenance was published.
+    pub published: Option<PublishResult>,
 }
 
 /// Why a build produced no image.
@@ -69,6 +75,9 @@ pub struct BuildFailure {
     pub log_snippet: Option<String>,
     /// What the build was made from, when prepare got that far.
     pub provenance: Option<PrepareResult>,
+    /// `<repository>@<digest>` when the image was pushed before the build failed (its
+    /// provenance could not be published).
+    pub pushed_image: Option<String>,
 }
 
 /// Waiting reasons that mean an image cannot be pulled.
@@ -84,7 +93,19 @@ impl BuildOutcome {
         let provenance = view.provenance();
 
         if let Some(t) = view.build_terminated().filter(|t| t.exit_code == 0) {
-            return succeeded(&view, t, provenance);
+            // A Pod of an older release has no publish step: Kaniko's push ends its build.
+            if view.container_spec(PUBLISH_CONTAINER).is_none() {
+                return succeeded(&view, t, provenance, None);
+            }
+            if let Some(published) = view.terminated(PUBLISH_CONTAINER) {
+                return publish_ended(&view, t, published, provenance);
+            }
+            // What Kaniko left is already no image of known origin: publishing cannot mend it.
+            if let failure @ BuildOutcome::Failed(_) =
+                succeeded(&view, t, provenance.clone(), None)
+            {
+                return failure;
+            }
         }
 
         for (container, t) in view.terminated_containers() {
@@ -133,10 +154,16 @@ impl BuildOutcome {
             );
         }
 
+        if let Some(t) = view
+            .terminated(SIGNING_KEY_CONTAINER)
+            .filter(|t| t.exit_code != 0)
+        {
+            return signing_key_failed(t);
+        }
         if let Some(t) = view.prepare_terminated().filter(|t| t.exit_code != 0) {
             return prepare_failed(t);
         }
-        if let Some(t) = view.build_terminated() {
+        if let Some(t) = view.build_terminated().filter(|t| t.exit_code != 0) {
             return build_failed(t, provenance);
         }
 
@@ -185,7 +212,7 @@ impl BuildOutcome {
             }
         }
 
-        if view.build_running() {
+        if view.build_running() || view.running(PUBLISH_CONTAINER) {
             return BuildOutcome::Running;
         }
         BuildOutcome::Pending {
@@ -205,13 +232,83 @@ fn failed(
         message,
         log_snippet,
         provenance,
+        pushed_image: None,
     })
+}
+
+/// Kaniko pushed the image and the publish step ended: with the provenance published (for the
+/// image Kaniko pushed, nothing else), or with the image left without it.
+fn publish_ended(
+    view: &PodView<'_>,
+    build: &ContainerStateTerminated,
+    publish: &ContainerStateTerminated,
+    provenance: Option<PrepareResult>,
+) -> BuildOutcome {
+    let text = publish.message.as_deref().unwrap_or("").trim();
+    let report = serde_json::from_str::<PublishReport>(text);
+    let outcome = match (publish.exit_code, report) {
+        (0, Ok(PublishReport::Published(result))) => {
+            return succeeded(view, build, provenance, Some(result));
+        }
+        (_, Ok(PublishReport::Failed(failure)))
+            if matches!(
+                failure.reason,
+                FailureReason::ProvenancePushFailed | FailureReason::SigningKeyInvalid
+            ) =>
+        {
+            (failure.reason, failure.message)
+        }
+        (_, Ok(PublishReport::Failed(failure))) => (
+            FailureReason::ProvenancePushFailed,
+            format!("{} (publish reported reason {})", failure.message, failure.reason),
+        ),
+        (code, _) => (
+            FailureReason::ProvenancePushFailed,
+            format!(
+                "container {PUBLISH_CONTAINER} exited with code {code} without a readable report{}",
+                if text.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", bounded_tail(&strip_ansi(text), QUOTE_MAX_BYTES))
+                }
+            ),
+        ),
+    };
+    let pushed = match succeeded(view, build, provenance.clone(), None) {
+        BuildOutcome::Succeeded(result) => result.image,
+        other => return other,
+    };
+    BuildOutcome::Failed(BuildFailure {
+        reason: outcome.0,
+        message: format!(
+            "the image was pushed as {pushed}, but its provenance was not published: {}",
+            outcome.1
+        ),
+        log_snippet: None,
+        provenance,
+        pushed_image: Some(pushed),
+    })
+}
+
+/// The key check before the build failed: the Secret's key cannot sign.
+fn signing_key_failed(t: &ContainerStateTerminated) -> BuildOutcome {
+    let text = t.message.as_deref().unwrap_or("").trim();
+    let message = match serde_json::from_str::<PublishReport>(text) {
+        Ok(PublishReport::Failed(failure)) => failure.message,
+        _ if text.is_empty() => format!(
+            "container {SIGNING_KEY_CONTAINER} exited with code {} without a report",
+            t.exit_code
+        ),
+        _ => bounded_tail(&strip_ansi(text), QUOTE_MAX_BYTES).to_string(),
+    };
+    failed(FailureReason::SigningKeyInvalid, message, None, None)
 }
 
 fn succeeded(
     view: &PodView<'_>,
     t: &ContainerStateTerminated,
     provenance: Option<PrepareResult>,
+    published: Option<PublishResult>,
 ) -> BuildOutcome {
     let message = t.message.as_deref().unwrap_or("");
     let Some(digest) = valid_digest(message) else {
@@ -234,11 +331,24 @@ fn succeeded(
         );
     };
     let image = format!("{}@{digest}", image_repository(destination));
+    if let Some(published) = published.as_ref().filter(|p| p.subject != digest) {
+        return failed(
+            FailureReason::InvalidDigest,
+            format!(
+                "Kaniko pushed {image} but container {PUBLISH_CONTAINER} published provenance for \
+                 {:?}",
+                bounded_head(&published.subject, QUOTE_MAX_BYTES)
+            ),
+            None,
+            provenance,
+        );
+    }
     match provenance {
         Some(provenance) => BuildOutcome::Succeeded(BuildResult {
             digest: digest.to_string(),
             image,
             provenance,
+            published,
         }),
         // Without prepare's report the status could not say what the image was built from;
         // an image of unknown origin is not a successful build.
@@ -285,7 +395,9 @@ fn deadline_exceeded(view: &PodView<'_>, provenance: Option<PrepareResult>) -> B
             provenance,
         );
     }
-    let stage = if view.build_started() {
+    let stage = if view.started(PUBLISH_CONTAINER) {
+        "while publishing the provenance"
+    } else if view.build_started() {
         "while Kaniko was building"
     } else if view.prepare_started() {
         "while fetching the source"

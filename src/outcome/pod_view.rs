@@ -99,7 +99,11 @@ impl<'a> PodView<'a> {
     }
 
     pub(super) fn build_running(&self) -> bool {
-        self.status(BUILD_CONTAINER)
+        self.running(BUILD_CONTAINER)
+    }
+
+    pub(super) fn running(&self, name: &str) -> bool {
+        self.status(name)
             .and_then(|s| s.state.as_ref())
             .is_some_and(|st| st.running.is_some())
     }

@@ -103,8 +103,10 @@ fn pod() -> Pod {
         prepare_image: "registry.example.com/sourcebuild/operator:0.1.0".to_string(),
         insecure_registries: vec![],
         user_namespaces: false,
+        signing_key_secret: None,
+        builder_id: "https://sourcebuild.dev/tests".to_string(),
     };
-    build_pod(&sb, &settings).unwrap()
+    build_pod(&sb, &settings, 1).unwrap()
 }
 
 fn provenance() -> PrepareResult {
@@ -113,6 +115,7 @@ fn provenance() -> PrepareResult {
         origin: None,
         dockerfile_sha256: format!("sha256:{}", "d".repeat(64)),
         builder_image: "registry.example.com/s2i/base:1".to_string(),
+        started: None,
     }
 }
 
@@ -197,12 +200,40 @@ fn failure(outcome: BuildOutcome) -> BuildFailure {
     }
 }
 
+/// A Pod of the current shape: prepare and Kaniko done, then `publish` as given.
+fn with_publish(phase: &str, publish: ContainerStatus) -> Pod {
+    let mut pod = pod();
+    pod.status = Some(PodStatus {
+        phase: Some(phase.to_string()),
+        init_container_statuses: Some(vec![
+            prepared(),
+            terminated(BUILD_CONTAINER, 0, "Completed", &format!("{DIGEST}\n")),
+        ]),
+        container_statuses: Some(vec![publish]),
+        ..PodStatus::default()
+    });
+    pod
+}
+
+fn published_result(subject: &str) -> PublishResult {
+    PublishResult {
+        subject: subject.to_string(),
+        attestation: format!("sha256:{}", "e".repeat(64)),
+        signature: Some(format!("sha256:{}", "f".repeat(64))),
+        referrers: Some("ReferrersAPI".to_string()),
+    }
+}
+
+fn publish_report(report: &PublishReport) -> String {
+    serde_json::to_string(report).unwrap()
+}
+
 #[test]
-fn success_reports_digest_image_and_provenance() {
-    let pod = with_status(
+fn success_reports_digest_image_provenance_and_what_was_published() {
+    let report = publish_report(&PublishReport::Published(published_result(DIGEST)));
+    let pod = with_publish(
         "Succeeded",
-        prepared(),
-        terminated(BUILD_CONTAINER, 0, "Completed", &format!("{DIGEST}\n")),
+        terminated(PUBLISH_CONTAINER, 0, "Completed", &report),
     );
     assert_eq!(
         from_pod(&pod),
@@ -210,8 +241,103 @@ fn success_reports_digest_image_and_provenance() {
             digest: DIGEST.to_string(),
             image: format!("registry.example.com:5000/team/app@{DIGEST}"),
             provenance: provenance(),
+            published: Some(published_result(DIGEST)),
         })
     );
+}
+
+#[test]
+fn a_pod_without_a_publish_step_succeeds_when_kaniko_does() {
+    // Build Pods made by a release before provenance: Kaniko was the last (and main) container.
+    let mut pod = with_status(
+        "Succeeded",
+        prepared(),
+        terminated(BUILD_CONTAINER, 0, "Completed", &format!("{DIGEST}\n")),
+    );
+    let spec = pod.spec.as_mut().unwrap();
+    let kaniko = spec.init_containers.as_mut().unwrap().pop().unwrap();
+    assert_eq!(kaniko.name, BUILD_CONTAINER);
+    spec.containers = vec![kaniko];
+    assert_eq!(
+        from_pod(&pod),
+        BuildOutcome::Succeeded(BuildResult {
+            digest: DIGEST.to_string(),
+            image: format!("registry.example.com:5000/team/app@{DIGEST}"),
+            provenance: provenance(),
+            published: None,
+        })
+    );
+}
+
+#[test]
+fn the_build_runs_until_the_provenance_is_published() {
+    let pod = with_publish("Running", running(PUBLISH_CONTAINER));
+    assert_eq!(from_pod(&pod), BuildOutcome::Running);
+    // The kubelet has not started publish yet: Kaniko's success alone is no result.
+    let pod = with_publish(
+        "Pending",
+        waiting(PUBLISH_CONTAINER, "PodInitializing", ""),
+    );
+    assert!(matches!(from_pod(&pod), BuildOutcome::Pending { .. }));
+}
+
+#[test]
+fn a_failed_provenance_push_keeps_the_pushed_image() {
+    let report = publish_report(&PublishReport::Failed(PrepareFailure {
+        reason: FailureReason::ProvenancePushFailed,
+        message: "registry.example.com:5000/team/app: pushing the attestation: 403 DENIED".into(),
+    }));
+    let pod = with_publish("Failed", terminated(PUBLISH_CONTAINER, 1, "Error", &report));
+    let f = failure(from_pod(&pod));
+    assert_eq!(f.reason, FailureReason::ProvenancePushFailed);
+    let image = format!("registry.example.com:5000/team/app@{DIGEST}");
+    assert_eq!(f.pushed_image.as_deref(), Some(image.as_str()));
+    assert!(f.message.contains(&image), "{}", f.message);
+    assert!(f.message.contains("403 DENIED"), "{}", f.message);
+    assert_eq!(f.provenance, Some(provenance()));
+
+    // No readable report (killed, or an image of another release): still the image is named.
+    let pod = with_publish("Failed", terminated(PUBLISH_CONTAINER, 2, "Error", "panic: oh"));
+    let f = failure(from_pod(&pod));
+    assert_eq!(f.reason, FailureReason::ProvenancePushFailed);
+    assert_eq!(f.pushed_image.as_deref(), Some(image.as_str()));
+    assert!(f.message.contains("exited with code 2"), "{}", f.message);
+    assert!(f.message.contains("panic: oh"), "{}", f.message);
+}
+
+#[test]
+fn provenance_for_another_digest_is_no_success() {
+    let other = format!("sha256:{}", "0".repeat(64));
+    let report = publish_report(&PublishReport::Published(published_result(&other)));
+    let pod = with_publish(
+        "Succeeded",
+        terminated(PUBLISH_CONTAINER, 0, "Completed", &report),
+    );
+    let f = failure(from_pod(&pod));
+    assert_eq!(f.reason, FailureReason::InvalidDigest);
+    assert!(f.message.contains(&other), "{}", f.message);
+}
+
+#[test]
+fn a_bad_signing_key_fails_before_the_build_with_its_reason() {
+    let report = publish_report(&PublishReport::Failed(PrepareFailure {
+        reason: FailureReason::SigningKeyInvalid,
+        message: "Secret \"cosign\": cosign.key is encrypted and cosign.password is missing"
+            .into(),
+    }));
+    let mut pod = pod();
+    pod.status = Some(PodStatus {
+        phase: Some("Failed".to_string()),
+        init_container_statuses: Some(vec![
+            terminated(SIGNING_KEY_CONTAINER, 1, "Error", &report),
+            waiting(PREPARE_CONTAINER, "PodInitializing", ""),
+        ]),
+        ..PodStatus::default()
+    });
+    let f = failure(from_pod(&pod));
+    assert_eq!(f.reason, FailureReason::SigningKeyInvalid);
+    assert!(f.message.contains("cosign.password is missing"), "{}", f.message);
+    assert_eq!(f.pushed_image, None);
 }
 
 #[test]
@@ -463,7 +589,9 @@ fn oom_killed_wins_and_names_the_memory_limit() {
         prepared(),
         terminated(BUILD_CONTAINER, 137, "OOMKilled", ""),
     );
-    pod.spec.as_mut().unwrap().containers[0].resources = None;
+    let spec = pod.spec.as_mut().unwrap();
+    let kaniko = spec.init_containers.iter_mut().flatten();
+    kaniko.for_each(|c| c.resources = None);
     let f = failure(from_pod(&pod));
     assert!(f.message.contains("no memory limit"), "{}", f.message);
 }

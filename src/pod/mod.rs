@@ -1,9 +1,12 @@
 //! SourceBuild + operator settings -> the build Pod for one spec generation.
 //!
-//! The Pod has two steps sharing an `emptyDir` workspace: the `prepare` init container (our own
-//! image) fetches the source and writes the build context and Dockerfile, then the `build`
-//! container (Kaniko) builds, pushes and writes the digest to its termination message, where
-//! `outcome` reads it back. Everything here is pure: same input, same Pod, byte for byte.
+//! The Pod's steps run one after the other: with a signing key, the `signing-key` init
+//! container (our image) first checks that the key loads, so a bad key fails before anything is
+//! pushed; the `prepare` init container (our image) fetches the source and writes the build
+//! context and Dockerfile into an `emptyDir` workspace; the `build` init container (Kaniko)
+//! builds, pushes and writes the digest to its termination message, where `outcome` reads it
+//! back; the `publish` container (our image) pushes the image's SLSA provenance next to it, signed
+//! when a key is mounted. Everything here is pure: same input, same Pod, byte for byte.
 
 #[cfg(test)]
 mod tests;
@@ -22,8 +25,9 @@ use sha2::{Digest, Sha256};
 
 use crate::api::SourceBuild;
 use crate::contract::{
-    CONFIGMAP_DIR, GIT_SECRET_DIR, OCI_AUTH_DIR, PrepareRequest, REGISTRY_AUTH_DIR,
-    REGISTRY_AUTH_FILE, REQUEST_ENV, SCRATCH_DIR, WORKSPACE_DIR,
+    CONFIGMAP_DIR, DIGEST_DIR, DIGEST_FILE, GIT_SECRET_DIR, OCI_AUTH_DIR, PUBLISH_REQUEST_ENV,
+    PrepareRequest, PublishRequest, REGISTRY_AUTH_DIR, REGISTRY_AUTH_FILE, REQUEST_ENV,
+    RESULTS_DIR, SCRATCH_DIR, SIGNING_KEY_DIR, WORKSPACE_DIR,
 };
 
 /// Label selecting every build Pod of one SourceBuild (value: [`name_label_value`]).
@@ -41,8 +45,14 @@ pub const ANNOTATION_NAME: &str = "sourcebuild.dev/name";
 
 /// Name of the init container that fetches the source and writes the build context.
 pub const PREPARE_CONTAINER: &str = "prepare";
-/// Name of the Kaniko container that builds and pushes the image.
+/// Name of the Kaniko init container that builds and pushes the image.
 pub const BUILD_CONTAINER: &str = "build";
+/// Name of the init container that checks the signing key before anything is built.
+pub const SIGNING_KEY_CONTAINER: &str = "signing-key";
+/// Name of the container that publishes the image's provenance (and signature).
+pub const PUBLISH_CONTAINER: &str = "publish";
+/// The operator's version, recorded in the provenance of every image it builds.
+pub const OPERATOR_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Where the kubelet reads the termination message from (the Kubernetes default, spelled out
 /// because Kaniko's `--digest-file` points at it).
 pub const TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
@@ -57,6 +67,9 @@ const GIT_SECRET_VOLUME: &str = "git-secret";
 const CONFIGMAP_VOLUME: &str = "source-configmap";
 const PUSH_SECRET_VOLUME: &str = "push-secret";
 const OCI_SECRET_VOLUME: &str = "oci-secret";
+const RESULTS_VOLUME: &str = "results";
+const DIGEST_VOLUME: &str = "digest";
+const SIGNING_KEY_VOLUME: &str = "signing-key";
 
 /// Longest DNS label (Pod hostnames) and longest label value.
 const MAX_LABEL_LEN: usize = 63;
@@ -78,6 +91,10 @@ pub struct BuildSettings {
     /// Build Pods get their own user namespace (`hostUsers: false`) unless their spec asks for
     /// the node's users: root in the build is then an unprivileged user on the node.
     pub user_namespaces: bool,
+    /// The signing key Secret used when `spec.output.signing` is unset; none: unsigned.
+    pub signing_key_secret: Option<String>,
+    /// The provenance's `builder.id`: who built the image (the operator, in its cluster).
+    pub builder_id: String,
 }
 
 /// Why no Pod could be built: the SourceBuild lacks metadata the API server always sets.
@@ -191,6 +208,7 @@ fn kaniko_args(sb: &SourceBuild, settings: &BuildSettings) -> Vec<String> {
         format!("--dockerfile={WORKSPACE_DIR}/Dockerfile"),
         format!("--destination={output}"),
         format!("--digest-file={TERMINATION_MESSAGE_PATH}"),
+        format!("--image-name-with-digest-file={DIGEST_DIR}/{DIGEST_FILE}"),
         "--snapshot-mode=redo".to_string(),
     ];
     if let Some(cache) = sb.spec.cache.as_ref().filter(|c| c.enabled) {
@@ -211,6 +229,46 @@ fn kaniko_args(sb: &SourceBuild, settings: &BuildSettings) -> Vec<String> {
 /// ask for the node's users; unset otherwise (the node's users, the Kubernetes default).
 fn host_users(spec: &crate::api::SourceBuildSpec, settings: &BuildSettings) -> Option<bool> {
     (settings.user_namespaces && spec.host_users != Some(true)).then_some(false)
+}
+
+/// The signing key Secret of a build: the spec's, else the operator's default.
+pub fn signing_key_secret<'a>(
+    spec: &'a crate::api::SourceBuildSpec,
+    settings: &'a BuildSettings,
+) -> Option<&'a str> {
+    spec.output
+        .signing
+        .as_ref()
+        .map(|s| s.key_secret_ref.name.as_str())
+        .or(settings.signing_key_secret.as_deref())
+}
+
+/// The request the publish step gets: the spec as applied and who builds it.
+pub fn publish_request(
+    sb: &SourceBuild,
+    settings: &BuildSettings,
+    build: i64,
+) -> Result<PublishRequest, PodError> {
+    let meta = sb.meta();
+    let name = meta.name.clone().ok_or(PodError::MissingName)?;
+    let spec = serde_json::to_value(&sb.spec).map_err(|source| PodError::RequestEncoding {
+        name: name.clone(),
+        source,
+    })?;
+    Ok(PublishRequest {
+        output_image: sb.spec.output.image.clone(),
+        spec,
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        uid: meta.uid.clone().unwrap_or_default(),
+        generation: meta.generation.unwrap_or_default(),
+        build,
+        name,
+        builder_id: settings.builder_id.clone(),
+        operator_version: OPERATOR_VERSION.to_string(),
+        kaniko_image: settings.kaniko_image.clone(),
+        signing_key_secret: signing_key_secret(&sb.spec, settings).map(str::to_string),
+        insecure_registries: settings.insecure_registries.clone(),
+    })
 }
 
 /// The request the init container gets: the spec's source and S2I settings, the builder image
@@ -316,8 +374,12 @@ fn build_security_context() -> SecurityContext {
     }
 }
 
-/// The build Pod for the SourceBuild's current generation.
-pub fn build_pod(sb: &SourceBuild, settings: &BuildSettings) -> Result<Pod, PodError> {
+/// Build Pod number `build` (1 for the first) for the SourceBuild's current generation.
+pub fn build_pod(
+    sb: &SourceBuild,
+    settings: &BuildSettings,
+    build_number: i64,
+) -> Result<Pod, PodError> {
     let meta = sb.meta();
     let name = meta.name.clone().ok_or(PodError::MissingName)?;
     let namespace = meta
@@ -339,11 +401,27 @@ pub fn build_pod(sb: &SourceBuild, settings: &BuildSettings) -> Result<Pod, PodE
         }
     })?;
 
+    let publish_request = serde_json::to_string(&publish_request(sb, settings, build_number)?)
+        .map_err(|source| PodError::RequestEncoding {
+            name: name.clone(),
+            source,
+        })?;
+
     let spec = &sb.spec;
-    let mut volumes = vec![empty_dir(WORKSPACE_VOLUME), empty_dir(SCRATCH_VOLUME)];
+    let mut volumes = vec![
+        empty_dir(WORKSPACE_VOLUME),
+        empty_dir(SCRATCH_VOLUME),
+        empty_dir(RESULTS_VOLUME),
+        empty_dir(DIGEST_VOLUME),
+    ];
     let mut prepare_mounts = vec![
         mount(WORKSPACE_VOLUME, WORKSPACE_DIR, false),
         mount(SCRATCH_VOLUME, SCRATCH_DIR, false),
+        mount(RESULTS_VOLUME, RESULTS_DIR, false),
+    ];
+    let mut publish_mounts = vec![
+        mount(RESULTS_VOLUME, RESULTS_DIR, true),
+        mount(DIGEST_VOLUME, DIGEST_DIR, true),
     ];
     if let Some(secret) = spec.source.git.as_ref().and_then(|g| g.secret_ref.as_ref()) {
         volumes.push(Volume {
@@ -385,13 +463,29 @@ pub fn build_pod(sb: &SourceBuild, settings: &BuildSettings) -> Result<Pod, PodE
         prepare_mounts.push(mount(OCI_SECRET_VOLUME, OCI_AUTH_DIR, true));
     }
 
-    let mut build_mounts = vec![mount(WORKSPACE_VOLUME, WORKSPACE_DIR, false)];
+    let mut build_mounts = vec![
+        mount(WORKSPACE_VOLUME, WORKSPACE_DIR, false),
+        mount(DIGEST_VOLUME, DIGEST_DIR, false),
+    ];
     if let Some(secret) = &spec.output.push_secret_ref {
         volumes.push(docker_config_volume(PUSH_SECRET_VOLUME, &secret.name));
         build_mounts.push(mount(PUSH_SECRET_VOLUME, KANIKO_DOCKER_CONFIG_DIR, true));
         // prepare reads the builder image's config with the same credentials Kaniko pulls it
-        // with (the Secret's only item is config.json).
+        // with (the Secret's only item is config.json); publish pushes the provenance with them.
         prepare_mounts.push(mount(PUSH_SECRET_VOLUME, REGISTRY_AUTH_DIR, true));
+        publish_mounts.push(mount(PUSH_SECRET_VOLUME, REGISTRY_AUTH_DIR, true));
+    }
+    let signing_key = signing_key_secret(spec, settings);
+    if let Some(secret) = signing_key {
+        volumes.push(Volume {
+            name: SIGNING_KEY_VOLUME.to_string(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.to_string()),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        publish_mounts.push(mount(SIGNING_KEY_VOLUME, SIGNING_KEY_DIR, true));
     }
 
     let prepare = Container {
@@ -431,6 +525,39 @@ pub fn build_pod(sb: &SourceBuild, settings: &BuildSettings) -> Result<Pod, PodE
         ..Container::default()
     };
 
+    let publish_step = |name: &str, args: &[&str], mounts: Vec<VolumeMount>| Container {
+        name: name.to_string(),
+        image: Some(settings.prepare_image.clone()),
+        args: Some(args.iter().map(|a| a.to_string()).collect()),
+        env: Some(vec![EnvVar {
+            name: PUBLISH_REQUEST_ENV.to_string(),
+            value: Some(publish_request.clone()),
+            value_from: None,
+        }]),
+        volume_mounts: Some(mounts),
+        security_context: Some(prepare_security_context()),
+        resources: Some(ResourceRequirements {
+            requests: Some(quantities(&[("cpu", "50m"), ("memory", "64Mi")])),
+            // The key's scrypt derivation takes 32 MiB.
+            limits: Some(quantities(&[("memory", "256Mi")])),
+            ..ResourceRequirements::default()
+        }),
+        termination_message_path: Some(TERMINATION_MESSAGE_PATH.to_string()),
+        termination_message_policy: Some("File".to_string()),
+        ..Container::default()
+    };
+    let mut init_containers = Vec::new();
+    if signing_key.is_some() {
+        // Only the key: this step runs before anything is fetched or pushed.
+        init_containers.push(publish_step(
+            SIGNING_KEY_CONTAINER,
+            &["publish", "--check-key"],
+            vec![mount(SIGNING_KEY_VOLUME, SIGNING_KEY_DIR, true)],
+        ));
+    }
+    let publish = publish_step(PUBLISH_CONTAINER, &["publish"], publish_mounts);
+    init_containers.extend([prepare, build]);
+
     let labels = BTreeMap::from([
         (LABEL_NAME.to_string(), name_label_value(&name)),
         (LABEL_GENERATION.to_string(), generation.to_string()),
@@ -445,7 +572,7 @@ pub fn build_pod(sb: &SourceBuild, settings: &BuildSettings) -> Result<Pod, PodE
 
     Ok(Pod {
         metadata: ObjectMeta {
-            name: Some(build_pod_name(&name, generation, 1)),
+            name: Some(build_pod_name(&name, generation, build_number)),
             namespace: Some(namespace),
             labels: Some(labels),
             annotations: Some(annotations),
@@ -476,8 +603,8 @@ pub fn build_pod(sb: &SourceBuild, settings: &BuildSettings) -> Result<Pod, PodE
                 }),
                 ..PodSecurityContext::default()
             }),
-            init_containers: Some(vec![prepare]),
-            containers: vec![build],
+            init_containers: Some(init_containers),
+            containers: vec![publish],
             volumes: Some(volumes),
             ..PodSpec::default()
         }),

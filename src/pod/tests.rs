@@ -11,6 +11,8 @@ fn settings() -> BuildSettings {
         prepare_image: "registry.example.com/sourcebuild/operator:0.1.0".to_string(),
         insecure_registries: vec![],
         user_namespaces: false,
+        signing_key_secret: None,
+        builder_id: "https://sourcebuild.dev/tests".to_string(),
     }
 }
 
@@ -42,6 +44,7 @@ fn git_spec() -> SourceBuildSpec {
                 name: "push-creds".to_string(),
             }),
             labels: BTreeMap::new(),
+            signing: None,
         },
         env: vec![],
         timeout: None,
@@ -177,14 +180,14 @@ fn missing_metadata_is_named() {
     for (break_it, field) in cases {
         let mut sb = base.clone();
         break_it(&mut sb);
-        let err = build_pod(&sb, &settings()).unwrap_err();
+        let err = build_pod(&sb, &settings(), 1).unwrap_err();
         assert!(err.to_string().contains(field), "{err} should name {field}");
     }
 }
 
 #[test]
 fn owner_reference_makes_the_source_build_the_controller() {
-    let pod = build_pod(&source_build("app", git_spec()), &settings()).unwrap();
+    let pod = build_pod(&source_build("app", git_spec()), &settings(), 1).unwrap();
     let owners = pod.metadata.owner_references.unwrap();
     assert_eq!(owners.len(), 1);
     let owner = &owners[0];
@@ -201,7 +204,7 @@ fn owner_reference_makes_the_source_build_the_controller() {
 #[test]
 fn labels_select_the_pods_of_one_source_build() {
     let name = format!("{}.svc", "n".repeat(80));
-    let pod = build_pod(&source_build(&name, git_spec()), &settings()).unwrap();
+    let pod = build_pod(&source_build(&name, git_spec()), &settings(), 1).unwrap();
     let labels = pod.metadata.labels.unwrap();
     assert_eq!(labels[LABEL_NAME], name_label_value(&name));
     assert!(is_label_value(&labels[LABEL_NAME]));
@@ -217,7 +220,7 @@ fn labels_select_the_pods_of_one_source_build() {
 
 #[test]
 fn pod_spec_is_locked_down() {
-    let pod = build_pod(&source_build("app", git_spec()), &settings()).unwrap();
+    let pod = build_pod(&source_build("app", git_spec()), &settings(), 1).unwrap();
     let spec = pod.spec.as_ref().unwrap();
     assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
     assert_eq!(spec.automount_service_account_token, Some(false));
@@ -235,7 +238,7 @@ fn pod_spec_is_locked_down() {
 
 #[test]
 fn prepare_meets_the_restricted_standard() {
-    let pod = build_pod(&source_build("app", git_spec()), &settings()).unwrap();
+    let pod = build_pod(&source_build("app", git_spec()), &settings(), 1).unwrap();
     let sc = container(&pod, PREPARE_CONTAINER)
         .security_context
         .clone()
@@ -272,7 +275,7 @@ fn build_meets_the_baseline_standard() {
         "SETUID",
         "SYS_CHROOT",
     ];
-    let pod = build_pod(&source_build("app", git_spec()), &settings()).unwrap();
+    let pod = build_pod(&source_build("app", git_spec()), &settings(), 1).unwrap();
     let build = container(&pod, BUILD_CONTAINER);
     let sc = build.security_context.clone().unwrap();
     assert_eq!(sc.run_as_user, Some(0));
@@ -300,7 +303,7 @@ fn no_shell_anywhere() {
         enabled: true,
         repo: None,
     }));
-    let pod = build_pod(&source_build("app", spec), &settings()).unwrap();
+    let pod = build_pod(&source_build("app", spec), &settings(), 1).unwrap();
     let pod_spec = pod.spec.unwrap();
     for c in pod_spec
         .init_containers
@@ -327,7 +330,7 @@ fn no_shell_anywhere() {
 fn insecure_registries_reach_kaniko_and_prepare() {
     let mut settings = settings();
     settings.insecure_registries = vec!["127.0.0.1:5000".into()];
-    let pod = build_pod(&source_build("app", git_spec()), &settings).unwrap();
+    let pod = build_pod(&source_build("app", git_spec()), &settings, 1).unwrap();
     let build = container(&pod, BUILD_CONTAINER);
     assert!(
         build
@@ -342,7 +345,7 @@ fn insecure_registries_reach_kaniko_and_prepare() {
 
 #[test]
 fn kaniko_args_name_the_workspace_destination_and_digest_file() {
-    let pod = build_pod(&source_build("app", git_spec()), &settings()).unwrap();
+    let pod = build_pod(&source_build("app", git_spec()), &settings(), 1).unwrap();
     let build = container(&pod, BUILD_CONTAINER);
     assert_eq!(
         build.args.as_deref().unwrap(),
@@ -351,6 +354,7 @@ fn kaniko_args_name_the_workspace_destination_and_digest_file() {
             "--dockerfile=/workspace/Dockerfile",
             "--destination=registry.example.com:5000/team/app:1.0",
             "--digest-file=/dev/termination-log",
+            "--image-name-with-digest-file=/var/run/sourcebuild/digest/image",
             "--snapshot-mode=redo",
         ]
     );
@@ -387,7 +391,7 @@ fn cache_repo_defaults_to_the_output_repository() {
         enabled: true,
         repo: None,
     }));
-    let pod = build_pod(&source_build("app", spec.clone()), &settings()).unwrap();
+    let pod = build_pod(&source_build("app", spec.clone()), &settings(), 1).unwrap();
     let args = container(&pod, BUILD_CONTAINER).args.clone().unwrap();
     assert!(args.contains(&"--cache=true".to_string()));
     assert!(args.contains(&"--cache-repo=registry.example.com:5000/team/app/cache".to_string()));
@@ -396,14 +400,14 @@ fn cache_repo_defaults_to_the_output_repository() {
         enabled: false,
         repo: Some("registry.example.com/c".to_string()),
     }));
-    let pod = build_pod(&source_build("app", spec), &settings()).unwrap();
+    let pod = build_pod(&source_build("app", spec), &settings(), 1).unwrap();
     let args = container(&pod, BUILD_CONTAINER).args.clone().unwrap();
     assert!(!args.iter().any(|a| a.starts_with("--cache")), "{args:?}");
 }
 
 #[test]
 fn prepare_gets_the_request_and_the_source_mounts() {
-    let pod = build_pod(&source_build("app", git_spec()), &settings()).unwrap();
+    let pod = build_pod(&source_build("app", git_spec()), &settings(), 1).unwrap();
     let prepare = container(&pod, PREPARE_CONTAINER);
     assert_eq!(prepare.args.as_deref().unwrap(), ["prepare"]);
     let env = prepare.env.as_ref().unwrap();
@@ -422,11 +426,12 @@ fn prepare_gets_the_request_and_the_source_mounts() {
         [
             WORKSPACE_DIR,
             SCRATCH_DIR,
+            RESULTS_DIR,
             GIT_SECRET_DIR,
             REGISTRY_AUTH_DIR
         ]
     );
-    assert_eq!(mounts[2].read_only, Some(true));
+    assert_eq!(mounts[3].read_only, Some(true));
 
     let mut spec = git_spec();
     spec.builder.image = Some("registry.example.com/s2i/python:3.12".to_string());
@@ -440,7 +445,7 @@ fn prepare_gets_the_request_and_the_source_mounts() {
         })),
         ..Source::default()
     };
-    let pod = build_pod(&source_build("app", spec), &settings()).unwrap();
+    let pod = build_pod(&source_build("app", spec), &settings(), 1).unwrap();
     let prepare = container(&pod, PREPARE_CONTAINER);
     let request: PrepareRequest =
         serde_json::from_str(prepare.env.as_ref().unwrap()[0].value.as_deref().unwrap()).unwrap();
@@ -480,7 +485,7 @@ fn archive_source_mounts_neither_secret_nor_config_map() {
         ..Source::default()
     };
     spec.output.push_secret_ref = None;
-    let pod = build_pod(&source_build("app", spec), &settings()).unwrap();
+    let pod = build_pod(&source_build("app", spec), &settings(), 1).unwrap();
     let volumes: Vec<_> = pod
         .spec
         .unwrap()
@@ -489,14 +494,17 @@ fn archive_source_mounts_neither_secret_nor_config_map() {
         .into_iter()
         .map(|v| v.name)
         .collect();
-    assert_eq!(volumes, [WORKSPACE_VOLUME, SCRATCH_VOLUME]);
+    assert_eq!(
+        volumes,
+        [WORKSPACE_VOLUME, SCRATCH_VOLUME, RESULTS_VOLUME, DIGEST_VOLUME]
+    );
 }
 
 #[test]
 fn deadline_follows_the_spec_timeout_rounding_up() {
     let mut spec = git_spec();
     spec.timeout = Some("90m500ms".parse().unwrap());
-    let pod = build_pod(&source_build("app", spec), &settings()).unwrap();
+    let pod = build_pod(&source_build("app", spec), &settings(), 1).unwrap();
     assert_eq!(pod.spec.unwrap().active_deadline_seconds, Some(5401));
 }
 
@@ -528,6 +536,7 @@ fn an_oci_secret_is_mounted_for_prepare_only() {
     let pod = build_pod(
         &source_build("app", oci_spec(Some("artifact-creds"))),
         &settings(),
+        1,
     )
     .unwrap();
     let oci_mount = (OCI_SECRET_VOLUME.to_string(), OCI_AUTH_DIR.to_string());
@@ -545,7 +554,7 @@ fn an_oci_secret_is_mounted_for_prepare_only() {
 
 #[test]
 fn without_an_oci_secret_prepare_has_the_push_credentials() {
-    let pod = build_pod(&source_build("app", oci_spec(None)), &settings()).unwrap();
+    let pod = build_pod(&source_build("app", oci_spec(None)), &settings(), 1).unwrap();
     let prepare = mounts_of(&pod, PREPARE_CONTAINER);
     assert!(!prepare.iter().any(|(name, _)| name == OCI_SECRET_VOLUME));
     assert!(prepare.contains(&(
@@ -572,9 +581,11 @@ fn build_pods_get_a_user_namespace_unless_the_spec_asks_for_the_nodes_users() {
         s.host_users = spec;
         let settings = BuildSettings {
             user_namespaces: operator,
+            signing_key_secret: None,
+            builder_id: "https://sourcebuild.dev/tests".to_string(),
             ..settings()
         };
-        build_pod(&source_build("app", s), &settings)
+        build_pod(&source_build("app", s), &settings, 1)
             .unwrap()
             .spec
             .unwrap()
@@ -587,4 +598,102 @@ fn build_pods_get_a_user_namespace_unless_the_spec_asks_for_the_nodes_users() {
     // Off: never a user namespace, whatever the spec says.
     assert_eq!(host_users(false, None), None);
     assert_eq!(host_users(false, Some(false)), None);
+}
+
+#[test]
+fn the_steps_run_in_order_and_publish_sees_only_what_it_needs() {
+    let sb = source_build("app", git_spec());
+    let generation = sb.metadata.generation.unwrap();
+    let pod = build_pod(&sb, &settings(), 3).unwrap();
+    assert_eq!(
+        pod.metadata.name,
+        Some(format!("app-build-{generation}-3"))
+    );
+    let spec = pod.spec.as_ref().unwrap();
+    let names = |list: &[Container]| list.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        names(spec.init_containers.as_deref().unwrap()),
+        [PREPARE_CONTAINER, BUILD_CONTAINER]
+    );
+    assert_eq!(names(&spec.containers), [PUBLISH_CONTAINER]);
+
+    // Kaniko (running the untrusted assemble) never mounts the results prepare leaves publish.
+    let build_paths = mounts_of(&pod, BUILD_CONTAINER);
+    assert!(!build_paths.iter().any(|(_, path)| path == RESULTS_DIR));
+    assert!(build_paths.contains(&(DIGEST_VOLUME.to_string(), DIGEST_DIR.to_string())));
+
+    let publish = container(&pod, PUBLISH_CONTAINER);
+    assert_eq!(publish.args.as_deref().unwrap(), ["publish"]);
+    assert_eq!(publish.image, Some(settings().prepare_image));
+    assert_eq!(publish.security_context, Some(prepare_security_context()));
+    let mounts = publish.volume_mounts.as_ref().unwrap();
+    let seen: Vec<_> = mounts
+        .iter()
+        .map(|m| (m.mount_path.as_str(), m.read_only))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (RESULTS_DIR, Some(true)),
+            (DIGEST_DIR, Some(true)),
+            (REGISTRY_AUTH_DIR, Some(true)),
+        ]
+    );
+    let env = publish.env.as_ref().unwrap();
+    assert_eq!(env[0].name, PUBLISH_REQUEST_ENV);
+    let request: PublishRequest = serde_json::from_str(env[0].value.as_deref().unwrap()).unwrap();
+    assert_eq!(request.build, 3);
+    assert_eq!(request.generation, generation);
+    assert_eq!(request.signing_key_secret, None);
+    assert_eq!(request.builder_id, settings().builder_id);
+    assert_eq!(request.operator_version, OPERATOR_VERSION);
+    assert_eq!(request.kaniko_image, settings().kaniko_image);
+    assert_eq!(
+        request.spec,
+        serde_json::to_value(&source_build("app", git_spec()).spec).unwrap()
+    );
+}
+
+#[test]
+fn a_signing_key_is_checked_first_and_mounted_only_where_it_signs() {
+    let mut spec = git_spec();
+    spec.output.signing = Some(crate::api::Signing {
+        key_secret_ref: SecretReference {
+            name: "cosign-key".to_string(),
+        },
+    });
+    let default_key = BuildSettings {
+        signing_key_secret: Some("operator-key".to_string()),
+        ..settings()
+    };
+    for (spec, settings, key) in [
+        (spec, settings(), "cosign-key"),
+        (git_spec(), default_key.clone(), "operator-key"),
+    ] {
+        let pod = build_pod(&source_build("app", spec), &settings, 1).unwrap();
+        let pod_spec = pod.spec.as_ref().unwrap();
+        let init = pod_spec.init_containers.as_deref().unwrap();
+        assert_eq!(init[0].name, SIGNING_KEY_CONTAINER);
+        assert_eq!(init[0].args.as_deref().unwrap(), ["publish", "--check-key"]);
+        let key_mount = (SIGNING_KEY_VOLUME.to_string(), SIGNING_KEY_DIR.to_string());
+        assert_eq!(mounts_of(&pod, SIGNING_KEY_CONTAINER), [key_mount.clone()]);
+        assert!(mounts_of(&pod, PUBLISH_CONTAINER).contains(&key_mount));
+        for other in [PREPARE_CONTAINER, BUILD_CONTAINER] {
+            assert!(!mounts_of(&pod, other).contains(&key_mount), "{other}");
+        }
+        let volume = pod_spec
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == SIGNING_KEY_VOLUME)
+            .unwrap();
+        assert_eq!(
+            volume.secret.as_ref().unwrap().secret_name.as_deref(),
+            Some(key)
+        );
+        let env = container(&pod, PUBLISH_CONTAINER).env.as_ref().unwrap();
+        let request: PublishRequest =
+            serde_json::from_str(env[0].value.as_deref().unwrap()).unwrap();
+        assert_eq!(request.signing_key_secret.as_deref(), Some(key));
+    }
 }

@@ -14,9 +14,9 @@ use sha2::{Digest, Sha256};
 
 use crate::builder_image::{BuilderImage, BuilderImageError, FetchOptions, fetch_builder_image};
 use crate::contract::{
-    CONFIGMAP_DIR, GIT_SECRET_DIR, OCI_AUTH_DIR, PrepareFailure, PrepareReport, PrepareRequest,
-    PrepareResult, REGISTRY_AUTH_DIR, REGISTRY_AUTH_FILE, REQUEST_ENV, TERMINATION_MESSAGE_LIMIT,
-    report_json,
+    CONFIGMAP_DIR, GIT_SECRET_DIR, OCI_AUTH_DIR, PREPARE_RESULT_FILE, PrepareFailure,
+    PrepareReport, PrepareRequest, PrepareResult, REGISTRY_AUTH_DIR, REGISTRY_AUTH_FILE,
+    REQUEST_ENV, RESULTS_DIR, TERMINATION_MESSAGE_LIMIT, report_json,
 };
 use crate::reason::FailureReason;
 use crate::s2i::context::lay_out_context;
@@ -199,6 +199,7 @@ pub fn prepare_workspace(
         origin: source.origin.clone(),
         dockerfile_sha256,
         builder_image: builder.reference.clone(),
+        started: None,
     })
 }
 
@@ -213,6 +214,9 @@ pub struct PrepareMounts {
     pub docker_config: PathBuf,
     /// The `oci` source's own docker `config.json` (`spec.source.oci.secretRef`), when mounted.
     pub oci_docker_config: Option<PathBuf>,
+    /// Where the result is also left for the publish step ([`PREPARE_RESULT_FILE`]), when
+    /// mounted.
+    pub results_dir: Option<PathBuf>,
 }
 
 impl Default for PrepareMounts {
@@ -226,6 +230,7 @@ impl Default for PrepareMounts {
             docker_config: Path::new(REGISTRY_AUTH_DIR).join(REGISTRY_AUTH_FILE),
             oci_docker_config: Some(Path::new(OCI_AUTH_DIR).join(REGISTRY_AUTH_FILE))
                 .filter(|file| file.is_file()),
+            results_dir: Some(PathBuf::from(RESULTS_DIR)).filter(|dir| dir.is_dir()),
         }
     }
 }
@@ -241,7 +246,19 @@ pub fn run(
     termination_log: &Path,
     mounts: &PrepareMounts,
 ) -> Result<(), PrepareError> {
-    let outcome = read_request().and_then(|req| prepare_build(&req, mounts, workspace, scratch));
+    let started = k8s_openapi::jiff::Timestamp::now().to_string();
+    let mut outcome =
+        read_request().and_then(|req| prepare_build(&req, mounts, workspace, scratch));
+    if let Ok(result) = &mut outcome {
+        result.started = Some(started);
+        if let Some(dir) = &mounts.results_dir {
+            let path = dir.join(PREPARE_RESULT_FILE);
+            let json = serde_json::to_vec(result).expect("the result always serializes");
+            if let Err(source) = std::fs::write(&path, json) {
+                outcome = Err(PrepareError::Write { path, source });
+            }
+        }
+    }
     write_report(&outcome, termination_log)?;
     outcome.map(|_| ())
 }

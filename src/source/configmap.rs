@@ -75,8 +75,14 @@ pub enum ConfigMapError {
 }
 
 /// Copies the ConfigMap mounted at `mount` into `dest`: the `items` to their paths, or every key
-/// to a file of its own name when there are none.
-pub fn copy(source: &ConfigMapSource, mount: &Path, dest: &Path) -> Result<(), ConfigMapError> {
+/// to a file of its own name when there are none. Returns `sha256:<hex>` of what was copied
+/// ([`tree_digest`]): the revision of a ConfigMap source, whose resourceVersion the build Pod
+/// cannot see.
+pub fn copy(
+    source: &ConfigMapSource,
+    mount: &Path,
+    dest: &Path,
+) -> Result<String, ConfigMapError> {
     let copier = Copier {
         name: &source.name,
         mount_real: fs::canonicalize(mount).map_err(|e| ConfigMapError::Io {
@@ -118,8 +124,40 @@ pub fn copy(source: &ConfigMapSource, mount: &Path, dest: &Path) -> Result<(), C
             files += copier.copy_tree(&real, &dest.join(&relative), 0)?;
         }
     }
-    info!(configmap = %source.name, files, "ConfigMap source copied");
-    Ok(())
+    let digest = tree_digest(dest).map_err(|e| copier.io(dest, e))?;
+    info!(configmap = %source.name, files, %digest, "ConfigMap source copied");
+    Ok(digest)
+}
+
+/// `sha256:<hex>` over every regular file under `dir`, in path order: for each, its path
+/// relative to `dir`, a NUL, its length in decimal, a NUL and its bytes. Same files, same digest.
+pub fn tree_digest(dir: &Path) -> io::Result<String> {
+    use sha2::{Digest, Sha256};
+    fn walk(dir: &Path, prefix: &Path, out: &mut Vec<(PathBuf, PathBuf)>) -> io::Result<()> {
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            let relative = prefix.join(entry.file_name());
+            if entry.file_type()?.is_dir() {
+                walk(&entry.path(), &relative, out)?;
+            } else {
+                out.push((relative, entry.path()));
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    walk(dir, Path::new(""), &mut files)?;
+    files.sort();
+    let mut hasher = Sha256::new();
+    for (relative, path) in files {
+        let bytes = fs::read(&path)?;
+        hasher.update(relative.as_os_str().as_encoded_bytes());
+        hasher.update([0]);
+        hasher.update(bytes.len().to_string().as_bytes());
+        hasher.update([0]);
+        hasher.update(&bytes);
+    }
+    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
 }
 
 /// Validates an item path (the CRD checks it too; this side must not trust that).

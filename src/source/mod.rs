@@ -104,8 +104,7 @@ pub fn fetch(
             Some(git::clone(git, mounts.git_secret_dir.as_deref(), dest)?.commit)
         }
         (None, Some(config_map), None, None) => {
-            configmap::copy(config_map, &mounts.configmap_dir, dest)?;
-            None
+            Some(configmap::copy(config_map, &mounts.configmap_dir, dest)?)
         }
         (None, None, Some(archive), None) => {
             Some(archive::fetch(archive, dest, &ArchiveLimits::default())?.revision)

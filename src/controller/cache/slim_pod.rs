@@ -369,7 +369,7 @@ impl kube::Resource for SlimPod {
 mod tests {
     use super::*;
     use crate::api::{GitSource, Output, Source, SourceBuild, SourceBuildSpec};
-    use crate::contract::{PrepareReport, PrepareResult};
+    use crate::contract::{PrepareReport, PrepareResult, PublishReport, PublishResult};
     use crate::outcome::BuildOutcome;
     use crate::pod::{BuildSettings, build_pod};
     use serde_json::{Value, json};
@@ -403,8 +403,10 @@ mod tests {
             prepare_image: "registry.example.com/sourcebuild/operator:0.1.0".into(),
             insecure_registries: vec![],
             user_namespaces: false,
+            signing_key_secret: None,
+            builder_id: "https://sourcebuild.dev/tests".to_string(),
         };
-        let mut pod = serde_json::to_value(build_pod(&sb, &settings).unwrap()).unwrap();
+        let mut pod = serde_json::to_value(build_pod(&sb, &settings, 1).unwrap()).unwrap();
         let meta = &mut pod["metadata"];
         meta["uid"] = json!("0f1e2d3c-0000-4000-8000-000000000002");
         meta["resourceVersion"] = json!("4711");
@@ -454,21 +456,32 @@ mod tests {
             origin: None,
             dockerfile_sha256: format!("sha256:{}", "d".repeat(64)),
             builder_image: format!("registry.example.com/s2i/python@sha256:{}", "b".repeat(64)),
+            started: None,
         }))
         .unwrap();
         let prepared = json!({"name": "prepare", "ready": false, "restartCount": 0,
             "state": {"terminated": {"exitCode": 0, "reason": "Completed", "message": report,
                 "startedAt": "2026-01-01T00:00:00Z", "finishedAt": "2026-01-01T00:00:05Z"}}});
+        let built = json!({"name": "build", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 0, "message": digest,
+                "finishedAt": "2026-01-01T00:01:00Z"}}});
+        let published = serde_json::to_string(&PublishReport::Published(PublishResult {
+            subject: digest.clone(),
+            attestation: format!("sha256:{}", "e".repeat(64)),
+            signature: None,
+            referrers: Some("ReferrersAPI".into()),
+        }))
+        .unwrap();
         vec![
-            json!({"phase": "Succeeded", "initContainerStatuses": [prepared],
-                "containerStatuses": [{"name": "build", "ready": false, "restartCount": 0,
-                "state": {"terminated": {"exitCode": 0, "message": digest,
-                    "finishedAt": "2026-01-01T00:01:00Z"}}}]}),
-            json!({"phase": "Failed", "initContainerStatuses": [prepared],
-                "containerStatuses": [{"name": "build", "ready": false, "restartCount": 0,
+            json!({"phase": "Succeeded", "initContainerStatuses": [prepared, built],
+                "containerStatuses": [{"name": "publish", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 0, "message": published,
+                    "finishedAt": "2026-01-01T00:01:02Z"}}}]}),
+            json!({"phase": "Failed", "initContainerStatuses": [prepared,
+                {"name": "build", "ready": false, "restartCount": 0,
                 "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}),
-            json!({"phase": "Running", "initContainerStatuses": [prepared],
-                "containerStatuses": [{"name": "build", "ready": true, "restartCount": 0,
+            json!({"phase": "Pending", "initContainerStatuses": [prepared,
+                {"name": "build", "ready": false, "restartCount": 0,
                 "state": {"running": {"startedAt": "2026-01-01T00:00:06Z"}}}]}),
             json!({"phase": "Failed", "reason": "DeadlineExceeded", "message": "Pod was active too long"}),
             json!({"phase": "Failed", "conditions": [{"type": "DisruptionTarget", "status": "True",
@@ -526,7 +539,12 @@ mod tests {
         let pod = cached.to_pod();
         let spec = pod.spec.unwrap();
         assert_eq!(spec.volumes, None);
-        let build = &spec.containers[0];
+        let build = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .find(|c| c.name == "build")
+            .unwrap();
         assert_eq!(
             build.args.as_deref(),
             Some(&["--destination=registry.example.com/team/app:1.0".to_string()][..])

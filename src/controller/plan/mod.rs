@@ -343,7 +343,7 @@ fn start_build(
         begun.start_time = pod.metadata.creation_timestamp.clone().or(begun.start_time);
         return status_from_pod(sb, &begun, pod, &[], now, plan);
     }
-    match build_pod(sb, settings) {
+    match build_pod(sb, settings, start.build) {
         Ok(mut pod) => {
             pod.metadata.name = Some(start.pod_name.clone());
             plan.create = Some(pod);
@@ -589,6 +589,7 @@ fn controller_failure(reason: FailureReason, message: String) -> BuildFailure {
         message,
         log_snippet: None,
         provenance: None,
+        pushed_image: None,
     }
 }
 

@@ -13,6 +13,8 @@ fn settings() -> BuildSettings {
         prepare_image: "sourcebuild-operator:test".into(),
         insecure_registries: vec![],
         user_namespaces: false,
+        signing_key_secret: None,
+        builder_id: "https://sourcebuild.dev/tests".to_string(),
     }
 }
 
@@ -33,7 +35,7 @@ fn sb(generation: i64, extra: serde_json::Value) -> SourceBuild {
 }
 
 fn pod_in(sb: &SourceBuild, name: &str, status: serde_json::Value) -> Pod {
-    let mut pod = build_pod(sb, &settings()).unwrap();
+    let mut pod = build_pod(sb, &settings(), 1).unwrap();
     pod.metadata.name = Some(name.into());
     pod.metadata.creation_timestamp = Some(Time(at(0)));
     pod.status = Some(serde_json::from_value(status).unwrap());
@@ -51,9 +53,17 @@ fn finished(code: i32, message: &str, finished_at: &str) -> serde_json::Value {
         "dockerfileSha256": format!("sha256:{}", "d".repeat(64)),
         "builderImage": "quay.io/sclorg/python-312-c9s:c9s"}})
     .to_string();
+    let mut publish = vec![];
+    if code == 0 {
+        let published = json!({"published": {"subject": message.trim(),
+            "attestation": format!("sha256:{}", "e".repeat(64))}})
+        .to_string();
+        publish.push(terminated("publish", 0, &published, finished_at));
+    }
     json!({"phase": if code == 0 { "Succeeded" } else { "Failed" },
-           "initContainerStatuses": [terminated("prepare", 0, &prepared, finished_at)],
-           "containerStatuses": [terminated("build", code, message, finished_at)]})
+           "initContainerStatuses": [terminated("prepare", 0, &prepared, finished_at),
+                                     terminated("build", code, message, finished_at)],
+           "containerStatuses": publish})
 }
 
 fn running() -> serde_json::Value {
