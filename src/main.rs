@@ -2,7 +2,7 @@
 //! Flags and wiring only; every subcommand is a call into the library.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -38,6 +38,9 @@ enum Command {
     Controller(ControllerArgs),
     /// The build Pod's init step: fetch the source and write the build context (in-Pod only).
     Prepare(PrepareArgs),
+    /// The build Pod's last step: publish the pushed image's provenance, signed when a key is
+    /// mounted (in-Pod only).
+    Publish(PublishArgs),
     /// Show offline, with no cluster, what a SourceBuild manifest would produce.
     Render(RenderArgs),
     /// Print the SourceBuild CustomResourceDefinition as YAML.
@@ -208,6 +211,36 @@ struct PrepareArgs {
 }
 
 #[derive(Args)]
+struct PublishArgs {
+    /// Only check that the signing key loads (the step before the build).
+    #[arg(long)]
+    check_key: bool,
+    /// Where prepare's result is.
+    #[arg(long, default_value = contract::RESULTS_DIR)]
+    results_dir: PathBuf,
+    /// Kaniko's `<repository>@<digest>` file.
+    #[arg(long, default_value_os_t = Path::new(contract::DIGEST_DIR).join(contract::DIGEST_FILE))]
+    digest_file: PathBuf,
+    /// Where the push credentials (a docker config.json) are mounted; missing: anonymous.
+    #[arg(long, default_value = contract::REGISTRY_AUTH_DIR)]
+    registry_auth_dir: PathBuf,
+    /// Where the signing key Secret is mounted.
+    #[arg(long, default_value = contract::SIGNING_KEY_DIR)]
+    signing_key_dir: PathBuf,
+    /// Where the result is reported for the controller.
+    #[arg(long, default_value = "/dev/termination-log")]
+    termination_log: PathBuf,
+    /// Log format.
+    #[arg(
+        long,
+        env = "SOURCEBUILD_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+}
+
+#[derive(Args)]
 struct RenderArgs {
     /// A YAML file holding a SourceBuild (other documents in it are skipped).
     #[arg(short = 'f', long = "filename")]
@@ -247,6 +280,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Controller(args) => run_controller(args),
         Command::Prepare(args) => run_prepare(args),
+        Command::Publish(args) => run_publish(args),
         Command::Render(args) => run_render(args),
         Command::Crd => crd::crd_yaml()
             .map(|yaml| print!("{yaml}"))
@@ -379,6 +413,22 @@ fn run_prepare(args: PrepareArgs) -> Result<()> {
         &args.termination_log,
         &mounts,
     )?;
+    Ok(())
+}
+
+fn run_publish(args: PublishArgs) -> Result<()> {
+    telemetry::init(args.log_format, "info").map_err(anyhow::Error::msg)?;
+    let mounts = sourcebuild::publish::PublishMounts {
+        results_dir: args.results_dir,
+        digest_file: args.digest_file,
+        docker_config: args.registry_auth_dir.join(contract::REGISTRY_AUTH_FILE),
+        signing_key_dir: args.signing_key_dir,
+    };
+    if args.check_key {
+        sourcebuild::publish::check_key(&mounts, &args.termination_log)?;
+    } else {
+        sourcebuild::publish::run(&mounts, &args.termination_log)?;
+    }
     Ok(())
 }
 

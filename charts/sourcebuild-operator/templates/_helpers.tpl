@@ -111,3 +111,14 @@ The namespaces to watch: watchNamespaces plus watchNamespace, without duplicates
 {{- with .Values.watchNamespace }}{{- $all = append $all . -}}{{- end -}}
 {{- $all | uniq | join "," -}}
 {{- end }}
+
+{{/*
+The provenance's builder.id: this release's operator identity in the named cluster, unless set.
+*/}}
+{{- define "sourcebuild-operator.builderId" -}}
+{{- if .Values.provenance.builderId }}
+{{- .Values.provenance.builderId }}
+{{- else }}
+{{- printf "https://sourcebuild.dev/clusters/%s/namespaces/%s/serviceaccounts/%s" .Values.provenance.clusterName .Release.Namespace (include "sourcebuild-operator.serviceAccountName" .) }}
+{{- end }}
+{{- end }}
