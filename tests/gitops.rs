@@ -166,8 +166,8 @@ async fn a_build_is_in_progress_until_its_spec_is_built_and_never_current_when_s
 
     // Pending on an image pull.
     let stuck = json!({"phase": "Pending",
-        "initContainerStatuses": [terminated("prepare", 0, &prepared())],
-        "containerStatuses": [{"name": "build", "image": "kaniko", "imageID": "", "ready": false,
+        "initContainerStatuses": [terminated("prepare", 0, &prepared()),
+            {"name": "build", "image": "kaniko", "imageID": "", "ready": false,
             "restartCount": 0, "state": {"waiting": {"reason": "ImagePullBackOff",
             "message": "Back-off pulling image \"kaniko\""}}}]});
     patch_pod_status(&client, &ns, "app-build-1", stuck).await;

@@ -1799,3 +1799,380 @@ async fn a_flux_artifact_by_tag_builds_with_its_origin() {
         message(&status)
     );
 }
+
+/// `cosign` (pinned in tools/cosign) with `args`, in `dir`; its output, whether it succeeded.
+fn cosign(dir: &std::path::Path, args: &[&str], password: &str) -> (bool, String) {
+    let out = std::process::Command::new(support::tools::tool("cosign"))
+        .args(args)
+        .current_dir(dir)
+        .env("COSIGN_PASSWORD", password)
+        // No transparency log, no TUF root: nothing may leave this machine.
+        .env("COSIGN_EXPERIMENTAL", "0")
+        .env("TUF_ROOT", dir.join("tuf"))
+        .output()
+        .expect("run cosign");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The in-toto statements cosign verified for `image` with `key`, decoded from their envelopes.
+fn verified_statements(dir: &std::path::Path, key: &str, image: &str) -> Vec<serde_json::Value> {
+    let (ok, out) = cosign(
+        dir,
+        &[
+            "verify-attestation",
+            "--key",
+            key,
+            "--type",
+            "slsaprovenance1",
+            "--insecure-ignore-tlog=true",
+            "--allow-http-registry=true",
+            image,
+        ],
+        "",
+    );
+    assert!(ok, "cosign verify-attestation {image} with {key}:\n{out}");
+    use base64::Engine as _;
+    out.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|envelope| {
+            let payload = envelope["payload"].as_str()?.to_string();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(payload)
+                .ok()?;
+            serde_json::from_slice(&bytes).ok()
+        })
+        .collect()
+}
+
+/// The unsigned statement attached to `repository@digest`, read from the registry: the referrer
+/// manifest `status.provenance.attestation` names, and its one layer.
+fn stored_statement(node: &Node, repository: &str, attestation: &str) -> serde_json::Value {
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&node.crane(&["manifest", &format!("{repository}@{attestation}")]))
+            .unwrap();
+    assert_eq!(
+        manifest["artifactType"], "application/vnd.in-toto+json",
+        "{manifest}"
+    );
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+    serde_json::from_slice(&node.crane(&["blob", &format!("{repository}@{layer}")])).unwrap()
+}
+
+/// What a statement must say about a build, checked against status and the registry.
+fn assert_statement_matches(
+    statement: &serde_json::Value,
+    status: &SourceBuildStatus,
+    revision_hex: &str,
+) {
+    assert_eq!(
+        statement["_type"], "https://in-toto.io/Statement/v1",
+        "{statement:#}"
+    );
+    assert_eq!(statement["predicateType"], "https://slsa.dev/provenance/v1");
+    let digest = status.digest.as_deref().unwrap();
+    assert_eq!(
+        statement["subject"][0]["digest"]["sha256"],
+        digest.trim_start_matches("sha256:"),
+        "{statement:#}"
+    );
+    let build = &statement["predicate"]["buildDefinition"];
+    assert_eq!(build["buildType"], "https://sourcebuild.dev/SourceBuild/v1");
+    let dependencies = build["resolvedDependencies"].as_array().unwrap();
+    let pinned = |hex: &str| {
+        dependencies.iter().any(|d| {
+            d["digest"]
+                .as_object()
+                .is_some_and(|m| m.values().any(|v| v == hex))
+        })
+    };
+    let builder = status.builder_image.as_deref().unwrap();
+    let builder_hex = builder.rsplit_once("@sha256:").unwrap().1;
+    assert!(pinned(builder_hex), "no builder {builder}: {statement:#}");
+    assert!(
+        pinned(revision_hex),
+        "no source {revision_hex}: {statement:#}"
+    );
+    let dockerfile = status.dockerfile_sha256.as_deref().unwrap();
+    assert!(
+        build["internalParameters"]
+            .to_string()
+            .contains(dockerfile.trim_start_matches("sha256:")),
+        "no Dockerfile hash: {statement:#}"
+    );
+}
+
+/// Issue 27: every image gets its SLSA provenance in the registry, as a referrer; with a key
+/// Secret it and the image are signed, and cosign verifies both with the public key and refuses
+/// them with another. Git, archive, ConfigMap and OCI sources; bad keys fail before the build.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_carry_provenance_that_cosign_verifies() {
+    let node = node();
+    let _serial = serial().await;
+    let client = node.client().await;
+    let ns = node.namespace("node-provenance").await;
+    let registry = &node.registry;
+    let keys = tempfile::tempdir().unwrap();
+    let dir = keys.path();
+    for (prefix, password) in [("ours", "s3cret"), ("other", "another")] {
+        let (ok, out) = cosign(
+            dir,
+            &["generate-key-pair", "--output-key-prefix", prefix],
+            password,
+        );
+        assert!(ok, "cosign generate-key-pair: {out}");
+    }
+    let key = |file: &str| dir.join(file).display().to_string();
+    let secret = |name: &str, extra: &[String]| {
+        let mut args = vec!["-n", ns.as_str(), "create", "secret", "generic", name];
+        args.extend(extra.iter().map(String::as_str));
+        node.kubectl_ok(&args, None);
+    };
+    secret(
+        "cosign-key",
+        &[
+            format!("--from-file=cosign.key={}", key("ours.key")),
+            "--from-literal=cosign.password=s3cret".to_string(),
+            format!("--from-file=cosign.pub={}", key("ours.pub")),
+        ],
+    );
+    secret(
+        "no-password",
+        &[format!("--from-file=cosign.key={}", key("ours.key"))],
+    );
+    secret(
+        "malformed",
+        &["--from-literal=cosign.key=not a key".to_string()],
+    );
+    secret(
+        "wrong-password",
+        &[
+            format!("--from-file=cosign.key={}", key("ours.key")),
+            "--from-literal=cosign.password=guess".to_string(),
+        ],
+    );
+
+    // Signed: git. Unsigned: archive, ConfigMap, OCI artifact.
+    let repo = app_repo(None, ASSEMBLE_HOOK);
+    node.apply(
+        &ns,
+        &source_build(
+            "signed",
+            &format!(
+                "  source:\n    git:\n      url: {}\n      revision: main\n  \
+                 output:\n    image: {registry}/prov/signed:1\n    signing:\n      \
+                 keySecretRef: {{name: cosign-key}}\n",
+                repo.url()
+            ),
+        ),
+    );
+    let sb = finished(&client, &ns, "signed", 1).await;
+    let status = expect_success(&sb, node, &ns);
+    let image = status.latest_image.clone().unwrap();
+    assert_eq!(
+        status.digest,
+        Some(node.digest(&format!("{registry}/prov/signed:1")))
+    );
+    let provenance = status.provenance.clone().expect("status.provenance");
+    assert_eq!(provenance.image, image);
+    assert!(provenance.signed, "{provenance:?}");
+    let attestation = provenance.attestation.clone().unwrap();
+    assert!(provenance.signature.is_some(), "{provenance:?}");
+    assert_eq!(
+        sb.status.as_ref().unwrap().history[0].attestation.as_ref(),
+        Some(&attestation)
+    );
+
+    let (ok, out) = cosign(
+        dir,
+        &[
+            "verify",
+            "--key",
+            &key("ours.pub"),
+            "--insecure-ignore-tlog=true",
+            "--allow-http-registry=true",
+            &image,
+        ],
+        "",
+    );
+    assert!(ok, "cosign verify with our key:\n{out}");
+    let statements = verified_statements(dir, &key("ours.pub"), &image);
+    assert_eq!(statements.len(), 1, "{statements:#?}");
+    let commit = status.source_revision.clone().unwrap();
+    assert_eq!(commit, repo.c2);
+    assert_statement_matches(&statements[0], &status, &commit);
+    let predicate = &statements[0]["predicate"];
+    assert_eq!(
+        predicate["buildDefinition"]["externalParameters"]["output"]["signing"]["keySecretRef"]["name"],
+        "cosign-key"
+    );
+    assert!(
+        predicate["runDetails"]["builder"]["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("https://sourcebuild.dev/clusters/")),
+        "{predicate:#}"
+    );
+    let invocation = predicate["runDetails"]["metadata"]["invocationId"].to_string();
+    assert!(
+        invocation.contains(sb.metadata.uid.as_deref().unwrap())
+            && invocation.contains("generation/1/build/1"),
+        "{invocation}"
+    );
+    for command in ["verify", "verify-attestation"] {
+        let (ok, out) = cosign(
+            dir,
+            &[
+                command,
+                "--key",
+                &key("other.pub"),
+                "--type",
+                "slsaprovenance1",
+                "--insecure-ignore-tlog=true",
+                "--allow-http-registry=true",
+                &image,
+            ]
+            .into_iter()
+            .filter(|a| {
+                command == "verify-attestation" || !["--type", "slsaprovenance1"].contains(a)
+            })
+            .collect::<Vec<_>>(),
+            "",
+        );
+        assert!(!ok, "cosign {command} accepted another key:\n{out}");
+    }
+    // The registry lists the attestation among the image's referrers.
+    let oras = std::process::Command::new(support::tools::tool("oras"))
+        .args(["discover", "--plain-http", "--format", "json", &image])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&oras.stdout);
+    assert!(
+        oras.status.success(),
+        "oras discover: {listed}{}",
+        String::from_utf8_lossy(&oras.stderr)
+    );
+    assert!(
+        listed.contains(&attestation) && listed.contains("application/vnd.in-toto+json"),
+        "oras discover does not list {attestation}: {listed}"
+    );
+
+    let (archive, sum) = app_archive(ASSEMBLE_HOOK, "an archive");
+    let archives = serve_bytes(archive);
+    let configmap = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app-source\ndata:\n  \
+         service.py: {service}\n  environment: \"APP_FILE=service.py\\nGREETING=a ConfigMap\\n\"\n",
+        service = serde_json::to_string(support::app::SERVICE_PY).unwrap(),
+    );
+    node.apply(&ns, &configmap);
+    let artifact_dir = tempfile::tempdir().unwrap();
+    write_app(artifact_dir.path(), Some(ASSEMBLE_HOOK));
+    let packed = sourcebuild::s2i::pack::pack_source(artifact_dir.path()).unwrap();
+    let artifact = sourcebuild::source::oci::Artifact {
+        content: packed.archive,
+        annotations: Default::default(),
+    };
+    let artifact_tag = format!("{registry}/prov/source:v1");
+    let artifact_digest = sourcebuild::source::oci::push_artifact(
+        &artifact_tag,
+        &artifact,
+        &oci_client::secrets::RegistryAuth::Anonymous,
+        std::slice::from_ref(registry),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    let sources = [
+        ("from-archive", archive_source(&archives, &sum)),
+        (
+            "from-configmap",
+            "  source:\n    configMap:\n      name: app-source\n      items:\n      \
+             - {key: service.py, path: service.py}\n      \
+             - {key: environment, path: .s2i/environment}\n"
+                .to_string(),
+        ),
+        (
+            "from-oci",
+            format!("  source:\n    oci:\n      image: {artifact_tag}\n"),
+        ),
+    ];
+    for (name, source) in &sources {
+        node.apply(
+            &ns,
+            &source_build(
+                name,
+                &format!("{source}  output:\n    image: {registry}/prov/{name}:1\n"),
+            ),
+        );
+    }
+    for (name, _) in &sources {
+        let sb = finished(&client, &ns, name, 1).await;
+        let status = expect_success(&sb, node, &ns);
+        let provenance = status.provenance.clone().expect("status.provenance");
+        assert!(
+            !provenance.signed && provenance.signature.is_none(),
+            "{provenance:?}"
+        );
+        let revision = status.source_revision.clone().unwrap();
+        match *name {
+            "from-archive" => assert_eq!(revision, format!("sha256:{sum}")),
+            "from-oci" => assert_eq!(revision, artifact_digest),
+            _ => assert!(revision.starts_with("sha256:"), "{revision}"),
+        }
+        let statement = stored_statement(
+            node,
+            &format!("{registry}/prov/{name}"),
+            provenance.attestation.as_deref().unwrap(),
+        );
+        assert_statement_matches(&statement, &status, revision.trim_start_matches("sha256:"));
+    }
+
+    // Bad keys fail before anything is fetched or pushed, each with its reason.
+    for (name, secret_name, reason, says) in [
+        ("key-absent", "absent", "SecretNotFound", "absent"),
+        (
+            "key-malformed",
+            "malformed",
+            "SigningKeyInvalid",
+            "malformed",
+        ),
+        (
+            "key-no-password",
+            "no-password",
+            "SigningKeyInvalid",
+            "password",
+        ),
+        (
+            "key-wrong-password",
+            "wrong-password",
+            "SigningKeyInvalid",
+            "password",
+        ),
+    ] {
+        node.apply(
+            &ns,
+            &source_build(
+                name,
+                &format!(
+                    "  source:\n    git:\n      url: {}\n  output:\n    image: {registry}/prov/{name}:1\n    \
+                     signing:\n      keySecretRef: {{name: {secret_name}}}\n",
+                    repo.url()
+                ),
+            ),
+        );
+        let sb = finished(&client, &ns, name, 1).await;
+        let status = expect_failure(&sb, reason);
+        assert!(
+            message(&status).contains(says),
+            "{name}: {}",
+            message(&status)
+        );
+        assert!(
+            !node.has_image(&format!("{registry}/prov/{name}:1")),
+            "{name}: an image was pushed"
+        );
+    }
+}

@@ -44,6 +44,7 @@ fn spec(source: Source, image: &str) -> SourceBuildSpec {
                 name: "push-creds".to_string(),
             }),
             labels: Default::default(),
+            signing: None,
         },
         env: vec![],
         timeout: None,
@@ -147,6 +148,12 @@ fn cases() -> Vec<(&'static str, SourceBuild)> {
         ..ResourceRequirements::default()
     }));
 
+    let mut signed = spec(git(false), "registry.example.com/team/signed:1");
+    signed.output.signing = Some(sourcebuild::api::Signing {
+        key_secret_ref: SecretReference {
+            name: "cosign-key".to_string(),
+        },
+    });
     let long_name = format!("payments.{}.frontend", "checkout-service".repeat(5));
 
     vec![
@@ -162,6 +169,7 @@ fn cases() -> Vec<(&'static str, SourceBuild)> {
             source_build("cached2", 1, cache_repo),
         ),
         ("resources", source_build("sized", 9, resources)),
+        ("signed", source_build("signed", 3, signed)),
         (
             "long-name",
             source_build(

@@ -251,9 +251,10 @@ async fn a_finished_pod_older_than_its_ttl_is_deleted() {
     // Finished "now", so the TTL runs from the moment this test marks it.
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
     let status = json!({"phase": "Succeeded",
-        "initContainerStatuses": [terminated("prepare", 0, &prepared())],
-        "containerStatuses": [{"name": "build", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
-            "state": {"terminated": {"exitCode": 0, "reason": "Completed", "message": DIGEST, "finishedAt": now}}}]});
+        "initContainerStatuses": [terminated("prepare", 0, &prepared()), terminated("build", 0, DIGEST)],
+        "containerStatuses": [{"name": "publish", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 0, "reason": "Completed", "message": published(DIGEST),
+                                     "finishedAt": now}}}]});
     patch_pod_status(&client, &ns, "brief-build-1", status).await;
     wait_for_build(&client, &ns, "brief", "brief-build-1", Phase::Succeeded).await;
     eventually("the TTL to delete the Pod", WAIT, || async {
@@ -343,7 +344,7 @@ async fn a_missing_secret_reported_by_the_kubelet_fails_the_build_at_once() {
         &client,
         &ns,
         "app-build-1",
-        json!({"phase": "Pending", "containerStatuses": [{"name": "build", "image": "kaniko:test",
+        json!({"phase": "Pending", "initContainerStatuses": [{"name": "build", "image": "kaniko:test",
             "imageID": "", "ready": false, "restartCount": 0,
             "state": {"waiting": {"reason": "CreateContainerConfigError",
                                   "message": "secret \"regcred\" not found"}}}]}),
@@ -548,8 +549,8 @@ async fn mark_built(client: &Client, ns: &str, pod: &str, commit: &str) {
         "builderImage": "quay.io/sclorg/python-312-c9s:c9s"}})
     .to_string();
     let status = json!({"phase": "Succeeded",
-        "initContainerStatuses": [terminated("prepare", 0, &prepared)],
-        "containerStatuses": [terminated("build", 0, DIGEST)]});
+        "initContainerStatuses": [terminated("prepare", 0, &prepared), terminated("build", 0, DIGEST)],
+        "containerStatuses": [terminated("publish", 0, &published(DIGEST))]});
     patch_pod_status(client, ns, pod, status).await;
 }
 

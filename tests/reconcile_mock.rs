@@ -102,10 +102,20 @@ fn terminated(name: &str, code: i32, message: String) -> Value {
                                     "reason": if code == 0 { "Completed" } else { "Error" }}}})
 }
 
+/// A Pod whose Kaniko step ended with `code` and `message`; after a success, the publish step
+/// reports the provenance of that digest.
 fn finished(code: i32, message: &str) -> Value {
+    let publish: Vec<Value> = if code == 0 {
+        let report = json!({"published": {"subject": message.trim(),
+            "attestation": format!("sha256:{}", "e".repeat(64)), "referrers": "ReferrersAPI"}});
+        vec![terminated("publish", 0, report.to_string())]
+    } else {
+        vec![]
+    };
     json!({"phase": if code == 0 { "Succeeded" } else { "Failed" },
-           "initContainerStatuses": [terminated("prepare", 0, prepared())],
-           "containerStatuses": [terminated("build", code, message.to_string())]})
+           "initContainerStatuses": [terminated("prepare", 0, prepared()),
+                                     terminated("build", code, message.to_string())],
+           "containerStatuses": publish})
 }
 
 /// The Pods as the controller's cache holds them.
@@ -460,6 +470,14 @@ async fn success_records_the_digest_and_provenance() {
         Some("0123456789abcdef0123456789abcdef01234567")
     );
     assert_eq!(status.condition("Succeeded").unwrap().status, "True");
+    // What the publish step pushed rides in the same write.
+    let provenance = status.provenance.as_deref().unwrap();
+    assert_eq!(Some(&provenance.image), status.latest_image.as_ref());
+    let attestation = format!("sha256:{}", "e".repeat(64));
+    assert_eq!(provenance.attestation.as_ref(), Some(&attestation));
+    assert_eq!((provenance.signed, &provenance.signature), (false, &None));
+    assert_eq!(provenance.referrers.as_deref(), Some("ReferrersAPI"));
+    assert_eq!(status.history[0].attestation.as_ref(), Some(&attestation));
     assert_eq!(events, ["BuildSucceeded"]);
 }
 

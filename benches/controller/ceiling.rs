@@ -425,6 +425,12 @@ fn final_status(name: &str, pod: &str) -> serde_json::Value {
         digest: DIGEST.to_string(),
         image: format!("registry.example.com/bench/{name}@{DIGEST}"),
         provenance: Default::default(),
+        published: Some(sourcebuild::contract::PublishResult {
+            subject: DIGEST.to_string(),
+            attestation: format!("sha256:{}", "e".repeat(64)),
+            signature: None,
+            referrers: Some("ReferrersAPI".to_string()),
+        }),
     };
     let mut status = started(&Default::default(), &new, now);
     status = succeeded(&status, 1, pod, &result, Time(now), now);

@@ -23,7 +23,7 @@ use crate::report::{Load, Resync};
 use crate::stats::{Summary, summarize};
 use crate::support::ControlPlane;
 use crate::support::operator::{Operator, install_chart};
-use crate::support::sourcebuilds::{DIGEST, prepared, terminated};
+use crate::support::sourcebuilds::{DIGEST, finished_status, running_status};
 
 /// How much of a load's start an API server profile covers (`SOURCEBUILD_BENCH_PPROF`): a
 /// burst of 1,000 on 2 cores has created its Pods by then.
@@ -572,18 +572,12 @@ impl Tracker {
                 tokio::spawn(async move {
                     if kubelet.running_step {
                         let _slot = slots.acquire().await;
-                        let status = json!({"phase": "Running",
-                            "initContainerStatuses": [terminated("prepare", 0, &prepared())],
-                            "containerStatuses": [{"name": "build", "image": "kaniko:test", "imageID": "",
-                                "ready": true, "restartCount": 0,
-                                "state": {"running": {"startedAt": "2026-01-01T00:00:02Z"}}}]});
+                        let status = running_status();
                         patch_status(&pods, &name, status).await;
                     }
                     tokio::time::sleep(kubelet.build_time).await;
                     let _slot = slots.acquire().await;
-                    let status = json!({"phase": "Succeeded",
-                        "initContainerStatuses": [terminated("prepare", 0, &prepared())],
-                        "containerStatuses": [terminated("build", 0, DIGEST)]});
+                    let status = finished_status(0, DIGEST);
                     patch_status(&pods, &name, status).await;
                 });
             }

@@ -18,7 +18,7 @@ use kube::runtime::reflector::{Store, store::Writer};
 use kube::runtime::{reflector, watcher};
 use serde_json::{Value, json};
 use sourcebuild::api::SourceBuild;
-use sourcebuild::contract::{PrepareReport, PrepareResult};
+use sourcebuild::contract::{PrepareReport, PrepareResult, PublishReport, PublishResult};
 use sourcebuild::controller::cache::pod_cache::PodCache;
 use sourcebuild::controller::cache::slim_pod::SlimPod;
 use sourcebuild::controller::cache::source_build::CachedSourceBuild;
@@ -212,6 +212,15 @@ fn finished_pod(i: usize) -> Value {
         origin: None,
         dockerfile_sha256: format!("sha256:{}", hex(i, 'd', 64)),
         builder_image: format!("registry.example.com/s2i/python@sha256:{}", hex(0, 'c', 64)),
+        started: Some(AT.to_string()),
+    }))
+    .expect("JSON");
+    let digest = format!("sha256:{}", hex(i, 'a', 64));
+    let published = serde_json::to_string(&PublishReport::Published(PublishResult {
+        subject: digest.clone(),
+        attestation: format!("sha256:{}", hex(i, '9', 64)),
+        signature: None,
+        referrers: Some("ReferrersAPI".to_string()),
     }))
     .expect("JSON");
     let container = |name: &str, message: String| {
@@ -230,7 +239,7 @@ fn finished_pod(i: usize) -> Value {
         "podIP": "10.244.0.1", "podIPs": [{"ip": "10.244.0.1"}], "qosClass": "Burstable", "startTime": AT,
         "conditions": [condition("PodReadyToStartContainers", "False"), condition("Initialized", "True"),
             condition("Ready", "False"), condition("ContainersReady", "False"), condition("PodScheduled", "True")],
-        "initContainerStatuses": [container("prepare", report)],
-        "containerStatuses": [container("build", format!("sha256:{}", hex(i, 'a', 64)))]});
+        "initContainerStatuses": [container("prepare", report), container("build", digest)],
+        "containerStatuses": [container("publish", published)]});
     pod
 }

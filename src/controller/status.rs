@@ -251,9 +251,7 @@ pub fn record_history(status: &mut SourceBuildStatus, limit: usize) {
             let pushed = status
                 .provenance
                 .as_ref()
-                .filter(|_| {
-                    reason.as_deref() == Some(FailureReason::ProvenancePushFailed.as_str())
-                })
+                .filter(|_| reason.as_deref() == Some(FailureReason::ProvenancePushFailed.as_str()))
                 .and_then(|p| p.image.rsplit_once('@'))
                 .map(|(_, digest)| digest.to_string());
             let record = BuildRecord {

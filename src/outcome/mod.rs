@@ -101,8 +101,7 @@ impl BuildOutcome {
                 return publish_ended(&view, t, published, provenance);
             }
             // What Kaniko left is already no image of known origin: publishing cannot mend it.
-            if let failure @ BuildOutcome::Failed(_) =
-                succeeded(&view, t, provenance.clone(), None)
+            if let failure @ BuildOutcome::Failed(_) = succeeded(&view, t, provenance.clone(), None)
             {
                 return failure;
             }
@@ -260,7 +259,10 @@ fn publish_ended(
         }
         (_, Ok(PublishReport::Failed(failure))) => (
             FailureReason::ProvenancePushFailed,
-            format!("{} (publish reported reason {})", failure.message, failure.reason),
+            format!(
+                "{} (publish reported reason {})",
+                failure.message, failure.reason
+            ),
         ),
         (code, _) => (
             FailureReason::ProvenancePushFailed,

@@ -274,10 +274,7 @@ fn the_build_runs_until_the_provenance_is_published() {
     let pod = with_publish("Running", running(PUBLISH_CONTAINER));
     assert_eq!(from_pod(&pod), BuildOutcome::Running);
     // The kubelet has not started publish yet: Kaniko's success alone is no result.
-    let pod = with_publish(
-        "Pending",
-        waiting(PUBLISH_CONTAINER, "PodInitializing", ""),
-    );
+    let pod = with_publish("Pending", waiting(PUBLISH_CONTAINER, "PodInitializing", ""));
     assert!(matches!(from_pod(&pod), BuildOutcome::Pending { .. }));
 }
 
@@ -297,7 +294,10 @@ fn a_failed_provenance_push_keeps_the_pushed_image() {
     assert_eq!(f.provenance, Some(provenance()));
 
     // No readable report (killed, or an image of another release): still the image is named.
-    let pod = with_publish("Failed", terminated(PUBLISH_CONTAINER, 2, "Error", "panic: oh"));
+    let pod = with_publish(
+        "Failed",
+        terminated(PUBLISH_CONTAINER, 2, "Error", "panic: oh"),
+    );
     let f = failure(from_pod(&pod));
     assert_eq!(f.reason, FailureReason::ProvenancePushFailed);
     assert_eq!(f.pushed_image.as_deref(), Some(image.as_str()));
@@ -322,8 +322,7 @@ fn provenance_for_another_digest_is_no_success() {
 fn a_bad_signing_key_fails_before_the_build_with_its_reason() {
     let report = publish_report(&PublishReport::Failed(PrepareFailure {
         reason: FailureReason::SigningKeyInvalid,
-        message: "Secret \"cosign\": cosign.key is encrypted and cosign.password is missing"
-            .into(),
+        message: "Secret \"cosign\": cosign.key is encrypted and cosign.password is missing".into(),
     }));
     let mut pod = pod();
     pod.status = Some(PodStatus {
@@ -336,7 +335,11 @@ fn a_bad_signing_key_fails_before_the_build_with_its_reason() {
     });
     let f = failure(from_pod(&pod));
     assert_eq!(f.reason, FailureReason::SigningKeyInvalid);
-    assert!(f.message.contains("cosign.password is missing"), "{}", f.message);
+    assert!(
+        f.message.contains("cosign.password is missing"),
+        "{}",
+        f.message
+    );
     assert_eq!(f.pushed_image, None);
 }
 

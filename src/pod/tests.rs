@@ -496,7 +496,12 @@ fn archive_source_mounts_neither_secret_nor_config_map() {
         .collect();
     assert_eq!(
         volumes,
-        [WORKSPACE_VOLUME, SCRATCH_VOLUME, RESULTS_VOLUME, DIGEST_VOLUME]
+        [
+            WORKSPACE_VOLUME,
+            SCRATCH_VOLUME,
+            RESULTS_VOLUME,
+            DIGEST_VOLUME
+        ]
     );
 }
 
@@ -605,10 +610,7 @@ fn the_steps_run_in_order_and_publish_sees_only_what_it_needs() {
     let sb = source_build("app", git_spec());
     let generation = sb.metadata.generation.unwrap();
     let pod = build_pod(&sb, &settings(), 3).unwrap();
-    assert_eq!(
-        pod.metadata.name,
-        Some(format!("app-build-{generation}-3"))
-    );
+    assert_eq!(pod.metadata.name, Some(format!("app-build-{generation}-3")));
     let spec = pod.spec.as_ref().unwrap();
     let names = |list: &[Container]| list.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
     assert_eq!(
@@ -676,7 +678,10 @@ fn a_signing_key_is_checked_first_and_mounted_only_where_it_signs() {
         assert_eq!(init[0].name, SIGNING_KEY_CONTAINER);
         assert_eq!(init[0].args.as_deref().unwrap(), ["publish", "--check-key"]);
         let key_mount = (SIGNING_KEY_VOLUME.to_string(), SIGNING_KEY_DIR.to_string());
-        assert_eq!(mounts_of(&pod, SIGNING_KEY_CONTAINER), [key_mount.clone()]);
+        assert_eq!(
+            mounts_of(&pod, SIGNING_KEY_CONTAINER),
+            std::slice::from_ref(&key_mount)
+        );
         assert!(mounts_of(&pod, PUBLISH_CONTAINER).contains(&key_mount));
         for other in [PREPARE_CONTAINER, BUILD_CONTAINER] {
             assert!(!mounts_of(&pod, other).contains(&key_mount), "{other}");

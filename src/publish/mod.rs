@@ -74,7 +74,9 @@ pub enum PublishStepError {
         problem: String,
     },
     /// The key Secret lacks the key file.
-    #[error("signing key Secret {secret:?} has no {SIGNING_KEY_FILE} (as `cosign generate-key-pair k8s://NAMESPACE/NAME` writes it)")]
+    #[error(
+        "signing key Secret {secret:?} has no {SIGNING_KEY_FILE} (as `cosign generate-key-pair k8s://NAMESPACE/NAME` writes it)"
+    )]
     MissingKey {
         /// The Secret's name.
         secret: String,
@@ -186,10 +188,7 @@ fn read_request() -> Result<PublishRequest, PublishStepError> {
 }
 
 /// The key the request names, loaded from the mounted Secret; `None` when unsigned.
-fn load_key(
-    request: &PublishRequest,
-    dir: &Path,
-) -> Result<Option<SigningKey>, PublishStepError> {
+fn load_key(request: &PublishRequest, dir: &Path) -> Result<Option<SigningKey>, PublishStepError> {
     let Some(secret) = &request.signing_key_secret else {
         return Ok(None);
     };
@@ -228,8 +227,8 @@ fn publish(
     let finished = Timestamp::now().to_string();
     let input = provenance_input(request, &prepared, &digest, &finished)
         .map_err(PublishStepError::Statement)?;
-    let statement =
-        provenance::statement_bytes(&input).map_err(|e| PublishStepError::Statement(e.to_string()))?;
+    let statement = provenance::statement_bytes(&input)
+        .map_err(|e| PublishStepError::Statement(e.to_string()))?;
     let credential = credential(&mounts.docker_config, &request.output_image)?;
     let publish_request = provenance::PublishRequest {
         image: request.output_image.clone(),
@@ -293,7 +292,10 @@ fn read_digest(path: &Path) -> Result<String, PublishStepError> {
     parse_digest_file(&text).ok_or_else(|| PublishStepError::Input {
         what: "Kaniko's image digest file",
         path: path.to_path_buf(),
-        problem: format!("not one `<repository>@sha256:<hex>` line: {:?}", text.trim()),
+        problem: format!(
+            "not one `<repository>@sha256:<hex>` line: {:?}",
+            text.trim()
+        ),
     })
 }
 
@@ -317,7 +319,12 @@ fn credential(
     let bytes = match std::fs::read(docker_config) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(PublishStepError::Credentials(format!("{}: {e}", docker_config.display()))),
+        Err(e) => {
+            return Err(PublishStepError::Credentials(format!(
+                "{}: {e}",
+                docker_config.display()
+            )));
+        }
     };
     let config: DockerConfig =
         parse_docker_config(&bytes).map_err(|e| PublishStepError::Credentials(e.to_string()))?;
@@ -369,10 +376,13 @@ pub fn provenance_input(
     } else {
         return Err("the request's spec names no source".into());
     };
-    let (builder_image, builder_digest) = prepared
-        .builder_image
-        .rsplit_once('@')
-        .ok_or_else(|| format!("prepare's builder image {:?} is not pinned by digest", prepared.builder_image))?;
+    let (builder_image, builder_digest) =
+        prepared.builder_image.rsplit_once('@').ok_or_else(|| {
+            format!(
+                "prepare's builder image {:?} is not pinned by digest",
+                prepared.builder_image
+            )
+        })?;
     Ok(ProvenanceInput {
         image: crate::pod::image_repository(&request.output_image).to_string(),
         digest: digest.to_string(),
@@ -388,7 +398,10 @@ pub fn provenance_input(
             "{}/{}/{}/generation/{}/build/{}",
             request.namespace, request.name, request.uid, request.generation, request.build
         ),
-        started_on: prepared.started.clone().unwrap_or_else(|| finished.to_string()),
+        started_on: prepared
+            .started
+            .clone()
+            .unwrap_or_else(|| finished.to_string()),
         finished_on: finished.to_string(),
     })
 }

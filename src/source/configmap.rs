@@ -78,11 +78,7 @@ pub enum ConfigMapError {
 /// to a file of its own name when there are none. Returns `sha256:<hex>` of what was copied
 /// ([`tree_digest`]): the revision of a ConfigMap source, whose resourceVersion the build Pod
 /// cannot see.
-pub fn copy(
-    source: &ConfigMapSource,
-    mount: &Path,
-    dest: &Path,
-) -> Result<String, ConfigMapError> {
+pub fn copy(source: &ConfigMapSource, mount: &Path, dest: &Path) -> Result<String, ConfigMapError> {
     let copier = Copier {
         name: &source.name,
         mount_real: fs::canonicalize(mount).map_err(|e| ConfigMapError::Io {

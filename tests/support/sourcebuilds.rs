@@ -212,20 +212,33 @@ pub async fn patch_pod_status(client: &Client, ns: &str, pod: &str, status: Valu
         .unwrap();
 }
 
-/// The Pod status the kubelet writes once the fetch step finished and Kaniko runs.
+/// The Pod status the kubelet writes once the fetch step finished and Kaniko runs (an init
+/// container, so the Pod is still Pending).
 pub fn running_status() -> Value {
-    json!({"phase": "Running",
-        "initContainerStatuses": [terminated("prepare", 0, &prepared())],
-        "containerStatuses": [{"name": "build", "image": "kaniko:test", "imageID": "", "ready": true, "restartCount": 0,
-                               "state": {"running": {"startedAt": "2026-01-01T00:00:02Z"}}}]})
+    json!({"phase": "Pending",
+        "initContainerStatuses": [terminated("prepare", 0, &prepared()),
+            {"name": "build", "image": "kaniko:test", "imageID": "", "ready": false, "restartCount": 0,
+             "state": {"running": {"startedAt": "2026-01-01T00:00:02Z"}}}]})
+}
+
+/// The publish step's report of the provenance of `digest`.
+pub fn published(digest: &str) -> String {
+    json!({"published": {"subject": digest, "attestation": format!("sha256:{}", "e".repeat(64)),
+                         "referrers": "ReferrersAPI"}})
+    .to_string()
 }
 
 /// The Pod status the kubelet writes once Kaniko ended with `code` and `message` (its
-/// termination message).
+/// termination message) and, after a success, the publish step reported the digest's provenance.
 pub fn finished_status(code: i32, message: &str) -> Value {
+    let publish = if code == 0 {
+        vec![terminated("publish", 0, &published(message.trim()))]
+    } else {
+        vec![]
+    };
     json!({"phase": if code == 0 { "Succeeded" } else { "Failed" },
-        "initContainerStatuses": [terminated("prepare", 0, &prepared())],
-        "containerStatuses": [terminated("build", code, message)]})
+        "initContainerStatuses": [terminated("prepare", 0, &prepared()), terminated("build", code, message)],
+        "containerStatuses": publish})
 }
 
 /// Plays the kubelet: the fetch step finished, Kaniko runs.
