@@ -521,9 +521,40 @@ fn chart_controller_args(sets: &[&str]) -> Vec<String> {
 fn every_argument_the_chart_passes_is_one_the_controller_takes() {
     let quiet = chart_controller_args(&[]);
     assert!(!quiet.iter().any(|a| a == "--routine-events"), "{quiet:?}");
-    let chatty = chart_controller_args(&["routineEvents=true", "watchNamespaces={a,b}"]);
+    assert!(
+        quiet.contains(
+            &"--builder-id=https://sourcebuild.dev/clusters/default/namespaces/sourcebuild-system/serviceaccounts/sb-sourcebuild-operator"
+                .to_string()
+        ),
+        "{quiet:?}"
+    );
+    assert!(
+        !quiet.iter().any(|a| a.starts_with("--signing-key-secret")),
+        "{quiet:?}"
+    );
+    let chatty = chart_controller_args(&[
+        "routineEvents=true",
+        "watchNamespaces={a,b}",
+        "provenance.clusterName=prod-eu",
+        "provenance.signingKeySecret=cosign-key",
+    ]);
     assert!(chatty.iter().any(|a| a == "--routine-events"), "{chatty:?}");
-    for args in [quiet, chatty] {
+    assert!(
+        chatty.contains(&"--signing-key-secret=cosign-key".to_string()),
+        "{chatty:?}"
+    );
+    assert!(
+        chatty
+            .iter()
+            .any(|a| a.starts_with("--builder-id=https://sourcebuild.dev/clusters/prod-eu/")),
+        "{chatty:?}"
+    );
+    let custom = chart_controller_args(&["provenance.builderId=https://builds.example.com/eu"]);
+    assert!(
+        custom.contains(&"--builder-id=https://builds.example.com/eu".to_string()),
+        "{custom:?}"
+    );
+    for args in [quiet, chatty, custom] {
         assert_eq!(args[0], "controller");
         // clap refuses an unknown flag or a bad value before it gets to --help.
         let output = Command::new(BIN)

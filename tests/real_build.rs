@@ -93,9 +93,10 @@ struct Rendered {
     kaniko_args: Vec<String>,
 }
 
-/// The build container's args in the Pod `sourcebuild render --pod` makes, less the four the
-/// harness sets itself (checked to agree with it). `--digest-file` differs on purpose: the Pod
-/// writes the termination log, the harness a file in the throwaway root (its /dev is the host's).
+/// The build container's args in the Pod `sourcebuild render --pod` makes, less the five the
+/// harness sets itself or leaves out (checked to agree with it). `--digest-file` differs on
+/// purpose: the Pod writes the termination log, the harness a file in the throwaway root (its
+/// /dev is the host's); the publish step's digest file is the node tests' to check.
 fn pod_kaniko_args(manifest: &Path, output: &str) -> Vec<String> {
     let rendered = Command::new(BIN)
         .args(["render", "--pod", "-f"])
@@ -104,7 +105,7 @@ fn pod_kaniko_args(manifest: &Path, output: &str) -> Vec<String> {
         .unwrap();
     assert!(rendered.status.success());
     let pod: serde_norway::Value = serde_norway::from_slice(&rendered.stdout).unwrap();
-    let build = pod["spec"]["containers"]
+    let build = pod["spec"]["initContainers"]
         .as_sequence()
         .unwrap()
         .iter()
@@ -116,6 +117,7 @@ fn pod_kaniko_args(manifest: &Path, output: &str) -> Vec<String> {
         format!("--dockerfile={DOCKERFILE}"),
         format!("--destination={output}"),
         "--digest-file=/dev/termination-log".to_string(),
+        "--image-name-with-digest-file=/var/run/sourcebuild/digest/image".to_string(),
     ];
     for flag in &own {
         assert!(

@@ -13,7 +13,7 @@ use super::follow::{Target, finished, follow, outcome};
 use super::spec::{BuildRequest, source_build, source_repository};
 use super::{FIELD_MANAGER, PluginError, registry, show};
 use crate::api::{REBUILD_ANNOTATION, SourceBuild};
-use crate::pod::{BUILD_CONTAINER, PREPARE_CONTAINER, build_pod_name};
+use crate::pod::{LOG_CONTAINERS, build_pod_name};
 use crate::s2i::pack::{PackedSource, pack_source};
 use crate::source::oci::{Artifact, push_artifact};
 
@@ -277,7 +277,7 @@ pub async fn logs(
         Ok(None) => return Err(gone()),
         Err(e) => return Err(PluginError::api(format!("reading pod {pod}"), e)),
     }
-    for container in [PREPARE_CONTAINER, BUILD_CONTAINER] {
+    for container in LOG_CONTAINERS {
         let params = LogParams {
             container: Some(container.to_string()),
             follow: follow_logs,

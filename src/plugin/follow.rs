@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use super::PluginError;
 use crate::api::{Phase, SourceBuild, SourceBuildStatus};
-use crate::pod::{BUILD_CONTAINER, PREPARE_CONTAINER};
+use crate::pod::LOG_CONTAINERS;
 
 /// Which build is followed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -81,7 +81,8 @@ fn spinner() -> ProgressBar {
 
 /// Streams the logs of `pod`'s `container` line by line into `lines` (each marked
 /// `[container]` when `mark`), from its start to its end. A container not started yet is asked
-/// again until it is (or the task is dropped). False when nobody listens any more.
+/// again until it is, the Pod ends without it, or the task is dropped. False when nobody listens
+/// any more.
 pub async fn stream_container_logs(
     pods: &Api<Pod>,
     pod: &str,
@@ -97,7 +98,22 @@ pub async fn stream_container_logs(
     let stream = loop {
         match pods.log_stream(pod, &params).await {
             Ok(stream) => break stream,
-            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            Err(_) => {
+                // A Pod that ended (or went) before this container started never will: a
+                // failed build has no publish log.
+                let ended = match pods.get_opt(pod).await {
+                    Ok(None) => true,
+                    Ok(Some(p)) => p
+                        .status
+                        .and_then(|s| s.phase)
+                        .is_some_and(|phase| phase == "Succeeded" || phase == "Failed"),
+                    Err(_) => false,
+                };
+                if ended {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await
+            }
         }
     };
     let mut reader = stream.lines();
@@ -114,9 +130,9 @@ pub async fn stream_container_logs(
     true
 }
 
-/// The prepare container's logs, then the build container's, into `lines`.
+/// The build's containers' logs, one after the other, into `lines`.
 async fn stream_logs(pods: Api<Pod>, pod: String, lines: mpsc::UnboundedSender<String>) {
-    for container in [PREPARE_CONTAINER, BUILD_CONTAINER] {
+    for container in LOG_CONTAINERS {
         if !stream_container_logs(&pods, &pod, container, true, &lines).await {
             return;
         }

@@ -51,6 +51,10 @@ pub const BUILD_CONTAINER: &str = "build";
 pub const SIGNING_KEY_CONTAINER: &str = "signing-key";
 /// Name of the container that publishes the image's provenance (and signature).
 pub const PUBLISH_CONTAINER: &str = "publish";
+/// The build Pod's containers whose logs tell the build's story, in the order they run.
+pub const LOG_CONTAINERS: [&str; 3] = [PREPARE_CONTAINER, BUILD_CONTAINER, PUBLISH_CONTAINER];
+/// kubectl's annotation naming the container `kubectl logs POD` shows without `-c`.
+const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-container";
 /// The operator's version, recorded in the provenance of every image it builds.
 pub const OPERATOR_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Where the kubelet reads the termination message from (the Kubernetes default, spelled out
@@ -563,7 +567,14 @@ pub fn build_pod(
         (LABEL_GENERATION.to_string(), generation.to_string()),
         (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
     ]);
-    let annotations = BTreeMap::from([(ANNOTATION_NAME.to_string(), name.clone())]);
+    let annotations = BTreeMap::from([
+        (ANNOTATION_NAME.to_string(), name.clone()),
+        // `kubectl logs POD` shows Kaniko's build, as it did when Kaniko was the main container.
+        (
+            DEFAULT_CONTAINER_ANNOTATION.to_string(),
+            BUILD_CONTAINER.to_string(),
+        ),
+    ]);
 
     let timeout = spec.timeout();
     // Round up: a sub-second remainder must not end the build early, and 0 is not allowed.
