@@ -1641,10 +1641,18 @@ fn probes(log: &str) -> std::collections::BTreeMap<String, String> {
 /// behind those, seen in what the build sees: the node's root owns the kernel's settings, and
 /// in a user namespace that owner is unmapped, uid 65534 (nobody) to the hook, so were
 /// `/proc/sys` writable, root's `DAC_OVERRIDE` in the namespace would not reach it; with the
-/// node's users the owner is the hook's own uid 0. The build itself succeeds: a hook's failed
-/// attempts are its own business.
+/// node's users the owner is the hook's own uid 0.
+///
+/// What the hook can write on the node in both modes: the files the kubelet gives the Pod.
+/// Its `/etc/hosts` is the node's file `<kubelet root>/pods/<uid>/etc-hosts` (owned by the
+/// node's root, 0644), bind-mounted read-write; in a user namespace the mount is idmapped
+/// (`idmapped` in its mountinfo), so the Pod's root writes it as the node's root would. The
+/// hook's line lands there either way; it is that Pod's own file, read only by its containers
+/// (so is the termination log, 0666 by the kubelet's design). The build itself succeeds: a
+/// hook's failed attempts are its own business.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_hook_can_neither_change_the_node_nor_load_a_module() {
+    use std::os::unix::fs::MetadataExt;
     let node = node();
     let _serial = serial().await;
     let client = node.client().await;
@@ -1686,8 +1694,20 @@ async fn a_hostile_hook_can_neither_change_the_node_nor_load_a_module() {
             "kubelet/pods/{}/etc-hosts",
             pod.metadata.uid.unwrap()
         ));
-        let etc_hosts = std::fs::read_to_string(&etc_hosts)
+        let meta = std::fs::metadata(&etc_hosts)
             .unwrap_or_else(|e| panic!("{}: {e}", etc_hosts.display()));
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+            (0, 0, 0o644),
+            "{}",
+            etc_hosts.display()
+        );
+        let etc_hosts = std::fs::read_to_string(&etc_hosts).unwrap();
+        // The Pod's own hosts file on the node, with the hook's line, still the node root's.
+        assert!(
+            etc_hosts.ends_with("\n# written by the hostile hook\n"),
+            "{name}'s etc-hosts on the node:\n{etc_hosts}"
+        );
         seen.push((name, probes(&log), etc_hosts, log));
     }
     let after = host();
