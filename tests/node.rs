@@ -1614,6 +1614,12 @@ probe("etc_hosts", write("/etc/hosts", "# written by the hostile hook\n", "a"))
 # Who owns the node's kernel settings, as the build sees it.
 print(f"probe core_pattern_owner: {os.stat('/proc/sys/kernel/core_pattern').st_uid}", flush=True)
 PY
+# A setuid-root program in the build's filesystem: the test looks at it from the node, then
+# lets the build go on (/tmp/release, made by the test through /proc/<pid>/root).
+cp /usr/bin/true /tmp/setuid-probe
+chmod 4755 /tmp/setuid-probe
+for _ in $(seq 300); do [ -e /tmp/release ] && break; sleep 1; done
+rm -f /tmp/setuid-probe /tmp/release
 "${STI_SCRIPTS_PATH}/assemble"
 echo "assembled by uid $(id -u)" > "${APP_SRC_DIR:-$HOME}/s2i-marker.txt"
 "##;
@@ -1642,6 +1648,12 @@ fn probes(log: &str) -> std::collections::BTreeMap<String, String> {
 /// in a user namespace that owner is unmapped, uid 65534 (nobody) to the hook, so were
 /// `/proc/sys` writable, root's `DAC_OVERRIDE` in the namespace would not reach it; with the
 /// node's users the owner is the hook's own uid 0.
+///
+/// Where the user namespace shows: what the hook writes is the node's too (the container's
+/// writable layer is a directory on the node's disk), and a setuid-root program it makes there
+/// is, on the node, setuid to the namespace's base id (a user that owns nothing), where with
+/// the node's users it is setuid root. Read from the node through the hook's process while it
+/// waits (`/proc/<pid>/root`).
 ///
 /// What the hook can write on the node in both modes: the files the kubelet gives the Pod.
 /// Its `/etc/hosts` is the node's file `<kubelet root>/pods/<uid>/etc-hosts` (owned by the
@@ -1682,6 +1694,46 @@ async fn a_hostile_hook_can_neither_change_the_node_nor_load_a_module() {
             ),
         );
     }
+    // The hook's setuid-root program, stat'ed on the node: its owner there, and its mode.
+    let mut setuid = Vec::new();
+    for name in ["in-userns", "host-users"] {
+        let pod = node
+            .wait_pod(
+                &client,
+                &ns,
+                &format!("{name}-build-1"),
+                "scheduled",
+                WAIT,
+                |p| p.metadata.uid.is_some() && !pod_phase(p).is_empty(),
+            )
+            .await;
+        let uid = pod.metadata.uid.unwrap();
+        let (pid, meta) = eventually(
+            &format!("{name}'s hook waiting with its setuid program"),
+            BUILD_WAIT,
+            || async {
+                processes_of_pod(node, &uid, "sleep")
+                    .into_iter()
+                    .find_map(|pid| {
+                        let meta = std::fs::metadata(format!("/proc/{pid}/root/tmp/setuid-probe"));
+                        Some((pid, meta.ok()?))
+                    })
+            },
+        )
+        .await;
+        setuid.push((name, meta.uid(), meta.mode() & 0o7777, host_base(pid)));
+        std::fs::write(format!("/proc/{pid}/root/tmp/release"), "").unwrap();
+    }
+    let base = setuid[0].3;
+    assert!(base >= 65536, "the user namespace maps root to {base}");
+    assert_eq!(
+        setuid,
+        vec![
+            ("in-userns", base as u32, 0o4755, base),
+            ("host-users", 0, 0o4755, 0)
+        ],
+        "(build, owner on the node, mode, host uid of root inside) of the hook's setuid program"
+    );
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let mut seen = Vec::new();
     for name in ["in-userns", "host-users"] {
