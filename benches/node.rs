@@ -2,7 +2,10 @@
 //! `kubectl apply` of a SourceBuild to the digest in its status, for a first build (empty
 //! Kaniko cache) and a cached rebuild (a new generation with the same Dockerfile), and the part
 //! of each that is not Kaniko's own build (the Pod's start, `prepare`, the status write).
-//! Median and spread of `SOURCEBUILD_BENCH_RUNS` (default 5) of each.
+//! Each in a user namespace (`hostUsers: false`, the operator's default where the cluster has
+//! them) and with the node's users (`spec.hostUsers: true`), the two interleaved run by run so
+//! that the machine's drift falls on both alike. Median and spread of `SOURCEBUILD_BENCH_RUNS`
+//! (default 5) of each.
 //!
 //! Runs inside the cluster, like tests/node.rs:
 //!
@@ -133,47 +136,60 @@ async fn main() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let (mut first, mut cached) = (Vec::new(), Vec::new());
+    // (label, extra spec lines, first builds, cached rebuilds)
+    let mut modes = [
+        ("in a user namespace", "", Vec::new(), Vec::new()),
+        (
+            "with the node's users",
+            "  hostUsers: true\n",
+            Vec::new(),
+            Vec::new(),
+        ),
+    ];
     for run in 0..runs {
-        let name = format!("app-{run}");
-        // A repository of its own per run: its cache starts empty.
-        let manifest = |timeout: &str| {
-            format!(
-                "apiVersion: sourcebuild.dev/v1alpha1\nkind: SourceBuild\nmetadata:\n  name: {name}\nspec:\n  \
-                 source:\n    archive:\n      url: {}\n      sha256: \"{sum}\"\n  \
-                 output:\n    image: {}/bench/{stamp}-{run}:1\n  cache:\n    enabled: true\n  timeout: {timeout}\n",
-                server.url("/app.tar.gz"),
-                node.registry
-            )
-        };
-        let one = build(&client, &ns, &name, 1, &manifest("30m")).await;
-        let two = build(&client, &ns, &name, 2, &manifest("31m")).await;
-        eprintln!(
-            "run {run}: first {:.1}s (Kaniko {:.1}s), cached {:.1}s (Kaniko {:.1}s)",
-            one.total.as_secs_f64(),
-            one.kaniko.as_secs_f64(),
-            two.total.as_secs_f64(),
-            two.kaniko.as_secs_f64()
-        );
-        first.push(one);
-        cached.push(two);
+        for (index, (label, extra, first, cached)) in modes.iter_mut().enumerate() {
+            let name = format!("app-{run}-{index}");
+            // A repository of its own per build series: its cache starts empty.
+            let manifest = |timeout: &str| {
+                format!(
+                    "apiVersion: sourcebuild.dev/v1alpha1\nkind: SourceBuild\nmetadata:\n  name: {name}\nspec:\n  \
+                     source:\n    archive:\n      url: {}\n      sha256: \"{sum}\"\n  \
+                     output:\n    image: {}/bench/{stamp}-{run}-{index}:1\n  cache:\n    enabled: true\n  timeout: {timeout}\n{extra}",
+                    server.url("/app.tar.gz"),
+                    node.registry
+                )
+            };
+            let one = build(&client, &ns, &name, 1, &manifest("30m")).await;
+            let two = build(&client, &ns, &name, 2, &manifest("31m")).await;
+            eprintln!(
+                "run {run} {label}: first {:.1}s (Kaniko {:.1}s), cached {:.1}s (Kaniko {:.1}s)",
+                one.total.as_secs_f64(),
+                one.kaniko.as_secs_f64(),
+                two.total.as_secs_f64(),
+                two.kaniko.as_secs_f64()
+            );
+            first.push(one);
+            cached.push(two);
+        }
     }
     println!("\nThe example app on the real node, {runs} runs each (median, min - max):\n");
     println!("| | median | range |\n|---|---|---|");
-    line(
-        "first build: apply -> digest in status",
-        first.iter().map(|t| t.total).collect(),
-    );
-    line(
-        "  of which not Kaniko's build",
-        first.iter().map(Timing::outside_kaniko).collect(),
-    );
-    line(
-        "cached rebuild: apply -> digest in status",
-        cached.iter().map(|t| t.total).collect(),
-    );
-    line(
-        "  of which not Kaniko's build",
-        cached.iter().map(Timing::outside_kaniko).collect(),
-    );
+    for (label, _, first, cached) in &modes {
+        line(
+            &format!("first build {label}: apply -> digest in status"),
+            first.iter().map(|t| t.total).collect(),
+        );
+        line(
+            "  of which not Kaniko's build",
+            first.iter().map(Timing::outside_kaniko).collect(),
+        );
+        line(
+            &format!("cached rebuild {label}: apply -> digest in status"),
+            cached.iter().map(|t| t.total).collect(),
+        );
+        line(
+            "  of which not Kaniko's build",
+            cached.iter().map(Timing::outside_kaniko).collect(),
+        );
+    }
 }

@@ -101,7 +101,7 @@ impl ImageArgs {
             kaniko_image: self.kaniko_image.clone(),
             prepare_image: self.prepare_image.clone(),
             insecure_registries: self.insecure_registries.clone(),
-            // Decided by the controller at start (`--user-namespaces`); off for `render`.
+            // The controller's and render's own `--user-namespaces`.
             user_namespaces: false,
             signing_key_secret: self.signing_key_secret.clone().filter(|s| !s.is_empty()),
             builder_id: self.builder_id.clone(),
@@ -262,6 +262,12 @@ struct RenderArgs {
     /// Print the build Pod the controller would create.
     #[arg(long)]
     pod: bool,
+    /// The controller's `--user-namespaces`, as it decided at start: `on` gives the build Pod
+    /// `hostUsers: false` (unless the SourceBuild says `spec.hostUsers: true`), `off` leaves
+    /// it out. `auto` is the controller's question to its cluster, and render has none: its
+    /// log line `build Pods' user namespaces` says what `auto` became there.
+    #[arg(long, value_enum, default_value = "off")]
+    user_namespaces: UserNamespaces,
     #[command(flatten)]
     images: ImageArgs,
 }
@@ -434,7 +440,16 @@ fn run_publish(args: PublishArgs) -> Result<()> {
 
 fn run_render(args: RenderArgs) -> Result<()> {
     let sb = render::load_source_build(&args.file)?;
-    let settings = args.images.settings();
+    let mut settings = args.images.settings();
+    settings.user_namespaces = match args.user_namespaces {
+        UserNamespaces::On => true,
+        UserNamespaces::Off => false,
+        UserNamespaces::Auto => anyhow::bail!(
+            "--user-namespaces auto is the controller asking its cluster at start, and render has \
+             no cluster: say on or off (the controller's log line \"build Pods' user namespaces\" \
+             says what auto became)"
+        ),
+    };
     if args.source.is_none() && !args.pod {
         anyhow::bail!("nothing to render: give --source DIR (the Dockerfile) and/or --pod");
     }

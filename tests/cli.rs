@@ -445,6 +445,64 @@ fn render_knows_the_oci_source_and_its_secret() {
     assert!(stderr.contains("spec.source.oci.image"), "{stderr}");
 }
 
+/// `render --pod --user-namespaces on|off` as the controller's flag decides: `on` gives the
+/// build Pod `hostUsers: false` unless the SourceBuild asks for the node's users; `off`, the
+/// default, leaves the field out; `auto` (a question to a cluster) is refused, saying why.
+#[test]
+fn render_pod_takes_the_controllers_user_namespaces() {
+    let root = tempfile::tempdir().unwrap();
+    let manifest = |host_users: &str| {
+        let path = root.path().join(format!("sb{}.yaml", host_users.len()));
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: sourcebuild.dev/v1alpha1\nkind: SourceBuild\nmetadata: {{name: app, namespace: team}}\nspec:\n  \
+                 source: {{git: {{url: https://example.com/acme/app.git}}}}\n  \
+                 output: {{image: registry.example.com/team/app:1.0}}\n{host_users}"
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let render = |manifest: &std::path::Path, flags: &[&str]| {
+        let output = Command::new(BIN)
+            .args(["render", "--pod", "-f"])
+            .arg(manifest)
+            .args(flags)
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let host_users = |manifest: &std::path::Path, flags: &[&str]| {
+        let (ok, stdout, stderr) = render(manifest, flags);
+        assert!(ok, "render {flags:?}: {stderr}");
+        let pod: serde_json::Value = serde_norway::from_str(&stdout).unwrap();
+        pod["spec"]["hostUsers"].clone()
+    };
+    let plain = manifest("");
+    let asks_for_the_nodes = manifest("  hostUsers: true\n");
+    let seen = [
+        host_users(&plain, &[]),
+        host_users(&plain, &["--user-namespaces", "off"]),
+        host_users(&plain, &["--user-namespaces", "on"]),
+        host_users(&asks_for_the_nodes, &["--user-namespaces", "on"]),
+        host_users(&asks_for_the_nodes, &["--user-namespaces", "off"]),
+    ];
+    use serde_json::Value::{Bool, Null};
+    assert_eq!(seen, [Null, Null, Bool(false), Null, Null]);
+
+    let (ok, stdout, stderr) = render(&plain, &["--user-namespaces", "auto"]);
+    assert!(!ok && stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("--user-namespaces auto") && stderr.contains("say on or off"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn render_names_every_bad_field_and_exits_non_zero() {
     let root = tempfile::tempdir().unwrap();

@@ -1573,6 +1573,230 @@ async fn a_builder_with_a_file_of_an_unmapped_uid_needs_the_nodes_users() {
     expect_success(&sb, node, &ns);
 }
 
+/// A hostile source hook: as the Daeploy-style builder's root (inside Kaniko's container, with
+/// its five capabilities) it tries to reach the node, prints `probe NAME: RESULT` for each
+/// attempt (`ok` or the errno's name), then builds as the builder's own assemble does.
+const HOSTILE_ASSEMBLE_HOOK: &str = r##"#!/bin/bash
+set -euo pipefail
+echo "---> hostile source assemble hook"
+python3 - <<'PY'
+import ctypes, errno, os, stat
+libc = ctypes.CDLL(None, use_errno=True)
+def probe(name, attempt):
+    try:
+        attempt()
+        result = "ok"
+    except OSError as e:
+        result = errno.errorcode.get(e.errno, str(e.errno))
+    print(f"probe {name}: {result}", flush=True)
+def checked(r):
+    if r < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+def write(path, text, mode="w"):
+    def attempt():
+        with open(path, mode) as f:
+            f.write(text)
+    return attempt
+# The node's kernel settings: a core_pattern that pipes to a program is the classic escape.
+probe("core_pattern", write("/proc/sys/kernel/core_pattern", "|/tmp/escape %p"))
+probe("sysfs", write("/sys/kernel/mm/transparent_hugepage/enabled", "never"))
+# Loading a module (x86_64: finit_module 313, init_module 175).
+fd = os.open("/usr/bin/python3", os.O_RDONLY)
+probe("finit_module", lambda: checked(libc.syscall(313, fd, b"", 0)))
+image = ctypes.create_string_buffer(b"\x7fELF" + b"\0" * 60)
+probe("init_module", lambda: checked(libc.syscall(175, image, 64, b"")))
+# /proc/sys read-write again (MS_REMOUNT | MS_BIND), a block device node of the node's disk.
+probe("remount", lambda: checked(libc.mount(b"none", b"/proc/sys", None, 32 | 4096, None)))
+probe("mknod", lambda: os.mknod("/tmp/sda", 0o600 | stat.S_IFBLK, os.makedev(8, 0)))
+# A file the kubelet gives the container: the Pod's /etc/hosts, a file on the node.
+probe("etc_hosts", write("/etc/hosts", "# written by the hostile hook\n", "a"))
+# Who owns the node's kernel settings, as the build sees it.
+print(f"probe core_pattern_owner: {os.stat('/proc/sys/kernel/core_pattern').st_uid}", flush=True)
+PY
+# A setuid-root program in the build's filesystem: the test looks at it from the node, then
+# lets the build go on (/tmp/release, made by the test through /proc/<pid>/root).
+cp /usr/bin/true /tmp/setuid-probe
+chmod 4755 /tmp/setuid-probe
+for _ in $(seq 300); do [ -e /tmp/release ] && break; sleep 1; done
+rm -f /tmp/setuid-probe /tmp/release
+"${STI_SCRIPTS_PATH}/assemble"
+echo "assembled by uid $(id -u)" > "${APP_SRC_DIR:-$HOME}/s2i-marker.txt"
+"##;
+
+/// The `probe NAME: RESULT` lines of a log, by name.
+fn probes(log: &str) -> std::collections::BTreeMap<String, String> {
+    log.lines()
+        .filter_map(|l| l.trim().strip_prefix("probe "))
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// A source hook that tries to reach the node, run by the Daeploy-style builder's root (the
+/// worst case: the hook keeps Kaniko's five capabilities; the sclorg-style builder's hook runs
+/// as 1001 with none), in a user namespace and with the node's users (`spec.hostUsers: true`).
+///
+/// Every attempt on the node fails the same way in both modes, and the node is unchanged: the
+/// walls that answer are not the user namespace's but the container's, which hold with the
+/// node's users too. Writing `/proc/sys/...` and `/sys/...` gets `EROFS` (runc mounts them
+/// read-only); `finit_module`, `init_module` and `mount` get `EPERM` (none of the five
+/// capabilities, and RuntimeDefault seccomp allows none of them without `CAP_SYS_MODULE` or
+/// `CAP_SYS_ADMIN`; this node's kernel has no module support at all, no `/proc/modules`);
+/// `mknod` of a block device gets `EPERM` (no `CAP_MKNOD`). The user namespace is a second wall
+/// behind those, seen in what the build sees: the node's root owns the kernel's settings, and
+/// in a user namespace that owner is unmapped, uid 65534 (nobody) to the hook, so were
+/// `/proc/sys` writable, root's `DAC_OVERRIDE` in the namespace would not reach it; with the
+/// node's users the owner is the hook's own uid 0.
+///
+/// Where the user namespace shows: what the hook writes is the node's too (the container's
+/// writable layer is a directory on the node's disk), and a setuid-root program it makes there
+/// is, on the node, setuid to the namespace's base id (a user that owns nothing), where with
+/// the node's users it is setuid root. Read from the node through the hook's process while it
+/// waits (`/proc/<pid>/root`).
+///
+/// What the hook can write on the node in both modes: the files the kubelet gives the Pod.
+/// Its `/etc/hosts` is the node's file `<kubelet root>/pods/<uid>/etc-hosts` (owned by the
+/// node's root, 0644), bind-mounted read-write; in a user namespace the mount is idmapped
+/// (`idmapped` in its mountinfo), so the Pod's root writes it as the node's root would. The
+/// hook's line lands there either way; it is that Pod's own file, read only by its containers
+/// (so is the termination log, 0666 by the kubelet's design). The build itself succeeds: a
+/// hook's failed attempts are its own business.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_hook_can_neither_change_the_node_nor_load_a_module() {
+    use std::os::unix::fs::MetadataExt;
+    let node = node();
+    let _serial = serial().await;
+    let client = node.client().await;
+    let ns = node.namespace("node-hostile").await;
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    let host = || {
+        (
+            read("/proc/sys/kernel/core_pattern"),
+            read("/sys/kernel/mm/transparent_hugepage/enabled"),
+            read("/proc/modules"),
+        )
+    };
+    let before = host();
+    let (archive, sum) = app_archive(HOSTILE_ASSEMBLE_HOOK, "hostile");
+    let server = serve_bytes(archive);
+    for (name, extra) in [("in-userns", ""), ("host-users", "  hostUsers: true\n")] {
+        node.apply(
+            &ns,
+            &source_build(
+                name,
+                &format!(
+                    "{}  builder:\n    image: {}\n  output:\n    image: {}/apps/hostile-{name}:1\n{extra}",
+                    archive_source(&server, &sum),
+                    node.daeploy,
+                    node.registry
+                ),
+            ),
+        );
+    }
+    // The hook's setuid-root program, stat'ed on the node: its owner there, and its mode.
+    let mut setuid = Vec::new();
+    for name in ["in-userns", "host-users"] {
+        let pod = node
+            .wait_pod(
+                &client,
+                &ns,
+                &format!("{name}-build-1"),
+                "scheduled",
+                WAIT,
+                |p| p.metadata.uid.is_some() && !pod_phase(p).is_empty(),
+            )
+            .await;
+        let uid = pod.metadata.uid.unwrap();
+        let (pid, meta) = eventually(
+            &format!("{name}'s hook waiting with its setuid program"),
+            BUILD_WAIT,
+            || async {
+                processes_of_pod(node, &uid, "sleep")
+                    .into_iter()
+                    .find_map(|pid| {
+                        let meta = std::fs::metadata(format!("/proc/{pid}/root/tmp/setuid-probe"));
+                        Some((pid, meta.ok()?))
+                    })
+            },
+        )
+        .await;
+        setuid.push((name, meta.uid(), meta.mode() & 0o7777, host_base(pid)));
+        std::fs::write(format!("/proc/{pid}/root/tmp/release"), "").unwrap();
+    }
+    let base = setuid[0].3;
+    assert!(base >= 65536, "the user namespace maps root to {base}");
+    assert_eq!(
+        setuid,
+        vec![
+            ("in-userns", base as u32, 0o4755, base),
+            ("host-users", 0, 0o4755, 0)
+        ],
+        "(build, owner on the node, mode, host uid of root inside) of the hook's setuid program"
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let mut seen = Vec::new();
+    for name in ["in-userns", "host-users"] {
+        let sb = finished(&client, &ns, name, 1).await;
+        let status = expect_success(&sb, node, &ns);
+        let pod_name = status.pod_name.unwrap();
+        let log = node.logs(&ns, &pod_name, "build");
+        let pod = pods.get(&pod_name).await.unwrap();
+        let etc_hosts = node.dir.join(format!(
+            "kubelet/pods/{}/etc-hosts",
+            pod.metadata.uid.unwrap()
+        ));
+        let meta = std::fs::metadata(&etc_hosts)
+            .unwrap_or_else(|e| panic!("{}: {e}", etc_hosts.display()));
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+            (0, 0, 0o644),
+            "{}",
+            etc_hosts.display()
+        );
+        let etc_hosts = std::fs::read_to_string(&etc_hosts).unwrap();
+        // The Pod's own hosts file on the node, with the hook's line, still the node root's.
+        assert!(
+            etc_hosts.ends_with("\n# written by the hostile hook\n"),
+            "{name}'s etc-hosts on the node:\n{etc_hosts}"
+        );
+        seen.push((name, probes(&log), etc_hosts, log));
+    }
+    let after = host();
+    assert_eq!(after, before, "the node's core_pattern, THP mode, modules");
+    assert_eq!(before.2, None, "this node's kernel has no module support");
+    let expected = |owner: &str| -> std::collections::BTreeMap<String, String> {
+        [
+            ("core_pattern", "EROFS"),
+            ("sysfs", "EROFS"),
+            ("finit_module", "EPERM"),
+            ("init_module", "EPERM"),
+            ("remount", "EPERM"),
+            ("mknod", "EPERM"),
+            ("etc_hosts", "ok"),
+            ("core_pattern_owner", owner),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    };
+    let actual: Vec<_> = seen
+        .iter()
+        .map(|(name, probes, ..)| (*name, probes.clone()))
+        .collect();
+    let wanted = vec![
+        ("in-userns", expected("65534")),
+        ("host-users", expected("0")),
+    ];
+    let shown: Vec<_> = seen
+        .iter()
+        .map(|(name, _, etc_hosts, log)| {
+            format!("--- {name}'s build log\n{log}--- its /etc/hosts on the node\n{etc_hosts}")
+        })
+        .collect();
+    assert_eq!(actual, wanted, "{}", shown.join("\n"));
+}
+
 // --- the oci source and the kubectl plugin ---------------------------------------------------
 
 const PLUGIN: &str = env!("CARGO_BIN_EXE_kubectl-sourcebuild");
