@@ -501,8 +501,8 @@ async fn namespace_mode_grants_nothing_outside_the_watched_namespace() {
 }
 
 /// (2) Pod Security admission: the operator's build Pod is admitted under `baseline`, refused
-/// whole under `restricted` (Kaniko runs as root), while its prepare container alone passes
-/// `restricted`; the chart's Deployment passes `restricted`.
+/// whole under `restricted` (Kaniko runs as root), while its own steps (prepare, publish) alone
+/// pass `restricted`; the chart's Deployment passes `restricted`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn build_pods_meet_baseline_and_prepare_and_the_operator_meet_restricted() {
     let Some((cp, _env)) = env() else { return };
@@ -522,7 +522,7 @@ async fn build_pods_meet_baseline_and_prepare_and_the_operator_meet_restricted()
     );
     let pod = wait_for_pod(&admin, &baseline, "app-build-1").await;
     let spec = pod.spec.clone().unwrap();
-    assert_eq!(spec.init_containers.as_ref().map(Vec::len), Some(1));
+    assert_eq!(spec.init_containers.as_ref().map(Vec::len), Some(2));
     assert_eq!(spec.containers.len(), 1);
     // `--user-namespaces auto` on an API server that keeps the field: a user namespace.
     assert_eq!(spec.host_users, Some(false));
@@ -563,24 +563,32 @@ async fn build_pods_meet_baseline_and_prepare_and_the_operator_meet_restricted()
                     status.message
                 );
             }
-            assert!(
-                !status.message.contains("container \"prepare\""),
-                "the prepare container is named as a violation: {}",
-                status.message
-            );
+            for ours in ["prepare", "publish"] {
+                assert!(
+                    !status.message.contains(&format!("container \"{ours}\"")),
+                    "the {ours} container is named as a violation: {}",
+                    status.message
+                );
+            }
         }
         other => panic!("the whole build Pod was admitted under restricted: {other:?}"),
     }
 
-    // The prepare init container as it is in the build Pod, alone, with the Pod's volumes and
-    // Pod-level security context: admitted under restricted.
-    let mut prepare_only = spec.clone();
-    prepare_only.containers = prepare_only.init_containers.take().unwrap();
-    prepare_only.node_name = None;
+    // Our own steps (prepare, publish) as they are in the build Pod, without Kaniko, with the
+    // Pod's volumes and Pod-level security context: admitted under restricted.
+    let mut ours_only = spec.clone();
+    let init = ours_only.init_containers.take().unwrap();
+    ours_only.containers = init
+        .into_iter()
+        .chain(spec.containers.clone())
+        .filter(|c| c.name != "build")
+        .collect();
+    assert_eq!(ours_only.containers.len(), 2);
+    ours_only.node_name = None;
     pods_restricted
-        .create(&dry_run(), &pod_of("prepare-only", prepare_only))
+        .create(&dry_run(), &pod_of("ours-only", ours_only))
         .await
-        .expect("the prepare container alone passes restricted");
+        .expect("the prepare and publish containers alone pass restricted");
 
     // The chart's Deployment as helm renders it: its Pod template passes restricted (as a Pod,
     // enforced), and the Deployment draws no Pod Security warning. The ServiceAccount it names
