@@ -265,7 +265,11 @@ fn check_signed(registry: &Registry, repository: &str, mode: ReferrersMode) {
 
     let pinned = format!("{}/{repository}@{digest}", registry.host());
     let verified = cosign_verify(&keys.public(), &pinned);
-    assert!(verified.status.success(), "cosign verify: {}", text(&verified));
+    assert!(
+        verified.status.success(),
+        "cosign verify: {}",
+        text(&verified)
+    );
     assert!(String::from_utf8_lossy(&verified.stdout).contains(&digest));
     let attested = cosign_verify_attestation(&keys.public(), &pinned);
     assert!(
@@ -356,7 +360,10 @@ fn the_fallback_index_is_merged_with_what_is_there() {
         registry.host(),
         digest.replace(':', "-")
     ));
-    assert_eq!(index["mediaType"], "application/vnd.oci.image.index.v1+json");
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
     let listed: Vec<&str> = index["manifests"]
         .as_array()
         .unwrap()

@@ -209,6 +209,18 @@ impl<'a> Target<'a> {
         )
     }
 
+    /// A reference to push a manifest by digest. oci-client 0.18 rebuilds the manifest's URL
+    /// from the tag when a registry answers without `Location` (crane's does) and panics when
+    /// there is no tag: the digest as the tag too keeps the URL `/manifests/<digest>`.
+    fn for_push_by_digest(&self, digest: &str) -> Reference {
+        Reference::with_tag_and_digest(
+            self.registry.clone(),
+            self.repository.clone(),
+            digest.to_string(),
+            digest.to_string(),
+        )
+    }
+
     fn at_tag(&self, tag: &str) -> Reference {
         Reference::with_tag(
             self.registry.clone(),
@@ -262,7 +274,7 @@ impl<'a> Target<'a> {
             &request.created,
         );
         let attestation_digest = attestation.digest();
-        self.push(&attestation, &self.at_digest(&attestation_digest))
+        self.push(&attestation, &self.for_push_by_digest(&attestation_digest))
             .await
             .map_err(registry_error(Step::Attestation))?;
 
