@@ -134,13 +134,12 @@ pub fn load_private_key(pem: &[u8], password: Option<&[u8]>) -> Result<SigningKe
     let block =
         pem::parse(pem).map_err(|e| KeyError::Malformed(format!("not a PEM block ({e})")))?;
     if !PEM_LABELS.contains(&block.tag()) {
-        return Err(match block.tag() {
-            // Unencrypted keys are not what cosign writes; say what the label is.
-            tag => KeyError::Malformed(format!(
-                "PEM label {tag:?} is not a cosign private key (expected {:?})",
-                PEM_LABELS[0]
-            )),
-        });
+        // Unencrypted keys are not what cosign writes; say what the label is.
+        return Err(KeyError::Malformed(format!(
+            "PEM label {:?} is not a cosign private key (expected {:?})",
+            block.tag(),
+            PEM_LABELS[0]
+        )));
     }
     let encrypted: EncryptedKey = serde_json::from_slice(block.contents())
         .map_err(|e| KeyError::Malformed(format!("not cosign's encrypted-key JSON ({e})")))?;
