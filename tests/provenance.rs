@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 use sourcebuild::builder_image::Credential;
 use sourcebuild::provenance::key::{KeyError, load_private_key};
 use sourcebuild::provenance::{
-    ProvenanceInput, PublishError, PublishRequest, Published, ReferrersMode, ResolvedSource,
-    SigningKey, publish, statement_bytes,
+    KeySecretError, ProvenanceInput, PublishError, PublishRequest, Published, ReferrersMode,
+    ResolvedSource, SigningKey, load_key_secret, publish, statement_bytes,
 };
 use support::registry::{Registry, free_port};
 use support::tools::tool;
@@ -464,6 +464,33 @@ fn cosign_keys_load_and_each_failure_is_distinct() {
     // An empty password (COSIGN_PASSWORD="") needs none given.
     let open = KeyPair::generate("");
     load_private_key(&open.private_pem(), None).unwrap();
+
+    // The Secret's files as mounted: cosign.key, cosign.password (empty means none given).
+    let dir = protected.dir.path();
+    assert!(matches!(
+        load_key_secret(dir),
+        Err(KeySecretError::Key(KeyError::PasswordRequired))
+    ));
+    std::fs::write(dir.join("cosign.password"), "").unwrap();
+    assert!(matches!(
+        load_key_secret(dir),
+        Err(KeySecretError::Key(KeyError::PasswordRequired))
+    ));
+    std::fs::write(dir.join("cosign.password"), "nope").unwrap();
+    assert!(matches!(
+        load_key_secret(dir),
+        Err(KeySecretError::Key(KeyError::WrongPassword))
+    ));
+    std::fs::write(dir.join("cosign.password"), "s3cret").unwrap();
+    assert_eq!(
+        load_key_secret(dir).unwrap().public_key_pem(),
+        key.public_key_pem()
+    );
+    let empty = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        load_key_secret(empty.path()),
+        Err(KeySecretError::MissingKey { .. })
+    ));
 }
 
 #[test]
