@@ -8,6 +8,21 @@
 //! - [`layout`]: the manifests, blobs and tags (pure).
 //! - [`publish`](mod@publish): pushing them (I/O).
 //! - [`secret`]: reading a mounted cosign key Secret (I/O).
+//!
+//! Verifying what this writes, with the key pair's public half (`tests/provenance.rs` runs
+//! exactly these, offline, so without the transparency log; a plain-HTTP registry also needs
+//! `--allow-http-registry --allow-insecure-registry`):
+//!
+//! ```text
+//! cosign verify --key cosign.pub --insecure-ignore-tlog=true REGISTRY/REPO@sha256:...
+//! cosign verify-attestation --key cosign.pub --type slsaprovenance1 --insecure-ignore-tlog=true REGISTRY/REPO@sha256:...
+//! oras discover REGISTRY/REPO@sha256:...      # lists the referrer, artifactType application/vnd.in-toto+json
+//! ```
+//!
+//! Whether the registry has the referrers API is judged after the push: when its referrers
+//! listing (`GET /v2/<name>/referrers/<digest>`) includes the attestation, nothing more is
+//! written; otherwise (a 404, as `crane registry serve` answers) the tag-scheme fallback index
+//! is written or merged.
 
 pub mod key;
 pub mod layout;
