@@ -13,6 +13,7 @@ pub mod outcome;
 pub mod plugin;
 pub mod pod;
 pub mod prepare;
+pub mod provenance;
 pub mod reason;
 pub mod render;
 pub mod s2i;

@@ -24,9 +24,25 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Starts a registry on a free 127.0.0.1 port and waits until `/v2/` answers.
+    /// Starts a registry on a free 127.0.0.1 port and waits until `/v2/` answers. It has no
+    /// OCI 1.1 referrers API (`crane registry serve` leaves it off).
     pub fn start() -> Registry {
+        Registry::launch(false)
+    }
+
+    /// Like [`Registry::start`], with the OCI 1.1 referrers API: `tools/oci-registry`
+    /// (go-containerregistry's registry with that API on, blobs in memory).
+    pub fn start_with_referrers_api() -> Registry {
+        Registry::launch(true)
+    }
+
+    fn launch(referrers_api: bool) -> Registry {
         let crane = tool("crane");
+        let program = if referrers_api {
+            tool("oci-registry")
+        } else {
+            crane.clone()
+        };
         let disk = tempfile::Builder::new()
             .prefix("sourcebuild-registry-")
             .tempdir()
@@ -39,17 +55,24 @@ impl Registry {
         for _ in 0..5 {
             let port = free_port();
             let log_file = std::fs::File::create(&log).unwrap();
-            let mut command = Command::new(&crane);
+            let mut command = Command::new(&program);
+            if referrers_api {
+                command.arg(format!("127.0.0.1:{port}"));
+            } else {
+                command
+                    .args(["registry", "serve", "--address"])
+                    .arg(format!("127.0.0.1:{port}"))
+                    .arg("--disk")
+                    .arg(&blobs);
+            }
             command
-                .args(["registry", "serve", "--address"])
-                .arg(format!("127.0.0.1:{port}"))
-                .arg("--disk")
-                .arg(&blobs)
                 .stdin(Stdio::null())
                 .stdout(log_file.try_clone().unwrap())
                 .stderr(log_file);
             kill_with_parent(&mut command);
-            let mut child = command.spawn().expect("starting crane registry serve");
+            let mut child = command
+                .spawn()
+                .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
             match wait_ready(&mut child, port) {
                 Ready::Yes => {
                     return Registry {
