@@ -45,9 +45,9 @@ pub const DIGEST_FILE: &str = "image";
 /// and the publish step only.
 pub const SIGNING_KEY_DIR: &str = "/var/run/secrets/sourcebuild/signing";
 /// The encrypted private key inside [`SIGNING_KEY_DIR`].
-pub const SIGNING_KEY_FILE: &str = "cosign.key";
+pub const SIGNING_KEY_FILE: &str = crate::provenance::SECRET_PRIVATE_KEY;
 /// Its password inside [`SIGNING_KEY_DIR`] (absent or empty: no password).
-pub const SIGNING_PASSWORD_FILE: &str = "cosign.password";
+pub const SIGNING_PASSWORD_FILE: &str = crate::provenance::SECRET_PASSWORD;
 /// Environment variable that carries the [`PublishRequest`] JSON into the publish step.
 pub const PUBLISH_REQUEST_ENV: &str = "SOURCEBUILD_PUBLISH_REQUEST";
 /// Largest termination message the kubelet keeps (bytes).

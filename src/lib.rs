@@ -14,6 +14,7 @@ pub mod plugin;
 pub mod pod;
 pub mod prepare;
 pub mod provenance;
+pub mod publish;
 pub mod reason;
 pub mod render;
 pub mod s2i;

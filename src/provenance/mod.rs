@@ -31,7 +31,7 @@ pub mod secret;
 pub mod signing;
 pub mod statement;
 
-pub use key::{KeyError, SigningKey, load_private_key};
+pub use key::{KeyError, SECRET_PASSWORD, SECRET_PRIVATE_KEY, SigningKey, load_private_key};
 pub use publish::{PublishError, PublishRequest, Published, ReferrersMode, publish};
 pub use secret::{KeySecretError, load_key_secret};
 pub use statement::{

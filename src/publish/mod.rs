@@ -22,11 +22,11 @@ use crate::builder_image::{DockerConfig, parse_docker_config};
 use crate::contract::{
     DIGEST_DIR, DIGEST_FILE, PREPARE_RESULT_FILE, PUBLISH_REQUEST_ENV, PrepareFailure,
     PrepareResult, PublishReport, PublishRequest, PublishResult, REGISTRY_AUTH_DIR,
-    REGISTRY_AUTH_FILE, RESULTS_DIR, SIGNING_KEY_DIR, SIGNING_KEY_FILE, SIGNING_PASSWORD_FILE,
-    TERMINATION_MESSAGE_LIMIT,
+    REGISTRY_AUTH_FILE, RESULTS_DIR, SIGNING_KEY_DIR, SIGNING_KEY_FILE, TERMINATION_MESSAGE_LIMIT,
 };
 use crate::provenance::{
-    self, KeyError, ProvenanceInput, PublishError, ReferrersMode, ResolvedSource, SigningKey,
+    self, KeyError, KeySecretError, ProvenanceInput, PublishError, ReferrersMode, ResolvedSource,
+    SigningKey,
 };
 use crate::reason::FailureReason;
 
@@ -192,28 +192,21 @@ fn load_key(request: &PublishRequest, dir: &Path) -> Result<Option<SigningKey>, 
     let Some(secret) = &request.signing_key_secret else {
         return Ok(None);
     };
-    let pem = match std::fs::read(dir.join(SIGNING_KEY_FILE)) {
-        Ok(pem) => pem,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(PublishStepError::MissingKey {
-                secret: secret.clone(),
-            });
-        }
-        Err(e) => {
-            return Err(PublishStepError::Input {
-                what: "the signing key",
-                path: dir.join(SIGNING_KEY_FILE),
-                problem: format!("unreadable: {e}"),
-            });
-        }
-    };
-    // `cosign generate-key-pair k8s://` always writes the password, empty or not.
-    let password = std::fs::read(dir.join(SIGNING_PASSWORD_FILE)).ok();
-    provenance::load_private_key(&pem, password.as_deref())
+    provenance::load_key_secret(dir)
         .map(Some)
-        .map_err(|source| PublishStepError::Key {
-            secret: secret.clone(),
-            source,
+        .map_err(|error| match error {
+            KeySecretError::MissingKey { .. } => PublishStepError::MissingKey {
+                secret: secret.clone(),
+            },
+            KeySecretError::Read { path, error } => PublishStepError::Input {
+                what: "the signing key Secret",
+                path,
+                problem: format!("unreadable: {error}"),
+            },
+            KeySecretError::Key(source) => PublishStepError::Key {
+                secret: secret.clone(),
+                source,
+            },
         })
 }
 
