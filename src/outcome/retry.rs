@@ -24,6 +24,14 @@ pub fn is_transient(reason: &str, message: &str, log: Option<&str>, pod: Option<
         // image was built (the digest was written) has passed authorization already.
         !registry_refused(&text)
             && (text.contains("while pushing it") || network_or_server_error(&text))
+    } else if FailureReason::ProvenancePushFailed == reason {
+        // The image is in the registry already; only the attestation is missing, and an
+        // unreachable or overloaded registry may take it on the next try.
+        !registry_refused(&text)
+            && !text.contains("refused the credentials")
+            && (text.contains("is unreachable while publishing")
+                || text.contains("no answer within")
+                || network_or_server_error(&text))
     } else if FailureReason::ImagePullFailed == reason {
         !registry_refused(&text)
             && !text.contains("InvalidImageName")
@@ -130,6 +138,36 @@ mod tests {
             (
                 "ImagePullFailed",
                 "container build could not pull kaniko:1 within the build timeout: ErrImagePull: manifest unknown",
+                None,
+                false,
+            ),
+            (
+                "ProvenancePushFailed",
+                "registry.test:5000 is unreachable while publishing provenance for registry.test:5000/app:1: error sending request: Connection refused (os error 111)",
+                None,
+                true,
+            ),
+            (
+                "ProvenancePushFailed",
+                "registry.test:5000 refused the signature for registry.test:5000/app:1: 503 Service Unavailable",
+                None,
+                true,
+            ),
+            (
+                "ProvenancePushFailed",
+                "publishing provenance for registry.test:5000/app:1 to registry.test:5000: no answer within 120s",
+                None,
+                true,
+            ),
+            (
+                "ProvenancePushFailed",
+                "registry.test:5000 refused the credentials while publishing the attestation for registry.test:5000/app:1: 401 Unauthorized",
+                None,
+                false,
+            ),
+            (
+                "ProvenancePushFailed",
+                "registry.test:5000 refused the attestation for registry.test:5000/app:1: 400 MANIFEST_INVALID",
                 None,
                 false,
             ),

@@ -276,3 +276,16 @@ pub fn pod_phase(pod: &Pod) -> &str {
         .and_then(|s| s.phase.as_deref())
         .unwrap_or("")
 }
+
+/// Whether the Pod's Kaniko step is running (an init container: the Pod is still Pending).
+pub fn kaniko_running(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.init_container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| {
+            c.name == sourcebuild::pod::BUILD_CONTAINER
+                && c.state.as_ref().is_some_and(|s| s.running.is_some())
+        })
+}
