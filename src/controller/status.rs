@@ -329,10 +329,26 @@ pub fn succeeded(
             referrers: p.referrers.clone(),
         })
     });
-    let message = format!("pushed {}", result.image);
+    let message = success_message(result);
     set_settled(&mut status, "True", "Succeeded", &message, generation, now);
     summarize(&mut status, now);
     status
+}
+
+/// What the Succeeded condition (and the Event) says: the image, and whether its provenance
+/// went with it signed.
+fn success_message(result: &BuildResult) -> String {
+    match &result.published {
+        Some(published) if published.signature.is_some() => format!(
+            "pushed {} with its signed provenance ({})",
+            result.image, published.attestation
+        ),
+        Some(published) => format!(
+            "pushed {} with its provenance ({}, unsigned)",
+            result.image, published.attestation
+        ),
+        None => format!("pushed {}", result.image),
+    }
 }
 
 /// The build of `generation` ended without an image. `latestImage` keeps the last good one.
@@ -575,6 +591,10 @@ mod tests {
         assert_eq!(s3.source_revision, provenance().revision);
         assert_eq!(s3.source_origin.as_deref(), provenance().origin.as_ref());
         assert_eq!(s3.completion_time, Some(Time(at(60))));
+        assert_eq!(
+            s3.condition(SUCCEEDED).unwrap().message,
+            format!("pushed {}", result().image)
+        );
         let ready = s3.condition(READY).unwrap();
         assert_eq!(
             (ready.status.as_str(), ready.last_transition_time.clone()),
@@ -586,6 +606,43 @@ mod tests {
                 .map(|c| c.type_.as_str())
                 .collect::<Vec<_>>(),
             [READY, SUCCEEDED]
+        );
+    }
+
+    #[test]
+    fn the_success_message_says_whether_the_provenance_is_signed() {
+        let attestation = format!("sha256:{}", "b".repeat(64));
+        let published = |signature: Option<String>| BuildResult {
+            published: Some(crate::contract::PublishResult {
+                subject: result().digest,
+                attestation: attestation.clone(),
+                signature,
+                referrers: Some("TagSchema".into()),
+            }),
+            ..result()
+        };
+        let message = |r: &BuildResult| {
+            succeeded(
+                &SourceBuildStatus::default(),
+                1,
+                "app-build-1",
+                r,
+                Time(at(0)),
+                at(60),
+            )
+            .condition(SUCCEEDED)
+            .unwrap()
+            .message
+            .clone()
+        };
+        let image = result().image;
+        assert_eq!(
+            message(&published(Some(format!("sha256:{}", "c".repeat(64))))),
+            format!("pushed {image} with its signed provenance ({attestation})")
+        );
+        assert_eq!(
+            message(&published(None)),
+            format!("pushed {image} with its provenance ({attestation}, unsigned)")
         );
     }
 
