@@ -12,6 +12,7 @@ use std::time::Duration;
 use base64::Engine;
 use oci_client::Reference;
 use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::manifest::ImageIndexEntry;
 use oci_client::secrets::RegistryAuth;
 use serde::Deserialize;
@@ -458,22 +459,73 @@ pub fn with_causes(error: &dyn std::error::Error) -> String {
 /// The credential `config.json` at `path` holds for `registry`, anonymous when none (or when
 /// there is no such file: the Secret is optional). `Err` says why the file is unusable.
 pub(crate) fn registry_auth(path: &Path, registry: &str) -> Result<RegistryAuth, String> {
+    Ok(auth_for(docker_config_credential(path, registry)?.as_ref()))
+}
+
+/// The credential `config.json` at `path` holds for `registry`; `None` when it holds none or
+/// there is no such file (the Secret is optional). `Err` says why the file is unusable.
+pub(crate) fn docker_config_credential(
+    path: &Path,
+    registry: &str,
+) -> Result<Option<Credential>, String> {
     let json = match std::fs::read(path) {
         Ok(json) => json,
         // The Secret is optional: no push Secret, no file.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RegistryAuth::Anonymous),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.to_string()),
     };
     let config = parse_docker_config(&json).map_err(|e| e.to_string())?;
-    Ok(
-        match config.credential_for(registry).map_err(|e| e.to_string())? {
-            Some(Credential::Basic { username, password }) => {
-                RegistryAuth::Basic(username, password)
-            }
-            Some(Credential::Token(token)) => RegistryAuth::Bearer(token),
-            None => RegistryAuth::Anonymous,
-        },
-    )
+    config.credential_for(registry).map_err(|e| e.to_string())
+}
+
+/// What the OCI client sends for `credential`.
+pub(crate) fn auth_for(credential: Option<&Credential>) -> RegistryAuth {
+    match credential {
+        Some(Credential::Basic { username, password }) => {
+            RegistryAuth::Basic(username.clone(), password.clone())
+        }
+        Some(Credential::Token(token)) => RegistryAuth::Bearer(token.clone()),
+        None => RegistryAuth::Anonymous,
+    }
+}
+
+/// An OCI client that pushes: plain HTTP to `insecure_registries`, `timeout` per read.
+pub(crate) fn push_client(insecure_registries: &[String], timeout: Duration) -> oci_client::Client {
+    oci_client::Client::new(ClientConfig {
+        protocol: ClientProtocol::HttpsExcept(insecure_registries.to_vec()),
+        connect_timeout: Some(CONNECT_TIMEOUT.min(timeout)),
+        read_timeout: Some(timeout),
+        // One PUT a blob: the chunked upload needs a Location header on every PATCH, which not
+        // every registry sends (crane's does not), and our blobs are small.
+        use_monolithic_push: true,
+        ..ClientConfig::default()
+    })
+}
+
+/// Whether the registry said it does not have the manifest.
+pub(crate) fn is_not_found(error: &OciDistributionError) -> bool {
+    match error {
+        OciDistributionError::ImageManifestNotFoundError(_) => true,
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
+            matches!(
+                e.code,
+                OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound
+            )
+        }),
+        OciDistributionError::ServerError { code: 404, .. } => true,
+        _ => false,
+    }
+}
+
+/// A push the registry accepted (201) without the `Location` header the client wants (crane's
+/// registry never sends one): what it stored is checked afterwards instead.
+pub(crate) fn accept_missing_location(
+    pushed: Result<String, OciDistributionError>,
+) -> Result<(), OciDistributionError> {
+    match pushed {
+        Ok(_) | Err(OciDistributionError::RegistryNoLocationError) => Ok(()),
+        Err(error) => Err(error),
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
@@ -14,7 +13,10 @@ use super::layout::{
 };
 use super::signing;
 use super::statement::SLSA_PROVENANCE_V1;
-use crate::builder_image::{Credential, describe_registry_error};
+use crate::builder_image::{
+    Credential, accept_missing_location, auth_for, describe_registry_error, is_not_found,
+    push_client,
+};
 
 /// What to publish for one built image.
 #[derive(Clone, Debug)]
@@ -164,21 +166,8 @@ pub async fn publish(request: &PublishRequest) -> Result<Published, PublishError
     }
     let registry = reference.registry().to_string();
     let target = Target {
-        client: Client::new(ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(request.insecure_registries.clone()),
-            connect_timeout: Some(Duration::from_secs(10).min(request.timeout)),
-            read_timeout: Some(request.timeout),
-            // crane's registry sends no Location on PATCH; our blobs are small.
-            use_monolithic_push: true,
-            ..ClientConfig::default()
-        }),
-        auth: match &request.credential {
-            Some(Credential::Basic { username, password }) => {
-                RegistryAuth::Basic(username.clone(), password.clone())
-            }
-            Some(Credential::Token(token)) => RegistryAuth::Bearer(token.clone()),
-            None => RegistryAuth::Anonymous,
-        },
+        client: push_client(&request.insecure_registries, request.timeout),
+        auth: auth_for(request.credential.as_ref()),
         registry: reference.resolve_registry().to_string(),
         repository: reference.repository().to_string(),
         request,
@@ -497,30 +486,5 @@ fn classify(error: &OciDistributionError) -> Class {
             Class::Unreachable
         }
         _ => Class::Refused,
-    }
-}
-
-fn is_not_found(error: &OciDistributionError) -> bool {
-    match error {
-        OciDistributionError::ImageManifestNotFoundError(_) => true,
-        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
-            matches!(
-                e.code,
-                OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound
-            )
-        }),
-        OciDistributionError::ServerError { code: 404, .. } => true,
-        _ => false,
-    }
-}
-
-/// A push the registry accepted (201) without a `Location` header (crane's registry sends
-/// none): what it stored is checked afterwards instead.
-fn accept_missing_location(
-    pushed: Result<String, OciDistributionError>,
-) -> Result<(), OciDistributionError> {
-    match pushed {
-        Ok(_) | Err(OciDistributionError::RegistryNoLocationError) => Ok(()),
-        Err(error) => Err(error),
     }
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::SourceBuildSpec;
-use crate::builder_image::{DockerConfig, parse_docker_config};
+use crate::builder_image::docker_config_credential;
 use crate::contract::{
     DIGEST_DIR, DIGEST_FILE, PREPARE_RESULT_FILE, PUBLISH_REQUEST_ENV, PrepareFailure,
     PrepareResult, PublishReport, PublishRequest, PublishResult, REGISTRY_AUTH_DIR,
@@ -309,23 +309,11 @@ fn credential(
     docker_config: &Path,
     image: &str,
 ) -> Result<Option<crate::builder_image::Credential>, PublishStepError> {
-    let bytes = match std::fs::read(docker_config) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(PublishStepError::Credentials(format!(
-                "{}: {e}",
-                docker_config.display()
-            )));
-        }
-    };
-    let config: DockerConfig =
-        parse_docker_config(&bytes).map_err(|e| PublishStepError::Credentials(e.to_string()))?;
     let reference = crate::builder_image::parse_reference(image)
         .map_err(|e| PublishStepError::Credentials(e.to_string()))?;
-    config
-        .credential_for(reference.resolve_registry())
-        .map_err(|e| PublishStepError::Credentials(e.to_string()))
+    docker_config_credential(docker_config, reference.resolve_registry()).map_err(|reason| {
+        PublishStepError::Credentials(format!("{}: {reason}", docker_config.display()))
+    })
 }
 
 /// What the statement says, from the request, prepare's result and Kaniko's digest. Pure.

@@ -13,20 +13,22 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::StreamExt;
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
+use oci_client::Reference;
+use oci_client::errors::{DigestError, OciDistributionError};
 use oci_client::manifest::{
     IMAGE_DOCKER_LAYER_GZIP_MEDIA_TYPE, IMAGE_LAYER_GZIP_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE,
     OCI_IMAGE_MEDIA_TYPE, OciDescriptor, OciImageManifest,
 };
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
 use sha2::{Digest, Sha256};
 use tracing::info;
 
 use super::archive::{ArchiveError, ArchiveLimits, unpack_archive};
 use crate::api::{OciSource, SourceOrigin};
-use crate::builder_image::{REGISTRY_TIMEOUT, auth_kind, describe_registry_error, registry_auth};
+use crate::builder_image::{
+    REGISTRY_TIMEOUT, accept_missing_location, auth_kind, describe_registry_error, is_not_found,
+    push_client, registry_auth,
+};
 use crate::reason::FailureReason;
 
 /// The config media type of a Flux artifact.
@@ -281,33 +283,6 @@ pub fn origin(manifest: &OciImageManifest) -> SourceOrigin {
     }
 }
 
-fn client(insecure_registries: &[String], timeout: Duration) -> Client {
-    Client::new(ClientConfig {
-        protocol: ClientProtocol::HttpsExcept(insecure_registries.to_vec()),
-        connect_timeout: Some(Duration::from_secs(10).min(timeout)),
-        read_timeout: Some(timeout),
-        // One PUT a blob: the chunked upload needs a Location header on every PATCH, which not
-        // every registry sends (crane's does not), and an artifact is small.
-        use_monolithic_push: true,
-        ..ClientConfig::default()
-    })
-}
-
-/// Whether the registry said it does not have the manifest.
-fn is_not_found(error: &OciDistributionError) -> bool {
-    match error {
-        OciDistributionError::ImageManifestNotFoundError(_) => true,
-        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
-            matches!(
-                e.code,
-                OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound
-            )
-        }),
-        OciDistributionError::ServerError { code: 404, .. } => true,
-        _ => false,
-    }
-}
-
 /// Pulls `source.image` and unpacks its content into `dest` (an empty directory).
 ///
 /// Blocking: runs the async client on a current-thread runtime of its own, like the builder
@@ -341,7 +316,7 @@ pub fn fetch(
         .enable_all()
         .build()
         .map_err(OciError::Runtime)?;
-    let client = client(&options.insecure_registries, BLOB_TIMEOUT);
+    let client = push_client(&options.insecure_registries, BLOB_TIMEOUT);
     let registry_error = |error: OciDistributionError| {
         let answer = describe_registry_error(&error);
         if is_not_found(&error) {
@@ -534,7 +509,7 @@ pub async fn push_artifact(
                 reason: e.to_string(),
             })?;
     let registry = reference.registry().to_string();
-    let client = client(insecure_registries, timeout);
+    let client = push_client(insecure_registries, timeout);
     let manifest = artifact_manifest(artifact);
     let digest = sha256_digest(&manifest);
     let push = async {
@@ -579,17 +554,6 @@ pub async fn push_artifact(
             answer: describe_registry_error(&error),
         }),
         Ok(Ok(_)) => Ok(digest),
-    }
-}
-
-/// A push the registry accepted (201) without the `Location` header the client wants (crane's
-/// registry never sends one): what it stored is checked afterwards instead.
-fn accept_missing_location(
-    pushed: Result<String, OciDistributionError>,
-) -> Result<(), OciDistributionError> {
-    match pushed {
-        Ok(_) | Err(OciDistributionError::RegistryNoLocationError) => Ok(()),
-        Err(error) => Err(error),
     }
 }
 
